@@ -1,0 +1,126 @@
+#include "config.h"
+
+#include <cstdio>
+#include <cstring>
+
+int config_inproj_rows(const Config& c) { return c.Nq * c.K + c.Nk * c.K + 2 * c.N * c.V + c.N; }
+int config_conv_channels(const Config& c) { return c.Nq * c.K + c.Nk * c.K + c.N * c.V; }
+
+int config_q_channel(const Config& c, int n) { return (n / (c.N / c.Nq)) * c.K; }
+int config_k_channel(const Config& c, int n) { return c.Nq * c.K + (n / (c.N / c.Nk)) * c.K; }
+int config_v_channel(const Config& c, int n) { return (c.Nq + c.Nk) * c.K + n * c.V; }
+
+int config_count(const Config& c, char mixer) {
+    int n = 0;
+    for (int l = 0; l < c.L; l++) n += c.pattern[l] == mixer;
+    return n;
+}
+
+int config_padded_vocab(int vocab) { return (vocab + 127) / 128 * 128; }
+
+bool config_set_pattern(Config& c, const char* pattern, std::string& err) {
+    size_t n = strlen(pattern);
+    if (n == 0) { err = "pattern: empty; give one letter per layer, M (M2RNN) or A (attention)"; return false; }
+    if (n > MAX_LAYERS) { err = "pattern: " + std::to_string(n) + " layers, at most " + std::to_string(MAX_LAYERS); return false; }
+    for (size_t i = 0; i < n; i++) {
+        if (pattern[i] != 'M' && pattern[i] != 'A') {
+            err = std::string("pattern: letter '") + pattern[i] + "' at position " + std::to_string(i) +
+                  " is neither M (M2RNN) nor A (attention)";
+            return false;
+        }
+    }
+    memcpy(c.pattern, pattern, n + 1);
+    c.L = (int)n;
+    return true;
+}
+
+struct Preset {
+    const char* name;
+    const char* pattern;
+    int D, F, heads, rope, N, K, V, Nq, Nk, vocab, T;
+};
+
+// DESIGN.md's reference configurations. "tiny" is the small hybrid the tests and the CPU trainer use.
+static const Preset presets[] = {
+    {"tiny", "MAM", 64, 128, 4, 0, 4, 8, 4, 1, 1, 50257, 64},
+    {"d12-hybrid", "MMMAMMMAMMMA", 768, 2048, 12, 0, 64, 64, 16, 1, 1, 50257, 1024},
+    {"paper-410M-hybrid", "MMMMAMMMMMMMAMMMMMMMAMMM", 1024, 2752, 16, 0, 84, 64, 16, 1, 1, 100277, 4096},
+    {"paper-410M-attention", "AAAAAAAAAAAAAAAAAAAAAAAA", 1024, 2752, 16, 1, 84, 64, 16, 1, 1, 100277, 4096},
+};
+
+const char* config_preset_names() { return "tiny, d12-hybrid, paper-410M-hybrid, paper-410M-attention"; }
+
+bool config_preset(const char* name, Config& c, std::string& err) {
+    for (const Preset& p : presets) {
+        if (strcmp(p.name, name) != 0) continue;
+        memset(&c, 0, sizeof(c));
+        config_set_pattern(c, p.pattern, err);
+        c.D = p.D; c.F = p.F; c.heads = p.heads; c.rope = p.rope;
+        c.N = p.N; c.K = p.K; c.V = p.V; c.Nq = p.Nq; c.Nk = p.Nk;
+        c.clip = 1.0;
+        c.vocab = p.vocab; c.Vp = config_padded_vocab(p.vocab);
+        c.T = p.T;
+        return true;
+    }
+    err = std::string("unknown preset '") + name + "'; the presets are " + config_preset_names();
+    return false;
+}
+
+static bool positive(const char* field, int value, std::string& err) {
+    if (value > 0) return true;
+    err = std::string(field) + " = " + std::to_string(value) + ": must be > 0";
+    return false;
+}
+
+bool config_validate(const Config& c, std::string& err) {
+    if (c.L <= 0 || c.L > MAX_LAYERS || (int)strnlen(c.pattern, MAX_LAYERS + 1) != c.L) {
+        err = "pattern: missing or inconsistent with the layer count";
+        return false;
+    }
+    Config copy = c;
+    if (!config_set_pattern(copy, c.pattern, err)) return false;
+    if (!positive("D", c.D, err) || !positive("F", c.F, err) || !positive("vocab", c.vocab, err) ||
+        !positive("Vp", c.Vp, err) || !positive("T", c.T, err)) return false;
+    if (config_count(c, 'A') > 0) {
+        if (!positive("heads", c.heads, err)) return false;
+        if (c.D % c.heads != 0) {
+            err = "heads = " + std::to_string(c.heads) + ": does not divide D = " + std::to_string(c.D);
+            return false;
+        }
+        int hd = c.D / c.heads;
+        if (c.rope && hd % 2 != 0) {
+            err = "rope: the head size D/heads = " + std::to_string(hd) + " must be even to rotate halves";
+            return false;
+        }
+    }
+    if (c.rope != 0 && c.rope != 1) { err = "rope = " + std::to_string(c.rope) + ": must be 0 or 1"; return false; }
+    if (config_count(c, 'M') > 0) {
+        if (!positive("N", c.N, err) || !positive("K", c.K, err) || !positive("V", c.V, err) ||
+            !positive("Nq", c.Nq, err) || !positive("Nk", c.Nk, err)) return false;
+        if (c.N % c.Nq != 0) {
+            err = "Nq = " + std::to_string(c.Nq) + ": does not divide N = " + std::to_string(c.N);
+            return false;
+        }
+        if (c.N % c.Nk != 0) {
+            err = "Nk = " + std::to_string(c.Nk) + ": does not divide N = " + std::to_string(c.N);
+            return false;
+        }
+        if (!(c.clip >= 0.0)) {
+            err = "clip = " + std::to_string(c.clip) + ": must be > 0, or 0 for no state-gradient clipping";
+            return false;
+        }
+    }
+    if (c.Vp < c.vocab || c.Vp % 128 != 0) {
+        err = "Vp = " + std::to_string(c.Vp) + ": must be a multiple of 128 and >= vocab = " + std::to_string(c.vocab);
+        return false;
+    }
+    return true;
+}
+
+std::string config_describe(const Config& c) {
+    char buf[512];
+    snprintf(buf, sizeof(buf),
+             "pattern %s (L=%d) D=%d F=%d heads=%d rope=%d N=%d K=%d V=%d Nq=%d Nk=%d clip=%g vocab=%d Vp=%d T=%d",
+             c.pattern, c.L, c.D, c.F, c.heads, c.rope, c.N, c.K, c.V, c.Nq, c.Nk, c.clip, c.vocab, c.Vp, c.T);
+    return buf;
+}

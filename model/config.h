@@ -1,0 +1,55 @@
+// The model configuration of DESIGN.md: a layer pattern over {M, A} and the sizes of each mixer.
+//
+//   pattern   one letter per layer: 'M' = M²RNN mixer, 'A' = causal softmax attention
+//   D, F      model width and SwiGLU hidden width
+//   heads     attention heads (head size D / heads); rope: rotary embedding on q, k of A layers
+//   N, K, V   M²RNN heads, key size, value size; Nq, Nk query/key heads (each divides N)
+//   clip      state-gradient clip c of the M²RNN backward; 0 means none (exact gradient)
+//   vocab     real vocabulary; Vp its padded size (multiple of 128, >= vocab)
+//   T         the sequence length the model is trained at
+//
+// config_validate names the first bad field and why; every program calls it before using a config.
+#pragma once
+#include <string>
+
+#define MAX_LAYERS 256
+
+struct Config {
+    char pattern[MAX_LAYERS + 1];
+    int L;                 // strlen(pattern)
+    int D, F, heads;
+    int rope;              // 0 or 1
+    int N, K, V, Nq, Nk;
+    double clip;           // 0 = no state-gradient clipping
+    int vocab, Vp;
+    int T;
+};
+
+// Sizes derived from a config (all in elements).
+int config_inproj_rows(const Config& c);   // Nq·K + Nk·K + 2·N·V + N: [q | k | v | f_raw | g]
+int config_conv_channels(const Config& c); // Nq·K + Nk·K + N·V: the channels that pass the conv
+int config_count(const Config& c, char mixer); // number of layers of that mixer
+// Channel offsets, inside a row of the conv output [q | k | v] (Cc wide), of M²RNN head n's query,
+// key and value: head n uses query head n / (N/Nq) and key head n / (N/Nk).
+int config_q_channel(const Config& c, int n);
+int config_k_channel(const Config& c, int n);
+int config_v_channel(const Config& c, int n);
+
+// Round a vocabulary up to the padded size (multiple of 128).
+int config_padded_vocab(int vocab);
+
+// Fills `c` from a named preset ("tiny", "d12-hybrid", "paper-410M-hybrid",
+// "paper-410M-attention"). Returns false and sets `err` for an unknown name.
+bool config_preset(const char* name, Config& c, std::string& err);
+
+// Sets the pattern (and L) from a string; false with `err` if it is empty, too long or not over {M,A}.
+bool config_set_pattern(Config& c, const char* pattern, std::string& err);
+
+// Checks every field; false with `err` naming the bad field and why.
+bool config_validate(const Config& c, std::string& err);
+
+// One line describing the config, for logs.
+std::string config_describe(const Config& c);
+
+// Names of the presets, comma-separated, for help texts.
+const char* config_preset_names();

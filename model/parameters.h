@@ -1,0 +1,64 @@
+// The parameter table: every tensor of the model, in DESIGN.md's canonical order, with its shape,
+// initialisation rule and weight-decay flag. Checkpoints, the parameter arena, the CPU reference and
+// the GPU code all take offsets from this one table, so they cannot disagree on layout.
+//
+//   wte (Vp, D)
+//   per layer l:  ln1 (D)
+//                 M: in_proj (Nq·K+Nk·K+2·N·V+N, D), conv (Nq·K+Nk·K+N·V, 4), A_log (N), dt_bias (N),
+//                    W (N, V, V), D (N, V), gnorm (N·V), out_proj (D, N·V)
+//                 A: qkv (3D, D), attn_out (D, D)
+//                 ln2 (D), up (2F, D), down (D, F)
+//   lnf (D), lm_head (Vp, D)
+#pragma once
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "config.h"
+
+enum ParamKind {
+    P_WTE, P_LN1,
+    P_IN_PROJ, P_CONV, P_A_LOG, P_DT_BIAS, P_W, P_D, P_GNORM, P_OUT_PROJ,  // M layers
+    P_QKV, P_ATTN_OUT,                                                    // A layers
+    P_LN2, P_UP, P_DOWN, P_LNF, P_LM_HEAD,
+    NUM_PARAM_KINDS
+};
+
+enum InitRule {
+    INIT_NORMAL,           // N(0, 0.02)
+    INIT_NORMAL_RESIDUAL,  // N(0, 0.02 / sqrt(2L)): the projections that write into the residual stream
+    INIT_ONES,             // norms and the D skip
+    INIT_IDENTITY,         // W_n = I for every head
+    INIT_A_LOG,            // A ~ U(0, 16), A_log = log A
+    INIT_DT_BIAS,          // dt = exp(U(log 1e-3, log 0.1)) clamped >= 1e-4, dt_bias = softplus⁻¹(dt)
+};
+
+struct ParamTensor {
+    std::string name;      // "wte", "l3.in_proj", ...: the names of the golden files and checkpoints
+    ParamKind kind;
+    int layer;             // -1 for wte, lnf, lm_head
+    int shape[3];          // unused trailing dims are 1
+    int ndim;
+    size_t numel;
+    size_t offset;         // in elements, from the start of the parameter arena
+    InitRule init;
+    bool decay;            // AdamW weight decay applies
+};
+
+struct ParameterTable {
+    std::vector<ParamTensor> tensors;   // canonical order
+    std::vector<std::vector<int>> by_layer;  // by_layer[l][kind] = index into tensors, or -1
+    int wte, lnf, lm_head;              // indices of the global tensors
+    size_t total;                       // elements in all
+};
+
+ParameterTable parameter_table_build(const Config& c);
+
+// Offset of layer l's tensor of a kind (the kind must exist in that layer).
+size_t param_offset(const ParameterTable& t, int layer, ParamKind kind);
+
+// Fills params[total] following each tensor's rule, deterministically from the seed.
+void parameters_init(const ParameterTable& t, const Config& c, unsigned long long seed, double* params);
+
+// "128x32" for a tensor's shape.
+std::string param_shape_string(const ParamTensor& p);

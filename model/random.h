@@ -1,0 +1,27 @@
+// A small deterministic random generator (splitmix64), so the CPU reference, the GPU code and the
+// tests draw the same numbers from the same seed on every machine.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+struct Random {
+    uint64_t state;
+    explicit Random(uint64_t seed) : state(seed) {}
+
+    uint64_t next_u64() {
+        uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+    }
+    // Uniform in [0, 1) with 53 random bits.
+    double uniform() { return (double)(next_u64() >> 11) * (1.0 / 9007199254740992.0); }
+    double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
+    // Standard normal by Box-Muller (one value per call; the second is discarded for simplicity).
+    double normal() {
+        double u1 = 1.0 - uniform();  // (0, 1]: log is finite
+        double u2 = uniform();
+        return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+    }
+    int below(int n) { return (int)(next_u64() % (uint64_t)n); }
+};

@@ -1,0 +1,395 @@
+// Checks of the CPU reference: it computes DESIGN.md's model (golden vectors), its gradient is the
+// derivative of its loss (finite differences), its state-gradient clipping is DESIGN.md's rule
+// (an independent unrolled computation), and it learns (a short run on tinyshakespeare).
+#include "test_reference.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "../data/shards.h"
+#include "../model/random.h"
+#include "../model/reference.h"
+#include "../model/schedule.h"
+
+// ---------------------------------------------------------------- golden vectors
+
+struct Golden {
+    Config c;
+    int B = 0, T = 0;
+    size_t P = 0;
+    std::vector<std::pair<std::string, std::string>> tensors;  // name, "shape offset" as the .txt lists them
+    std::vector<int> tokens;
+    std::vector<double> params, logits, grads;
+    double loss = 0;
+};
+
+// Reads tests/golden/<name>.txt (config, tensor list) and <name>.bin (tokens | params | loss | logits | grads).
+static bool golden_load(const std::string& base, Golden& g, std::string& err) {
+    FILE* f = fopen((base + ".txt").c_str(), "r");
+    if (!f) { err = base + ".txt: cannot open"; return false; }
+    memset(&g.c, 0, sizeof(g.c));
+    char line[512];
+    while (fgets(line, sizeof(line), f)) {
+        char key[64], value[256], shape[64];
+        size_t offset;
+        if (line[0] == '#') continue;
+        if (sscanf(line, "tensor %63s %63s offset %zu", value, shape, &offset) == 3) {
+            g.tensors.push_back({value, std::string(shape) + " " + std::to_string(offset)});
+            continue;
+        }
+        if (sscanf(line, "%63s = %255s", key, value) != 2) continue;
+        std::string k = key;
+        if (k == "pattern") config_set_pattern(g.c, value, err);
+        else if (k == "D") g.c.D = atoi(value);
+        else if (k == "F") g.c.F = atoi(value);
+        else if (k == "heads") g.c.heads = atoi(value);
+        else if (k == "rope") g.c.rope = atoi(value);
+        else if (k == "N") g.c.N = atoi(value);
+        else if (k == "K") g.c.K = atoi(value);
+        else if (k == "V") g.c.V = atoi(value);
+        else if (k == "Nq") g.c.Nq = atoi(value);
+        else if (k == "Nk") g.c.Nk = atoi(value);
+        else if (k == "clip") g.c.clip = strcmp(value, "none") == 0 ? 0.0 : atof(value);
+        else if (k == "Vocab") g.c.vocab = atoi(value);
+        else if (k == "Vp") g.c.Vp = atoi(value);
+        else if (k == "B") g.B = atoi(value);
+        else if (k == "T") g.T = g.c.T = atoi(value);
+        else if (k == "P") g.P = strtoull(value, nullptr, 10);
+    }
+    fclose(f);
+    if (!config_validate(g.c, err)) { err = base + ".txt: " + err; return false; }
+    f = fopen((base + ".bin").c_str(), "rb");
+    if (!f) { err = base + ".bin: cannot open"; return false; }
+    const size_t ntok = (size_t)g.B * (g.T + 1), nlogits = (size_t)g.B * g.T * g.c.Vp;
+    g.tokens.resize(ntok);
+    g.params.resize(g.P);
+    g.logits.resize(nlogits);
+    g.grads.resize(g.P);
+    bool ok = fread(g.tokens.data(), 4, ntok, f) == ntok && fread(g.params.data(), 8, g.P, f) == g.P &&
+              fread(&g.loss, 8, 1, f) == 1 && fread(g.logits.data(), 8, nlogits, f) == nlogits &&
+              fread(g.grads.data(), 8, g.P, f) == g.P && fgetc(f) == EOF;
+    fclose(f);
+    if (!ok) { err = base + ".bin: size does not match its .txt"; return false; }
+    return true;
+}
+
+static void test_golden(TestReport& r) {
+    const char* names[] = {"golden_hybrid_MAM_shared_qk_clip", "golden_hybrid_AM_rope_grouped_noclip",
+                           "golden_m2rnn_MM_perhead_qk_clip"};
+    for (const char* name : names) {
+        Golden g;
+        std::string err;
+        printf("golden %s\n", name);
+        if (!r.check(golden_load(std::string("tests/golden/") + name, g, err), "load: %s", err.c_str())) continue;
+        printf("  config: %s, B=%d\n", config_describe(g.c).c_str(), g.B);
+        ParameterTable t = parameter_table_build(g.c);
+        bool layout = t.total == g.P && t.tensors.size() == g.tensors.size();
+        for (size_t i = 0; layout && i < t.tensors.size(); i++)
+            layout = t.tensors[i].name == g.tensors[i].first &&
+                     param_shape_string(t.tensors[i]) + " " + std::to_string(t.tensors[i].offset) == g.tensors[i].second;
+        r.check(layout, "parameter table matches the golden tensor list (%zu tensors, %zu elements)",
+                t.tensors.size(), t.total);
+        if (!layout) continue;
+        Reference m;
+        reference_init(m, g.c, g.B, g.T);
+        double loss = reference_forward(m, g.params.data(), g.tokens.data());
+        std::vector<double> grads(t.total, 0.0);
+        reference_backward(m, g.params.data(), grads.data());
+        printf("  %-16s %-10s %s\n", "tensor", "shape", "max rel err");
+        double worst = 0;
+        double e = fabs(loss - g.loss) / fabs(g.loss);
+        printf("  %-16s %-10s %.2e\n", "loss", "1", e);
+        worst = fmax(worst, e);
+        e = max_rel_err(m.logits.data(), g.logits.data(), g.logits.size());
+        printf("  %-16s %-10s %.2e\n", "logits", "B*T*Vp", e);
+        worst = fmax(worst, e);
+        for (const ParamTensor& p : t.tensors) {
+            e = max_rel_err(grads.data() + p.offset, g.grads.data() + p.offset, p.numel);
+            printf("  %-16s %-10s %.2e\n", ("d" + p.name).c_str(), param_shape_string(p).c_str(), e);
+            if (!(e <= worst)) worst = e;
+        }
+        r.check(worst <= 1e-10, "%s: loss %.12f (golden %.12f), worst rel err over loss, logits and %zu grads %.2e <= 1e-10",
+                name, loss, g.loss, t.tensors.size(), worst);
+    }
+}
+
+// ---------------------------------------------------------------- finite differences
+
+// Parameters for gradient checks: the initialisation with the constant tensors (norms, W = I, D = 1)
+// perturbed, so that no derivative is special because a weight is exactly 1 or 0.
+static std::vector<double> random_parameters(const ParameterTable& t, const Config& c, uint64_t seed) {
+    std::vector<double> p(t.total);
+    parameters_init(t, c, seed, p.data());
+    Random rng(seed + 1);
+    for (const ParamTensor& pt : t.tensors) {
+        double scale = pt.init == INIT_ONES || pt.init == INIT_IDENTITY ? 0.2 : pt.init == INIT_NORMAL ? 0.1 : 0.0;
+        for (size_t i = pt.offset; i < pt.offset + pt.numel; i++) p[i] += scale * rng.normal();
+    }
+    return p;
+}
+
+static std::vector<int> random_tokens(int B, int T, int vocab, uint64_t seed) {
+    Random rng(seed);
+    std::vector<int> tokens((size_t)B * (T + 1));
+    for (int& x : tokens) x = rng.below(vocab);
+    return tokens;
+}
+
+static Config tiny_config(const char* pattern, int N, int Nq, int rope) {
+    Config c;
+    memset(&c, 0, sizeof(c));
+    std::string err;
+    config_set_pattern(c, pattern, err);
+    c.D = 32; c.F = 48; c.heads = 4; c.rope = rope;
+    c.N = N; c.K = 8; c.V = 4; c.Nq = Nq; c.Nk = Nq;
+    c.clip = 0;
+    c.vocab = 67; c.Vp = 128; c.T = 16;
+    return c;
+}
+
+static void test_finite_differences(TestReport& r) {
+    struct Case { const char* name; Config c; };
+    const Case cases[] = {
+        {"all-M MM (Nq=Nk=2)", tiny_config("MM", 4, 2, 0)},
+        {"all-A AA RoPE", tiny_config("AA", 4, 1, 1)},
+        {"hybrid MAM Nq=Nk=1", tiny_config("MAM", 4, 1, 0)},
+        {"hybrid MAM Nq=Nk=N", tiny_config("MAM", 4, 4, 0)},
+    };
+    const int B = 2, T = 16, samples = 12;
+    const double h = 1e-3;
+    for (const Case& cs : cases) {
+        const Config& c = cs.c;
+        std::string err;
+        if (!r.check(config_validate(c, err), "%s: config valid %s", cs.name, err.c_str())) continue;
+        ParameterTable t = parameter_table_build(c);
+        std::vector<double> params = random_parameters(t, c, 1234);
+        std::vector<int> tokens = random_tokens(B, T, c.vocab, 99);
+        Reference m;
+        reference_init(m, c, B, T);
+        reference_forward(m, params.data(), tokens.data());
+        std::vector<double> grads(t.total, 0.0);
+        reference_backward(m, params.data(), grads.data());
+        printf("finite differences, %s (five-point central, h=%g, up to %d elements per tensor)\n", cs.name, h, samples);
+        printf("  %-16s %-10s %s\n", "tensor", "shape", "max rel err");
+        Random rng(7);
+        double worst = 0;
+        for (const ParamTensor& p : t.tensors) {
+            std::vector<double> fd, an;
+            const int n = p.numel <= (size_t)samples ? (int)p.numel : samples;  // small tensors: every element
+            for (int s = 0; s < n; s++) {
+                // wte: rows of input tokens (other rows have no gradient); lm_head: real vocabulary rows.
+                size_t i;
+                if (n == (int)p.numel)
+                    i = s;
+                else if (p.kind == P_WTE)
+                    i = (size_t)tokens[rng.below(B) * (T + 1) + rng.below(T)] * c.D + rng.below(c.D);
+                else if (p.kind == P_LM_HEAD)
+                    i = (size_t)rng.below(c.vocab) * c.D + rng.below(c.D);
+                else
+                    i = rng.next_u64() % p.numel;
+                // five-point central difference: error O(h⁴) + rounding O(ε/h)
+                double* x = &params[p.offset + i];
+                const double saved = *x;
+                double loss_at[4];
+                const double offsets[4] = {-2 * h, -h, h, 2 * h};
+                for (int j = 0; j < 4; j++) {
+                    *x = saved + offsets[j];
+                    loss_at[j] = reference_forward(m, params.data(), tokens.data());
+                }
+                *x = saved;
+                fd.push_back((loss_at[0] - 8 * loss_at[1] + 8 * loss_at[2] - loss_at[3]) / (12 * h));
+                an.push_back(grads[p.offset + i]);
+            }
+            double e = max_rel_err(an.data(), fd.data(), fd.size());
+            printf("  %-16s %-10s %.2e\n", p.name.c_str(), param_shape_string(p).c_str(), e);
+            if (!(e <= worst)) worst = e;
+        }
+        r.check(worst <= 1e-5, "%s: worst finite-difference rel err over all %zu tensors %.2e <= 1e-5", cs.name,
+                t.tensors.size(), worst);
+    }
+}
+
+// ---------------------------------------------------------------- state-gradient clipping
+
+// A small dense matrix for the unrolled computation below.
+struct Mat {
+    int rows, cols;
+    std::vector<double> a;
+    Mat(int r_, int c_) : rows(r_), cols(c_), a((size_t)r_ * c_, 0.0) {}
+    double& operator()(int i, int j) { return a[(size_t)i * cols + j]; }
+    double operator()(int i, int j) const { return a[(size_t)i * cols + j]; }
+};
+static Mat matmul(const Mat& x, const Mat& y) {
+    Mat z(x.rows, y.cols);
+    for (int i = 0; i < x.rows; i++)
+        for (int j = 0; j < y.cols; j++)
+            for (int k = 0; k < x.cols; k++) z(i, j) += x(i, k) * y(k, j);
+    return z;
+}
+static Mat transpose(const Mat& x) {
+    Mat z(x.cols, x.rows);
+    for (int i = 0; i < x.rows; i++)
+        for (int j = 0; j < x.cols; j++) z(j, i) = x(i, j);
+    return z;
+}
+static Mat outer(const std::vector<double>& u, const std::vector<double>& w) {
+    Mat z((int)u.size(), (int)w.size());
+    for (int i = 0; i < z.rows; i++)
+        for (int j = 0; j < z.cols; j++) z(i, j) = u[i] * w[j];
+    return z;
+}
+static Mat combine(double s, const Mat& x, double t, const Mat& y) {
+    Mat z(x.rows, x.cols);
+    for (size_t i = 0; i < z.a.size(); i++) z.a[i] = s * x.a[i] + t * y.a[i];
+    return z;
+}
+
+// DESIGN.md's clamp rule written out step by step for T = 3 (K = 3, V = 2, one head), from whole
+// matrices, and compared with m2rnn_scan_backward. The clip is small enough that it bites.
+static void test_state_gradient_clipping(TestReport& r) {
+    const int T = 3, K = 3, V = 2;
+    Random rng(42);
+    std::vector<std::vector<double>> q(T, std::vector<double>(K)), k = q, v(T, std::vector<double>(V)), dy = v;
+    std::vector<double> f(T);
+    Mat W(V, V);
+    for (int t = 0; t < T; t++) {
+        for (int i = 0; i < K; i++) { q[t][i] = rng.normal(); k[t][i] = rng.normal(); }
+        for (int j = 0; j < V; j++) { v[t][j] = rng.normal(); dy[t][j] = rng.normal(); }
+        f[t] = rng.uniform(0.2, 0.8);
+    }
+    for (double& w : W.a) w = rng.normal();
+    const double clip = 0.05;
+
+    // forward, unrolled: H_{-1} = 0
+    std::vector<Mat> H, Z;
+    Mat Hprev(K, V);
+    for (int t = 0; t < T; t++) {
+        Mat pre = combine(1, matmul(Hprev, W), 1, outer(k[t], v[t]));
+        Mat z(K, V);
+        for (size_t i = 0; i < z.a.size(); i++) z.a[i] = tanh(pre.a[i]);
+        Hprev = combine(f[t], Hprev, 1 - f[t], z);
+        Z.push_back(z);
+        H.push_back(Hprev);
+    }
+    auto clamp = [&](Mat x, int& bites) {
+        for (double& e : x.a) {
+            if (fabs(e) > clip) bites++;
+            e = fmax(-clip, fmin(clip, e));
+        }
+        return x;
+    };
+    auto dA_of = [&](const Mat& G, int t) {  // ((1 − f_t) G_t) ⊙ (1 − Z_t²)
+        Mat d(K, V);
+        for (size_t i = 0; i < d.a.size(); i++) d.a[i] = (1 - f[t]) * G.a[i] * (1 - Z[t].a[i] * Z[t].a[i]);
+        return d;
+    };
+    int bites = 0;
+    Mat G2 = outer(q[2], dy[2]);
+    Mat dA2 = dA_of(G2, 2);
+    Mat C1 = combine(f[2], G2, 1, matmul(dA2, transpose(W)));
+    Mat G1 = combine(1, outer(q[1], dy[1]), 1, clamp(C1, bites));
+    Mat dA1 = dA_of(G1, 1);
+    Mat C0 = combine(f[1], G1, 1, matmul(dA1, transpose(W)));
+    Mat G0 = combine(1, outer(q[0], dy[0]), 1, clamp(C0, bites));
+    Mat dA0 = dA_of(G0, 0);
+    const Mat* Gs[T] = {&G0, &G1, &G2};
+    const Mat* dAs[T] = {&dA0, &dA1, &dA2};
+    Mat dW = combine(1, matmul(transpose(H[1]), dA2), 1, matmul(transpose(H[0]), dA1));  // H_{-1} = 0 adds nothing
+    std::vector<double> want_dq, want_dk, want_dv, want_df;
+    for (int t = 0; t < T; t++) {
+        Mat dqt = matmul(H[t], transpose(outer({1.0}, dy[t])));           // H_t dy_t
+        Mat dkt = matmul(*dAs[t], transpose(outer({1.0}, v[t])));         // dA_t v_t
+        Mat dvt = matmul(transpose(*dAs[t]), transpose(outer({1.0}, k[t])));  // dA_tᵀ k_t
+        want_dq.insert(want_dq.end(), dqt.a.begin(), dqt.a.end());
+        want_dk.insert(want_dk.end(), dkt.a.begin(), dkt.a.end());
+        want_dv.insert(want_dv.end(), dvt.a.begin(), dvt.a.end());
+        double s = 0;
+        for (int i = 0; i < K; i++)
+            for (int j = 0; j < V; j++) s += (*Gs[t])(i, j) * ((t > 0 ? H[t - 1](i, j) : 0.0) - Z[t](i, j));
+        want_df.push_back(s);
+    }
+
+    // the reference, with and without the clip
+    std::vector<double> qf, kf, vf, dyf;
+    for (int t = 0; t < T; t++) {
+        qf.insert(qf.end(), q[t].begin(), q[t].end());
+        kf.insert(kf.end(), k[t].begin(), k[t].end());
+        vf.insert(vf.end(), v[t].begin(), v[t].end());
+        dyf.insert(dyf.end(), dy[t].begin(), dy[t].end());
+    }
+    ScanView s{T, K, V, qf.data(), kf.data(), vf.data(), f.data(), K, K, V, 1};
+    std::vector<double> Hs(T * K * V), Zs(T * K * V), y(T * V);
+    m2rnn_scan_forward(s, W.a.data(), Hs.data(), Zs.data(), y.data(), V);
+    auto run_backward = [&](double c, std::vector<double>* out) {
+        for (int i = 0; i < 5; i++) out[i].clear();
+        out[0].assign(T * K, 0); out[1].assign(T * K, 0); out[2].assign(T * V, 0); out[3].assign(T, 0);
+        out[4].assign(V * V, 0);
+        m2rnn_scan_backward(s, W.a.data(), Hs.data(), Zs.data(), dyf.data(), V, c, out[0].data(), out[1].data(),
+                            out[2].data(), out[3].data(), out[4].data());
+    };
+    std::vector<double> clipped[5], exact[5];
+    run_backward(clip, clipped);
+    run_backward(0.0, exact);
+    double e = 0;
+    e = fmax(e, max_rel_err(clipped[0].data(), want_dq.data(), want_dq.size()));
+    e = fmax(e, max_rel_err(clipped[1].data(), want_dk.data(), want_dk.size()));
+    e = fmax(e, max_rel_err(clipped[2].data(), want_dv.data(), want_dv.size()));
+    e = fmax(e, max_rel_err(clipped[3].data(), want_df.data(), want_df.size()));
+    e = fmax(e, max_rel_err(clipped[4].data(), dW.a.data(), dW.a.size()));
+    printf("state-gradient clipping (T=%d, K=%d, V=%d, c=%g): %d of %d carried elements clamped\n", T, K, V, clip,
+           bites, 2 * K * V);
+    r.check(bites > 0, "the clip bites: %d carried elements clamped", bites);
+    r.check(e <= 1e-13, "clipped scan backward vs the unrolled clamp rule: max rel err over dq, dk, dv, df, dW %.2e <= 1e-13", e);
+    double diff = max_rel_err(clipped[4].data(), exact[4].data(), V * V);
+    diff = fmax(diff, max_rel_err(clipped[1].data(), exact[1].data(), T * K));
+    r.check(diff > 1e-3, "clipped gradient differs from the exact one: dW, dk rel diff %.2e > 1e-3", diff);
+}
+
+// ---------------------------------------------------------------- a short training run
+
+static void test_reference_training(TestReport& r) {
+    Config c = tiny_config("MAM", 4, 1, 0);
+    c.vocab = 50257; c.Vp = config_padded_vocab(c.vocab);
+    c.clip = 1.0;
+    const int B = 4, T = 32, steps = 30;
+    c.T = T;
+    DataLoader dl;
+    std::string err;
+    const char* path = "data/tinyshakespeare/tiny_shakespeare_train.bin";
+    if (!r.check(dataloader_open(dl, path, B, T, c.vocab, 0, 1, 1337, err), "open %s %s", path, err.c_str())) return;
+    ParameterTable t = parameter_table_build(c);
+    std::vector<double> params(t.total), grads(t.total), m(t.total, 0.0), v(t.total, 0.0);
+    parameters_init(t, c, 1337, params.data());
+    Reference model;
+    reference_init(model, c, B, T);
+    std::vector<int> tokens((size_t)B * (T + 1));
+    double first = 0, last = 0;
+    printf("reference training: %s, B=%d T=%d, %zu parameters\n", config_describe(c).c_str(), B, T, t.total);
+    for (int step = 0; step < steps; step++) {
+        if (!dataloader_next(dl, tokens.data(), err)) { r.check(false, "next batch: %s", err.c_str()); break; }
+        double loss = reference_forward(model, params.data(), tokens.data());
+        std::fill(grads.begin(), grads.end(), 0.0);
+        reference_backward(model, params.data(), grads.data());
+        double norm = reference_grad_norm(grads.data(), t.total);
+        double lr = lr_schedule(step, steps, 3, 1e-2, 0.1);
+        reference_adamw(t, params.data(), grads.data(), m.data(), v.data(), step + 1, lr, 0.9, 0.95, 1e-10, 0.1,
+                        norm > 1.0 ? 1.0 / norm : 1.0);
+        if (step % 5 == 0 || step == steps - 1) printf("  step %2d loss %.4f grad norm %.3f lr %.2e\n", step, loss, norm, lr);
+        if (step < 3) first += loss / 3;
+        if (step >= steps - 3) last += loss / 3;
+    }
+    dataloader_close(dl);
+    r.check(last < first - 2.0, "training loss falls: first 3 steps %.3f, last 3 steps %.3f (must drop by > 2)", first,
+            last);
+}
+
+void test_reference(TestReport& r) {
+    test_golden(r);
+    test_finite_differences(r);
+    test_state_gradient_clipping(r);
+    test_reference_training(r);
+}
