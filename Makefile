@@ -1,38 +1,71 @@
 # m2rnn.cu build. Targets: train_m2rnn, test_m2rnn, test (build and run the checks), clean.
-# nvcc comes from CUDA_HOME (default /usr/local/cuda); code for Hopper (sm_90a) and Ampere (sm_80).
+#   make PRECISION=FP32 ...   fp32 activations and GEMMs (TF32 off), for tight checks: builds *_fp32 binaries
+#   make SM=80 ...            code for Ampere (sm_80) instead of Hopper (sm_90a): builds *_sm80 binaries
+# nvcc comes from CUDA_HOME (default /usr/local/cuda).
 
 CUDA_HOME ?= /usr/local/cuda
 NVCC      := $(CUDA_HOME)/bin/nvcc
 CXX       ?= g++
-GENCODE   := -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80
+PRECISION ?= BF16
+SM        ?= 90a
 WARN      := -Wall -Wextra
 CXXFLAGS  := -std=c++17 -O2 $(WARN)
-NVCCFLAGS := -std=c++17 -O2 $(GENCODE) -Xcompiler "$(WARN)"
-LDLIBS    := -lcudart
+NVCCFLAGS := -std=c++17 -O2 -gencode arch=compute_$(SM),code=sm_$(SM) -Xcompiler "$(WARN)"
+LDLIBS    := -lcublasLt -lcudart
+
+SUFFIX    :=
+ifeq ($(PRECISION),FP32)
+  NVCCFLAGS += -DENABLE_FP32
+  SUFFIX    := _fp32
+else ifneq ($(PRECISION),BF16)
+  $(error PRECISION must be BF16 or FP32, not '$(PRECISION)')
+endif
+ifneq ($(SM),90a)
+  SUFFIX    := $(SUFFIX)_sm$(SM)
+endif
 
 BUILD     := build
+GPU_BUILD := $(BUILD)/gpu$(SUFFIX)
 HOST_SRCS := model/config.cpp model/parameters.cpp model/reference.cpp data/shards.cpp
 TEST_SRCS := tests/test_reference.cpp tests/test_shards.cpp
+GPU_SRCS  := model/gpu_model.cu
+GPU_TESTS := tests/test_gpu_model.cu tests/test_kernels_small.cu tests/test_kernels_m2rnn_io.cu \
+             tests/test_kernels_m2rnn_scan.cu tests/test_kernels_attention.cu
 HOST_OBJS := $(HOST_SRCS:%.cpp=$(BUILD)/%.o)
 TEST_OBJS := $(TEST_SRCS:%.cpp=$(BUILD)/%.o)
+GPU_OBJS  := $(GPU_SRCS:%.cu=$(GPU_BUILD)/%.o)
+GPU_TEST_OBJS := $(GPU_TESTS:%.cu=$(GPU_BUILD)/%.o)
+
+TRAIN := train_m2rnn$(SUFFIX)
+TEST  := test_m2rnn$(SUFFIX)
 
 .PHONY: all test clean
-all: train_m2rnn test_m2rnn
+all: $(TRAIN) $(TEST)
+ifneq ($(SUFFIX),)
+# `make test_m2rnn PRECISION=FP32` builds test_m2rnn_fp32
+.PHONY: train_m2rnn test_m2rnn
+train_m2rnn: $(TRAIN)
+test_m2rnn: $(TEST)
+endif
 
 $(BUILD)/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -MMD -MP -c $< -o $@
 
-train_m2rnn: train_m2rnn.cu $(HOST_OBJS)
+$(GPU_BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
+
+$(TRAIN): train_m2rnn.cu $(HOST_OBJS)
 	$(NVCC) $(NVCCFLAGS) -o $@ $^ $(LDLIBS)
 
-test_m2rnn: test_m2rnn.cu $(HOST_OBJS) $(TEST_OBJS)
+$(TEST): test_m2rnn.cu $(HOST_OBJS) $(TEST_OBJS) $(GPU_OBJS) $(GPU_TEST_OBJS)
 	$(NVCC) $(NVCCFLAGS) -o $@ $^ $(LDLIBS)
 
-test: test_m2rnn
-	./test_m2rnn
+test: $(TEST)
+	./$(TEST)
 
 clean:
-	rm -rf $(BUILD) train_m2rnn test_m2rnn
+	rm -rf $(BUILD) train_m2rnn test_m2rnn train_m2rnn_* test_m2rnn_*
 
--include $(HOST_OBJS:.o=.d) $(TEST_OBJS:.o=.d)
+-include $(HOST_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(GPU_OBJS:.o=.d) $(GPU_TEST_OBJS:.o=.d)

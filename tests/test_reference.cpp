@@ -14,6 +14,7 @@
 #include "../model/random.h"
 #include "../model/reference.h"
 #include "../model/schedule.h"
+#include "random_inputs.h"
 
 // ---------------------------------------------------------------- golden vectors
 
@@ -119,38 +120,6 @@ static void test_golden(TestReport& r) {
 
 // ---------------------------------------------------------------- finite differences
 
-// Parameters for gradient checks: the initialisation with the constant tensors (norms, W = I, D = 1)
-// perturbed, so that no derivative is special because a weight is exactly 1 or 0.
-static std::vector<double> random_parameters(const ParameterTable& t, const Config& c, uint64_t seed) {
-    std::vector<double> p(t.total);
-    parameters_init(t, c, seed, p.data());
-    Random rng(seed + 1);
-    for (const ParamTensor& pt : t.tensors) {
-        double scale = pt.init == INIT_ONES || pt.init == INIT_IDENTITY ? 0.2 : pt.init == INIT_NORMAL ? 0.1 : 0.0;
-        for (size_t i = pt.offset; i < pt.offset + pt.numel; i++) p[i] += scale * rng.normal();
-    }
-    return p;
-}
-
-static std::vector<int> random_tokens(int B, int T, int vocab, uint64_t seed) {
-    Random rng(seed);
-    std::vector<int> tokens((size_t)B * (T + 1));
-    for (int& x : tokens) x = rng.below(vocab);
-    return tokens;
-}
-
-static Config tiny_config(const char* pattern, int N, int Nq, int rope) {
-    Config c;
-    memset(&c, 0, sizeof(c));
-    std::string err;
-    config_set_pattern(c, pattern, err);
-    c.D = 32; c.F = 48; c.heads = 4; c.rope = rope;
-    c.N = N; c.K = 8; c.V = 4; c.Nq = Nq; c.Nk = Nq;
-    c.clip = 0;
-    c.vocab = 67; c.Vp = 128; c.T = 16;
-    return c;
-}
-
 static void test_finite_differences(TestReport& r) {
     struct Case { const char* name; Config c; };
     const Case cases[] = {
@@ -166,7 +135,7 @@ static void test_finite_differences(TestReport& r) {
         std::string err;
         if (!r.check(config_validate(c, err), "%s: config valid %s", cs.name, err.c_str())) continue;
         ParameterTable t = parameter_table_build(c);
-        std::vector<double> params = random_parameters(t, c, 1234);
+        std::vector<double> params = random_parameters(t, c, 1234, 0.2, 0.1);
         std::vector<int> tokens = random_tokens(B, T, c.vocab, 99);
         Reference m;
         reference_init(m, c, B, T);

@@ -1,0 +1,69 @@
+// The optimizer: the global gradient norm and AdamW with global-norm clipping. Fuses the reference steps
+// reference_grad_norm and reference_adamw (with its grad_scale), all on the device: the clip factor is read
+// from the device scalar the norm kernel wrote, so a training step needs no host synchronisation.
+//
+// Shapes: grads, params, m, v (n) fp32, contiguous runs of the parameter / gradient / moment arenas;
+//         params_lowp (n) floatX, the copy of the parameters the GEMMs read (may be null);
+//         norm_squared a single fp32 on the device.
+//   global_norm_squared:  *norm_squared = Σ_i grads[i]²   (zeroed by the launcher, then blocks add)
+//   adamw_update, per element, with s = min(1, max_norm / sqrt(*norm_squared)) (s = 1 when max_norm <= 0):
+//     g = s · grad;  m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²
+//     p −= lr · ( (m / (1−β1^step)) / (sqrt(v / (1−β2^step)) + ε) + weight_decay · p )      step is 1-based
+//   The caller launches adamw_update once per run of tensors that share a decay setting (weight_decay 0 for
+//   the others), after one global_norm_squared over the whole gradient arena.
+#pragma once
+#include "common.cuh"
+
+static const int ADAMW_THREADS = 256;
+static const int NORM_THREADS = 512;
+static const int NORM_MAX_BLOCKS = 1024;
+
+// grid-stride sum of squares; one atomicAdd per block
+static __global__ void global_norm_squared_kernel(float* norm_squared, const float* grads, size_t n) {
+    __shared__ float scratch[32];
+    float acc = 0.0f;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        acc += grads[i] * grads[i];
+    acc = block_sum(acc, scratch);
+    if (threadIdx.x == 0) atomicAdd(norm_squared, acc);
+}
+
+static __global__ void adamw_kernel(float* params, floatX* params_lowp, const float* grads, float* m, float* v,
+                                    size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                                    float bias_correction1, float bias_correction2, const float* norm_squared,
+                                    float max_norm) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const float scale = max_norm > 0.0f ? fminf(1.0f, max_norm / sqrtf(*norm_squared)) : 1.0f;
+    const float g = scale * grads[i];
+    const float mi = beta1 * m[i] + (1.0f - beta1) * g;
+    const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const float p = params[i];
+    const float p_new = p - lr * ((mi / bias_correction1) / (sqrtf(vi / bias_correction2) + eps) + weight_decay * p);
+    params[i] = p_new;
+    if (params_lowp) params_lowp[i] = from_float<floatX>(p_new);
+}
+
+static inline void global_norm_squared(float* norm_squared, const float* grads, size_t n, cudaStream_t stream) {
+    cudaCheck(cudaMemsetAsync(norm_squared, 0, sizeof(float), stream));
+    if (n == 0) return;
+    const size_t needed = ceil_div(n, (size_t)NORM_THREADS);
+    const int blocks = needed < (size_t)NORM_MAX_BLOCKS ? (int)needed : NORM_MAX_BLOCKS;
+    global_norm_squared_kernel<<<blocks, NORM_THREADS, 0, stream>>>(norm_squared, grads, n);
+    cudaCheckLaunch();
+}
+
+// norm_squared: the device scalar global_norm_squared wrote (unused, and may be null, when max_norm <= 0).
+static inline void adamw_update(float* params, floatX* params_lowp, const float* grads, float* m, float* v, size_t n,
+                                int step, float lr, float beta1, float beta2, float eps, float weight_decay,
+                                const float* norm_squared, float max_norm, cudaStream_t stream) {
+    if (n == 0) return;
+    const float bias_correction1 = (float)(1.0 - pow((double)beta1, step));
+    const float bias_correction2 = (float)(1.0 - pow((double)beta2, step));
+    adamw_kernel<<<ceil_div(n, (size_t)ADAMW_THREADS), ADAMW_THREADS, 0, stream>>>(
+        params, params_lowp, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2,
+        norm_squared, max_norm);
+    cudaCheckLaunch();
+}

@@ -1,0 +1,81 @@
+// What every kernel header shares: the activation type, error checks, and small device helpers.
+//
+// Precision. Activations and GEMM inputs are floatX: bf16 by default, fp32 when built with
+// PRECISION=FP32 (-DENABLE_FP32, with TF32 off in the GEMMs) for tight checks against the reference.
+// Parameters are read from the fp32 master copy, except the GEMM weights, which come from the floatX
+// copy cuBLASLt consumes. Parameter gradients, optimizer moments and the M²RNN state are always fp32.
+//
+// Conventions (as llm.c): parameter gradients accumulate (+=) so gradient accumulation is free;
+// activation gradients overwrite, except on the residual stream, where each block adds its branch.
+#pragma once
+#include <cstdio>
+#include <cstdlib>
+#include <algorithm>
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#if defined(ENABLE_FP32)
+typedef float floatX;
+#define PRECISION_NAME "fp32"
+#else
+typedef __nv_bfloat16 floatX;
+#define PRECISION_NAME "bf16"
+#endif
+
+static inline void cuda_check(cudaError_t status, const char* file, int line) {
+    if (status != cudaSuccess) {
+        fprintf(stderr, "CUDA error at %s:%d: %s\n", file, line, cudaGetErrorString(status));
+        exit(EXIT_FAILURE);
+    }
+}
+#define cudaCheck(call) cuda_check((call), __FILE__, __LINE__)
+// After a kernel launch: a bad launch configuration shows here, not at the next synchronisation.
+#define cudaCheckLaunch() cuda_check(cudaGetLastError(), __FILE__, __LINE__)
+
+static inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
+static inline size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
+
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <typename T> __device__ __forceinline__ T from_float(float x);
+template <> __device__ __forceinline__ float from_float<float>(float x) { return x; }
+template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16(x); }
+
+__device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+__device__ __forceinline__ float siluf(float x) { return x * sigmoidf_(x); }
+__device__ __forceinline__ float silu_gradf(float x) { float s = sigmoidf_(x); return s * (1.0f + x * (1.0f - s)); }
+__device__ __forceinline__ float softplusf(float x) { return x > 0.0f ? x + log1pf(expf(-x)) : log1pf(expf(x)); }
+
+// Sum over a warp; every lane gets the total.
+__device__ __forceinline__ float warp_sum(float x) {
+    for (int offset = 16; offset > 0; offset >>= 1) x += __shfl_xor_sync(0xffffffff, x, offset);
+    return x;
+}
+__device__ __forceinline__ float warp_max(float x) {
+    for (int offset = 16; offset > 0; offset >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffff, x, offset));
+    return x;
+}
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the total.
+// `scratch` holds 32 floats of shared memory; the call ends with the block synchronised.
+__device__ __forceinline__ float block_sum(float x, float* scratch) {
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+    x = warp_sum(x);
+    __syncthreads();  // scratch may still be read by a previous call
+    if (lane == 0) scratch[warp] = x;
+    __syncthreads();
+    x = lane < warps ? scratch[lane] : 0.0f;
+    return warp_sum(x);
+}
+
+// dst[i] = (floatX) src[i]: the GEMM copy of the fp32 master parameters.
+static __global__ void copy_to_floatX_kernel(floatX* dst, const float* src, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = from_float<floatX>(src[i]);
+}
+static inline void copy_to_floatX(floatX* dst, const float* src, size_t n, cudaStream_t stream) {
+    const int block = 256;
+    const int grid = (int)std::min<size_t>(ceil_div(n, (size_t)block), 65536);
+    copy_to_floatX_kernel<<<grid, block, 0, stream>>>(dst, src, n);
+    cudaCheckLaunch();
+}

@@ -1,0 +1,303 @@
+// The M²RNN recurrence over the whole sequence, forward and backward: the reference steps m2rnn_scan_forward
+// and m2rnn_scan_backward, for every (batch row b, head n) at once.
+//
+// Per (b, n), with H_{-1} = 0 ∈ R^{K×V} (fp32), W_n ∈ R^{V×V}, and q_t, k_t (K) and v_t (V) the head's inputs:
+//   Z_t = tanh(H_{t-1} W_n + k_t v_tᵀ);   H_t = f_t H_{t-1} + (1 - f_t) Z_t;   y_t = H_tᵀ q_t
+// Backward with state-gradient clipping c (0 = none), from G = ∂L/∂H, carry C_{T-1} = 0, t = T-1 down to 0:
+//   G_t = q_t dy_tᵀ + clamp(C_t, -c, c);   dA_t = ((1 - f_t) G_t) ⊙ (1 - Z_t²)   (the gradient at tanh's input)
+//   dq_t = H_t dy_t;   dk_t = dA_t v_t;   dv_t = dA_tᵀ k_t;   df_t = Σ G_t ⊙ (H_{t-1} - Z_t);   dW_n += H_{t-1}ᵀ dA_t
+//   C_{t-1} = f_t G_t + dA_t W_nᵀ
+//
+// Shapes (Cc = (Nq+Nk)·K + N·V; head n reads q at column (n/(N/Nq))·K, k at Nq·K + (n/(N/Nk))·K and v at
+// (Nq+Nk)·K + n·V, so q and k heads are shared by groups of N/Nq and N/Nk heads):
+//   qkv (B,T,Cc) floatX      the post-conv-silu [q | k | v]
+//   f (B,T,N) fp32           forget gates in (0,1)
+//   W (N,V,V) fp32           W_n row-major: (H W)[i][j] = Σ_m H[i][m] W[m][j]
+//   y (B,T,N·V) floatX       written: head n at columns n·V..n·V+V-1, H_tᵀ q_t only (the D skip is added elsewhere)
+//   checkpoints (B,N,ceil(T/chunk),K,V) fp32   written by the forward: entry c is the state entering step
+//                                              c·chunk (H_{c·chunk-1}; zero for c = 0), read by the backward
+//   dy (B,T,N·V) floatX;  dqkv (B,T,Cc) fp32 +=;  df (B,T,N) fp32 overwritten;  dW (N,V,V) fp32 +=
+// dq and dk of a shared q/k head sum over the heads of its group (atomics); dv has one writer per element.
+//
+// Work split: one block per (b, n), one thread per state element (i, j) = (e / V, e % V), e = threadIdx.x < K·V,
+// so K·V <= 1024. The state stays on chip in fp32 for the whole sequence. Time runs in chunks of `chunk` steps:
+// a chunk's inputs are staged in shared memory, the serial recurrence writes each step's state into a shared
+// buffer H[0..len] (H[0] the state entering the chunk), and everything that does not feed the recurrence
+// (y forward; dq, dk, dv, df, dW backward) is computed for the whole chunk in parallel afterwards. The forward
+// stores the state entering each chunk; the backward walks the chunks last to first, recomputes a chunk's
+// states and Z_t from its checkpoint into shared memory, then runs it backwards, keeping dA_t in place of Z_t.
+// Per step the forward needs one barrier, the backward one (dA_t must be complete before C_{t-1} = ... dA_t W_nᵀ).
+// Shared memory: W (and Wᵀ backward) and about (chunk+1)·K·V floats of states (2× backward, with Z);
+// a size that does not fit the device stops with a message.
+#pragma once
+#include "common.cuh"
+
+static const int M2RNN_SCAN_MAX_STATE = 1024;  // K·V: one thread per state element
+
+// Float offsets into a scan kernel's dynamic shared memory; the same arithmetic on host (size) and device.
+struct ScanLayout {
+    size_t W, WT, H, Z, q, k, v, f, dy, df, dW, total;
+};
+
+__host__ __device__ inline ScanLayout scan_layout(int K, int V, int chunk, bool backward) {
+    ScanLayout s;
+    size_t o = 0;
+    const size_t KV = (size_t)K * V;
+    s.W = o;  o += (size_t)V * V;
+    s.WT = o; o += backward ? (size_t)V * V : 0;
+    s.H = o;  o += (chunk + 1) * KV;
+    s.Z = o;  o += backward ? chunk * KV : 0;
+    s.q = o;  o += (size_t)chunk * K;
+    s.k = o;  o += (size_t)chunk * K;
+    s.v = o;  o += (size_t)chunk * V;
+    s.f = o;  o += chunk;
+    s.dy = o; o += backward ? (size_t)chunk * V : 0;
+    s.df = o; o += backward ? chunk : 0;
+    s.dW = o; o += backward ? (size_t)V * V : 0;
+    s.total = o;
+    return s;
+}
+
+// Where head n of batch row b finds its inputs.
+struct ScanHead {
+    int b, n;
+    int q_col, k_col, v_col;  // columns inside a qkv row
+    size_t row0;              // row of step 0 in the (B·T, ...) tensors: b·T
+};
+
+__device__ __forceinline__ ScanHead scan_head(int T, int N, int K, int V, int Nq, int Nk) {
+    ScanHead h;
+    h.b = blockIdx.x / N;
+    h.n = blockIdx.x % N;
+    h.q_col = (h.n / (N / Nq)) * K;
+    h.k_col = Nq * K + (h.n / (N / Nk)) * K;
+    h.v_col = (Nq + Nk) * K + h.n * V;
+    h.row0 = (size_t)h.b * T;
+    return h;
+}
+
+// dst[s·width + c] = src[(row0 + s)·stride + col + c] as float, for s < len, c < width.
+template <typename Tin>
+__device__ __forceinline__ void scan_stage_rows(float* dst, const Tin* src, size_t row0, int len, int width, int stride,
+                                           int col) {
+    for (int o = threadIdx.x; o < len * width; o += blockDim.x) {
+        const int s = o / width, c = o % width;
+        dst[o] = to_float(src[(row0 + s) * stride + col + c]);
+    }
+}
+
+// W_n into shared memory, and its transpose when WT is given.
+__device__ __forceinline__ void scan_stage_W(float* Ws, float* WTs, const float* W, int V) {
+    for (int o = threadIdx.x; o < V * V; o += blockDim.x) {
+        const float w = W[o];
+        Ws[o] = w;
+        if (WTs) WTs[(o % V) * V + o / V] = w;
+    }
+}
+
+// The serial recurrence over the len steps of a chunk. On entry H[0..KV) holds the state entering the chunk and
+// h this thread's element of it; step s writes H_{t0+s} into H[(s+1)·KV ..] and, when Z is given, Z_{t0+s} into
+// Z[s·KV ..]. On exit h is the last state's element and the block is synchronised.
+__device__ __forceinline__ void scan_chunk_recurrence(float& h, float* H, float* Z, const float* Ws, const float* ks,
+                                                      const float* vs, const float* fs, int len, int K, int V) {
+    const int KV = K * V, e = threadIdx.x, i = e / V, j = e % V;
+    for (int s = 0; s < len; s++) {
+        if (e < KV) {
+            const float* Hprev = H + (size_t)s * KV + i * V;
+            float a = ks[s * K + i] * vs[s * V + j];
+            for (int m = 0; m < V; m++) a += Hprev[m] * Ws[m * V + j];
+            const float z = tanhf(a), f = fs[s];
+            h = f * h + (1.0f - f) * z;
+            H[(size_t)(s + 1) * KV + e] = h;
+            if (Z) Z[(size_t)s * KV + e] = z;
+        }
+        __syncthreads();
+    }
+}
+
+// grid B·N, block K·V rounded up to a warp, dynamic shared memory scan_layout(.., false).total floats
+static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_forward_kernel(
+    floatX* y, float* checkpoints, const floatX* qkv, const float* f, const float* W, int T, int N, int K, int V,
+    int Nq, int Nk, int chunk) {
+    extern __shared__ float smem[];
+    const ScanLayout L = scan_layout(K, V, chunk, false);
+    float *Ws = smem + L.W, *H = smem + L.H, *qs = smem + L.q, *ks = smem + L.k, *vs = smem + L.v, *fs = smem + L.f;
+    const ScanHead hd = scan_head(T, N, K, V, Nq, Nk);
+    const int KV = K * V, e = threadIdx.x, Cc = (Nq + Nk) * K + N * V, NV = N * V;
+    const int n_chunks = (T + chunk - 1) / chunk;
+    float* ckpt = checkpoints + (size_t)blockIdx.x * n_chunks * KV;
+
+    scan_stage_W(Ws, nullptr, W + (size_t)hd.n * V * V, V);
+    float h = 0.0f;
+    for (int c = 0; c < n_chunks; c++) {
+        const int t0 = c * chunk, len = min(chunk, T - t0);
+        const size_t row0 = hd.row0 + t0;
+        if (e < KV) {
+            ckpt[(size_t)c * KV + e] = h;
+            H[e] = h;
+        }
+        scan_stage_rows(qs, qkv, row0, len, K, Cc, hd.q_col);
+        scan_stage_rows(ks, qkv, row0, len, K, Cc, hd.k_col);
+        scan_stage_rows(vs, qkv, row0, len, V, Cc, hd.v_col);
+        scan_stage_rows(fs, f, row0, len, 1, N, hd.n);
+        __syncthreads();
+        scan_chunk_recurrence(h, H, nullptr, Ws, ks, vs, fs, len, K, V);
+        // y_t = H_tᵀ q_t for the whole chunk
+        for (int o = e; o < len * V; o += blockDim.x) {
+            const int s = o / V, j = o % V;
+            const float* Ht = H + (size_t)(s + 1) * KV + j;
+            float acc = 0.0f;
+            for (int i = 0; i < K; i++) acc += Ht[i * V] * qs[s * K + i];
+            y[(row0 + s) * NV + hd.n * V + j] = from_float<floatX>(acc);
+        }
+        __syncthreads();  // the next chunk overwrites H[0] and the staged inputs
+    }
+}
+
+// grid B·N, block K·V rounded up to a warp, dynamic shared memory scan_layout(.., true).total floats
+static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_backward_kernel(
+    float* dqkv, float* df, float* dW, const floatX* dy, const floatX* qkv, const float* f, const float* W,
+    const float* checkpoints, float clip, int T, int N, int K, int V, int Nq, int Nk, int chunk) {
+    extern __shared__ float smem[];
+    const ScanLayout L = scan_layout(K, V, chunk, true);
+    float *Ws = smem + L.W, *WTs = smem + L.WT, *H = smem + L.H, *Z = smem + L.Z, *qs = smem + L.q, *ks = smem + L.k,
+          *vs = smem + L.v, *fs = smem + L.f, *dys = smem + L.dy, *dfs = smem + L.df, *dWs = smem + L.dW;
+    const ScanHead hd = scan_head(T, N, K, V, Nq, Nk);
+    const int KV = K * V, e = threadIdx.x, i = e / V, j = e % V, Cc = (Nq + Nk) * K + N * V, NV = N * V;
+    const int n_chunks = (T + chunk - 1) / chunk;
+    const float* ckpt = checkpoints + (size_t)blockIdx.x * n_chunks * KV;
+
+    scan_stage_W(Ws, WTs, W + (size_t)hd.n * V * V, V);
+    for (int o = e; o < V * V; o += blockDim.x) dWs[o] = 0.0f;
+    float carry = 0.0f;  // C_t, this thread's element
+    for (int c = n_chunks - 1; c >= 0; c--) {
+        const int t0 = c * chunk, len = min(chunk, T - t0);
+        const size_t row0 = hd.row0 + t0;
+        float h = 0.0f;
+        if (e < KV) {
+            h = ckpt[(size_t)c * KV + e];
+            H[e] = h;
+        }
+        scan_stage_rows(qs, qkv, row0, len, K, Cc, hd.q_col);
+        scan_stage_rows(ks, qkv, row0, len, K, Cc, hd.k_col);
+        scan_stage_rows(vs, qkv, row0, len, V, Cc, hd.v_col);
+        scan_stage_rows(fs, f, row0, len, 1, N, hd.n);
+        scan_stage_rows(dys, dy, row0, len, V, NV, hd.n * V);
+        for (int o = e; o < len; o += blockDim.x) dfs[o] = 0.0f;
+        __syncthreads();
+        scan_chunk_recurrence(h, H, Z, Ws, ks, vs, fs, len, K, V);
+
+        // The chunk backwards: the serial part is the carry; dA_t replaces Z_t in shared memory.
+        for (int s = len - 1; s >= 0; s--) {
+            const float ft = fs[s];
+            float g = 0.0f, df_part = 0.0f;
+            if (e < KV) {
+                const float C = clip > 0.0f ? fminf(clip, fmaxf(-clip, carry)) : carry;
+                g = qs[s * K + i] * dys[s * V + j] + C;
+                const float z = Z[(size_t)s * KV + e];
+                df_part = g * (H[(size_t)s * KV + e] - z);
+                Z[(size_t)s * KV + e] = (1.0f - ft) * g * (1.0f - z * z);
+            }
+            df_part = warp_sum(df_part);
+            if (e % 32 == 0) atomicAdd(&dfs[s], df_part);
+            __syncthreads();
+            if (e < KV) {
+                const float* dA = Z + (size_t)s * KV + i * V;
+                float acc = ft * g;
+                for (int m = 0; m < V; m++) acc += dA[m] * WTs[m * V + j];
+                carry = acc;
+            }
+        }
+        // The loop's last barrier made every dA_t and df_t of the chunk visible; the rest is parallel over the chunk.
+        const float* dA = Z;
+        for (int o = e; o < len * K; o += blockDim.x) {
+            const int s = o / K, ii = o % K;
+            const float* Ht = H + (size_t)(s + 1) * KV + ii * V;
+            const float* dAt = dA + (size_t)s * KV + ii * V;
+            float dq = 0.0f, dk = 0.0f;
+            for (int jj = 0; jj < V; jj++) {
+                dq += Ht[jj] * dys[s * V + jj];
+                dk += dAt[jj] * vs[s * V + jj];
+            }
+            float* drow = dqkv + (row0 + s) * Cc;
+            atomicAdd(drow + hd.q_col + ii, dq);
+            atomicAdd(drow + hd.k_col + ii, dk);
+        }
+        for (int o = e; o < len * V; o += blockDim.x) {
+            const int s = o / V, jj = o % V;
+            const float* dAt = dA + (size_t)s * KV + jj;
+            float dv = 0.0f;
+            for (int ii = 0; ii < K; ii++) dv += dAt[ii * V] * ks[s * K + ii];
+            dqkv[(row0 + s) * Cc + hd.v_col + jj] += dv;
+        }
+        for (int o = e; o < len; o += blockDim.x) df[(row0 + o) * N + hd.n] = dfs[o];
+        // dW_n += Σ_t H_{t-1}ᵀ dA_t over the chunk; each thread owns whole entries of dWs
+        for (int o = e; o < V * V; o += blockDim.x) {
+            const int m = o / V, jj = o % V;
+            float acc = 0.0f;
+            for (int s = 0; s < len; s++) {
+                const float* Hprev = H + (size_t)s * KV + m;
+                const float* dAt = dA + (size_t)s * KV + jj;
+                for (int ii = 0; ii < K; ii++) acc += Hprev[ii * V] * dAt[ii * V];
+            }
+            dWs[o] += acc;
+        }
+        __syncthreads();  // the next chunk overwrites the states, dA and the staged inputs
+    }
+    for (int o = e; o < V * V; o += blockDim.x) atomicAdd(&dW[(size_t)hd.n * V * V + o], dWs[o]);
+}
+
+// Checks the sizes the kernels support and returns the block size; sets the kernel's shared-memory limit.
+template <typename Kernel>
+static inline int m2rnn_scan_prepare(Kernel kernel, size_t smem_bytes, int N, int K, int V, int Nq, int Nk,
+                                     int chunk, const char* who) {
+    int device = 0, smem_max = 0;
+    cudaCheck(cudaGetDevice(&device));
+    cudaCheck(cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    const char* problem = nullptr;
+    if (K < 1 || V < 1 || K * V > M2RNN_SCAN_MAX_STATE)
+        problem = "K·V must be in 1..1024 (one thread per state element)";
+    else if (chunk < 1)
+        problem = "chunk must be >= 1";
+    else if (Nq < 1 || Nk < 1 || N % Nq != 0 || N % Nk != 0)
+        problem = "Nq and Nk must divide N";
+    else if (smem_bytes > (size_t)smem_max)
+        problem = "W and a chunk of states do not fit in shared memory (a smaller chunk may)";
+    if (problem) {
+        fprintf(stderr, "%s: unsupported size N=%d K=%d V=%d Nq=%d Nk=%d chunk=%d (needs %zu bytes of shared memory, "
+                        "device allows %d): %s\n", who, N, K, V, Nq, Nk, chunk, smem_bytes, smem_max, problem);
+        exit(EXIT_FAILURE);
+    }
+    if (smem_bytes > 48 * 1024)  // above the default limit a kernel must opt in to more dynamic shared memory
+        cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_bytes));
+    return ceil_div(K * V, 32) * 32;
+}
+
+// Floats of state checkpoints the forward stores for the backward (the state every `chunk` steps).
+static inline size_t m2rnn_scan_checkpoint_floats(int B, int T, int N, int K, int V, int chunk) {
+    return (size_t)B * N * ceil_div(T, chunk) * K * V;
+}
+
+// y (B,T,N·V) floatX and checkpoints written, from qkv (B,T,Cc) floatX, f (B,T,N) and W (N,V,V) fp32.
+static inline void m2rnn_scan_forward(floatX* y, float* checkpoints, const floatX* qkv, const float* f,
+                                      const float* W, int B, int T, int N, int K, int V, int Nq, int Nk, int chunk,
+                                      cudaStream_t stream) {
+    const size_t smem = scan_layout(K, V, chunk, false).total * sizeof(float);
+    const int block = m2rnn_scan_prepare(m2rnn_scan_forward_kernel, smem, N, K, V, Nq, Nk, chunk,
+                                         "m2rnn_scan_forward");
+    m2rnn_scan_forward_kernel<<<B * N, block, smem, stream>>>(y, checkpoints, qkv, f, W, T, N, K, V, Nq, Nk, chunk);
+    cudaCheckLaunch();
+}
+
+// dqkv (B,T,Cc) fp32 +=, df (B,T,N) fp32 overwritten, dW (N,V,V) fp32 +=, from dy (B,T,N·V) floatX and the
+// forward's inputs and checkpoints (the same chunk); clip 0 = no state-gradient clipping.
+static inline void m2rnn_scan_backward(float* dqkv, float* df, float* dW, const floatX* dy, const floatX* qkv,
+                                       const float* f, const float* W, const float* checkpoints, float clip, int B,
+                                       int T, int N, int K, int V, int Nq, int Nk, int chunk, cudaStream_t stream) {
+    const size_t smem = scan_layout(K, V, chunk, true).total * sizeof(float);
+    const int block = m2rnn_scan_prepare(m2rnn_scan_backward_kernel, smem, N, K, V, Nq, Nk, chunk,
+                                         "m2rnn_scan_backward");
+    m2rnn_scan_backward_kernel<<<B * N, block, smem, stream>>>(dqkv, df, dW, dy, qkv, f, W, checkpoints, clip, T, N,
+                                                               K, V, Nq, Nk, chunk);
+    cudaCheckLaunch();
+}

@@ -1,0 +1,94 @@
+// Every GEMM of the model, through cuBLASLt. Weights are stored PyTorch-style (out, in), row-major.
+//
+//   matmul_forward:   out (n, O) = x (n, I) Wᵀ                     W (O, I)
+//   matmul_backward:  dx (n, I) = dout (n, O) W      (overwritten)
+//                     dW (O, I) += doutᵀ x           (fp32, accumulated: gradient accumulation is free)
+//
+// Inputs are floatX with fp32 accumulation (CUBLAS_COMPUTE_32F: with fp32 inputs this is true fp32,
+// TF32 stays off). cuBLASLt is column-major, and a row-major (r, c) buffer read column-major is the
+// (c, r) transpose, so each product is written on the stored buffers as (suffix _cm = read column-major):
+//   outᵀ (O×n) = op_T(W_cm (I×O)) · x_cm (I×n)
+//   dxᵀ  (I×n) = W_cm (I×O) · dout_cm (O×n)
+//   dWᵀ  (I×O) += x_cm (I×n) · op_T(dout_cm (O×n))
+#pragma once
+#include <cublasLt.h>
+
+#include "common.cuh"
+
+static inline void cublas_check(cublasStatus_t status, const char* file, int line) {
+    if (status != CUBLAS_STATUS_SUCCESS) {
+        fprintf(stderr, "cuBLASLt error %d at %s:%d\n", (int)status, file, line);
+        exit(EXIT_FAILURE);
+    }
+}
+#define cublasCheck(call) cublas_check((call), __FILE__, __LINE__)
+
+static const size_t MATMUL_WORKSPACE_BYTES = 32ull << 20;
+
+struct Matmul {
+    cublasLtHandle_t handle = nullptr;
+    void* workspace = nullptr;  // MATMUL_WORKSPACE_BYTES of device memory, owned by the caller's arena
+};
+
+static inline void matmul_init(Matmul& mm, void* workspace) {
+    cublasCheck(cublasLtCreate(&mm.handle));
+    mm.workspace = workspace;
+}
+
+static inline void matmul_destroy(Matmul& mm) {
+    if (mm.handle) cublasCheck(cublasLtDestroy(mm.handle));
+    mm.handle = nullptr;
+}
+
+template <typename T> static inline cudaDataType_t cuda_type();
+template <> inline cudaDataType_t cuda_type<float>() { return CUDA_R_32F; }
+template <> inline cudaDataType_t cuda_type<__nv_bfloat16>() { return CUDA_R_16BF; }
+
+// D (m×n, column-major, leading dim m) = alpha · op(A) op(B) + beta · D, with A, B floatX and D of type TD.
+// A is (transA ? k×m : m×k) with leading dimension lda; B is (transB ? n×k : k×n) with ldb.
+template <typename TD>
+static inline void matmul_cublaslt(Matmul& mm, TD* d, const floatX* a, const floatX* b, int m, int n, int k, bool transA,
+                            bool transB, int lda, int ldb, float beta, cudaStream_t stream) {
+    cublasLtMatmulDesc_t desc;
+    cublasCheck(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N, opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof(opA)));
+    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof(opB)));
+    cublasLtMatrixLayout_t la, lb, ld;
+    cublasCheck(cublasLtMatrixLayoutCreate(&la, cuda_type<floatX>(), transA ? k : m, transA ? m : k, lda));
+    cublasCheck(cublasLtMatrixLayoutCreate(&lb, cuda_type<floatX>(), transB ? n : k, transB ? k : n, ldb));
+    cublasCheck(cublasLtMatrixLayoutCreate(&ld, cuda_type<TD>(), m, n, m));
+    cublasLtMatmulPreference_t pref;
+    cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                     &MATMUL_WORKSPACE_BYTES, sizeof(MATMUL_WORKSPACE_BYTES)));
+    cublasLtMatmulHeuristicResult_t heuristic;
+    int found = 0;
+    cublasCheck(cublasLtMatmulAlgoGetHeuristic(mm.handle, desc, la, lb, ld, ld, pref, 1, &heuristic, &found));
+    if (found == 0) {
+        fprintf(stderr, "cuBLASLt has no algorithm for a %dx%dx%d GEMM (transA %d, transB %d)\n", m, n, k, transA,
+                transB);
+        exit(EXIT_FAILURE);
+    }
+    const float alpha = 1.0f;
+    cublasCheck(cublasLtMatmul(mm.handle, desc, &alpha, a, la, b, lb, &beta, d, ld, d, ld, &heuristic.algo,
+                               mm.workspace, MATMUL_WORKSPACE_BYTES, stream));
+    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+    cublasCheck(cublasLtMatrixLayoutDestroy(la));
+    cublasCheck(cublasLtMatrixLayoutDestroy(lb));
+    cublasCheck(cublasLtMatrixLayoutDestroy(ld));
+    cublasCheck(cublasLtMatmulDescDestroy(desc));
+}
+
+// out (n, O) = x (n, I) Wᵀ
+static inline void matmul_forward(Matmul& mm, floatX* out, const floatX* x, const floatX* W, int n, int I, int O,
+                           cudaStream_t stream) {
+    matmul_cublaslt(mm, out, W, x, O, n, I, true, false, I, I, 0.0f, stream);
+}
+
+// dx (n, I) = dout W (overwritten); dW (O, I) += doutᵀ x (fp32)
+static inline void matmul_backward(Matmul& mm, floatX* dx, float* dW, const floatX* dout, const floatX* x, const floatX* W,
+                            int n, int I, int O, cudaStream_t stream) {
+    matmul_cublaslt(mm, dx, W, dout, I, n, O, false, false, I, O, 0.0f, stream);
+    matmul_cublaslt(mm, dW, x, dout, I, O, n, false, true, I, O, 1.0f, stream);
+}

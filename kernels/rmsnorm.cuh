@@ -1,0 +1,113 @@
+// RMSNorm over the last dimension, alone or fused with the residual add before it: the reference steps
+// rmsnorm_forward, residual_forward + rmsnorm_forward, and rmsnorm_backward.
+//
+// Shapes: n rows of C (B·T positions of D, or of N·V for the M²RNN gnorm); x, a, b, residual, out, dout, dx
+// (n, C) floatX; w, dw (C) fp32; rstd (n) fp32, kept by the forward for the backward.
+//   forward:   r = 1 / sqrt(mean_j x_j² + 1e-5);   out = x·r ⊙ w;   rstd = r
+//   fused:     residual = a + b (stored as floatX), then the forward on the stored residual, so that the
+//              backward, which reads residual, sees exactly what was normalised
+//   backward:  dx = r (dout ⊙ w) − r³/C · x · Σ_j (dout ⊙ w ⊙ x)_j
+//              overwritten, or added into dx when `accumulate` (dx is then the residual stream's gradient)
+//              dw += Σ_rows dout ⊙ x·r                (a parameter gradient: it accumulates)
+//
+// Work split: one warp per row, its lanes striding the columns, so the row's sum is a warp reduction and
+// each pass re-reads the row from cache rather than holding a variable number of values per thread. The
+// backward gives each block RMSNORM_BACKWARD_ROWS rows; its warps add their dw terms into C partial sums in
+// shared memory (C ≤ 57344 for the 227 KB a block can have), which go to dw with one atomicAdd per column
+// per block.
+#pragma once
+#include "common.cuh"
+
+static const float RMSNORM_EPS = 1e-5f;
+static const int RMSNORM_WARPS = 8;            // rows in flight per block
+static const int RMSNORM_BACKWARD_ROWS = 32;   // rows per block in the backward
+
+// One row's second pass, given each lane's partial sum of squares of x: out = x·r ⊙ w, rstd = r.
+static __device__ __forceinline__ void rmsnorm_row(floatX* out, float* rstd, const floatX* x, const float* w,
+                                                   float sum_squares, int C, int lane) {
+    const float r = rsqrtf(warp_sum(sum_squares) / C + RMSNORM_EPS);
+    for (int j = lane; j < C; j += 32) out[j] = from_float<floatX>(to_float(x[j]) * r * w[j]);
+    if (lane == 0) *rstd = r;
+}
+
+// grid ceil(n / RMSNORM_WARPS), block 32·RMSNORM_WARPS: one warp per row
+static __global__ void rmsnorm_forward_kernel(floatX* out, float* rstd, const floatX* x, const float* w, int n,
+                                              int C) {
+    const int row = blockIdx.x * RMSNORM_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= n) return;  // the whole warp leaves together
+    const floatX* x_row = x + (size_t)row * C;
+    float sum_squares = 0.0f;
+    for (int j = lane; j < C; j += 32) {
+        const float v = to_float(x_row[j]);
+        sum_squares += v * v;
+    }
+    rmsnorm_row(out + (size_t)row * C, rstd + row, x_row, w, sum_squares, C, lane);
+}
+
+// grid ceil(n / RMSNORM_WARPS), block 32·RMSNORM_WARPS: one warp per row
+static __global__ void residual_rmsnorm_forward_kernel(floatX* residual, floatX* out, float* rstd, const floatX* a,
+                                                       const floatX* b, const float* w, int n, int C) {
+    const int row = blockIdx.x * RMSNORM_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= n) return;
+    const size_t offset = (size_t)row * C;
+    float sum_squares = 0.0f;
+    for (int j = lane; j < C; j += 32) {
+        const floatX v = from_float<floatX>(to_float(a[offset + j]) + to_float(b[offset + j]));
+        residual[offset + j] = v;
+        sum_squares += to_float(v) * to_float(v);
+    }
+    rmsnorm_row(out + offset, rstd + row, residual + offset, w, sum_squares, C, lane);
+}
+
+// grid ceil(n / RMSNORM_BACKWARD_ROWS), block 32·RMSNORM_WARPS, dynamic shared memory C floats
+static __global__ void rmsnorm_backward_kernel(floatX* dx, float* dw, const floatX* dout, const floatX* x,
+                                               const float* w, const float* rstd, int n, int C, bool accumulate) {
+    extern __shared__ float dw_partial[];
+    for (int j = threadIdx.x; j < C; j += blockDim.x) dw_partial[j] = 0.0f;
+    __syncthreads();
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int row_end = min((int)(blockIdx.x + 1) * RMSNORM_BACKWARD_ROWS, n);
+    for (int row = blockIdx.x * RMSNORM_BACKWARD_ROWS + warp; row < row_end; row += RMSNORM_WARPS) {
+        const size_t offset = (size_t)row * C;
+        float dot = 0.0f;
+        for (int j = lane; j < C; j += 32) dot += to_float(dout[offset + j]) * w[j] * to_float(x[offset + j]);
+        const float r = rstd[row];
+        const float c = r * r * r / C * warp_sum(dot);
+        for (int j = lane; j < C; j += 32) {
+            const float d = to_float(dout[offset + j]), xj = to_float(x[offset + j]);
+            float g = r * d * w[j] - c * xj;
+            if (accumulate) g += to_float(dx[offset + j]);
+            dx[offset + j] = from_float<floatX>(g);
+            atomicAdd(&dw_partial[j], d * xj * r);
+        }
+    }
+    __syncthreads();
+    for (int j = threadIdx.x; j < C; j += blockDim.x) atomicAdd(&dw[j], dw_partial[j]);
+}
+
+// out (n, C) floatX, rstd (n) fp32 from x (n, C) and w (C).
+static inline void rmsnorm_forward(floatX* out, float* rstd, const floatX* x, const float* w, int n, int C,
+                                   cudaStream_t stream) {
+    rmsnorm_forward_kernel<<<ceil_div(n, RMSNORM_WARPS), 32 * RMSNORM_WARPS, 0, stream>>>(out, rstd, x, w, n, C);
+    cudaCheckLaunch();
+}
+
+// residual = a + b, then out, rstd = rmsnorm_forward(residual; w); all activations (n, C).
+static inline void residual_rmsnorm_forward(floatX* residual, floatX* out, float* rstd, const floatX* a,
+                                            const floatX* b, const float* w, int n, int C, cudaStream_t stream) {
+    residual_rmsnorm_forward_kernel<<<ceil_div(n, RMSNORM_WARPS), 32 * RMSNORM_WARPS, 0, stream>>>(
+        residual, out, rstd, a, b, w, n, C);
+    cudaCheckLaunch();
+}
+
+// dx (n, C) overwritten, or += when accumulate; dw (C) +=.
+static inline void rmsnorm_backward(floatX* dx, float* dw, const floatX* dout, const floatX* x, const float* w,
+                                    const float* rstd, int n, int C, bool accumulate, cudaStream_t stream) {
+    const size_t smem = (size_t)C * sizeof(float);
+    if (smem > 48 * 1024)  // above the default limit a kernel must opt in to more dynamic shared memory
+        cudaCheck(cudaFuncSetAttribute(rmsnorm_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       (int)smem));
+    rmsnorm_backward_kernel<<<ceil_div(n, RMSNORM_BACKWARD_ROWS), 32 * RMSNORM_WARPS, smem, stream>>>(
+        dx, dw, dout, x, w, rstd, n, C, accumulate);
+    cudaCheckLaunch();
+}

@@ -1,0 +1,302 @@
+#include "gpu_model.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "../kernels/adamw.cuh"
+#include "../kernels/attention.cuh"
+#include "../kernels/crossentropy.cuh"
+#include "../kernels/encoder.cuh"
+#include "../kernels/m2rnn_gate.cuh"
+#include "../kernels/m2rnn_input.cuh"
+#include "../kernels/m2rnn_scan.cuh"
+#include "../kernels/rmsnorm.cuh"
+#include "../kernels/swiglu.cuh"
+
+static const int SCAN_CHUNK = 16;        // the forward keeps the M²RNN state every SCAN_CHUNK steps
+
+// Hands out 256-byte-aligned slices of an arena. With base == nullptr it only counts, so the same
+// function both sizes an arena and carves it.
+struct Carver {
+    char* base;
+    size_t used;
+    template <typename T> T* take(size_t count) {
+        size_t offset = (used + 255) / 256 * 256;
+        used = offset + count * sizeof(T);
+        return base ? (T*)(base + offset) : nullptr;
+    }
+};
+
+static void carve_parameters(GPUModel& m, Carver& a) {
+    m.params = a.take<float>(m.table.total);
+#if defined(ENABLE_FP32)
+    m.params_lowp = m.params;
+#else
+    m.params_lowp = a.take<floatX>(m.table.total);
+#endif
+}
+
+static void carve_gradients(GPUModel& m, Carver& a) {
+    m.grads = a.take<float>(m.table.total);
+    m.adam_m = a.take<float>(m.table.total);
+    m.adam_v = a.take<float>(m.table.total);
+    m.norm_squared = a.take<float>(1);
+}
+
+static void carve_activations(GPUModel& m, Carver& a) {
+    const Config& c = m.c;
+    const size_t BT = (size_t)m.B * m.T;
+    const int Cp = config_inproj_rows(c), Cc = config_conv_channels(c), NV = c.N * c.V;
+    m.layers.assign(c.L, GPULayer());
+    for (int l = 0; l < c.L; l++) {
+        GPULayer& g = m.layers[l];
+        g.residual = a.take<floatX>(BT * c.D);
+        g.ln1 = a.take<floatX>(BT * c.D);
+        g.ln1_rstd = a.take<float>(BT);
+        if (c.pattern[l] == 'M') {
+            g.proj = a.take<floatX>(BT * Cp);
+            g.qkv = a.take<floatX>(BT * Cc);
+            g.forget = a.take<float>(BT * c.N);
+            g.scan_y = a.take<floatX>(BT * NV);
+            g.checkpoints = a.take<float>(m2rnn_scan_checkpoint_floats(m.B, m.T, c.N, c.K, c.V, m.chunk));
+            g.gnorm_out = a.take<floatX>(BT * NV);
+            g.gnorm_rstd = a.take<float>(BT);
+        } else {
+            g.attn_qkv = a.take<floatX>(BT * 3 * c.D);
+            g.attn_prob = a.take<float>((size_t)m.B * c.heads * m.T * m.T);
+            g.attn_y = a.take<floatX>(BT * c.D);
+        }
+        g.residual2 = a.take<floatX>(BT * c.D);
+        g.ln2 = a.take<floatX>(BT * c.D);
+        g.ln2_rstd = a.take<float>(BT);
+        g.up = a.take<floatX>(BT * 2 * c.F);
+        g.swiglu = a.take<floatX>(BT * c.F);
+    }
+    m.final_residual = a.take<floatX>(BT * c.D);
+    m.lnf = a.take<floatX>(BT * c.D);
+    m.lnf_rstd = a.take<float>(BT);
+    m.logits = a.take<floatX>(BT * c.Vp);
+    m.losses = a.take<float>(BT);
+    m.tokens = a.take<int>((size_t)m.B * (m.T + 1));
+
+    const bool has_m = config_count(c, 'M') > 0, has_a = config_count(c, 'A') > 0;
+    GPUScratch& s = m.s;
+    s.branch_out = a.take<floatX>(BT * c.D);
+    s.dresidual = a.take<floatX>(BT * c.D);
+    s.dln = a.take<floatX>(BT * c.D);
+    s.dswiglu = a.take<floatX>(BT * c.F);
+    s.dup = a.take<floatX>(BT * 2 * c.F);
+    s.dgnorm_out = has_m ? a.take<floatX>(BT * NV) : nullptr;
+    s.dscan_y = has_m ? a.take<floatX>(BT * NV) : nullptr;
+    s.dproj = has_m ? a.take<floatX>(BT * Cp) : nullptr;
+    s.dqkv = has_m ? a.take<float>(BT * Cc) : nullptr;
+    s.dforget = has_m ? a.take<float>(BT * c.N) : nullptr;
+    s.dattn_y = has_a ? a.take<floatX>(BT * c.D) : nullptr;
+    s.dattn_qkv = has_a ? a.take<floatX>(BT * 3 * c.D) : nullptr;
+    m.mm.workspace = a.take<char>(MATMUL_WORKSPACE_BYTES);
+}
+
+void gpu_model_arena_bytes(const Config& c, int B, int T, int chunk, size_t bytes[3]) {
+    GPUModel m;
+    m.c = c;
+    m.table = parameter_table_build(c);
+    m.B = B; m.T = T; m.chunk = chunk;
+    Carver a{nullptr, 0};
+    carve_parameters(m, a);
+    bytes[0] = a.used;
+    a = Carver{nullptr, 0};
+    carve_gradients(m, a);
+    bytes[1] = a.used;
+    a = Carver{nullptr, 0};
+    carve_activations(m, a);
+    bytes[2] = a.used;
+}
+
+static std::string gib(size_t bytes) {
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%.2f GiB", bytes / 1073741824.0);
+    return buf;
+}
+
+bool gpu_model_init(GPUModel& m, const Config& c, int B, int T, std::string& err) {
+    if (!config_validate(c, err)) return false;
+    if (config_count(c, 'M') > 0 && c.K * c.V > M2RNN_SCAN_MAX_STATE) {
+        err = "K·V = " + std::to_string(c.K * c.V) + ": the M2RNN scan kernels hold at most " +
+              std::to_string(M2RNN_SCAN_MAX_STATE) + " state elements per head";
+        return false;
+    }
+    m.c = c;
+    m.table = parameter_table_build(c);
+    m.B = B; m.T = T; m.chunk = SCAN_CHUNK;
+    m.adam_step = 0;
+    gpu_model_arena_bytes(c, B, T, m.chunk, m.arena_bytes);
+    const size_t need = m.arena_bytes[0] + m.arena_bytes[1] + m.arena_bytes[2];
+    size_t free_bytes = 0, total_bytes = 0;
+    cudaCheck(cudaMemGetInfo(&free_bytes, &total_bytes));
+    if (need > free_bytes) {
+        err = "the model needs " + gib(need) + " of GPU memory (parameters " + gib(m.arena_bytes[0]) +
+              ", gradients + optimizer " + gib(m.arena_bytes[1]) + ", activations " + gib(m.arena_bytes[2]) +
+              ") but the GPU has " + gib(free_bytes) + " free of " + gib(total_bytes) +
+              "; a smaller batch (-b) or sequence length (-t) shrinks the activations";
+        return false;
+    }
+    for (int i = 0; i < 3; i++) cudaCheck(cudaMalloc(&m.arenas[i], m.arena_bytes[i]));
+    Carver p{m.arenas[0], 0}, g{m.arenas[1], 0}, a{m.arenas[2], 0};
+    carve_parameters(m, p);
+    carve_gradients(m, g);
+    carve_activations(m, a);
+    cudaCheck(cudaMemset(m.arenas[1], 0, m.arena_bytes[1]));
+    cudaCheck(cudaStreamCreate(&m.stream));
+    matmul_init(m.mm, m.mm.workspace);
+    m.host_losses.assign((size_t)B * T, 0.0f);
+    m.decay_runs.clear();
+    for (const ParamTensor& t : m.table.tensors) {
+        if (!m.decay_runs.empty() && m.decay_runs.back().decay == t.decay)
+            m.decay_runs.back().numel += t.numel;
+        else
+            m.decay_runs.push_back({t.offset, t.numel, t.decay});
+    }
+    return true;
+}
+
+void gpu_model_free(GPUModel& m) {
+    matmul_destroy(m.mm);
+    cudaCheck(cudaStreamDestroy(m.stream));
+    for (int i = 0; i < 3; i++) cudaCheck(cudaFree(m.arenas[i]));
+}
+
+void gpu_model_set_params(GPUModel& m, const float* host_params) {
+    cudaCheck(cudaMemcpy(m.params, host_params, m.table.total * sizeof(float), cudaMemcpyHostToDevice));
+#if !defined(ENABLE_FP32)
+    copy_to_floatX(m.params_lowp, m.params, m.table.total, m.stream);
+#endif
+    cudaCheck(cudaStreamSynchronize(m.stream));
+}
+
+void gpu_model_get_params(GPUModel& m, float* host_params) {
+    cudaCheck(cudaStreamSynchronize(m.stream));
+    cudaCheck(cudaMemcpy(host_params, m.params, m.table.total * sizeof(float), cudaMemcpyDeviceToHost));
+}
+
+void gpu_model_get_grads(GPUModel& m, float* host_grads) {
+    cudaCheck(cudaStreamSynchronize(m.stream));
+    cudaCheck(cudaMemcpy(host_grads, m.grads, m.table.total * sizeof(float), cudaMemcpyDeviceToHost));
+}
+
+float gpu_model_forward(GPUModel& m, const int* host_tokens, bool training) {
+    const Config& c = m.c;
+    const int B = m.B, T = m.T, BT = B * T, D = c.D, NV = c.N * c.V;
+    const int Cp = config_inproj_rows(c), Cc = config_conv_channels(c);
+    const ParameterTable& pt = m.table;
+    cudaStream_t st = m.stream;
+    auto P = [&](int l, ParamKind kind) { return m.params + param_offset(pt, l, kind); };       // fp32 master
+    auto PX = [&](int l, ParamKind kind) { return m.params_lowp + param_offset(pt, l, kind); };  // GEMM copy
+    cudaCheck(cudaMemcpyAsync(m.tokens, host_tokens, sizeof(int) * B * (T + 1), cudaMemcpyHostToDevice, st));
+
+    encoder_forward(m.layers[0].residual, m.params_lowp + pt.tensors[pt.wte].offset, m.tokens, B, T, D, st);
+    rmsnorm_forward(m.layers[0].ln1, m.layers[0].ln1_rstd, m.layers[0].residual, P(0, P_LN1), BT, D, st);
+    for (int l = 0; l < c.L; l++) {
+        GPULayer& a = m.layers[l];
+        if (c.pattern[l] == 'M') {
+            matmul_forward(m.mm, a.proj, a.ln1, PX(l, P_IN_PROJ), BT, D, Cp, st);
+            m2rnn_input_forward(a.qkv, a.forget, a.proj, P(l, P_CONV), P(l, P_A_LOG), P(l, P_DT_BIAS), B, T, Cc, c.N,
+                                NV, st);
+            m2rnn_scan_forward(a.scan_y, a.checkpoints, a.qkv, a.forget, P(l, P_W), B, T, c.N, c.K, c.V, c.Nq, c.Nk,
+                               m.chunk, st);
+            m2rnn_gate_forward(a.gnorm_out, a.gnorm_rstd, a.scan_y, a.qkv, a.proj, P(l, P_D), P(l, P_GNORM), BT, c.N,
+                               c.K, c.V, c.Nq, c.Nk, st);
+            matmul_forward(m.mm, m.s.branch_out, a.gnorm_out, PX(l, P_OUT_PROJ), BT, NV, D, st);
+        } else {
+            matmul_forward(m.mm, a.attn_qkv, a.ln1, PX(l, P_QKV), BT, D, 3 * D, st);
+            if (c.rope) rope_forward(a.attn_qkv, B, T, D, c.heads, st);
+            attention_forward(a.attn_y, a.attn_prob, a.attn_qkv, B, T, D, c.heads, st);
+            matmul_forward(m.mm, m.s.branch_out, a.attn_y, PX(l, P_ATTN_OUT), BT, D, D, st);
+        }
+        residual_rmsnorm_forward(a.residual2, a.ln2, a.ln2_rstd, a.residual, m.s.branch_out, P(l, P_LN2), BT, D, st);
+        matmul_forward(m.mm, a.up, a.ln2, PX(l, P_UP), BT, D, 2 * c.F, st);
+        swiglu_forward(a.swiglu, a.up, BT, c.F, st);
+        matmul_forward(m.mm, m.s.branch_out, a.swiglu, PX(l, P_DOWN), BT, c.F, D, st);
+        // the MLP's output joins the residual, normalised by the next layer's ln1 or by lnf after the last
+        if (l + 1 < c.L)
+            residual_rmsnorm_forward(m.layers[l + 1].residual, m.layers[l + 1].ln1, m.layers[l + 1].ln1_rstd,
+                                     a.residual2, m.s.branch_out, P(l + 1, P_LN1), BT, D, st);
+        else
+            residual_rmsnorm_forward(m.final_residual, m.lnf, m.lnf_rstd, a.residual2, m.s.branch_out,
+                                     m.params + pt.tensors[pt.lnf].offset, BT, D, st);
+    }
+    matmul_forward(m.mm, m.logits, m.lnf, m.params_lowp + pt.tensors[pt.lm_head].offset, BT, D, c.Vp, st);
+    crossentropy_forward_backward(m.losses, m.logits, m.tokens, B, T, c.vocab, c.Vp, training, st);
+    cudaCheck(cudaMemcpyAsync(m.host_losses.data(), m.losses, sizeof(float) * BT, cudaMemcpyDeviceToHost, st));
+    cudaCheck(cudaStreamSynchronize(st));
+    double loss = 0;
+    for (float x : m.host_losses) loss += x;
+    return (float)(loss / BT);
+}
+
+void gpu_model_zero_grad(GPUModel& m) {
+    cudaCheck(cudaMemsetAsync(m.grads, 0, m.table.total * sizeof(float), m.stream));
+}
+
+void gpu_model_backward(GPUModel& m) {
+    const Config& c = m.c;
+    const int B = m.B, T = m.T, BT = B * T, D = c.D, NV = c.N * c.V;
+    const int Cp = config_inproj_rows(c), Cc = config_conv_channels(c);
+    const ParameterTable& pt = m.table;
+    cudaStream_t st = m.stream;
+    GPUScratch& s = m.s;
+    auto P = [&](int l, ParamKind kind) { return m.params + param_offset(pt, l, kind); };
+    auto PX = [&](int l, ParamKind kind) { return m.params_lowp + param_offset(pt, l, kind); };
+    auto G = [&](int l, ParamKind kind) { return m.grads + param_offset(pt, l, kind); };
+
+    // the logits buffer holds dlogits (crossentropy_forward_backward of the training forward)
+    matmul_backward(m.mm, s.dln, m.grads + pt.tensors[pt.lm_head].offset, m.logits, m.lnf,
+                    m.params_lowp + pt.tensors[pt.lm_head].offset, BT, D, c.Vp, st);
+    rmsnorm_backward(s.dresidual, m.grads + pt.tensors[pt.lnf].offset, s.dln, m.final_residual,
+                     m.params + pt.tensors[pt.lnf].offset, m.lnf_rstd, BT, D, false, st);
+    for (int l = c.L - 1; l >= 0; l--) {
+        GPULayer& a = m.layers[l];
+        matmul_backward(m.mm, s.dswiglu, G(l, P_DOWN), s.dresidual, a.swiglu, PX(l, P_DOWN), BT, c.F, D, st);
+        swiglu_backward(s.dup, s.dswiglu, a.up, BT, c.F, st);
+        matmul_backward(m.mm, s.dln, G(l, P_UP), s.dup, a.ln2, PX(l, P_UP), BT, D, 2 * c.F, st);
+        rmsnorm_backward(s.dresidual, G(l, P_LN2), s.dln, a.residual2, P(l, P_LN2), a.ln2_rstd, BT, D, true, st);
+        // the mixer's output joined the residual unchanged: its gradient is dresidual
+        if (c.pattern[l] == 'M') {
+            matmul_backward(m.mm, s.dgnorm_out, G(l, P_OUT_PROJ), s.dresidual, a.gnorm_out, PX(l, P_OUT_PROJ), BT,
+                            NV, D, st);
+            cudaCheck(cudaMemsetAsync(s.dqkv, 0, sizeof(float) * BT * Cc, st));
+            m2rnn_gate_backward(s.dscan_y, s.dqkv, s.dproj, G(l, P_D), G(l, P_GNORM), s.dgnorm_out, a.scan_y, a.qkv,
+                                a.proj, P(l, P_D), P(l, P_GNORM), a.gnorm_rstd, BT, c.N, c.K, c.V, c.Nq, c.Nk, st);
+            m2rnn_scan_backward(s.dqkv, s.dforget, G(l, P_W), s.dscan_y, a.qkv, a.forget, P(l, P_W), a.checkpoints,
+                                (float)c.clip, B, T, c.N, c.K, c.V, c.Nq, c.Nk, m.chunk, st);
+            m2rnn_input_backward(s.dproj, G(l, P_CONV), G(l, P_A_LOG), G(l, P_DT_BIAS), s.dqkv, s.dforget, a.proj,
+                                 P(l, P_CONV), P(l, P_A_LOG), P(l, P_DT_BIAS), B, T, Cc, c.N, NV, st);
+            matmul_backward(m.mm, s.dln, G(l, P_IN_PROJ), s.dproj, a.ln1, PX(l, P_IN_PROJ), BT, D, Cp, st);
+        } else {
+            matmul_backward(m.mm, s.dattn_y, G(l, P_ATTN_OUT), s.dresidual, a.attn_y, PX(l, P_ATTN_OUT), BT, D, D, st);
+            attention_backward(s.dattn_qkv, s.dattn_y, a.attn_qkv, a.attn_prob, B, T, D, c.heads, st);
+            if (c.rope) rope_backward(s.dattn_qkv, B, T, D, c.heads, st);
+            matmul_backward(m.mm, s.dln, G(l, P_QKV), s.dattn_qkv, a.ln1, PX(l, P_QKV), BT, D, 3 * D, st);
+        }
+        rmsnorm_backward(s.dresidual, G(l, P_LN1), s.dln, a.residual, P(l, P_LN1), a.ln1_rstd, BT, D, true, st);
+    }
+    encoder_backward(m.grads + pt.tensors[pt.wte].offset, s.dresidual, m.tokens, B, T, D, st);
+}
+
+float gpu_model_update(GPUModel& m, float lr, float beta1, float beta2, float eps, float weight_decay,
+                       float max_grad_norm) {
+    m.adam_step++;
+    global_norm_squared(m.norm_squared, m.grads, m.table.total, m.stream);
+    for (const DecayRun& r : m.decay_runs) {
+        floatX* lowp = nullptr;
+#if !defined(ENABLE_FP32)
+        lowp = m.params_lowp + r.offset;
+#endif
+        adamw_update(m.params + r.offset, lowp, m.grads + r.offset, m.adam_m + r.offset, m.adam_v + r.offset, r.numel,
+                     m.adam_step, lr, beta1, beta2, eps, r.decay ? weight_decay : 0.0f, m.norm_squared,
+                     max_grad_norm, m.stream);
+    }
+    float norm_squared = 0;
+    cudaCheck(cudaMemcpyAsync(&norm_squared, m.norm_squared, sizeof(float), cudaMemcpyDeviceToHost, m.stream));
+    cudaCheck(cudaStreamSynchronize(m.stream));
+    return sqrtf(norm_squared);
+}

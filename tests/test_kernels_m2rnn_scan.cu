@@ -1,0 +1,197 @@
+// GPU checks of kernels/m2rnn_scan.cuh against the reference steps m2rnn_scan_forward / m2rnn_scan_backward
+// (double precision, called per (b, n) with a ScanView as reference_forward / reference_backward do) on fresh
+// random inputs, rounded to what the kernels read before the reference sees them. y and df start poisoned, so
+// an unwritten element fails; dqkv and dW start from known random values and what the kernel added to them is
+// compared with the reference's increment, so overwriting instead of adding fails. The backward reads the
+// checkpoints the GPU forward wrote. Each shape runs with clipping off and with a clip that bites.
+#include "test_kernels_m2rnn_scan.h"
+
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+#include "../kernels/m2rnn_scan.cuh"
+#include "../model/reference.h"
+#include "gpu_check.cuh"
+
+namespace {
+
+struct ScanShape {
+    int B, T, N, K, V, Nq, Nk, chunk;
+    int NV() const { return N * V; }
+    int Cc() const { return (Nq + Nk) * K + N * V; }
+    int q_col(int n) const { return (n / (N / Nq)) * K; }
+    int k_col(int n) const { return Nq * K + (n / (N / Nk)) * K; }
+    int v_col(int n) const { return (Nq + Nk) * K + n * V; }
+    size_t BT() const { return (size_t)B * T; }
+};
+
+const ScanShape SHAPES[] = {
+    {2, 37, 4, 8, 4, 1, 1, 8},     // tiny, all heads share q and k; the last chunk is 5 steps
+    {3, 29, 6, 6, 5, 3, 3, 5},     // q/k shared by pairs of heads; K·V = 30 is no multiple of a warp
+    {2, 64, 3, 64, 16, 1, 1, 16},  // the real head size (K·V = 1024 threads)
+};
+const double CLIP_BITES = 0.05;
+
+void describe(char* buf, size_t size, const ScanShape& s, double clip) {
+    snprintf(buf, size, "B=%d T=%d N=%d K=%d V=%d Nq=%d Nk=%d chunk %d, clip %g", s.B, s.T, s.N, s.K, s.V, s.Nq,
+             s.Nk, s.chunk, clip);
+}
+
+// Head n of batch row b, as the reference model's scan_view builds it.
+ScanView scan_view(const ScanShape& s, const std::vector<double>& qkv, const std::vector<double>& f, int b, int n) {
+    const double* row = qkv.data() + (size_t)b * s.T * s.Cc();
+    ScanView v;
+    v.T = s.T; v.K = s.K; v.V = s.V;
+    v.q = row + s.q_col(n);
+    v.k = row + s.k_col(n);
+    v.v = row + s.v_col(n);
+    v.f = f.data() + (size_t)b * s.T * s.N + n;
+    v.sq = v.sk = v.sv = s.Cc();
+    v.sf = s.N;
+    return v;
+}
+
+struct ScanInputs {
+    std::vector<double> qkv, f, W, dy;
+};
+
+struct ScanGrads {
+    std::vector<double> dqkv, df, dW;  // what the backward adds (df: writes)
+};
+
+// The reference forward for every (b, n): y (B,T,N·V), and the states H and Z (B,N,T,K,V) for the backward.
+void reference_scan_forward(const ScanShape& s, const ScanInputs& in, std::vector<double>& y, std::vector<double>& H,
+                            std::vector<double>& Z) {
+    const size_t KV = (size_t)s.K * s.V;
+    y.assign(s.BT() * s.NV(), 0.0);
+    H.assign((size_t)s.B * s.N * s.T * KV, 0.0);
+    Z.assign(H.size(), 0.0);
+    for (int b = 0; b < s.B; b++)
+        for (int n = 0; n < s.N; n++) {
+            const size_t chain = ((size_t)b * s.N + n) * s.T * KV;
+            m2rnn_scan_forward(scan_view(s, in.qkv, in.f, b, n), in.W.data() + (size_t)n * s.V * s.V,
+                               H.data() + chain, Z.data() + chain, y.data() + (size_t)b * s.T * s.NV() + n * s.V,
+                               s.NV());
+        }
+}
+
+ScanGrads reference_scan_backward(const ScanShape& s, const ScanInputs& in, const std::vector<double>& H,
+                                  const std::vector<double>& Z, double clip) {
+    const size_t KV = (size_t)s.K * s.V;
+    ScanGrads g;
+    g.dqkv.assign(s.BT() * s.Cc(), 0.0);
+    g.df.assign(s.BT() * s.N, 0.0);
+    g.dW.assign((size_t)s.N * s.V * s.V, 0.0);
+    for (int b = 0; b < s.B; b++)
+        for (int n = 0; n < s.N; n++) {
+            const size_t chain = ((size_t)b * s.N + n) * s.T * KV;
+            double* drow = g.dqkv.data() + (size_t)b * s.T * s.Cc();
+            m2rnn_scan_backward(scan_view(s, in.qkv, in.f, b, n), in.W.data() + (size_t)n * s.V * s.V,
+                                H.data() + chain, Z.data() + chain, in.dy.data() + (size_t)b * s.T * s.NV() + n * s.V,
+                                s.NV(), clip, drow + s.q_col(n), drow + s.k_col(n), drow + s.v_col(n),
+                                g.df.data() + (size_t)b * s.T * s.N + n, g.dW.data() + (size_t)n * s.V * s.V);
+        }
+    return g;
+}
+
+// Random fp32 start values for an accumulated output, on the scale of the increment in each column range
+// [bounds[k], bounds[k+1]) of its rows.
+std::vector<double> prefill_by_columns(const std::vector<double>& increment, size_t rows, int stride,
+                                       const std::vector<int>& bounds, Random& rng) {
+    std::vector<double> x(increment.size());
+    for (size_t k = 0; k + 1 < bounds.size(); k++) {
+        const double scale = max_abs(columns(increment, rows, stride, bounds[k], bounds[k + 1]));
+        for (size_t i = 0; i < rows; i++)
+            for (int c = bounds[k]; c < bounds[k + 1]; c++) x[i * stride + c] = scale * rng.normal();
+    }
+    round_to<float>(x);
+    return x;
+}
+
+void check_err(TestReport& r, const std::vector<double>& got, const std::vector<double>& want, const char* what,
+               const char* shape) {
+    const double err = max_rel_err(got.data(), want.data(), got.size());
+    r.check(err <= GPU_TOLERANCE, "%s (%s) max rel err %.1e <= %.0e", what, shape, err, GPU_TOLERANCE);
+}
+
+void test_scan(TestReport& r, const ScanShape& s, double clip, Random& rng) {
+    char shape[160];
+    describe(shape, sizeof(shape), s, clip);
+    const size_t BT = s.BT();
+    const int Cc = s.Cc(), NV = s.NV(), V = s.V;
+    const int q_end = s.Nq * s.K, k_end = (s.Nq + s.Nk) * s.K;
+
+    ScanInputs in;
+    in.qkv = random_vector(BT * Cc, rng, 0.5);
+    round_to<floatX>(in.qkv);
+    in.f.resize(BT * s.N);
+    for (double& x : in.f) x = rng.uniform(0.05, 0.95);
+    round_to<float>(in.f);
+    // W = I + noise of entries 0.2/√V (spectral size about 0.4 whatever V): with a W much farther from I the
+    // unclipped backward over 64 steps is so ill-conditioned that fp32 rounding alone moves it by 1e-4
+    in.W = random_vector((size_t)s.N * V * V, rng, 0.2 / sqrt((double)V));
+    for (int n = 0; n < s.N; n++)
+        for (int m = 0; m < V; m++) in.W[((size_t)n * V + m) * V + m] += 1.0;
+    round_to<float>(in.W);
+    in.dy = random_vector(BT * NV, rng, 1.0);
+    round_to<floatX>(in.dy);
+
+    // forward
+    std::vector<double> y, H, Z;
+    reference_scan_forward(s, in, y, H, Z);
+    floatX* d_qkv = device_upload<floatX>(in.qkv);
+    float* d_f = device_upload<float>(in.f);
+    float* d_W = device_upload<float>(in.W);
+    floatX* d_y = device_poisoned<floatX>(BT * NV);
+    float* d_checkpoints = device_poisoned<float>(m2rnn_scan_checkpoint_floats(s.B, s.T, s.N, s.K, V, s.chunk));
+    m2rnn_scan_forward(d_y, d_checkpoints, d_qkv, d_f, d_W, s.B, s.T, s.N, s.K, V, s.Nq, s.Nk, s.chunk, 0);
+    check_err(r, device_download(d_y, BT * NV), y, "m2rnn_scan_forward y", shape);
+
+    // backward
+    const ScanGrads want = reference_scan_backward(s, in, H, Z, clip);
+    if (clip > 0) {
+        const ScanGrads exact = reference_scan_backward(s, in, H, Z, 0.0);
+        const double e_dqkv = max_rel_err(want.dqkv.data(), exact.dqkv.data(), want.dqkv.size()),
+                     e_df = max_rel_err(want.df.data(), exact.df.data(), want.df.size()),
+                     e_dW = max_rel_err(want.dW.data(), exact.dW.data(), want.dW.size());
+        const double least = fmin(e_dqkv, fmin(e_df, e_dW));
+        r.check(least > 10 * GPU_TOLERANCE,
+                "m2rnn_scan_backward clip bites (%s): reference with vs without clip differs by dqkv %.2f, df %.2f, "
+                "dW %.2f (rel) > %.0e",
+                shape, e_dqkv, e_df, e_dW, 10 * GPU_TOLERANCE);
+    }
+    const std::vector<double> dqkv0 = prefill_by_columns(want.dqkv, BT, Cc, {0, q_end, k_end, Cc}, rng);
+    const std::vector<double> dW0 = prefill_by_columns(want.dW, 1, (int)want.dW.size(), {0, (int)want.dW.size()}, rng);
+    floatX* d_dy = device_upload<floatX>(in.dy);
+    float* d_dqkv = device_upload<float>(dqkv0);
+    float* d_df = device_poisoned<float>(BT * s.N);
+    float* d_dW = device_upload<float>(dW0);
+    m2rnn_scan_backward(d_dqkv, d_df, d_dW, d_dy, d_qkv, d_f, d_W, d_checkpoints, (float)clip, s.B, s.T, s.N, s.K, V,
+                        s.Nq, s.Nk, s.chunk, 0);
+    const std::vector<double> added = minus(device_download(d_dqkv, BT * Cc), dqkv0);
+    check_err(r, columns(added, BT, Cc, 0, q_end), columns(want.dqkv, BT, Cc, 0, q_end),
+              "m2rnn_scan_backward dqkv q columns +=", shape);
+    check_err(r, columns(added, BT, Cc, q_end, k_end), columns(want.dqkv, BT, Cc, q_end, k_end),
+              "m2rnn_scan_backward dqkv k columns +=", shape);
+    check_err(r, columns(added, BT, Cc, k_end, Cc), columns(want.dqkv, BT, Cc, k_end, Cc),
+              "m2rnn_scan_backward dqkv v columns +=", shape);
+    check_err(r, device_download(d_df, BT * s.N), want.df, "m2rnn_scan_backward df", shape);
+    check_err(r, minus(device_download(d_dW, dW0.size()), dW0), want.dW, "m2rnn_scan_backward dW +=", shape);
+
+    for (void* p : {(void*)d_qkv, (void*)d_f, (void*)d_W, (void*)d_y, (void*)d_checkpoints, (void*)d_dy,
+                    (void*)d_dqkv, (void*)d_df, (void*)d_dW})
+        cudaCheck(cudaFree(p));
+}
+
+}  // namespace
+
+void test_m2rnn_scan_kernels(TestReport& r) {
+    const unsigned long long seed = (unsigned long long)test_seed();
+    printf("m2rnn_scan kernels (%s), seed %llu\n", PRECISION_NAME, seed);
+    Random rng(seed);
+    for (const ScanShape& s : SHAPES) {
+        test_scan(r, s, 0.0, rng);
+        test_scan(r, s, CLIP_BITES, rng);
+    }
+}

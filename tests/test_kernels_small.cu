@@ -1,0 +1,234 @@
+// GPU checks of kernels/encoder.cuh, rmsnorm.cuh, swiglu.cuh and crossentropy.cuh against the reference steps
+// (double precision) on fresh random inputs, rounded to what the kernels read before the reference sees them.
+// Outputs start poisoned (NaN), so an unwritten element fails; accumulated outputs start from known random
+// values of the increment's scale, so overwriting instead of adding fails. Sizes are not multiples of 32 or of
+// the 16-byte pack, except where the kernel requires it (Vp), and include the model's realistic ones.
+#include "test_kernels_small.h"
+
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+#include "../kernels/crossentropy.cuh"
+#include "../kernels/encoder.cuh"
+#include "../kernels/rmsnorm.cuh"
+#include "../kernels/swiglu.cuh"
+#include "../model/reference.h"
+#include "gpu_check.cuh"
+
+namespace {
+
+void check_err(TestReport& r, const std::vector<double>& got, const std::vector<double>& want, const char* what,
+               const char* shape) {
+    const double err = max_rel_err(got.data(), want.data(), got.size());
+    r.check(err <= GPU_TOLERANCE, "%s (%s) max rel err %.1e <= %.0e", what, shape, err, GPU_TOLERANCE);
+}
+
+template <typename T>
+std::vector<double> random_rounded(size_t n, Random& rng, double scale, double mean = 0.0) {
+    std::vector<double> x = random_vector(n, rng, scale);
+    for (double& v : x) v += mean;
+    round_to<T>(x);
+    return x;
+}
+
+std::vector<int> random_tokens(int B, int T, int vocab, Random& rng) {
+    std::vector<int> tokens((size_t)B * (T + 1));
+    for (int& t : tokens) t = rng.below(vocab);
+    return tokens;
+}
+
+int* device_tokens(const std::vector<int>& tokens) {
+    int* d = nullptr;
+    cudaCheck(cudaMalloc(&d, tokens.size() * sizeof(int)));
+    cudaCheck(cudaMemcpy(d, tokens.data(), tokens.size() * sizeof(int), cudaMemcpyHostToDevice));
+    return d;
+}
+
+// ---------------------------------------------------------------- encoder
+
+void test_encoder(TestReport& r, int B, int T, int D, int vocab, int Vp, Random& rng) {
+    char shape[96];
+    snprintf(shape, sizeof(shape), "B=%d T=%d D=%d vocab=%d Vp=%d", B, T, D, vocab, Vp);
+    const size_t BTD = (size_t)B * T * D;
+    const std::vector<int> tokens = random_tokens(B, T, vocab, rng);
+    const std::vector<double> wte = random_rounded<floatX>((size_t)Vp * D, rng, 1.0);
+    const std::vector<double> dx = random_rounded<floatX>(BTD, rng, 1.0);
+
+    std::vector<double> x(BTD), increment((size_t)Vp * D, 0.0);
+    encoder_forward(x.data(), wte.data(), tokens.data(), B, T, D);
+    encoder_backward(increment.data(), dx.data(), tokens.data(), B, T, D);
+    const std::vector<double> dwte0 = prefill<float>(increment, rng);
+
+    int* d_tokens = device_tokens(tokens);
+    floatX* d_wte = device_upload<floatX>(wte);
+    floatX* d_dx = device_upload<floatX>(dx);
+    floatX* d_x = device_poisoned<floatX>(BTD);
+    float* d_dwte = device_upload<float>(dwte0);
+    encoder_forward(d_x, d_wte, d_tokens, B, T, D, 0);
+    encoder_backward(d_dwte, d_dx, d_tokens, B, T, D, 0);
+    check_err(r, device_download(d_x, BTD), x, "encoder_forward x", shape);
+    check_err(r, device_download(d_dwte, dwte0.size()), plus(dwte0, increment), "encoder_backward dwte (+=)", shape);
+
+    for (void* p : {(void*)d_tokens, (void*)d_wte, (void*)d_dx, (void*)d_x, (void*)d_dwte}) cudaCheck(cudaFree(p));
+}
+
+// ---------------------------------------------------------------- rmsnorm
+
+void test_rmsnorm(TestReport& r, int n, int C, Random& rng) {
+    char shape[64];
+    snprintf(shape, sizeof(shape), "n=%d C=%d", n, C);
+    const size_t nC = (size_t)n * C;
+    const std::vector<double> w = random_rounded<float>(C, rng, 0.5, 1.0);
+    float* d_w = device_upload<float>(w);
+
+    // rmsnorm_forward
+    const std::vector<double> x = random_rounded<floatX>(nC, rng, 2.0);
+    std::vector<double> out(nC), rstd(n);
+    rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), n, C);
+    floatX* d_x = device_upload<floatX>(x);
+    floatX* d_out = device_poisoned<floatX>(nC);
+    float* d_rstd = device_poisoned<float>(n);
+    rmsnorm_forward(d_out, d_rstd, d_x, d_w, n, C, 0);
+    check_err(r, device_download(d_out, nC), out, "rmsnorm_forward out", shape);
+    check_err(r, device_download(d_rstd, n), rstd, "rmsnorm_forward rstd", shape);
+
+    // residual_rmsnorm_forward: the reference normalises the residual as stored (floatX), as the kernel does
+    const std::vector<double> a = random_rounded<floatX>(nC, rng, 1.0);
+    const std::vector<double> b = random_rounded<floatX>(nC, rng, 0.5);
+    std::vector<double> residual(nC);
+    residual_forward(residual.data(), a.data(), b.data(), nC);
+    std::vector<double> residual_stored = residual;
+    round_to<floatX>(residual_stored);
+    rmsnorm_forward(out.data(), rstd.data(), residual_stored.data(), w.data(), n, C);
+    floatX* d_a = device_upload<floatX>(a);
+    floatX* d_b = device_upload<floatX>(b);
+    floatX* d_residual = device_poisoned<floatX>(nC);
+    cudaCheck(cudaMemset(d_out, 0xFF, nC * sizeof(floatX)));
+    cudaCheck(cudaMemset(d_rstd, 0xFF, n * sizeof(float)));
+    residual_rmsnorm_forward(d_residual, d_out, d_rstd, d_a, d_b, d_w, n, C, 0);
+    check_err(r, device_download(d_residual, nC), residual, "residual_rmsnorm_forward residual", shape);
+    check_err(r, device_download(d_out, nC), out, "residual_rmsnorm_forward out", shape);
+    check_err(r, device_download(d_rstd, n), rstd, "residual_rmsnorm_forward rstd", shape);
+
+    // rmsnorm_backward of the first forward, dx overwritten and then accumulated
+    std::vector<double> rstd_in(n);
+    rmsnorm_forward(out.data(), rstd_in.data(), x.data(), w.data(), n, C);
+    round_to<float>(rstd_in);
+    const std::vector<double> dout = random_rounded<floatX>(nC, rng, 1.0);
+    floatX* d_dout = device_upload<floatX>(dout);
+    float* d_rstd_in = device_upload<float>(rstd_in);
+    for (bool accumulate : {false, true}) {
+        char what[96];
+        std::vector<double> dx(nC, 0.0), dw_increment(C, 0.0);
+        rmsnorm_backward(dx.data(), dw_increment.data(), dout.data(), x.data(), w.data(), rstd_in.data(), n, C,
+                         false);
+        const std::vector<double> dx0 = prefill<floatX>(dx, rng), dw0 = prefill<float>(dw_increment, rng);
+        floatX* d_dx = accumulate ? device_upload<floatX>(dx0) : device_poisoned<floatX>(nC);
+        float* d_dw = device_upload<float>(dw0);
+        rmsnorm_backward(d_dx, d_dw, d_dout, d_x, d_w, d_rstd_in, n, C, accumulate, 0);
+        snprintf(what, sizeof(what), "rmsnorm_backward dx (%s)", accumulate ? "+=" : "=");
+        check_err(r, device_download(d_dx, nC), accumulate ? plus(dx0, dx) : dx, what, shape);
+        check_err(r, device_download(d_dw, C), plus(dw0, dw_increment), "rmsnorm_backward dw (+=)", shape);
+        cudaCheck(cudaFree(d_dx));
+        cudaCheck(cudaFree(d_dw));
+    }
+
+    for (void* p : {(void*)d_w, (void*)d_x, (void*)d_out, (void*)d_rstd, (void*)d_a, (void*)d_b, (void*)d_residual,
+                    (void*)d_dout, (void*)d_rstd_in})
+        cudaCheck(cudaFree(p));
+}
+
+// ---------------------------------------------------------------- swiglu
+
+void test_swiglu(TestReport& r, int n, int F, Random& rng) {
+    char shape[64];
+    snprintf(shape, sizeof(shape), "n=%d F=%d", n, F);
+    const size_t nF = (size_t)n * F;
+    const std::vector<double> up = random_rounded<floatX>(2 * nF, rng, 2.0);
+    const std::vector<double> dh = random_rounded<floatX>(nF, rng, 1.0);
+    std::vector<double> h(nF), dup(2 * nF);
+    swiglu_forward(h.data(), up.data(), n, F);
+    swiglu_backward(dup.data(), dh.data(), up.data(), n, F);
+
+    floatX* d_up = device_upload<floatX>(up);
+    floatX* d_dh = device_upload<floatX>(dh);
+    floatX* d_h = device_poisoned<floatX>(nF);
+    floatX* d_dup = device_poisoned<floatX>(2 * nF);
+    swiglu_forward(d_h, d_up, n, F, 0);
+    swiglu_backward(d_dup, d_dh, d_up, n, F, 0);
+    check_err(r, device_download(d_h, nF), h, "swiglu_forward h", shape);
+    check_err(r, device_download(d_dup, 2 * nF), dup, "swiglu_backward dup", shape);
+
+    for (void* p : {(void*)d_up, (void*)d_dh, (void*)d_h, (void*)d_dup}) cudaCheck(cudaFree(p));
+}
+
+// ---------------------------------------------------------------- crossentropy
+
+// Elements that differ, NaN matching NaN.
+size_t count_changed(const std::vector<double>& got, const std::vector<double>& want) {
+    size_t count = 0;
+    for (size_t i = 0; i < got.size(); i++)
+        if (!(got[i] == want[i] || (std::isnan(got[i]) && std::isnan(want[i])))) count++;
+    return count;
+}
+
+void test_crossentropy(TestReport& r, int B, int T, int vocab, int Vp, double scale, Random& rng) {
+    char shape[96];
+    snprintf(shape, sizeof(shape), "B=%d T=%d vocab=%d Vp=%d", B, T, vocab, Vp);
+    const int n = B * T;
+    const size_t nV = (size_t)n * Vp;
+    // the padded columns hold NaN: the kernel must not let them into the softmax
+    std::vector<double> logits = random_vector(nV, rng, scale);
+    for (int i = 0; i < n; i++)
+        for (int j = vocab; j < Vp; j++) logits[(size_t)i * Vp + j] = NAN;
+    round_to<floatX>(logits);
+    const std::vector<int> tokens = random_tokens(B, T, vocab, rng);
+
+    std::vector<double> probs(nV), dlogits(nV), losses(n);
+    crossentropy_forward(probs.data(), logits.data(), tokens.data(), B, T, vocab, Vp);
+    crossentropy_backward(dlogits.data(), probs.data(), tokens.data(), B, T, Vp);
+    for (int i = 0; i < n; i++) losses[i] = -log(probs[(size_t)i * Vp + tokens[i + i / T + 1]]);
+
+    int* d_tokens = device_tokens(tokens);
+    floatX* d_logits = device_upload<floatX>(logits);
+    float* d_losses = device_poisoned<float>(n);
+
+    // losses only: the logits stay as they were
+    crossentropy_forward_backward(d_losses, d_logits, d_tokens, B, T, vocab, Vp, false, 0);
+    check_err(r, device_download(d_losses, n), losses, "crossentropy_forward_backward losses (no dlogits)", shape);
+    const size_t changed = count_changed(device_download(d_logits, nV), logits);
+    r.check(changed == 0, "crossentropy_forward_backward without dlogits (%s): %zu logits changed", shape, changed);
+
+    // losses and dlogits in place
+    cudaCheck(cudaMemset(d_losses, 0xFF, n * sizeof(float)));
+    crossentropy_forward_backward(d_losses, d_logits, d_tokens, B, T, vocab, Vp, true, 0);
+    check_err(r, device_download(d_losses, n), losses, "crossentropy_forward_backward losses", shape);
+    const std::vector<double> got = device_download(d_logits, nV);
+    check_err(r, got, dlogits, "crossentropy_forward_backward dlogits", shape);
+    size_t padded_nonzero = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = vocab; j < Vp; j++) padded_nonzero += got[(size_t)i * Vp + j] != 0.0;
+    r.check(padded_nonzero == 0, "crossentropy_forward_backward dlogits (%s): %zu padded columns not exactly 0",
+            shape, padded_nonzero);
+
+    for (void* p : {(void*)d_tokens, (void*)d_logits, (void*)d_losses}) cudaCheck(cudaFree(p));
+}
+
+}  // namespace
+
+void test_small_kernels(TestReport& r) {
+    const unsigned long long seed = (unsigned long long)test_seed();
+    printf("encoder / rmsnorm / swiglu / crossentropy kernels (%s), seed %llu\n", PRECISION_NAME, seed);
+    Random rng(seed);
+    test_encoder(r, 3, 37, 53, 20, 128, rng);          // many repeated tokens: concurrent adds into dwte rows
+    test_encoder(r, 2, 1024, 768, 4000, 4096, rng);
+    test_rmsnorm(r, 37, 53, rng);
+    test_rmsnorm(r, 37, 1344, rng);                    // the M²RNN gnorm width N·V of the 410M model
+    test_rmsnorm(r, 1031, 768, rng);
+    test_swiglu(r, 37, 53, rng);
+    test_swiglu(r, 1031, 2048, rng);
+    test_crossentropy(r, 3, 13, 1000, 1024, 2.0, rng);
+    test_crossentropy(r, 5, 7, 997, 1024, 2.0, rng);     // the last real pack is part padding
+    test_crossentropy(r, 2, 4, 50257, 50304, 4.0, rng);  // GPT-2's vocabulary, B·T = 8
+}
