@@ -26,8 +26,8 @@ endif
 
 BUILD     := build
 GPU_BUILD := $(BUILD)/gpu$(SUFFIX)
-HOST_SRCS := model/config.cpp model/parameters.cpp model/reference.cpp data/shards.cpp
-TEST_SRCS := tests/test_reference.cpp tests/test_shards.cpp
+HOST_SRCS := model/config.cpp model/parameters.cpp model/reference.cpp model/checkpoint.cpp data/shards.cpp
+TEST_SRCS := tests/test_reference.cpp tests/test_shards.cpp tests/test_checkpoint.cpp
 GPU_SRCS  := model/gpu_model.cu
 GPU_TESTS := tests/test_gpu_model.cu tests/test_kernels_small.cu tests/test_kernels_m2rnn_io.cu \
              tests/test_kernels_m2rnn_scan.cu tests/test_kernels_attention.cu
@@ -56,7 +56,7 @@ $(GPU_BUILD)/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
-$(TRAIN): train_m2rnn.cu $(HOST_OBJS)
+$(TRAIN): train_m2rnn.cu $(HOST_OBJS) $(GPU_OBJS)
 	$(NVCC) $(NVCCFLAGS) -o $@ $^ $(LDLIBS)
 
 $(TEST): test_m2rnn.cu $(HOST_OBJS) $(TEST_OBJS) $(GPU_OBJS) $(GPU_TEST_OBJS)

@@ -12,6 +12,7 @@
 
 #include "kernels/common.cuh"
 #include "tests/check.h"
+#include "tests/test_checkpoint.h"
 #include "tests/test_gpu_model.h"
 #include "tests/test_kernels_attention.h"
 #include "tests/test_kernels_m2rnn_io.h"
@@ -32,6 +33,8 @@ int main(int argc, char** argv) {
         test_reference(r);
         printf("== token shards ==\n");
         test_shard_loader(r);
+        printf("== checkpoints ==\n");
+        test_checkpoint(r);
     }
 
     int devices = 0;

@@ -1,153 +1,335 @@
-// train_m2rnn: trains the hybrid M²RNN GPT on llm.c token shards.
+// train_m2rnn: trains the hybrid M²RNN GPT on the GPU from llm.c token shards.
 //
-// This first version trains with the CPU reference (model/reference.*), in double precision: it is
-// slow and meant for tiny models, to show the whole loop (data, forward, backward, AdamW with
-// global-norm clipping, warmup + cosine schedule, validation) end to end. The GPU path replaces
-// the model calls once it exists.
+// Flow: parse and check every flag, open the data, build or load the config, check the log
+// directory — all before touching the GPU, so bad input fails fast with a message — then allocate the
+// model's arenas once and run: per step, gradient accumulation over micro-batches, global-norm
+// clipping and AdamW with warmup + cosine decay; validation every -v steps; checkpoints every -n
+// steps and at the end (model + optimizer/data state, written atomically); -y 1 resumes from the
+// latest checkpoint in -o. Every figure printed per step also goes to <-o>/train.log.
+#include <cerrno>
 #include <chrono>
+#include <cmath>
+#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <sys/stat.h>
 #include <vector>
 
 #include "data/shards.h"
+#include "model/checkpoint.h"
 #include "model/config.h"
+#include "model/gpu_model.h"
 #include "model/parameters.h"
-#include "model/reference.h"
 #include "model/schedule.h"
 
 struct Options {
     const char* train_pattern = "data/tinyshakespeare/tiny_shakespeare_train.bin";
     const char* val_pattern = "data/tinyshakespeare/tiny_shakespeare_val.bin";
-    const char* preset = "tiny";
-    int B = 4, T = 64;
-    int max_steps = 20, warmup = 3, val_every = 10, val_batches = 2;
-    double lr = 1e-2, final_frac = 0.1, weight_decay = 0.1, grad_clip = 1.0;
+    const char* start = "d12-hybrid";  // -e: a preset name or a model checkpoint file
+    const char* log_dir = "log";
+    int B = 8, T = 512;
+    long long total_batch = -1;          // tokens per step; -1 = B·T (no accumulation)
+    int max_steps = 2000, warmup = 100, val_every = 100, val_batches = 20, checkpoint_every = 0, resume = 0;
+    double lr = 1e-3, final_frac = 0.1, weight_decay = 0.1, grad_clip = 1.0;
     unsigned long long seed = 1337;
+    // model-shape overrides of the preset (-1 / empty = keep the preset's)
+    std::string pattern;
+    int D = -1, F = -1, heads = -1, N = -1, K = -1, V = -1, Nq = -1, Nk = -1, rope = -1;
+    double clip = -1;
 };
-
-static void usage(const Options& o) {
-    printf("usage: ./train_m2rnn [flags]   (CPU reference trainer, for tiny models)\n"
-           "  -i <glob>   train shards                 (default %s)\n"
-           "  -j <glob>   validation shards            (default %s)\n"
-           "  -e <name>   model preset: %s (default %s)\n"
-           "  -b <int>    batch size B                 (default %d)\n"
-           "  -t <int>    sequence length T            (default %d)\n"
-           "  -x <int>    steps                        (default %d)\n"
-           "  -u <int>    warmup steps                 (default %d)\n"
-           "  -l <float>  learning rate                (default %g)\n"
-           "  -q <float>  final lr fraction            (default %g)\n"
-           "  -c <float>  weight decay                 (default %g)\n"
-           "  -v <int>    validate every N steps       (default %d)\n"
-           "  -m <int>    validation batches           (default %d)\n"
-           "  -s <int>    seed                         (default %llu)\n"
-           "  -h          this help\n",
-           o.train_pattern, o.val_pattern, config_preset_names(), o.preset, o.B, o.T, o.max_steps, o.warmup, o.lr,
-           o.final_frac, o.weight_decay, o.val_every, o.val_batches, o.seed);
-}
 
 static void fail(const std::string& msg) {
     fprintf(stderr, "train_m2rnn: %s\n", msg.c_str());
     exit(EXIT_FAILURE);
 }
 
-static int parse_int(const char* flag, const char* s) {
-    char* end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < -2147483647L || v > 2147483647L)
-        fail(std::string(flag) + " expects an integer, got '" + s + "'");
-    return (int)v;
+static void usage() {
+    Options o;
+    printf("usage: ./train_m2rnn [flags]\n"
+           "data and run\n"
+           "  -i <glob>    train shards (llm.c format)                  default %s\n"
+           "  -j <glob>    validation shards                            default %s\n"
+           "  -e <name>    preset (%s) or a model_*.bin checkpoint to start from   default %s\n"
+           "  -o <dir>     log and checkpoint directory                 default %s\n"
+           "  -b <int>     micro-batch size B                           default %d\n"
+           "  -t <int>     sequence length T                            default %d\n"
+           "  -d <int>     total batch in tokens (gradient accumulation) default B*T\n"
+           "  -x <int>     optimizer steps                              default %d\n"
+           "  -l <float>   peak learning rate                           default %g\n"
+           "  -u <int>     warmup steps                                 default %d\n"
+           "  -q <float>   final lr as a fraction of the peak           default %g\n"
+           "  -c <float>   weight decay                                 default %g\n"
+           "  -v <int>     validate every N steps (0: never)            default %d\n"
+           "  -m <int>     validation batches                           default %d\n"
+           "  -n <int>     checkpoint every N steps (0: only at the end) default %d\n"
+           "  -y <0|1>     resume from the latest checkpoint in -o      default %d\n"
+           "model shape (override the preset; a checkpoint fixes them)\n"
+           "  --pattern <MA..>  layer mixers     --dim <D>      --ffn <F>      --heads <attention heads>\n"
+           "  --m2rnn-heads <N> --key <K>        --value <V>    --q-heads <Nq> --k-heads <Nk>\n"
+           "  --clip <c>   M2RNN state-gradient clip, 0 = none  --rope <0|1>  RoPE on attention\n"
+           "  --seed <int> initialisation and data order                default %llu\n"
+           "  -h           this help\n",
+           o.train_pattern, o.val_pattern, config_preset_names(), o.start, o.log_dir, o.B, o.T, o.max_steps, o.lr,
+           o.warmup, o.final_frac, o.weight_decay, o.val_every, o.val_batches, o.checkpoint_every, o.resume, o.seed);
 }
 
-static double parse_float(const char* flag, const char* s) {
+static long long parse_int(const std::string& flag, const char* s, long long lo, long long hi) {
+    char* end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || errno != 0)
+        fail(flag + " expects an integer, got '" + s + "' (see -h)");
+    if (v < lo || v > hi)
+        fail(flag + " = " + s + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    return v;
+}
+
+static double parse_float(const std::string& flag, const char* s, double lo, double hi) {
     char* end;
     double v = strtod(s, &end);
-    if (*s == '\0' || *end != '\0') fail(std::string(flag) + " expects a number, got '" + s + "'");
+    if (*s == '\0' || *end != '\0' || !std::isfinite(v)) fail(flag + " expects a number, got '" + s + "' (see -h)");
+    if (v < lo || v > hi) {
+        char range[64];
+        snprintf(range, sizeof(range), "[%g, %g]", lo, hi);
+        fail(flag + " = " + s + " is out of range " + range);
+    }
     return v;
 }
 
 static Options parse_options(int argc, char** argv) {
     Options o;
+    const int BIG = 1 << 30;
     for (int i = 1; i < argc; i++) {
-        const char* flag = argv[i];
-        if (strcmp(flag, "-h") == 0) { usage(o); exit(EXIT_SUCCESS); }
-        if (flag[0] != '-' || strlen(flag) != 2) fail(std::string("unknown argument '") + flag + "' (see -h)");
-        if (i + 1 >= argc) fail(std::string(flag) + " needs a value (see -h)");
-        const char* value = argv[++i];
-        switch (flag[1]) {
-        case 'i': o.train_pattern = value; break;
-        case 'j': o.val_pattern = value; break;
-        case 'e': o.preset = value; break;
-        case 'b': o.B = parse_int(flag, value); break;
-        case 't': o.T = parse_int(flag, value); break;
-        case 'x': o.max_steps = parse_int(flag, value); break;
-        case 'u': o.warmup = parse_int(flag, value); break;
-        case 'l': o.lr = parse_float(flag, value); break;
-        case 'q': o.final_frac = parse_float(flag, value); break;
-        case 'c': o.weight_decay = parse_float(flag, value); break;
-        case 'v': o.val_every = parse_int(flag, value); break;
-        case 'm': o.val_batches = parse_int(flag, value); break;
-        case 's': o.seed = (unsigned long long)parse_int(flag, value); break;
-        default: fail(std::string("unknown flag '") + flag + "' (see -h)");
-        }
+        const std::string flag = argv[i];
+        if (flag == "-h" || flag == "--help") { usage(); exit(EXIT_SUCCESS); }
+        if (i + 1 >= argc) fail(flag + " needs a value (see -h)");
+        const char* v = argv[++i];
+        if (flag == "-i") o.train_pattern = v;
+        else if (flag == "-j") o.val_pattern = v;
+        else if (flag == "-e") o.start = v;
+        else if (flag == "-o") o.log_dir = v;
+        else if (flag == "-b") o.B = (int)parse_int(flag, v, 1, BIG);
+        else if (flag == "-t") o.T = (int)parse_int(flag, v, 1, BIG);
+        else if (flag == "-d") o.total_batch = parse_int(flag, v, 1, 1ll << 40);
+        else if (flag == "-x") o.max_steps = (int)parse_int(flag, v, 1, BIG);
+        else if (flag == "-l") o.lr = parse_float(flag, v, 1e-12, 10);
+        else if (flag == "-u") o.warmup = (int)parse_int(flag, v, 0, BIG);
+        else if (flag == "-q") o.final_frac = parse_float(flag, v, 0, 1);
+        else if (flag == "-c") o.weight_decay = parse_float(flag, v, 0, 10);
+        else if (flag == "-v") o.val_every = (int)parse_int(flag, v, 0, BIG);
+        else if (flag == "-m") o.val_batches = (int)parse_int(flag, v, 1, BIG);
+        else if (flag == "-n") o.checkpoint_every = (int)parse_int(flag, v, 0, BIG);
+        else if (flag == "-y") o.resume = (int)parse_int(flag, v, 0, 1);
+        else if (flag == "--pattern") o.pattern = v;
+        else if (flag == "--dim") o.D = (int)parse_int(flag, v, 1, BIG);
+        else if (flag == "--ffn") o.F = (int)parse_int(flag, v, 1, BIG);
+        else if (flag == "--heads") o.heads = (int)parse_int(flag, v, 1, BIG);
+        else if (flag == "--m2rnn-heads") o.N = (int)parse_int(flag, v, 1, BIG);
+        else if (flag == "--key") o.K = (int)parse_int(flag, v, 1, BIG);
+        else if (flag == "--value") o.V = (int)parse_int(flag, v, 1, BIG);
+        else if (flag == "--q-heads") o.Nq = (int)parse_int(flag, v, 1, BIG);
+        else if (flag == "--k-heads") o.Nk = (int)parse_int(flag, v, 1, BIG);
+        else if (flag == "--clip") o.clip = parse_float(flag, v, 0, 1e30);
+        else if (flag == "--rope") o.rope = (int)parse_int(flag, v, 0, 1);
+        else if (flag == "--seed") o.seed = (unsigned long long)parse_int(flag, v, 0, 1ll << 62);
+        else fail("unknown flag '" + flag + "' (see -h)");
     }
-    if (o.B <= 0) fail("-b: the batch size must be > 0");
-    if (o.T <= 0) fail("-t: the sequence length must be > 0");
-    if (o.max_steps <= 0) fail("-x: the number of steps must be > 0");
-    if (o.warmup < 0) fail("-u: warmup steps must be >= 0");
-    if (!(o.lr > 0)) fail("-l: the learning rate must be > 0");
-    if (!(o.final_frac >= 0 && o.final_frac <= 1)) fail("-q: the final lr fraction must be in [0, 1]");
-    if (!(o.weight_decay >= 0)) fail("-c: weight decay must be >= 0");
-    if (o.val_every <= 0 || o.val_batches <= 0) fail("-v and -m must be > 0");
     return o;
 }
 
-int main(int argc, char** argv) {
-    Options o = parse_options(argc, argv);
+static bool has_shape_overrides(const Options& o) {
+    return !o.pattern.empty() || o.D > 0 || o.F > 0 || o.heads > 0 || o.N > 0 || o.K > 0 || o.V > 0 || o.Nq > 0 ||
+           o.Nk > 0 || o.rope >= 0 || o.clip >= 0;
+}
+
+// The config from a preset with the shape flags applied, at sequence length T.
+static Config config_from_preset(const Options& o) {
     Config c;
     std::string err;
-    if (!config_preset(o.preset, c, err)) fail("-e: " + err);
+    if (!config_preset(o.start, c, err)) fail("-e: " + err + ", or give a model_*.bin checkpoint file");
+    if (!o.pattern.empty() && !config_set_pattern(c, o.pattern.c_str(), err)) fail("--pattern: " + err);
+    if (o.D > 0) c.D = o.D;
+    if (o.F > 0) c.F = o.F;
+    if (o.heads > 0) c.heads = o.heads;
+    if (o.N > 0) c.N = o.N;
+    if (o.K > 0) c.K = o.K;
+    if (o.V > 0) c.V = o.V;
+    if (o.Nq > 0) c.Nq = o.Nq;
+    if (o.Nk > 0) c.Nk = o.Nk;
+    if (o.rope >= 0) c.rope = o.rope;
+    if (o.clip >= 0) c.clip = o.clip;
     c.T = o.T;
-    if (!config_validate(c, err)) fail("config: " + err);
+    if (!config_validate(c, err)) fail("model config: " + err);
+    return c;
+}
+
+static bool file_exists(const char* path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+// Creates the log directory if needed and proves it writable with a probe file.
+static void check_log_dir(const std::string& dir) {
+    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) fail("-o " + dir + ": cannot create the directory");
+    const std::string probe = dir + "/.write_probe";
+    FILE* f = fopen(probe.c_str(), "wb");
+    if (!f) fail("-o " + dir + ": the directory is not writable");
+    fclose(f);
+    remove(probe.c_str());
+}
+
+// Peak dense bf16 tensor FLOP/s from the datasheet, for MFU; 0 when the device is not known.
+static double peak_flops(const cudaDeviceProp& p) {
+    if (strstr(p.name, "H100") || strstr(p.name, "H200")) return 989e12;
+    if (strstr(p.name, "A100")) return 312e12;
+    return 0;
+}
+
+struct Log {
+    FILE* f = nullptr;
+    void line(const char* fmt, ...) __attribute__((format(printf, 2, 3))) {
+        va_list ap;
+        va_start(ap, fmt);
+        vprintf(fmt, ap);
+        va_end(ap);
+        if (f) {
+            va_start(ap, fmt);
+            vfprintf(f, fmt, ap);
+            va_end(ap);
+            fflush(f);
+        }
+        fflush(stdout);
+    }
+};
+
+int main(int argc, char** argv) {
+    // ---- everything that can be wrong with the input, checked before the GPU is touched
+    Options o = parse_options(argc, argv);
+    std::string err;
+    Config c;
+    std::vector<float> params, adam_m, adam_v;
+    TrainingState state{0, 0, 0, 0, (int64_t)o.seed};
+    check_log_dir(o.log_dir);
+    if (o.resume) {
+        const int64_t step = checkpoint_latest(o.log_dir);
+        if (step < 0) fail(std::string("-y 1: no checkpoint (model_N.bin with its state_N.bin) in ") + o.log_dir);
+        int64_t model_step;
+        if (!checkpoint_read_model(checkpoint_model_path(o.log_dir, step), c, model_step, params, err)) fail(err);
+        if (!checkpoint_read_state(checkpoint_state_path(o.log_dir, step), params.size(), state, adam_m, adam_v, err))
+            fail(err);
+        if (has_shape_overrides(o)) fail("-y 1: the model shape comes from the checkpoint; drop the shape flags");
+        if (c.T != o.T) fail("-y 1: the checkpoint was trained at T = " + std::to_string(c.T) + ", not -t " +
+                             std::to_string(o.T));
+        o.seed = (unsigned long long)state.seed;
+    } else if (file_exists(o.start)) {
+        int64_t step;
+        if (!checkpoint_read_model(o.start, c, step, params, err)) fail(err);
+        if (has_shape_overrides(o)) fail("-e " + std::string(o.start) + ": a checkpoint fixes the model shape; drop the shape flags");
+        c.T = o.T;
+    } else {
+        c = config_from_preset(o);
+    }
+    const long long tokens_per_micro = (long long)o.B * o.T;
+    if (o.total_batch < 0) o.total_batch = tokens_per_micro;
+    if (o.total_batch % tokens_per_micro != 0)
+        fail("-d " + std::to_string(o.total_batch) + " is not a multiple of B*T = " + std::to_string(tokens_per_micro));
+    const int accum = (int)(o.total_batch / tokens_per_micro);
+    if (state.step >= o.max_steps)
+        fail("the checkpoint is at step " + std::to_string(state.step) + ", not before -x " + std::to_string(o.max_steps));
 
     DataLoader train, val;
-    if (!dataloader_open(train, o.train_pattern, o.B, o.T, c.vocab, 0, 1, o.seed, err)) fail(err);
-    if (!dataloader_open(val, o.val_pattern, o.B, o.T, c.vocab, 0, 1, o.seed, err)) fail(err);
+    if (!dataloader_open(train, o.train_pattern, o.B, o.T, c.vocab, 0, 1, o.seed, err)) fail("-i: " + err);
+    if (!dataloader_open(val, o.val_pattern, o.B, o.T, c.vocab, 0, 1, o.seed, err)) fail("-j: " + err);
+    if (o.resume && !dataloader_restore(train, {state.data_epoch, state.data_shard, state.data_window}, err))
+        fail("-y 1: " + err);
 
-    ParameterTable table = parameter_table_build(c);
-    std::vector<double> params(table.total), grads(table.total), m(table.total, 0.0), v(table.total, 0.0);
-    parameters_init(table, c, o.seed, params.data());
-    Reference model;
-    reference_init(model, c, o.B, o.T);
-    std::vector<int> tokens((size_t)o.B * (o.T + 1));
-    printf("model: %s\nparameters: %zu (%zu tensors)\n", config_describe(c).c_str(), table.total, table.tensors.size());
-    printf("train: %s (%lld tokens), val: %s (%lld tokens), B=%d T=%d\n", o.train_pattern,
-           (long long)dataloader_num_tokens(train), o.val_pattern, (long long)dataloader_num_tokens(val), o.B, o.T);
-
-    for (int step = 0; step < o.max_steps; step++) {
-        auto t0 = std::chrono::steady_clock::now();
-        if (!dataloader_next(train, tokens.data(), err)) fail(err);
-        double loss = reference_forward(model, params.data(), tokens.data());
-        std::fill(grads.begin(), grads.end(), 0.0);
-        reference_backward(model, params.data(), grads.data());
-        double norm = reference_grad_norm(grads.data(), table.total);
-        double lr = lr_schedule(step, o.max_steps, o.warmup, o.lr, o.final_frac);
-        reference_adamw(table, params.data(), grads.data(), m.data(), v.data(), step + 1, lr, 0.9, 0.95, 1e-10,
-                        o.weight_decay, norm > o.grad_clip ? o.grad_clip / norm : 1.0);
-        double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        printf("step %4d/%d | loss %.4f | grad norm %.3f | lr %.2e | %.0f ms | %.0f tok/s\n", step + 1, o.max_steps,
-               loss, norm, lr, ms, o.B * o.T / (ms / 1000.0));
-        if ((step + 1) % o.val_every == 0 || step + 1 == o.max_steps) {
-            double val_loss = 0;
-            for (int i = 0; i < o.val_batches; i++) {
-                if (!dataloader_next(val, tokens.data(), err)) fail(err);
-                val_loss += reference_forward(model, params.data(), tokens.data()) / o.val_batches;
-            }
-            printf("val loss %.4f\n", val_loss);
-        }
+    // ---- the GPU
+    int devices = 0;
+    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0)
+        fail("no CUDA device found: train_m2rnn needs a GPU (the checks of `make test` run without one)");
+    cudaDeviceProp prop;
+    cudaCheck(cudaGetDeviceProperties(&prop, 0));
+    GPUModel model;
+    if (!gpu_model_init(model, c, o.B, o.T, err)) fail(err);
+    const ParameterTable& table = model.table;
+    if (params.empty()) {
+        std::vector<double> init(table.total);
+        parameters_init(table, c, o.seed, init.data());
+        params.assign(init.begin(), init.end());
     }
+    gpu_model_set_params(model, params.data());
+    if (o.resume) gpu_model_set_optimizer(model, adam_m.data(), adam_v.data(), (int)state.step);
+
+    Log log;
+    const std::string log_path = std::string(o.log_dir) + "/train.log";
+    log.f = fopen(log_path.c_str(), o.resume ? "a" : "w");
+    if (!log.f) fail(log_path + ": cannot open for writing");
+    const double flops_per_token = config_flops_per_token(c), peak = peak_flops(prop);
+    log.line("# device %s, precision %s\n", prop.name, PRECISION_NAME);
+    log.line("# model %s\n", config_describe(c).c_str());
+    log.line("# parameters %zu, arenas: parameters %.2f GiB, gradients + AdamW %.2f GiB, activations %.2f GiB\n",
+             table.total, model.arena_bytes[0] / 1073741824.0, model.arena_bytes[1] / 1073741824.0,
+             model.arena_bytes[2] / 1073741824.0);
+    log.line("# batch B=%d T=%d, %d micro-batches, %lld tokens per step; %.3g training FLOPs per token\n", o.B, o.T,
+             accum, o.total_batch, flops_per_token);
+    log.line("# train %s (%lld tokens), val %s (%lld tokens)%s\n", o.train_pattern,
+             (long long)dataloader_num_tokens(train), o.val_pattern, (long long)dataloader_num_tokens(val),
+             o.resume ? ", resumed" : "");
+
+    std::vector<int> tokens((size_t)o.B * (o.T + 1));
+    auto validate = [&](int step) {
+        if (!dataloader_restore(val, {0, 0, 0}, err)) fail(err);
+        double loss = 0;
+        for (int i = 0; i < o.val_batches; i++) {
+            if (!dataloader_next(val, tokens.data(), err)) fail(err);
+            loss += gpu_model_forward(model, tokens.data(), 0) / o.val_batches;
+        }
+        log.line("step %d val_loss %.6f\n", step, loss);
+    };
+    auto save = [&](int step) {
+        DataLoaderState ds = dataloader_state(train);
+        TrainingState s{step, ds.epoch, ds.shard, ds.window, (int64_t)o.seed};
+        adam_m.resize(table.total);
+        adam_v.resize(table.total);
+        gpu_model_get_params(model, params.data());
+        gpu_model_get_optimizer(model, adam_m.data(), adam_v.data());
+        if (!checkpoint_write_model(checkpoint_model_path(o.log_dir, step), c, step, params, err) ||
+            !checkpoint_write_state(checkpoint_state_path(o.log_dir, step), s, adam_m, adam_v, err))
+            fail(err);
+        log.line("step %d checkpoint %s\n", step, checkpoint_model_path(o.log_dir, step).c_str());
+    };
+
+    for (int step = (int)state.step; step < o.max_steps; step++) {
+        if (o.val_every > 0 && step % o.val_every == 0) validate(step);
+        auto t0 = std::chrono::steady_clock::now();
+        gpu_model_zero_grad(model);
+        double loss = 0;
+        for (int micro = 0; micro < accum; micro++) {
+            if (!dataloader_next(train, tokens.data(), err)) fail(err);
+            loss += gpu_model_forward(model, tokens.data(), accum) / accum;
+            gpu_model_backward(model);
+        }
+        const double lr = lr_schedule(step, o.max_steps, o.warmup, o.lr, o.final_frac);
+        const float norm = gpu_model_update(model, (float)lr, 0.9f, 0.95f, 1e-10f, (float)o.weight_decay,
+                                            (float)o.grad_clip);
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double tok_per_s = o.total_batch / seconds;
+        size_t free_bytes, total_bytes;
+        cudaCheck(cudaMemGetInfo(&free_bytes, &total_bytes));
+        char mfu[32] = "n/a";
+        if (peak > 0) snprintf(mfu, sizeof(mfu), "%.1f%%", 100.0 * flops_per_token * tok_per_s / peak);
+        log.line("step %d/%d train_loss %.6f grad_norm %.4f lr %.3e ms %.1f tok/s %.0f mfu %s mem_gib %.2f\n", step + 1,
+                 o.max_steps, loss, norm, lr, seconds * 1000, tok_per_s, mfu,
+                 (total_bytes - free_bytes) / 1073741824.0);
+        if (!std::isfinite(loss) || !std::isfinite(norm)) fail("the loss or gradient norm is not finite; stopping");
+        if ((o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0) || step + 1 == o.max_steps) save(step + 1);
+    }
+    if (o.val_every > 0) validate(o.max_steps);
+    gpu_model_free(model);
     dataloader_close(train);
     dataloader_close(val);
+    fclose(log.f);
     return 0;
 }

@@ -6,8 +6,9 @@
 // losses (B·T) fp32. Per row i (position b·T + t) with target y:
 //   m = max_{j<vocab} z_j,   s = Σ_{j<vocab} exp(z_j − m),   p_j = exp(z_j − m) / s
 //   losses[i] = −log p_y = m + log s − z_y          (the caller takes the mean over B·T)
-//   when write_dlogits, the row is overwritten IN PLACE by the gradient of the mean loss:
-//   dlogits_j = (p_j − [j = y]) / (B·T) for j < vocab,  0 for the padded columns
+//   when dloss > 0, the row is overwritten IN PLACE by the gradient of the loss Σ_i dloss · losses[i]:
+//   dlogits_j = (p_j − [j = y]) · dloss for j < vocab,  0 for the padded columns
+//   (dloss = 1/(B·T) for the mean over one batch, 1/(B·T·steps) with gradient accumulation)
 // The padded columns are never read into m or s, so whatever the GEMM left there (their lm_head rows get no
 // gradient) takes no part.
 //
@@ -59,8 +60,7 @@ static __device__ LogitStats block_logit_stats(LogitStats s) {
 
 // grid B·T, block CROSSENTROPY_THREADS: one block per row
 static __global__ void crossentropy_forward_backward_kernel(float* losses, floatX* logits, const int* tokens, int T,
-                                                            int vocab, int Vp, float dlogits_scale,
-                                                            bool write_dlogits) {
+                                                            int vocab, int Vp, float dloss) {
     const int i = blockIdx.x;
     floatX* z_row = logits + (size_t)i * Vp;
     LogitPack* row = reinterpret_cast<LogitPack*>(z_row);
@@ -85,7 +85,7 @@ static __global__ void crossentropy_forward_backward_kernel(float* losses, float
     }
     s = block_logit_stats(s);
     if (threadIdx.x == 0) losses[i] = s.max + logf(s.sum) - target_logit;
-    if (!write_dlogits) return;
+    if (dloss <= 0.0f) return;
 
     const float inv_sum = 1.0f / s.sum;
     for (int p = threadIdx.x; p < Vp / LOGIT_PACK; p += blockDim.x) {
@@ -94,23 +94,24 @@ static __global__ void crossentropy_forward_backward_kernel(float* losses, float
         for (int k = 0; k < LOGIT_PACK; k++) {
             const int j = p * LOGIT_PACK + k;
             const float prob = expf(to_float(z.v[k]) - s.max) * inv_sum;
-            const float d = j < vocab ? (prob - (j == target ? 1.0f : 0.0f)) * dlogits_scale : 0.0f;
+            const float d = j < vocab ? (prob - (j == target ? 1.0f : 0.0f)) * dloss : 0.0f;
             z.v[k] = from_float<floatX>(d);
         }
         row[p] = z;
     }
 }
 
-// losses (B·T) fp32; logits (B·T, Vp) overwritten by dlogits when write_dlogits, else left unchanged.
+// losses (B·T) fp32. dloss is the weight of each position's loss in the loss being differentiated:
+// 1/(B·T) for one batch, 1/(B·T·steps) with gradient accumulation over `steps` micro-batches; when it is
+// > 0 the logits (B·T, Vp) are overwritten by dlogits = (p − onehot)·dloss, when 0 they are left unchanged.
 static inline void crossentropy_forward_backward(float* losses, floatX* logits, const int* tokens, int B, int T,
-                                                 int vocab, int Vp, bool write_dlogits, cudaStream_t stream) {
+                                                 int vocab, int Vp, float dloss, cudaStream_t stream) {
     if (Vp % LOGIT_PACK != 0 || reinterpret_cast<size_t>(logits) % 16 != 0 || vocab > Vp) {
         fprintf(stderr, "crossentropy_forward_backward: needs 16-byte aligned logits rows (Vp %d a multiple of %d) "
                         "and vocab %d <= Vp\n", Vp, LOGIT_PACK, vocab);
         exit(EXIT_FAILURE);
     }
-    const int n = B * T;
-    crossentropy_forward_backward_kernel<<<n, CROSSENTROPY_THREADS, 0, stream>>>(
-        losses, logits, tokens, T, vocab, Vp, 1.0f / n, write_dlogits);
+    crossentropy_forward_backward_kernel<<<B * T, CROSSENTROPY_THREADS, 0, stream>>>(
+        losses, logits, tokens, T, vocab, Vp, dloss);
     cudaCheckLaunch();
 }

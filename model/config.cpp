@@ -117,6 +117,21 @@ bool config_validate(const Config& c, std::string& err) {
     return true;
 }
 
+double config_flops_per_token(const Config& c) {
+    double gemm_weights = (double)c.Vp * c.D, attention = 0, scan = 0;
+    for (int l = 0; l < c.L; l++) {
+        gemm_weights += 3.0 * c.F * c.D;  // up (2F, D) and down (D, F)
+        if (c.pattern[l] == 'M') {
+            gemm_weights += (double)config_inproj_rows(c) * c.D + (double)c.D * c.N * c.V;
+            scan += 3.0 * (2.0 * c.N * c.K * c.V * c.V + 2.0 * c.N * c.K * c.V);
+        } else {
+            gemm_weights += 4.0 * c.D * c.D;
+            attention += 12.0 * c.D * c.T;
+        }
+    }
+    return 6.0 * gemm_weights + attention + scan;
+}
+
 std::string config_describe(const Config& c) {
     char buf[512];
     snprintf(buf, sizeof(buf),

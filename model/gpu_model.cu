@@ -183,7 +183,19 @@ void gpu_model_get_grads(GPUModel& m, float* host_grads) {
     cudaCheck(cudaMemcpy(host_grads, m.grads, m.table.total * sizeof(float), cudaMemcpyDeviceToHost));
 }
 
-float gpu_model_forward(GPUModel& m, const int* host_tokens, bool training) {
+void gpu_model_get_optimizer(GPUModel& m, float* host_m, float* host_v) {
+    cudaCheck(cudaStreamSynchronize(m.stream));
+    cudaCheck(cudaMemcpy(host_m, m.adam_m, m.table.total * sizeof(float), cudaMemcpyDeviceToHost));
+    cudaCheck(cudaMemcpy(host_v, m.adam_v, m.table.total * sizeof(float), cudaMemcpyDeviceToHost));
+}
+
+void gpu_model_set_optimizer(GPUModel& m, const float* host_m, const float* host_v, int adam_step) {
+    cudaCheck(cudaMemcpy(m.adam_m, host_m, m.table.total * sizeof(float), cudaMemcpyHostToDevice));
+    cudaCheck(cudaMemcpy(m.adam_v, host_v, m.table.total * sizeof(float), cudaMemcpyHostToDevice));
+    m.adam_step = adam_step;
+}
+
+float gpu_model_forward(GPUModel& m, const int* host_tokens, int grad_accum_steps) {
     const Config& c = m.c;
     const int B = m.B, T = m.T, BT = B * T, D = c.D, NV = c.N * c.V;
     const int Cp = config_inproj_rows(c), Cc = config_conv_channels(c);
@@ -225,7 +237,8 @@ float gpu_model_forward(GPUModel& m, const int* host_tokens, bool training) {
                                      m.params + pt.tensors[pt.lnf].offset, BT, D, st);
     }
     matmul_forward(m.mm, m.logits, m.lnf, m.params_lowp + pt.tensors[pt.lm_head].offset, BT, D, c.Vp, st);
-    crossentropy_forward_backward(m.losses, m.logits, m.tokens, B, T, c.vocab, c.Vp, training, st);
+    const float dloss = grad_accum_steps > 0 ? 1.0f / ((float)BT * grad_accum_steps) : 0.0f;
+    crossentropy_forward_backward(m.losses, m.logits, m.tokens, B, T, c.vocab, c.Vp, dloss, st);
     cudaCheck(cudaMemcpyAsync(m.host_losses.data(), m.losses, sizeof(float) * BT, cudaMemcpyDeviceToHost, st));
     cudaCheck(cudaStreamSynchronize(st));
     double loss = 0;

@@ -99,10 +99,14 @@ void gpu_model_free(GPUModel& m);
 void gpu_model_set_params(GPUModel& m, const float* host_params);  // table.total fp32 values
 void gpu_model_get_params(GPUModel& m, float* host_params);
 void gpu_model_get_grads(GPUModel& m, float* host_grads);
+// AdamW's moments (table.total each) and its step count, for checkpoints.
+void gpu_model_get_optimizer(GPUModel& m, float* host_m, float* host_v);
+void gpu_model_set_optimizer(GPUModel& m, const float* host_m, const float* host_v, int adam_step);
 
-// Forward over tokens[B*(T+1)] (host memory); returns the mean loss. With `training`, the logits are
-// replaced by their gradient, ready for gpu_model_backward.
-float gpu_model_forward(GPUModel& m, const int* host_tokens, bool training);
+// Forward over tokens[B*(T+1)] (host memory); returns the mean loss. grad_accum_steps = 0 only
+// evaluates; n >= 1 also replaces the logits by the gradient of (mean loss / n), ready for
+// gpu_model_backward, so n micro-batches accumulate the gradient of their average loss.
+float gpu_model_forward(GPUModel& m, const int* host_tokens, int grad_accum_steps);
 void gpu_model_zero_grad(GPUModel& m);
 // Adds the gradient of the last training forward into the gradient arena.
 void gpu_model_backward(GPUModel& m);

@@ -78,7 +78,7 @@ static GradientErrors compare_gradients(const Config& c, int B, int T, uint64_t 
     std::vector<float> p32 = to_float_vector(params);
     gpu_model_set_params(m, p32.data());
     gpu_model_zero_grad(m);
-    float loss = gpu_model_forward(m, tokens.data(), true);
+    float loss = gpu_model_forward(m, tokens.data(), 1);
     gpu_model_backward(m);
     std::vector<float> grads(t.total);
     gpu_model_get_grads(m, grads.data());
@@ -119,7 +119,7 @@ static std::vector<double> compare_training(const Config& c, int B, int T, uint6
         reference_adamw(t, params.data(), grads.data(), adam_m.data(), adam_v.data(), step, lr, beta1, beta2, eps, wd,
                         norm > max_norm ? max_norm / norm : 1.0);
         gpu_model_zero_grad(m);
-        gpu_model_forward(m, tokens.data(), true);
+        gpu_model_forward(m, tokens.data(), 1);
         gpu_model_backward(m);
         gpu_model_update(m, (float)lr, (float)beta1, (float)beta2, (float)eps, (float)wd, (float)max_norm);
     }

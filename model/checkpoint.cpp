@@ -1,0 +1,153 @@
+#include "checkpoint.h"
+
+#include <cstdio>
+#include <cstring>
+#include <dirent.h>
+
+#include "parameters.h"
+
+std::string checkpoint_model_path(const std::string& dir, int64_t step) {
+    return dir + "/model_" + std::to_string(step) + ".bin";
+}
+std::string checkpoint_state_path(const std::string& dir, int64_t step) {
+    return dir + "/state_" + std::to_string(step) + ".bin";
+}
+
+// Writes the buffers one after another to path.tmp, flushes, and renames it to path.
+static bool write_atomically(const std::string& path, const std::vector<std::pair<const void*, size_t>>& parts,
+                             std::string& err) {
+    const std::string tmp = path + ".tmp";
+    FILE* f = fopen(tmp.c_str(), "wb");
+    if (!f) { err = tmp + ": cannot create (is the log directory writable?)"; return false; }
+    bool ok = true;
+    for (const auto& part : parts) ok = ok && fwrite(part.first, 1, part.second, f) == part.second;
+    ok = fflush(f) == 0 && ok;
+    ok = fclose(f) == 0 && ok;
+    if (!ok) { remove(tmp.c_str()); err = tmp + ": write failed (disk full?)"; return false; }
+    if (rename(tmp.c_str(), path.c_str()) != 0) { remove(tmp.c_str()); err = path + ": rename failed"; return false; }
+    return true;
+}
+
+bool checkpoint_write_model(const std::string& path, const Config& c, int64_t step, const std::vector<float>& params,
+                            std::string& err) {
+    int32_t h[256] = {0};
+    h[0] = CHECKPOINT_MODEL_MAGIC; h[1] = CHECKPOINT_VERSION; h[2] = (int32_t)step;
+    h[3] = c.L; h[4] = c.D; h[5] = c.F; h[6] = c.heads; h[7] = c.rope; h[8] = c.N; h[9] = c.K; h[10] = c.V;
+    h[11] = c.Nq; h[12] = c.Nk; h[13] = c.vocab; h[14] = c.Vp; h[15] = c.T;
+    float clip = (float)c.clip;
+    memcpy(&h[16], &clip, 4);
+    const uint64_t count = params.size();
+    h[17] = (int32_t)(count & 0xFFFFFFFFu);
+    h[18] = (int32_t)(count >> 32);
+    memcpy(&h[64], c.pattern, c.L);
+    return write_atomically(path, {{h, sizeof(h)}, {params.data(), params.size() * sizeof(float)}}, err);
+}
+
+bool checkpoint_write_state(const std::string& path, const TrainingState& s, const std::vector<float>& adam_m,
+                            const std::vector<float>& adam_v, std::string& err) {
+    int64_t h[16] = {0};
+    h[0] = CHECKPOINT_STATE_MAGIC; h[1] = CHECKPOINT_VERSION; h[2] = s.step; h[3] = (int64_t)adam_m.size();
+    h[4] = s.data_epoch; h[5] = s.data_shard; h[6] = s.data_window; h[7] = s.seed;
+    return write_atomically(path, {{h, sizeof(h)}, {adam_m.data(), adam_m.size() * sizeof(float)},
+                                   {adam_v.data(), adam_v.size() * sizeof(float)}}, err);
+}
+
+// Opens a file and checks its size is exactly `expected` bytes.
+static FILE* open_sized(const std::string& path, long expected_or_minus1, long& size, std::string& err) {
+    FILE* f = fopen(path.c_str(), "rb");
+    if (!f) { err = path + ": cannot open"; return nullptr; }
+    fseek(f, 0, SEEK_END);
+    size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (expected_or_minus1 >= 0 && size != expected_or_minus1) {
+        err = path + ": " + std::to_string(size) + " bytes, expected " + std::to_string(expected_or_minus1) +
+              " (truncated or corrupted)";
+        fclose(f);
+        return nullptr;
+    }
+    return f;
+}
+
+bool checkpoint_read_model(const std::string& path, Config& c, int64_t& step, std::vector<float>& params,
+                           std::string& err) {
+    long size = 0;
+    FILE* f = open_sized(path, -1, size, err);
+    if (!f) return false;
+    int32_t h[256];
+    if (size < (long)sizeof(h) || fread(h, sizeof(h), 1, f) != 1) {
+        fclose(f);
+        err = path + ": shorter than the 1024-byte checkpoint header";
+        return false;
+    }
+    if (h[0] != CHECKPOINT_MODEL_MAGIC || h[1] != CHECKPOINT_VERSION) {
+        fclose(f);
+        err = path + ": not an m2rnn model checkpoint (magic " + std::to_string(h[0]) + ", version " +
+              std::to_string(h[1]) + "; expected " + std::to_string(CHECKPOINT_MODEL_MAGIC) + ", " +
+              std::to_string(CHECKPOINT_VERSION) + ")";
+        return false;
+    }
+    memset(&c, 0, sizeof(c));
+    char pattern[MAX_LAYERS + 1] = {0};
+    memcpy(pattern, &h[64], MAX_LAYERS);
+    std::string perr;
+    if (!config_set_pattern(c, pattern, perr)) { fclose(f); err = path + ": " + perr; return false; }
+    c.D = h[4]; c.F = h[5]; c.heads = h[6]; c.rope = h[7]; c.N = h[8]; c.K = h[9]; c.V = h[10];
+    c.Nq = h[11]; c.Nk = h[12]; c.vocab = h[13]; c.Vp = h[14]; c.T = h[15];
+    float clip;
+    memcpy(&clip, &h[16], 4);
+    c.clip = clip;
+    if (h[3] != c.L || !config_validate(c, perr)) { fclose(f); err = path + ": bad config in header: " + perr; return false; }
+    step = h[2];
+    const uint64_t count = (uint32_t)h[17] | ((uint64_t)(uint32_t)h[18] << 32);
+    const size_t expected = parameter_table_build(c).total;
+    if (count != expected || size != (long)(sizeof(h) + expected * sizeof(float))) {
+        fclose(f);
+        err = path + ": holds " + std::to_string(size) + " bytes for " + std::to_string(count) +
+              " parameters, but its config has " + std::to_string(expected) + " (truncated or corrupted)";
+        return false;
+    }
+    params.resize(expected);
+    bool ok = fread(params.data(), sizeof(float), expected, f) == expected;
+    fclose(f);
+    if (!ok) { err = path + ": read failed"; return false; }
+    return true;
+}
+
+bool checkpoint_read_state(const std::string& path, size_t count, TrainingState& s, std::vector<float>& adam_m,
+                           std::vector<float>& adam_v, std::string& err) {
+    long size = 0;
+    int64_t h[16];
+    FILE* f = open_sized(path, (long)(sizeof(h) + 2 * count * sizeof(float)), size, err);
+    if (!f) return false;
+    bool ok = fread(h, sizeof(h), 1, f) == 1;
+    if (ok && (h[0] != CHECKPOINT_STATE_MAGIC || h[1] != CHECKPOINT_VERSION || h[3] != (int64_t)count)) {
+        fclose(f);
+        err = path + ": not the optimizer state of this model (magic, version or parameter count differ)";
+        return false;
+    }
+    adam_m.resize(count);
+    adam_v.resize(count);
+    ok = ok && fread(adam_m.data(), sizeof(float), count, f) == count &&
+         fread(adam_v.data(), sizeof(float), count, f) == count;
+    fclose(f);
+    if (!ok) { err = path + ": read failed"; return false; }
+    s.step = h[2]; s.data_epoch = h[4]; s.data_shard = h[5]; s.data_window = h[6]; s.seed = h[7];
+    return true;
+}
+
+int64_t checkpoint_latest(const std::string& dir) {
+    DIR* d = opendir(dir.c_str());
+    if (!d) return -1;
+    int64_t best = -1;
+    while (dirent* e = readdir(d)) {
+        long long step;
+        char tail[8];
+        if (sscanf(e->d_name, "model_%lld.%7s", &step, tail) != 2 || strcmp(tail, "bin") != 0) continue;
+        FILE* s = fopen(checkpoint_state_path(dir, step).c_str(), "rb");
+        if (!s) continue;  // a model file whose state file was never completed is not a checkpoint
+        fclose(s);
+        if (step > best) best = step;
+    }
+    closedir(d);
+    return best;
+}

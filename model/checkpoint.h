@@ -1,0 +1,47 @@
+// Checkpoints: a model file (config + fp32 parameters) and a companion state file (optimizer moments
+// and the data-loader position), each written to a temporary name and renamed, so a crash never
+// leaves a partial file under the final name and never destroys the previous checkpoint.
+//
+// model_<step>.bin (little-endian):
+//   int32 header[256]:
+//     [0] magic 20261123   [1] version 1   [2] step (optimizer steps done)
+//     [3] L  [4] D  [5] F  [6] heads  [7] rope  [8] N  [9] K  [10] V  [11] Nq  [12] Nk
+//     [13] vocab  [14] Vp  [15] T  [16] clip (the bits of a float32)
+//     [17], [18] parameter count, low and high 32 bits
+//     [64 .. 128) the layer pattern, NUL-padded ASCII (256 bytes)
+//   float32 params[count], in the canonical order of model/parameters.h
+// state_<step>.bin:
+//   int64 header[16]: [0] magic 20261124  [1] version 1  [2] step  [3] parameter count
+//                     [4] data epoch  [5] data shard  [6] data window  [7] seed
+//   float32 adam_m[count], float32 adam_v[count]
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config.h"
+
+#define CHECKPOINT_MODEL_MAGIC 20261123
+#define CHECKPOINT_STATE_MAGIC 20261124
+#define CHECKPOINT_VERSION 1
+
+struct TrainingState {
+    int64_t step;
+    int64_t data_epoch, data_shard, data_window;
+    int64_t seed;
+};
+
+bool checkpoint_write_model(const std::string& path, const Config& c, int64_t step, const std::vector<float>& params,
+                            std::string& err);
+bool checkpoint_write_state(const std::string& path, const TrainingState& s, const std::vector<float>& adam_m,
+                            const std::vector<float>& adam_v, std::string& err);
+// Reads a model file: its config, step and parameters; false with `err` naming the file and the problem
+// (missing, wrong magic or version, an invalid config, a size that does not match).
+bool checkpoint_read_model(const std::string& path, Config& c, int64_t& step, std::vector<float>& params,
+                           std::string& err);
+bool checkpoint_read_state(const std::string& path, size_t count, TrainingState& s, std::vector<float>& adam_m,
+                           std::vector<float>& adam_v, std::string& err);
+// The highest step with both files in `dir`, or -1 when there is none.
+int64_t checkpoint_latest(const std::string& dir);
+std::string checkpoint_model_path(const std::string& dir, int64_t step);
+std::string checkpoint_state_path(const std::string& dir, int64_t step);

@@ -1,0 +1,5 @@
+// Checkpoint files: round trip, latest, damaged files.
+#pragma once
+#include "check.h"
+
+void test_checkpoint(TestReport& r);
