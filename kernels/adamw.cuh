@@ -4,8 +4,9 @@
 //
 // Shapes: grads, params, m, v (n) fp32, contiguous runs of the parameter / gradient / moment arenas;
 //         params_lowp (n) floatX, the copy of the parameters the GEMMs read (may be null);
-//         norm_squared a single fp32 on the device.
-//   global_norm_squared:  *norm_squared = Σ_i grads[i]²   (zeroed by the launcher, then blocks add)
+//         norm_squared a single fp32 on the device; scratch global_norm_scratch_floats() fp32.
+//   global_norm_squared:  *norm_squared = Σ_i grads[i]²   deterministic: each block writes its partial sum to
+//                         scratch, sum_partials adds them in a fixed order (no atomics)
 //   adamw_update, per element, with s = min(1, max_norm / sqrt(*norm_squared)) (s = 1 when max_norm <= 0):
 //     g = s · grad;  m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²
 //     p −= lr · ( (m / (1−β1^step)) / (sqrt(v / (1−β2^step)) + ε) + weight_decay · p )      step is 1-based
@@ -18,14 +19,14 @@ static const int ADAMW_THREADS = 256;
 static const int NORM_THREADS = 512;
 static const int NORM_MAX_BLOCKS = 1024;
 
-// grid-stride sum of squares; one atomicAdd per block
-static __global__ void global_norm_squared_kernel(float* norm_squared, const float* grads, size_t n) {
+// grid-stride sum of squares; block b writes its sum to partials[b]
+static __global__ void global_norm_squared_kernel(float* partials, const float* grads, size_t n) {
     __shared__ float scratch[32];
     float acc = 0.0f;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         acc += grads[i] * grads[i];
     acc = block_sum(acc, scratch);
-    if (threadIdx.x == 0) atomicAdd(norm_squared, acc);
+    if (threadIdx.x == 0) partials[blockIdx.x] = acc;
 }
 
 static __global__ void adamw_kernel(float* params, floatX* params_lowp, const float* grads, float* m, float* v,
@@ -46,13 +47,18 @@ static __global__ void adamw_kernel(float* params, floatX* params_lowp, const fl
     if (params_lowp) params_lowp[i] = from_float<floatX>(p_new);
 }
 
-static inline void global_norm_squared(float* norm_squared, const float* grads, size_t n, cudaStream_t stream) {
+// Floats of scratch global_norm_squared needs: one partial sum per block.
+static inline size_t global_norm_scratch_floats() { return NORM_MAX_BLOCKS; }
+
+static inline void global_norm_squared(float* norm_squared, float* scratch, const float* grads, size_t n,
+                                       cudaStream_t stream) {
     cudaCheck(cudaMemsetAsync(norm_squared, 0, sizeof(float), stream));
     if (n == 0) return;
     const size_t needed = ceil_div(n, (size_t)NORM_THREADS);
     const int blocks = needed < (size_t)NORM_MAX_BLOCKS ? (int)needed : NORM_MAX_BLOCKS;
-    global_norm_squared_kernel<<<blocks, NORM_THREADS, 0, stream>>>(norm_squared, grads, n);
+    global_norm_squared_kernel<<<blocks, NORM_THREADS, 0, stream>>>(scratch, grads, n);
     cudaCheckLaunch();
+    sum_partials(norm_squared, scratch, blocks, 1, stream);
 }
 
 // norm_squared: the device scalar global_norm_squared wrote (unused, and may be null, when max_norm <= 0).

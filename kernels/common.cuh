@@ -7,6 +7,11 @@
 //
 // Conventions (as llm.c): parameter gradients accumulate (+=) so gradient accumulation is free;
 // activation gradients overwrite, except on the residual stream, where each block adds its branch.
+//
+// Determinism: a training step gives bitwise the same result every run. No kernel adds with atomics; a sum
+// spread over blocks is done in two stages: each block writes its partial sums to scratch in a fixed layout
+// (the launcher's caller provides it, sized by the kernel's ..._scratch_floats), then sum_partials adds them
+// in a fixed order.
 #pragma once
 #include <cstdio>
 #include <cstdlib>
@@ -66,6 +71,36 @@ __device__ __forceinline__ float block_sum(float x, float* scratch) {
     __syncthreads();
     x = lane < warps ? scratch[lane] : 0.0f;
     return warp_sum(x);
+}
+
+// Second stage of a deterministic reduction: out[j] += Σ_p partials[p·n + j] for j < n, p < n_parts.
+// Block (SUM_PARTIALS_COLUMNS, SUM_PARTIALS_SLICES): thread (x, y) sums the parts p ≡ y (mod slices) of column
+// x in increasing p; the slices' totals are then added in increasing y. The order depends only on n_parts.
+static const int SUM_PARTIALS_COLUMNS = 32;
+static const int SUM_PARTIALS_SLICES = 8;
+
+static __global__ void sum_partials_kernel(float* out, const float* partials, int n_parts, size_t n) {
+    __shared__ float slice_sum[SUM_PARTIALS_SLICES][SUM_PARTIALS_COLUMNS];
+    const size_t j = (size_t)blockIdx.x * SUM_PARTIALS_COLUMNS + threadIdx.x;
+    float acc = 0.0f;
+    if (j < n)
+        for (int p = threadIdx.y; p < n_parts; p += SUM_PARTIALS_SLICES) acc += partials[(size_t)p * n + j];
+    slice_sum[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && j < n) {
+        float total = slice_sum[0][threadIdx.x];
+        for (int y = 1; y < SUM_PARTIALS_SLICES; y++) total += slice_sum[y][threadIdx.x];
+        out[j] += total;
+    }
+}
+
+// out (n) += the column sums of partials (n_parts, n), in a fixed order.
+static inline void sum_partials(float* out, const float* partials, int n_parts, size_t n, cudaStream_t stream) {
+    if (n == 0) return;
+    const dim3 block(SUM_PARTIALS_COLUMNS, SUM_PARTIALS_SLICES);
+    sum_partials_kernel<<<(unsigned)ceil_div(n, (size_t)SUM_PARTIALS_COLUMNS), block, 0, stream>>>(out, partials,
+                                                                                                  n_parts, n);
+    cudaCheckLaunch();
 }
 
 // dst[i] = (floatX) src[i]: the GEMM copy of the fp32 master parameters.

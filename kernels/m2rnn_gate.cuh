@@ -18,7 +18,8 @@
 //
 // Work split: a block per position forward; backward, a block per GATE_ROWS_PER_BLOCK positions, each
 // thread owning the same columns in every row, so its dD and dgnorm partial sums live in shared memory
-// (2·NV floats) and go to global memory with one atomicAdd per column per block.
+// (2·NV floats). Deterministic: each block writes them to scratch (m2rnn_gate_backward_scratch_floats) as
+// dD (n_blocks, NV) then dgnorm (n_blocks, NV), and sum_partials adds them in a fixed order; no atomics.
 #pragma once
 #include "common.cuh"
 
@@ -60,7 +61,7 @@ static __global__ void m2rnn_gate_forward_kernel(floatX* out, float* rstd, const
 }
 
 // grid ceil(n_pos / GATE_ROWS_PER_BLOCK), block GATE_THREADS, dynamic shared memory 2·NV floats
-static __global__ void m2rnn_gate_backward_kernel(floatX* dy, float* dqkv, floatX* dproj, float* dD, float* dgnorm,
+static __global__ void m2rnn_gate_backward_kernel(floatX* dy, float* dqkv, floatX* dproj, float* block_partials,
                                                   const floatX* dout, const floatX* y, const floatX* qkv,
                                                   const floatX* proj, const float* Dskip, const float* gnorm,
                                                   const float* rstd, int n_pos, int NV, int Cc, int Cp, int v_col,
@@ -96,9 +97,11 @@ static __global__ void m2rnn_gate_backward_kernel(floatX* dy, float* dqkv, float
             dgnorm_part[j] += d * gated * r;
         }
     }
+    float* dD_out = block_partials + (size_t)blockIdx.x * NV;
+    float* dgnorm_out = block_partials + ((size_t)gridDim.x + blockIdx.x) * NV;
     for (int j = threadIdx.x; j < NV; j += blockDim.x) {
-        atomicAdd(&dD[j], dD_part[j]);
-        atomicAdd(&dgnorm[j], dgnorm_part[j]);
+        dD_out[j] = dD_part[j];
+        dgnorm_out[j] = dgnorm_part[j];
     }
 }
 
@@ -112,18 +115,26 @@ static inline void m2rnn_gate_forward(floatX* out, float* rstd, const floatX* y,
     cudaCheckLaunch();
 }
 
-// dy overwritten, dqkv v columns +=, dproj g columns overwritten, dD and dgnorm +=.
+// Floats of scratch m2rnn_gate_backward needs.
+static inline size_t m2rnn_gate_backward_scratch_floats(int n_pos, int N, int V) {
+    return 2 * (size_t)ceil_div(n_pos, GATE_ROWS_PER_BLOCK) * N * V;
+}
+
+// dy overwritten, dqkv v columns +=, dproj g columns overwritten, dD and dgnorm +=;
+// scratch m2rnn_gate_backward_scratch_floats(n_pos, N, V) floats.
 static inline void m2rnn_gate_backward(floatX* dy, float* dqkv, floatX* dproj, float* dD, float* dgnorm,
-                                       const floatX* dout, const floatX* y, const floatX* qkv, const floatX* proj,
-                                       const float* Dskip, const float* gnorm, const float* rstd, int n_pos, int N,
+                                       float* scratch, const floatX* dout, const floatX* y, const floatX* qkv,
+                                       const floatX* proj, const float* Dskip, const float* gnorm, const float* rstd, int n_pos, int N,
                                        int K, int V, int Nq, int Nk, cudaStream_t stream) {
     const int NV = N * V, Cc = (Nq + Nk) * K + NV, Cp = Cc + N + NV;
     const size_t smem = 2 * (size_t)NV * sizeof(float);
     if (smem > 48 * 1024)  // above the default limit a kernel must opt in to more dynamic shared memory
         cudaCheck(cudaFuncSetAttribute(m2rnn_gate_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        (int)smem));
-    m2rnn_gate_backward_kernel<<<ceil_div(n_pos, GATE_ROWS_PER_BLOCK), GATE_THREADS, smem, stream>>>(
-        dy, dqkv, dproj, dD, dgnorm, dout, y, qkv, proj, Dskip, gnorm, rstd, n_pos, NV, Cc, Cp, (Nq + Nk) * K,
-        Cc + N);
+    const int blocks = ceil_div(n_pos, GATE_ROWS_PER_BLOCK);
+    m2rnn_gate_backward_kernel<<<blocks, GATE_THREADS, smem, stream>>>(
+        dy, dqkv, dproj, scratch, dout, y, qkv, proj, Dskip, gnorm, rstd, n_pos, NV, Cc, Cp, (Nq + Nk) * K, Cc + N);
     cudaCheckLaunch();
+    sum_partials(dD, scratch, blocks, NV, stream);
+    sum_partials(dgnorm, scratch + (size_t)blocks * NV, blocks, NV, stream);
 }

@@ -16,8 +16,11 @@
 // activation memory.
 //
 // Work split: one thread per column (coalesced across a warp) and a chunk of INPUT_TIME_CHUNK steps of one
-// sequence, sliding a 4-step window over time in registers; the parameter-gradient partial sums of a chunk
-// go to global memory with one atomicAdd each.
+// sequence, sliding a 4-step window over time in registers.
+// Deterministic: the parameter-gradient partial sums of a (chunk, sequence) block, part p = b·n_chunks + chunk
+// of n_parts = B·ceil(T/INPUT_TIME_CHUNK), go to scratch (m2rnn_input_backward_scratch_floats) as
+// dconv (n_parts, Cc·4), then dA_log (n_parts, N), then ddt_bias (n_parts, N); sum_partials adds each into
+// its gradient in a fixed order. No atomics.
 #pragma once
 #include "common.cuh"
 
@@ -54,14 +57,14 @@ static __global__ void m2rnn_input_forward_kernel(floatX* qkv, float* f, const f
 
 // Same grid as the forward. A chunk [t0, t1) writes dx_s for s in [t0, t1), which needs du_t for t up to
 // t1+2, hence u_t for those t; its dconv partial counts du_t only for t in [t0, t1) (each t once overall).
-static __global__ void m2rnn_input_backward_kernel(floatX* dproj, float* dconv, float* dA_log, float* ddt_bias,
-                                                   const float* dqkv, const float* df, const floatX* proj,
-                                                   const float* conv, const float* A_log, const float* dt_bias,
-                                                   int T, int Cc, int N, int Cp) {
+static __global__ void m2rnn_input_backward_kernel(floatX* dproj, float* scratch, const float* dqkv, const float* df,
+                                                   const floatX* proj, const float* conv, const float* A_log,
+                                                   const float* dt_bias, int T, int Cc, int N, int Cp) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= Cc + N) return;
     const int t0 = blockIdx.y * INPUT_TIME_CHUNK, t1 = min(t0 + INPUT_TIME_CHUNK, T);
     const size_t row0 = (size_t)blockIdx.z * T;
+    const size_t part = (size_t)blockIdx.z * gridDim.y + blockIdx.y, n_parts = (size_t)gridDim.y * gridDim.z;
     if (c < Cc) {
         const float w0 = conv[c * 4], w1 = conv[c * 4 + 1], w2 = conv[c * 4 + 2], w3 = conv[c * 4 + 3];
         float xm3 = t0 >= 3 ? to_float(proj[(row0 + t0 - 3) * Cp + c]) : 0.0f;
@@ -91,10 +94,8 @@ static __global__ void m2rnn_input_backward_kernel(floatX* dproj, float* dconv, 
                                        : w3 * dum1;
             dproj[(row0 + s) * Cp + c] = from_float<floatX>(dx);
         }
-        atomicAdd(&dconv[c * 4], dw0);
-        atomicAdd(&dconv[c * 4 + 1], dw1);
-        atomicAdd(&dconv[c * 4 + 2], dw2);
-        atomicAdd(&dconv[c * 4 + 3], dw3);
+        float* dconv_part = scratch + part * Cc * 4 + c * 4;
+        dconv_part[0] = dw0; dconv_part[1] = dw1; dconv_part[2] = dw2; dconv_part[3] = dw3;
     } else {
         const int n = c - Cc;
         const float a = expf(A_log[n]), bias = dt_bias[n];
@@ -108,8 +109,9 @@ static __global__ void m2rnn_input_backward_kernel(floatX* dproj, float* dconv, 
             db += dr;
             da += g * sp;
         }
-        atomicAdd(&dA_log[n], da);
-        atomicAdd(&ddt_bias[n], db);
+        float* dA_log_parts = scratch + n_parts * Cc * 4;
+        dA_log_parts[part * N + n] = da;
+        dA_log_parts[(n_parts + part) * N + n] = db;  // ddt_bias partials follow dA_log's
     }
 }
 
@@ -123,13 +125,24 @@ static inline void m2rnn_input_forward(floatX* qkv, float* f, const floatX* proj
     cudaCheckLaunch();
 }
 
-// dproj columns 0 … Cc+N−1 overwritten; dconv (Cc,4), dA_log (N), ddt_bias (N) accumulate.
-static inline void m2rnn_input_backward(floatX* dproj, float* dconv, float* dA_log, float* ddt_bias,
+// Floats of scratch m2rnn_input_backward needs.
+static inline size_t m2rnn_input_backward_scratch_floats(int B, int T, int Cc, int N) {
+    return (size_t)B * ceil_div(T, INPUT_TIME_CHUNK) * ((size_t)Cc * 4 + 2 * N);
+}
+
+// dproj columns 0 … Cc+N−1 overwritten; dconv (Cc,4), dA_log (N), ddt_bias (N) accumulate;
+// scratch m2rnn_input_backward_scratch_floats(B, T, Cc, N) floats.
+static inline void m2rnn_input_backward(floatX* dproj, float* dconv, float* dA_log, float* ddt_bias, float* scratch,
                                         const float* dqkv, const float* df, const floatX* proj, const float* conv,
                                         const float* A_log, const float* dt_bias, int B, int T, int Cc, int N,
                                         int NV, cudaStream_t stream) {
     const dim3 grid(ceil_div(Cc + N, INPUT_THREADS), ceil_div(T, INPUT_TIME_CHUNK), B);
-    m2rnn_input_backward_kernel<<<grid, INPUT_THREADS, 0, stream>>>(dproj, dconv, dA_log, ddt_bias, dqkv, df, proj,
-                                                                    conv, A_log, dt_bias, T, Cc, N, Cc + N + NV);
+    m2rnn_input_backward_kernel<<<grid, INPUT_THREADS, 0, stream>>>(dproj, scratch, dqkv, df, proj, conv, A_log,
+                                                                    dt_bias, T, Cc, N, Cc + N + NV);
     cudaCheckLaunch();
+    const int n_parts = (int)(grid.y * grid.z);
+    const float* dA_log_parts = scratch + (size_t)n_parts * Cc * 4;
+    sum_partials(dconv, scratch, n_parts, (size_t)Cc * 4, stream);
+    sum_partials(dA_log, dA_log_parts, n_parts, N, stream);
+    sum_partials(ddt_bias, dA_log_parts + (size_t)n_parts * N, n_parts, N, stream);
 }

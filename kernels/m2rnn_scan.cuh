@@ -17,7 +17,12 @@
 //   checkpoints (B,N,ceil(T/chunk),K,V) fp32   written by the forward: entry c is the state entering step
 //                                              c·chunk (H_{c·chunk-1}; zero for c = 0), read by the backward
 //   dy (B,T,N·V) floatX;  dqkv (B,T,Cc) fp32 +=;  df (B,T,N) fp32 overwritten;  dW (N,V,V) fp32 +=
-// dq and dk of a shared q/k head sum over the heads of its group (atomics); dv has one writer per element.
+// dq and dk of a shared q/k head sum over the heads of its group; dv has one writer per element.
+//
+// Deterministic, no atomics: the backward writes each head's dq_t, dk_t and its batch row's dW_n to scratch
+// (m2rnn_scan_backward_scratch_floats: dW (B, N·V·V), then dq and dk (B·T, N, K) each), then
+// m2rnn_scan_group_sum adds dq and dk over the heads of each group in head order into dqkv, and sum_partials
+// adds dW over the batch rows in order. Inside a block, df_t sums its warps' partials in warp order.
 //
 // Work split: one block per (b, n), one thread per state element (i, j) = (e / V, e % V), e = threadIdx.x < K·V,
 // so K·V <= 1024. The state stays on chip in fp32 for the whole sequence. Time runs in chunks of `chunk` steps:
@@ -52,7 +57,7 @@ __host__ __device__ inline ScanLayout scan_layout(int K, int V, int chunk, bool 
     s.v = o;  o += (size_t)chunk * V;
     s.f = o;  o += chunk;
     s.dy = o; o += backward ? (size_t)chunk * V : 0;
-    s.df = o; o += backward ? chunk : 0;
+    s.df = o; o += backward ? (size_t)chunk * (M2RNN_SCAN_MAX_STATE / 32) : 0;  // one partial per warp
     s.dW = o; o += backward ? (size_t)V * V : 0;
     s.total = o;
     return s;
@@ -156,7 +161,7 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_forwar
 
 // grid B·N, block K·V rounded up to a warp, dynamic shared memory scan_layout(.., true).total floats
 static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_backward_kernel(
-    float* dqkv, float* df, float* dW, const floatX* dy, const floatX* qkv, const float* f, const float* W,
+    float* dqkv, float* df, float* scratch, const floatX* dy, const floatX* qkv, const float* f, const float* W,
     const float* checkpoints, float clip, int T, int N, int K, int V, int Nq, int Nk, int chunk) {
     extern __shared__ float smem[];
     const ScanLayout L = scan_layout(K, V, chunk, true);
@@ -164,8 +169,11 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_backwa
           *vs = smem + L.v, *fs = smem + L.f, *dys = smem + L.dy, *dfs = smem + L.df, *dWs = smem + L.dW;
     const ScanHead hd = scan_head(T, N, K, V, Nq, Nk);
     const int KV = K * V, e = threadIdx.x, i = e / V, j = e % V, Cc = (Nq + Nk) * K + N * V, NV = N * V;
-    const int n_chunks = (T + chunk - 1) / chunk;
+    const int n_chunks = (T + chunk - 1) / chunk, warps = blockDim.x / 32;
     const float* ckpt = checkpoints + (size_t)blockIdx.x * n_chunks * KV;
+    const size_t dW_floats = (size_t)gridDim.x * V * V, dq_floats = (size_t)gridDim.x / N * T * N * K;
+    float* dq_heads = scratch + dW_floats;  // (B·T, N, K)
+    float* dk_heads = dq_heads + dq_floats;
 
     scan_stage_W(Ws, WTs, W + (size_t)hd.n * V * V, V);
     for (int o = e; o < V * V; o += blockDim.x) dWs[o] = 0.0f;
@@ -183,7 +191,6 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_backwa
         scan_stage_rows(vs, qkv, row0, len, V, Cc, hd.v_col);
         scan_stage_rows(fs, f, row0, len, 1, N, hd.n);
         scan_stage_rows(dys, dy, row0, len, V, NV, hd.n * V);
-        for (int o = e; o < len; o += blockDim.x) dfs[o] = 0.0f;
         __syncthreads();
         scan_chunk_recurrence(h, H, Z, Ws, ks, vs, fs, len, K, V);
 
@@ -199,7 +206,7 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_backwa
                 Z[(size_t)s * KV + e] = (1.0f - ft) * g * (1.0f - z * z);
             }
             df_part = warp_sum(df_part);
-            if (e % 32 == 0) atomicAdd(&dfs[s], df_part);
+            if (e % 32 == 0) dfs[s * 32 + e / 32] = df_part;
             __syncthreads();
             if (e < KV) {
                 const float* dA = Z + (size_t)s * KV + i * V;
@@ -219,9 +226,9 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_backwa
                 dq += Ht[jj] * dys[s * V + jj];
                 dk += dAt[jj] * vs[s * V + jj];
             }
-            float* drow = dqkv + (row0 + s) * Cc;
-            atomicAdd(drow + hd.q_col + ii, dq);
-            atomicAdd(drow + hd.k_col + ii, dk);
+            const size_t head_row = ((row0 + s) * N + hd.n) * K + ii;
+            dq_heads[head_row] = dq;
+            dk_heads[head_row] = dk;
         }
         for (int o = e; o < len * V; o += blockDim.x) {
             const int s = o / V, jj = o % V;
@@ -230,7 +237,11 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_backwa
             for (int ii = 0; ii < K; ii++) dv += dAt[ii * V] * ks[s * K + ii];
             dqkv[(row0 + s) * Cc + hd.v_col + jj] += dv;
         }
-        for (int o = e; o < len; o += blockDim.x) df[(row0 + o) * N + hd.n] = dfs[o];
+        for (int o = e; o < len; o += blockDim.x) {
+            float acc = 0.0f;
+            for (int w = 0; w < warps; w++) acc += dfs[o * 32 + w];
+            df[(row0 + o) * N + hd.n] = acc;
+        }
         // dW_n += Σ_t H_{t-1}ᵀ dA_t over the chunk; each thread owns whole entries of dWs
         for (int o = e; o < V * V; o += blockDim.x) {
             const int m = o / V, jj = o % V;
@@ -244,7 +255,25 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_backwa
         }
         __syncthreads();  // the next chunk overwrites the states, dA and the staged inputs
     }
-    for (int o = e; o < V * V; o += blockDim.x) atomicAdd(&dW[(size_t)hd.n * V * V + o], dWs[o]);
+    for (int o = e; o < V * V; o += blockDim.x) scratch[(size_t)blockIdx.x * V * V + o] = dWs[o];
+}
+
+// grid ceil(B·T·(Nq+Nk)·K / SCAN_GROUP_SUM_THREADS): one thread per q or k element of dqkv, adding the per-head
+// dq (or dk) of its group's heads, in head order.
+static const int SCAN_GROUP_SUM_THREADS = 256;
+
+static __global__ void m2rnn_scan_group_sum_kernel(float* dqkv, const float* dq_heads, const float* dk_heads,
+                                                   size_t n_pos, int N, int K, int Nq, int Nk, int Cc) {
+    const size_t QK = (size_t)(Nq + Nk) * K, o = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (o >= n_pos * QK) return;
+    const size_t pos = o / QK;
+    const int c = (int)(o % QK), i = c % K;
+    const bool is_q = c < Nq * K;
+    const int group = is_q ? c / K : c / K - Nq, group_size = N / (is_q ? Nq : Nk);
+    const float* heads = (is_q ? dq_heads : dk_heads) + pos * N * K + i;
+    float acc = 0.0f;
+    for (int h = group * group_size; h < (group + 1) * group_size; h++) acc += heads[(size_t)h * K];
+    dqkv[pos * Cc + c] += acc;
 }
 
 // Checks the sizes the kernels support and returns the block size; sets the kernel's shared-memory limit.
@@ -289,15 +318,30 @@ static inline void m2rnn_scan_forward(floatX* y, float* checkpoints, const float
     cudaCheckLaunch();
 }
 
+// Floats of scratch m2rnn_scan_backward needs.
+static inline size_t m2rnn_scan_backward_scratch_floats(int B, int T, int N, int K, int V) {
+    return (size_t)B * N * V * V + 2 * (size_t)B * T * N * K;
+}
+
 // dqkv (B,T,Cc) fp32 +=, df (B,T,N) fp32 overwritten, dW (N,V,V) fp32 +=, from dy (B,T,N·V) floatX and the
-// forward's inputs and checkpoints (the same chunk); clip 0 = no state-gradient clipping.
-static inline void m2rnn_scan_backward(float* dqkv, float* df, float* dW, const floatX* dy, const floatX* qkv,
-                                       const float* f, const float* W, const float* checkpoints, float clip, int B,
-                                       int T, int N, int K, int V, int Nq, int Nk, int chunk, cudaStream_t stream) {
+// forward's inputs and checkpoints (the same chunk); clip 0 = no state-gradient clipping;
+// scratch m2rnn_scan_backward_scratch_floats(B, T, N, K, V) floats.
+static inline void m2rnn_scan_backward(float* dqkv, float* df, float* dW, float* scratch, const floatX* dy,
+                                       const floatX* qkv, const float* f, const float* W, const float* checkpoints,
+                                       float clip, int B, int T, int N, int K, int V, int Nq, int Nk, int chunk,
+                                       cudaStream_t stream) {
     const size_t smem = scan_layout(K, V, chunk, true).total * sizeof(float);
     const int block = m2rnn_scan_prepare(m2rnn_scan_backward_kernel, smem, N, K, V, Nq, Nk, chunk,
                                          "m2rnn_scan_backward");
-    m2rnn_scan_backward_kernel<<<B * N, block, smem, stream>>>(dqkv, df, dW, dy, qkv, f, W, checkpoints, clip, T, N,
-                                                               K, V, Nq, Nk, chunk);
+    m2rnn_scan_backward_kernel<<<B * N, block, smem, stream>>>(dqkv, df, scratch, dy, qkv, f, W, checkpoints, clip, T,
+                                                               N, K, V, Nq, Nk, chunk);
     cudaCheckLaunch();
+    const size_t dW_floats = (size_t)B * N * V * V, n_pos = (size_t)B * T, dq_floats = n_pos * N * K;
+    const float* dq_heads = scratch + dW_floats;
+    const size_t qk_elements = n_pos * (Nq + Nk) * K;
+    m2rnn_scan_group_sum_kernel<<<(unsigned)ceil_div(qk_elements, (size_t)SCAN_GROUP_SUM_THREADS),
+                                  SCAN_GROUP_SUM_THREADS, 0, stream>>>(dqkv, dq_heads, dq_heads + dq_floats, n_pos, N,
+                                                                       K, Nq, Nk, (Nq + Nk) * K + N * V);
+    cudaCheckLaunch();
+    sum_partials(dW, scratch, B, (size_t)N * V * V, stream);
 }

@@ -12,9 +12,10 @@
 //
 // Work split: one warp per row, its lanes striding the columns, so the row's sum is a warp reduction and
 // each pass re-reads the row from cache rather than holding a variable number of values per thread. The
-// backward gives each block RMSNORM_BACKWARD_ROWS rows; its warps add their dw terms into C partial sums in
-// shared memory (C ≤ 57344 for the 227 KB a block can have), which go to dw with one atomicAdd per column
-// per block.
+// backward gives each block RMSNORM_BACKWARD_ROWS rows: a warp per row for dx, then a thread per column sums
+// the block's rows in order (re-read from cache) into its partial of dw.
+// Deterministic: the partials (ceil(n / RMSNORM_BACKWARD_ROWS), C) go to scratch
+// (rmsnorm_backward_scratch_floats) and sum_partials adds them into dw in a fixed order; no atomics.
 #pragma once
 #include "common.cuh"
 
@@ -59,30 +60,29 @@ static __global__ void residual_rmsnorm_forward_kernel(floatX* residual, floatX*
     rmsnorm_row(out + offset, rstd + row, residual + offset, w, sum_squares, C, lane);
 }
 
-// grid ceil(n / RMSNORM_BACKWARD_ROWS), block 32·RMSNORM_WARPS, dynamic shared memory C floats
-static __global__ void rmsnorm_backward_kernel(floatX* dx, float* dw, const floatX* dout, const floatX* x,
+// grid ceil(n / RMSNORM_BACKWARD_ROWS), block 32·RMSNORM_WARPS; dw_partials row blockIdx.x (C floats) written
+static __global__ void rmsnorm_backward_kernel(floatX* dx, float* dw_partials, const floatX* dout, const floatX* x,
                                                const float* w, const float* rstd, int n, int C, bool accumulate) {
-    extern __shared__ float dw_partial[];
-    for (int j = threadIdx.x; j < C; j += blockDim.x) dw_partial[j] = 0.0f;
-    __syncthreads();
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int row_end = min((int)(blockIdx.x + 1) * RMSNORM_BACKWARD_ROWS, n);
-    for (int row = blockIdx.x * RMSNORM_BACKWARD_ROWS + warp; row < row_end; row += RMSNORM_WARPS) {
+    const int row_begin = blockIdx.x * RMSNORM_BACKWARD_ROWS, row_end = min(row_begin + RMSNORM_BACKWARD_ROWS, n);
+    for (int row = row_begin + warp; row < row_end; row += RMSNORM_WARPS) {
         const size_t offset = (size_t)row * C;
         float dot = 0.0f;
         for (int j = lane; j < C; j += 32) dot += to_float(dout[offset + j]) * w[j] * to_float(x[offset + j]);
         const float r = rstd[row];
         const float c = r * r * r / C * warp_sum(dot);
         for (int j = lane; j < C; j += 32) {
-            const float d = to_float(dout[offset + j]), xj = to_float(x[offset + j]);
-            float g = r * d * w[j] - c * xj;
+            float g = r * to_float(dout[offset + j]) * w[j] - c * to_float(x[offset + j]);
             if (accumulate) g += to_float(dx[offset + j]);
             dx[offset + j] = from_float<floatX>(g);
-            atomicAdd(&dw_partial[j], d * xj * r);
         }
     }
-    __syncthreads();
-    for (int j = threadIdx.x; j < C; j += blockDim.x) atomicAdd(&dw[j], dw_partial[j]);
+    for (int j = threadIdx.x; j < C; j += blockDim.x) {
+        float acc = 0.0f;
+        for (int row = row_begin; row < row_end; row++)
+            acc += to_float(dout[(size_t)row * C + j]) * to_float(x[(size_t)row * C + j]) * rstd[row];
+        dw_partials[(size_t)blockIdx.x * C + j] = acc;
+    }
 }
 
 // out (n, C) floatX, rstd (n) fp32 from x (n, C) and w (C).
@@ -100,14 +100,18 @@ static inline void residual_rmsnorm_forward(floatX* residual, floatX* out, float
     cudaCheckLaunch();
 }
 
-// dx (n, C) overwritten, or += when accumulate; dw (C) +=.
-static inline void rmsnorm_backward(floatX* dx, float* dw, const floatX* dout, const floatX* x, const float* w,
-                                    const float* rstd, int n, int C, bool accumulate, cudaStream_t stream) {
-    const size_t smem = (size_t)C * sizeof(float);
-    if (smem > 48 * 1024)  // above the default limit a kernel must opt in to more dynamic shared memory
-        cudaCheck(cudaFuncSetAttribute(rmsnorm_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       (int)smem));
-    rmsnorm_backward_kernel<<<ceil_div(n, RMSNORM_BACKWARD_ROWS), 32 * RMSNORM_WARPS, smem, stream>>>(
-        dx, dw, dout, x, w, rstd, n, C, accumulate);
+// Floats of scratch rmsnorm_backward needs for n rows of C.
+static inline size_t rmsnorm_backward_scratch_floats(int n, int C) {
+    return (size_t)ceil_div(n, RMSNORM_BACKWARD_ROWS) * C;
+}
+
+// dx (n, C) overwritten, or += when accumulate; dw (C) +=; scratch rmsnorm_backward_scratch_floats(n, C) floats.
+static inline void rmsnorm_backward(floatX* dx, float* dw, float* scratch, const floatX* dout, const floatX* x,
+                                    const float* w, const float* rstd, int n, int C, bool accumulate,
+                                    cudaStream_t stream) {
+    const int blocks = ceil_div(n, RMSNORM_BACKWARD_ROWS);
+    rmsnorm_backward_kernel<<<blocks, 32 * RMSNORM_WARPS, 0, stream>>>(dx, scratch, dout, x, w, rstd, n, C,
+                                                                       accumulate);
     cudaCheckLaunch();
+    sum_partials(dw, scratch, blocks, C, stream);
 }

@@ -78,6 +78,7 @@ static void carve_activations(GPUModel& m, Carver& a) {
     m.logits = a.take<floatX>(BT * c.Vp);
     m.losses = a.take<float>(BT);
     m.tokens = a.take<int>((size_t)m.B * (m.T + 1));
+    m.token_groups = a.take<int>(encoder_groups_ints(m.B, m.T));
 
     const bool has_m = config_count(c, 'M') > 0, has_a = config_count(c, 'A') > 0;
     GPUScratch& s = m.s;
@@ -93,6 +94,12 @@ static void carve_activations(GPUModel& m, Carver& a) {
     s.dforget = has_m ? a.take<float>(BT * c.N) : nullptr;
     s.dattn_y = has_a ? a.take<floatX>(BT * c.D) : nullptr;
     s.dattn_qkv = has_a ? a.take<floatX>(BT * 3 * c.D) : nullptr;
+    size_t partials = std::max(rmsnorm_backward_scratch_floats((int)BT, c.D), global_norm_scratch_floats());
+    if (has_m)
+        partials = std::max({partials, m2rnn_gate_backward_scratch_floats((int)BT, c.N, c.V),
+                             m2rnn_input_backward_scratch_floats(m.B, m.T, Cc, c.N),
+                             m2rnn_scan_backward_scratch_floats(m.B, m.T, c.N, c.K, c.V)});
+    s.partials = a.take<float>(partials);
     m.mm.workspace = a.take<char>(MATMUL_WORKSPACE_BYTES);
 }
 
@@ -149,6 +156,8 @@ bool gpu_model_init(GPUModel& m, const Config& c, int B, int T, std::string& err
     cudaCheck(cudaStreamCreate(&m.stream));
     matmul_init(m.mm, m.mm.workspace);
     m.host_losses.assign((size_t)B * T, 0.0f);
+    m.host_token_groups.assign(encoder_groups_ints(B, T), 0);
+    m.n_token_groups = 0;
     m.decay_runs.clear();
     for (const ParamTensor& t : m.table.tensors) {
         if (!m.decay_runs.empty() && m.decay_runs.back().decay == t.decay)
@@ -204,6 +213,11 @@ float gpu_model_forward(GPUModel& m, const int* host_tokens, int grad_accum_step
     auto P = [&](int l, ParamKind kind) { return m.params + param_offset(pt, l, kind); };       // fp32 master
     auto PX = [&](int l, ParamKind kind) { return m.params_lowp + param_offset(pt, l, kind); };  // GEMM copy
     cudaCheck(cudaMemcpyAsync(m.tokens, host_tokens, sizeof(int) * B * (T + 1), cudaMemcpyHostToDevice, st));
+    if (grad_accum_steps > 0) {
+        m.n_token_groups = encoder_group_positions(m.host_token_groups.data(), host_tokens, B, T);
+        cudaCheck(cudaMemcpyAsync(m.token_groups, m.host_token_groups.data(), sizeof(int) * m.host_token_groups.size(),
+                                  cudaMemcpyHostToDevice, st));
+    }
 
     encoder_forward(m.layers[0].residual, m.params_lowp + pt.tensors[pt.wte].offset, m.tokens, B, T, D, st);
     rmsnorm_forward(m.layers[0].ln1, m.layers[0].ln1_rstd, m.layers[0].residual, P(0, P_LN1), BT, D, st);
@@ -264,25 +278,28 @@ void gpu_model_backward(GPUModel& m) {
     // the logits buffer holds dlogits (crossentropy_forward_backward of the training forward)
     matmul_backward(m.mm, s.dln, m.grads + pt.tensors[pt.lm_head].offset, m.logits, m.lnf,
                     m.params_lowp + pt.tensors[pt.lm_head].offset, BT, D, c.Vp, st);
-    rmsnorm_backward(s.dresidual, m.grads + pt.tensors[pt.lnf].offset, s.dln, m.final_residual,
+    rmsnorm_backward(s.dresidual, m.grads + pt.tensors[pt.lnf].offset, s.partials, s.dln, m.final_residual,
                      m.params + pt.tensors[pt.lnf].offset, m.lnf_rstd, BT, D, false, st);
     for (int l = c.L - 1; l >= 0; l--) {
         GPULayer& a = m.layers[l];
         matmul_backward(m.mm, s.dswiglu, G(l, P_DOWN), s.dresidual, a.swiglu, PX(l, P_DOWN), BT, c.F, D, st);
         swiglu_backward(s.dup, s.dswiglu, a.up, BT, c.F, st);
         matmul_backward(m.mm, s.dln, G(l, P_UP), s.dup, a.ln2, PX(l, P_UP), BT, D, 2 * c.F, st);
-        rmsnorm_backward(s.dresidual, G(l, P_LN2), s.dln, a.residual2, P(l, P_LN2), a.ln2_rstd, BT, D, true, st);
+        rmsnorm_backward(s.dresidual, G(l, P_LN2), s.partials, s.dln, a.residual2, P(l, P_LN2), a.ln2_rstd, BT, D,
+                         true, st);
         // the mixer's output joined the residual unchanged: its gradient is dresidual
         if (c.pattern[l] == 'M') {
             matmul_backward(m.mm, s.dgnorm_out, G(l, P_OUT_PROJ), s.dresidual, a.gnorm_out, PX(l, P_OUT_PROJ), BT,
                             NV, D, st);
             cudaCheck(cudaMemsetAsync(s.dqkv, 0, sizeof(float) * BT * Cc, st));
-            m2rnn_gate_backward(s.dscan_y, s.dqkv, s.dproj, G(l, P_D), G(l, P_GNORM), s.dgnorm_out, a.scan_y, a.qkv,
-                                a.proj, P(l, P_D), P(l, P_GNORM), a.gnorm_rstd, BT, c.N, c.K, c.V, c.Nq, c.Nk, st);
-            m2rnn_scan_backward(s.dqkv, s.dforget, G(l, P_W), s.dscan_y, a.qkv, a.forget, P(l, P_W), a.checkpoints,
-                                (float)c.clip, B, T, c.N, c.K, c.V, c.Nq, c.Nk, m.chunk, st);
-            m2rnn_input_backward(s.dproj, G(l, P_CONV), G(l, P_A_LOG), G(l, P_DT_BIAS), s.dqkv, s.dforget, a.proj,
-                                 P(l, P_CONV), P(l, P_A_LOG), P(l, P_DT_BIAS), B, T, Cc, c.N, NV, st);
+            m2rnn_gate_backward(s.dscan_y, s.dqkv, s.dproj, G(l, P_D), G(l, P_GNORM), s.partials, s.dgnorm_out,
+                                a.scan_y, a.qkv, a.proj, P(l, P_D), P(l, P_GNORM), a.gnorm_rstd, BT, c.N, c.K, c.V,
+                                c.Nq, c.Nk, st);
+            m2rnn_scan_backward(s.dqkv, s.dforget, G(l, P_W), s.partials, s.dscan_y, a.qkv, a.forget, P(l, P_W),
+                                a.checkpoints, (float)c.clip, B, T, c.N, c.K, c.V, c.Nq, c.Nk, m.chunk, st);
+            m2rnn_input_backward(s.dproj, G(l, P_CONV), G(l, P_A_LOG), G(l, P_DT_BIAS), s.partials, s.dqkv,
+                                 s.dforget, a.proj, P(l, P_CONV), P(l, P_A_LOG), P(l, P_DT_BIAS), B, T, Cc, c.N, NV,
+                                 st);
             matmul_backward(m.mm, s.dln, G(l, P_IN_PROJ), s.dproj, a.ln1, PX(l, P_IN_PROJ), BT, D, Cp, st);
         } else {
             matmul_backward(m.mm, s.dattn_y, G(l, P_ATTN_OUT), s.dresidual, a.attn_y, PX(l, P_ATTN_OUT), BT, D, D, st);
@@ -290,15 +307,16 @@ void gpu_model_backward(GPUModel& m) {
             if (c.rope) rope_backward(s.dattn_qkv, B, T, D, c.heads, st);
             matmul_backward(m.mm, s.dln, G(l, P_QKV), s.dattn_qkv, a.ln1, PX(l, P_QKV), BT, D, 3 * D, st);
         }
-        rmsnorm_backward(s.dresidual, G(l, P_LN1), s.dln, a.residual, P(l, P_LN1), a.ln1_rstd, BT, D, true, st);
+        rmsnorm_backward(s.dresidual, G(l, P_LN1), s.partials, s.dln, a.residual, P(l, P_LN1), a.ln1_rstd, BT, D,
+                         true, st);
     }
-    encoder_backward(m.grads + pt.tensors[pt.wte].offset, s.dresidual, m.tokens, B, T, D, st);
+    encoder_backward(m.grads + pt.tensors[pt.wte].offset, s.dresidual, m.token_groups, m.n_token_groups, B, T, D, st);
 }
 
 float gpu_model_update(GPUModel& m, float lr, float beta1, float beta2, float eps, float weight_decay,
                        float max_grad_norm) {
     m.adam_step++;
-    global_norm_squared(m.norm_squared, m.grads, m.table.total, m.stream);
+    global_norm_squared(m.norm_squared, m.s.partials, m.grads, m.table.total, m.stream);
     for (const DecayRun& r : m.decay_runs) {
         floatX* lowp = nullptr;
 #if !defined(ENABLE_FP32)

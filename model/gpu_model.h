@@ -6,7 +6,11 @@
 //   1. parameters: the fp32 master copy in canonical order, and (bf16 builds) its floatX copy for the GEMMs
 //   2. gradients + optimizer state: fp32 gradients, AdamW m and v
 //   3. activations + scratch: what the forward keeps for the backward (M²RNN state only every `chunk`
-//      steps), the backward's scratch, logits, tokens, losses, the cuBLASLt workspace
+//      steps), the backward's scratch, logits, tokens and their positions grouped by token, losses, the
+//      cuBLASLt workspace
+//
+// A training step is deterministic: the same inputs give bitwise the same loss, gradients and parameters
+// on every run (no kernel sums with atomics; see kernels/common.cuh).
 #pragma once
 #include <string>
 #include <vector>
@@ -52,6 +56,7 @@ struct GPUScratch {
     float* dforget;                  // (B,T,N)
     floatX* dattn_y;                 // (B,T,D)
     floatX* dattn_qkv;               // (B,T,3D)
+    float* partials;                 // the partial sums of the deterministic reductions (sized for the largest)
 };
 
 // A run of consecutive parameter tensors that share a weight-decay setting: one AdamW launch each.
@@ -80,9 +85,12 @@ struct GPUModel {
     floatX* logits;        // (B,T,Vp); after the forward of a training step, dlogits in place
     float* losses;         // (B,T)
     int* tokens;           // (B,T+1)
+    int* token_groups;     // encoder_groups_ints(B,T): positions grouped by token, for encoder_backward
 
     std::vector<DecayRun> decay_runs;
     std::vector<float> host_losses;
+    std::vector<int> host_token_groups;
+    int n_token_groups;    // groups in token_groups, set by a training forward
     Matmul mm;
     cudaStream_t stream;
     int adam_step;         // updates done, for bias correction

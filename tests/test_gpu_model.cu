@@ -12,10 +12,14 @@
 // maximum of 5.3e-2 (W), and for A_log and dt_bias, whose gradients are sums over B·T of terms of both
 // signs that cancel, a 99th percentile of 0.12 and a maximum of 0.86. The bf16 bounds below sit above
 // those figures; every kernel also passes its own bf16 check at 2e-2 (tests/test_kernels_*).
+//
+// Determinism: a training step (forward, backward, AdamW update) run several times on one hybrid config from
+// the same parameters, optimizer state and tokens gives bitwise identical loss, gradients and parameters.
 #include "test_gpu_model.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -130,6 +134,54 @@ static std::vector<double> compare_training(const Config& c, int B, int T, uint6
     return errors;
 }
 
+// What one training step leaves: the loss, the gradients, and the parameters after the update.
+struct StepResult {
+    float loss;
+    std::vector<float> grads, params;
+};
+
+static StepResult training_step(GPUModel& m, const std::vector<float>& params, const std::vector<int>& tokens) {
+    const std::vector<float> zeros(m.table.total, 0.0f);
+    StepResult out{0.0f, std::vector<float>(m.table.total), std::vector<float>(m.table.total)};
+    gpu_model_set_params(m, params.data());
+    gpu_model_set_optimizer(m, zeros.data(), zeros.data(), 0);
+    gpu_model_zero_grad(m);
+    out.loss = gpu_model_forward(m, tokens.data(), 1);
+    gpu_model_backward(m);
+    gpu_model_get_grads(m, out.grads.data());
+    gpu_model_update(m, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f);
+    gpu_model_get_params(m, out.params.data());
+    return out;
+}
+
+// The same training step `runs` times on one model; every run must match the first bit for bit. B·T is large
+// and the vocabulary small, so many positions share a token and many blocks meet in every sum.
+static void check_determinism(TestReport& r, const char* name, Config c, int B, int T) {
+    const int runs = 4;
+    c.T = T;
+    const uint64_t seed = test_seed();
+    ParameterTable t = parameter_table_build(c);
+    const std::vector<float> params = to_float_vector(gpu_parameters(t, c, seed, 0.1));
+    const std::vector<int> tokens = random_tokens(B, T, c.vocab, seed + 7);
+    GPUModel m;
+    std::string err;
+    if (!gpu_model_init(m, c, B, T, err)) { fprintf(stderr, "gpu_model_init: %s\n", err.c_str()); exit(1); }
+    const StepResult first = training_step(m, params, tokens);
+    int differ_loss = 0, differ_grads = 0, differ_params = 0;
+    for (int run = 1; run < runs; run++) {
+        const StepResult again = training_step(m, params, tokens);
+        differ_loss += memcmp(&again.loss, &first.loss, sizeof(float)) != 0;
+        differ_grads += memcmp(again.grads.data(), first.grads.data(), t.total * sizeof(float)) != 0;
+        differ_params += memcmp(again.params.data(), first.params.data(), t.total * sizeof(float)) != 0;
+    }
+    gpu_model_free(m);
+    r.check(differ_loss + differ_grads + differ_params == 0,
+            "%s B=%d T=%d %s (seed %llu): %d training steps from the same state bitwise identical to the first "
+            "(loss, %zu gradients, %zu parameters after AdamW; runs differing: loss %d, gradients %d, parameters %d)",
+            name, B, T, PRECISION_NAME, (unsigned long long)seed, runs - 1, t.total, t.total, differ_loss,
+            differ_grads, differ_params);
+}
+
 void test_gpu_model(TestReport& r) {
     struct Case { const char* name; Config c; };
     Config all_m = tiny_config("MM", 4, 2, 0), all_a = tiny_config("AA", 4, 1, 1);
@@ -180,4 +232,5 @@ void test_gpu_model(TestReport& r) {
         r.check(worst_param <= PARAMETER_TOLERANCE, "%s: parameters after 5 AdamW steps, worst rel err %.2e <= %g",
                 cs.name, worst_param, PARAMETER_TOLERANCE);
     }
+    check_determinism(r, "determinism, hybrid MAM Nq=Nk=1", tiny_config("MAM", 4, 1, 0), 8, 256);
 }

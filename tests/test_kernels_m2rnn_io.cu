@@ -120,7 +120,8 @@ void test_input(TestReport& r, const MixerShape& s, Random& rng) {
     float* d_dconv = device_upload<float>(dconv0);
     float* d_dA_log = device_upload<float>(dA_log0);
     float* d_ddt_bias = device_upload<float>(ddt_bias0);
-    m2rnn_input_backward(d_dproj, d_dconv, d_dA_log, d_ddt_bias, d_dqkv, d_df, d_proj, d_conv, d_A_log, d_dt_bias, B,
+    float* d_scratch = device_poisoned<float>(m2rnn_input_backward_scratch_floats(B, T, Cc, N));
+    m2rnn_input_backward(d_dproj, d_dconv, d_dA_log, d_ddt_bias, d_scratch, d_dqkv, d_df, d_proj, d_conv, d_A_log, d_dt_bias, B,
                          T, Cc, N, NV, 0);
     const std::vector<double> got_dproj = device_download(d_dproj, BT * Cp);
     check_err(r, columns(got_dproj, BT, Cp, 0, Cc), columns(dproj, BT, Cp, 0, Cc),
@@ -137,7 +138,8 @@ void test_input(TestReport& r, const MixerShape& s, Random& rng) {
               shape);
 
     for (void* p : {(void*)d_proj, (void*)d_conv, (void*)d_A_log, (void*)d_dt_bias, (void*)d_qkv, (void*)d_f,
-                    (void*)d_dqkv, (void*)d_df, (void*)d_dproj, (void*)d_dconv, (void*)d_dA_log, (void*)d_ddt_bias})
+                    (void*)d_dqkv, (void*)d_df, (void*)d_dproj, (void*)d_dconv, (void*)d_dA_log, (void*)d_ddt_bias,
+                    (void*)d_scratch})
         cudaCheck(cudaFree(p));
 }
 
@@ -193,7 +195,8 @@ void test_gate(TestReport& r, const MixerShape& s, Random& rng) {
     floatX* d_dproj = device_poisoned<floatX>(BT * Cp);
     float* d_dD = device_upload<float>(dD0);
     float* d_dgnorm = device_upload<float>(dgnorm0);
-    m2rnn_gate_backward(d_dy, d_dqkv, d_dproj, d_dD, d_dgnorm, d_dout, d_y, d_qkv, d_proj, d_Dskip, d_gnorm,
+    float* d_scratch = device_poisoned<float>(m2rnn_gate_backward_scratch_floats(n_pos, s.N, s.V));
+    m2rnn_gate_backward(d_dy, d_dqkv, d_dproj, d_dD, d_dgnorm, d_scratch, d_dout, d_y, d_qkv, d_proj, d_Dskip, d_gnorm,
                         d_rstd_ref, n_pos, s.N, s.K, s.V, s.Nq, s.Nk, 0);
     check_err(r, device_download(d_dy, BT * NV), dy, "m2rnn_gate_backward dy", shape);
     const std::vector<double> got_dqkv = device_download(d_dqkv, BT * Cc), want_dqkv = plus(dqkv0, dqkv_inc);
@@ -215,7 +218,7 @@ void test_gate(TestReport& r, const MixerShape& s, Random& rng) {
 
     for (void* p : {(void*)d_y, (void*)d_qkv, (void*)d_proj, (void*)d_Dskip, (void*)d_gnorm, (void*)d_out,
                     (void*)d_rstd, (void*)d_dout, (void*)d_rstd_ref, (void*)d_dy, (void*)d_dqkv, (void*)d_dproj,
-                    (void*)d_dD, (void*)d_dgnorm})
+                    (void*)d_dD, (void*)d_dgnorm, (void*)d_scratch})
         cudaCheck(cudaFree(p));
 }
 
@@ -229,13 +232,15 @@ void test_global_norm(TestReport& r, Random& rng) {
     for (double g : grads) want += g * g;
     float* d_grads = device_upload<float>(grads);
     float* d_norm = device_poisoned<float>(1);
-    global_norm_squared(d_norm, d_grads, n, 0);
+    float* d_scratch = device_poisoned<float>(global_norm_scratch_floats());
+    global_norm_squared(d_norm, d_scratch, d_grads, n, 0);
     const double got = device_download(d_norm, 1)[0];
     const double err = fabs(got - want) / want;
     r.check(err <= GPU_TOLERANCE, "global_norm_squared (n=%zu) %.6e vs %.6e rel err %.1e <= %.0e", n, got, want, err,
             GPU_TOLERANCE);
     cudaCheck(cudaFree(d_grads));
     cudaCheck(cudaFree(d_norm));
+    cudaCheck(cudaFree(d_scratch));
 }
 
 // Three AdamW steps on one tensor of n elements (steps 5, 6, 7, from random moments), the gradient norm and
@@ -273,13 +278,14 @@ void test_adamw(TestReport& r, Random& rng, bool decay, bool clip_bites, bool wi
     floatX* d_lowp = with_lowp ? device_poisoned<floatX>(n) : nullptr;
     float* d_grads = device_poisoned<float>(n);
     float* d_norm = device_poisoned<float>(1);
+    float* d_scratch = device_poisoned<float>(global_norm_scratch_floats());
     double min_norm = INFINITY, max_seen = 0;
     for (int step = 5; step <= 7; step++) {
         std::vector<double> grads = random_vector(n, rng, grad_scale_std);
         round_to<float>(grads);
         std::vector<float> grads_f(grads.begin(), grads.end());
         cudaCheck(cudaMemcpy(d_grads, grads_f.data(), n * sizeof(float), cudaMemcpyHostToDevice));
-        global_norm_squared(d_norm, d_grads, n, 0);
+        global_norm_squared(d_norm, d_scratch, d_grads, n, 0);
         adamw_update(d_params, d_lowp, d_grads, d_m, d_v, n, step, lr, beta1, beta2, eps, decay ? weight_decay : 0.0f,
                      d_norm, max_norm, 0);
         const double norm = reference_grad_norm(grads.data(), n);
@@ -304,7 +310,8 @@ void test_adamw(TestReport& r, Random& rng, bool decay, bool clip_bites, bool wi
     check_err(r, device_download(d_v, n), v, "adamw_update v", what);
     if (with_lowp) check_err(r, device_download(d_lowp, n), params, "adamw_update params_lowp", what);
 
-    for (void* q : {(void*)d_params, (void*)d_m, (void*)d_v, (void*)d_lowp, (void*)d_grads, (void*)d_norm})
+    for (void* q : {(void*)d_params, (void*)d_m, (void*)d_v, (void*)d_lowp, (void*)d_grads, (void*)d_norm,
+                    (void*)d_scratch})
         cudaCheck(cudaFree(q));
 }
 

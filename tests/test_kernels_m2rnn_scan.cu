@@ -167,8 +167,9 @@ void test_scan(TestReport& r, const ScanShape& s, double clip, Random& rng) {
     float* d_dqkv = device_upload<float>(dqkv0);
     float* d_df = device_poisoned<float>(BT * s.N);
     float* d_dW = device_upload<float>(dW0);
-    m2rnn_scan_backward(d_dqkv, d_df, d_dW, d_dy, d_qkv, d_f, d_W, d_checkpoints, (float)clip, s.B, s.T, s.N, s.K, V,
-                        s.Nq, s.Nk, s.chunk, 0);
+    float* d_scratch = device_poisoned<float>(m2rnn_scan_backward_scratch_floats(s.B, s.T, s.N, s.K, V));
+    m2rnn_scan_backward(d_dqkv, d_df, d_dW, d_scratch, d_dy, d_qkv, d_f, d_W, d_checkpoints, (float)clip, s.B, s.T,
+                        s.N, s.K, V, s.Nq, s.Nk, s.chunk, 0);
     const std::vector<double> added = minus(device_download(d_dqkv, BT * Cc), dqkv0);
     check_err(r, columns(added, BT, Cc, 0, q_end), columns(want.dqkv, BT, Cc, 0, q_end),
               "m2rnn_scan_backward dqkv q columns +=", shape);
@@ -180,7 +181,7 @@ void test_scan(TestReport& r, const ScanShape& s, double clip, Random& rng) {
     check_err(r, minus(device_download(d_dW, dW0.size()), dW0), want.dW, "m2rnn_scan_backward dW +=", shape);
 
     for (void* p : {(void*)d_qkv, (void*)d_f, (void*)d_W, (void*)d_y, (void*)d_checkpoints, (void*)d_dy,
-                    (void*)d_dqkv, (void*)d_df, (void*)d_dW})
+                    (void*)d_dqkv, (void*)d_df, (void*)d_dW, (void*)d_scratch})
         cudaCheck(cudaFree(p));
 }
 
