@@ -1,4 +1,4 @@
-# m2rnn.cu build. Targets: train_m2rnn, test_m2rnn, test (build and run the checks), clean.
+# m2rnn.cu build. Targets: train_m2rnn, test_m2rnn, test (build and run the checks), tokenize (host only), clean.
 #   make PRECISION=FP32 ...   fp32 activations and GEMMs (TF32 off), for tight checks: builds *_fp32 binaries
 #   make SM=80 ...            code for Ampere (sm_80) instead of Hopper (sm_90a): builds *_sm80 binaries
 # nvcc comes from CUDA_HOME (default /usr/local/cuda).
@@ -26,13 +26,17 @@ endif
 
 BUILD     := build
 GPU_BUILD := $(BUILD)/gpu$(SUFFIX)
-HOST_SRCS := model/config.cpp model/parameters.cpp model/reference.cpp model/checkpoint.cpp data/shards.cpp
-TEST_SRCS := tests/test_reference.cpp tests/test_shards.cpp tests/test_checkpoint.cpp
+HOST_SRCS := model/config.cpp model/parameters.cpp model/reference.cpp model/checkpoint.cpp data/shards.cpp \
+             data/tokenizer.cpp data/pretokenize.cpp data/utf8.cpp data/prepare.cpp
+TEST_SRCS := tests/test_reference.cpp tests/test_shards.cpp tests/test_checkpoint.cpp tests/test_tokenizer.cpp
+TOKENIZE_SRCS := data/tokenize.cpp data/prepare.cpp data/tokenizer.cpp data/pretokenize.cpp data/utf8.cpp \
+                 data/shards.cpp
 GPU_SRCS  := model/gpu_model.cu
 GPU_TESTS := tests/test_gpu_model.cu tests/test_kernels_small.cu tests/test_kernels_m2rnn_io.cu \
              tests/test_kernels_m2rnn_scan.cu tests/test_kernels_attention.cu
 HOST_OBJS := $(HOST_SRCS:%.cpp=$(BUILD)/%.o)
 TEST_OBJS := $(TEST_SRCS:%.cpp=$(BUILD)/%.o)
+TOKENIZE_OBJS := $(TOKENIZE_SRCS:%.cpp=$(BUILD)/%.o)
 GPU_OBJS  := $(GPU_SRCS:%.cu=$(GPU_BUILD)/%.o)
 GPU_TEST_OBJS := $(GPU_TESTS:%.cu=$(GPU_BUILD)/%.o)
 
@@ -62,10 +66,13 @@ $(TRAIN): train_m2rnn.cu $(HOST_OBJS) $(GPU_OBJS)
 $(TEST): test_m2rnn.cu $(HOST_OBJS) $(TEST_OBJS) $(GPU_OBJS) $(GPU_TEST_OBJS)
 	$(NVCC) $(NVCCFLAGS) -o $@ $^ $(LDLIBS)
 
+tokenize: $(TOKENIZE_OBJS)
+	$(CXX) $(CXXFLAGS) -o $@ $^ -pthread
+
 test: $(TEST)
 	./$(TEST)
 
 clean:
-	rm -rf $(BUILD) train_m2rnn test_m2rnn train_m2rnn_* test_m2rnn_*
+	rm -rf $(BUILD) train_m2rnn test_m2rnn train_m2rnn_* test_m2rnn_* tokenize
 
--include $(HOST_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(GPU_OBJS:.o=.d) $(GPU_TEST_OBJS:.o=.d)
+-include $(HOST_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(TOKENIZE_OBJS:.o=.d) $(GPU_OBJS:.o=.d) $(GPU_TEST_OBJS:.o=.d)

@@ -20,6 +20,7 @@
 #include "tests/test_kernels_small.h"
 #include "tests/test_reference.h"
 #include "tests/test_shards.h"
+#include "tests/test_tokenizer.h"
 
 int main(int argc, char** argv) {
     const bool gpu_only = argc == 2 && strcmp(argv[1], "--gpu-only") == 0;
@@ -35,6 +36,8 @@ int main(int argc, char** argv) {
         test_shard_loader(r);
         printf("== checkpoints ==\n");
         test_checkpoint(r);
+        printf("== tokenizer ==\n");
+        test_tokenizer(r);
     }
 
     int devices = 0;
