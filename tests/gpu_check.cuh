@@ -99,6 +99,15 @@ std::vector<double> prefill(const std::vector<double>& increment, Random& rng) {
     return x;
 }
 
+// One check line per compared output: "<what> (<shape>) max rel err 3.1e-04 <= 2e-02".
+static inline void check_err(TestReport& r, double err, const char* what, const char* shape) {
+    r.check(err <= GPU_TOLERANCE, "%s (%s) max rel err %.1e <= %.0e", what, shape, err, GPU_TOLERANCE);
+}
+static inline void check_err(TestReport& r, const std::vector<double>& got, const std::vector<double>& want,
+                             const char* what, const char* shape) {
+    check_err(r, max_rel_err(got.data(), want.data(), got.size()), what, shape);
+}
+
 // Fresh inputs every run: the seed comes from the clock, or from M2RNN_TEST_SEED to repeat a failing
 // run; each call returns a new one. Every test prints the seed it drew.
 static inline uint64_t test_seed() {

@@ -16,12 +16,6 @@
 
 namespace {
 
-void check_err(TestReport& r, const std::vector<double>& got, const std::vector<double>& want, const char* what,
-               const char* shape) {
-    const double err = max_rel_err(got.data(), want.data(), got.size());
-    r.check(err <= GPU_TOLERANCE, "%s (%s) max rel err %.1e <= %.0e", what, shape, err, GPU_TOLERANCE);
-}
-
 void test_attention(TestReport& r, int B, int T, int D, int heads, bool rope, Random& rng) {
     char shape[96];
     snprintf(shape, sizeof(shape), "B=%d T=%d D=%d heads=%d%s", B, T, D, heads, rope ? " RoPE" : "");

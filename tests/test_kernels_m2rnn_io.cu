@@ -52,14 +52,6 @@ size_t count_written(const floatX* d, size_t rows, int stride, int c0, int c1) {
     return count;
 }
 
-void check_err(TestReport& r, double err, const char* what, const char* shape) {
-    r.check(err <= GPU_TOLERANCE, "%s (%s) max rel err %.1e <= %.0e", what, shape, err, GPU_TOLERANCE);
-}
-
-void check_err(TestReport& r, const std::vector<double>& got, const std::vector<double>& want, const char* what,
-               const char* shape) {
-    check_err(r, max_rel_err(got.data(), want.data(), got.size()), what, shape);
-}
 
 std::vector<double> random_params(size_t n, Random& rng, double mean, double scale) {
     std::vector<double> x = random_vector(n, rng, scale);

@@ -109,12 +109,6 @@ std::vector<double> prefill_by_columns(const std::vector<double>& increment, siz
     return x;
 }
 
-void check_err(TestReport& r, const std::vector<double>& got, const std::vector<double>& want, const char* what,
-               const char* shape) {
-    const double err = max_rel_err(got.data(), want.data(), got.size());
-    r.check(err <= GPU_TOLERANCE, "%s (%s) max rel err %.1e <= %.0e", what, shape, err, GPU_TOLERANCE);
-}
-
 void test_scan(TestReport& r, const ScanShape& s, double clip, Random& rng) {
     char shape[160];
     describe(shape, sizeof(shape), s, clip);

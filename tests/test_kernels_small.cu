@@ -15,14 +15,9 @@
 #include "../kernels/swiglu.cuh"
 #include "../model/reference.h"
 #include "gpu_check.cuh"
+#include "random_inputs.h"
 
 namespace {
-
-void check_err(TestReport& r, const std::vector<double>& got, const std::vector<double>& want, const char* what,
-               const char* shape) {
-    const double err = max_rel_err(got.data(), want.data(), got.size());
-    r.check(err <= GPU_TOLERANCE, "%s (%s) max rel err %.1e <= %.0e", what, shape, err, GPU_TOLERANCE);
-}
 
 template <typename T>
 std::vector<double> random_rounded(size_t n, Random& rng, double scale, double mean = 0.0) {
@@ -30,12 +25,6 @@ std::vector<double> random_rounded(size_t n, Random& rng, double scale, double m
     for (double& v : x) v += mean;
     round_to<T>(x);
     return x;
-}
-
-std::vector<int> random_tokens(int B, int T, int vocab, Random& rng) {
-    std::vector<int> tokens((size_t)B * (T + 1));
-    for (int& t : tokens) t = rng.below(vocab);
-    return tokens;
 }
 
 int* device_tokens(const std::vector<int>& tokens) {
@@ -51,7 +40,7 @@ void test_encoder(TestReport& r, int B, int T, int D, int vocab, int Vp, Random&
     char shape[96];
     snprintf(shape, sizeof(shape), "B=%d T=%d D=%d vocab=%d Vp=%d", B, T, D, vocab, Vp);
     const size_t BTD = (size_t)B * T * D;
-    const std::vector<int> tokens = random_tokens(B, T, vocab, rng);
+    const std::vector<int> tokens = random_tokens(B, T, vocab, rng.next_u64());
     const std::vector<double> wte = random_rounded<floatX>((size_t)Vp * D, rng, 1.0);
     const std::vector<double> dx = random_rounded<floatX>(BTD, rng, 1.0);
 
@@ -188,7 +177,7 @@ void test_crossentropy(TestReport& r, int B, int T, int vocab, int Vp, double sc
     for (int i = 0; i < n; i++)
         for (int j = vocab; j < Vp; j++) logits[(size_t)i * Vp + j] = NAN;
     round_to<floatX>(logits);
-    const std::vector<int> tokens = random_tokens(B, T, vocab, rng);
+    const std::vector<int> tokens = random_tokens(B, T, vocab, rng.next_u64());
 
     std::vector<double> probs(nV), dlogits(nV), losses(n);
     crossentropy_forward(probs.data(), logits.data(), tokens.data(), B, T, vocab, Vp);
