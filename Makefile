@@ -1,4 +1,5 @@
-# m2rnn.cu build. Targets: train_m2rnn, test_m2rnn, test (build and run the checks), tokenize (host only), clean.
+# m2rnn.cu build. Targets: train_m2rnn, test_m2rnn, test (build and run the checks), bench (whole-model
+# throughput, needs a GPU), tokenize (host only), clean.
 #   make PRECISION=FP32 ...   fp32 activations and GEMMs (TF32 off), for tight checks: builds *_fp32 binaries
 #   make SM=80 ...            code for Ampere (sm_80) instead of Hopper (sm_90a): builds *_sm80 binaries
 # nvcc comes from CUDA_HOME (default /usr/local/cuda).
@@ -31,8 +32,8 @@ HOST_SRCS := model/config.cpp model/parameters.cpp model/reference.cpp model/che
 TEST_SRCS := tests/test_reference.cpp tests/test_shards.cpp tests/test_checkpoint.cpp tests/test_tokenizer.cpp
 TOKENIZE_SRCS := data/tokenize.cpp data/prepare.cpp data/tokenizer.cpp data/pretokenize.cpp data/utf8.cpp \
                  data/shards.cpp
-GPU_SRCS  := model/gpu_model.cu
-GPU_TESTS := tests/test_gpu_model.cu tests/test_kernels_small.cu tests/test_kernels_m2rnn_io.cu \
+GPU_SRCS  := model/gpu_model.cu model/gpu_decoder.cu
+GPU_TESTS := tests/test_gpu_model.cu tests/test_decoder.cu tests/test_kernels_small.cu tests/test_kernels_m2rnn_io.cu \
              tests/test_kernels_m2rnn_scan.cu tests/test_kernels_attention.cu
 HOST_OBJS := $(HOST_SRCS:%.cpp=$(BUILD)/%.o)
 TEST_OBJS := $(TEST_SRCS:%.cpp=$(BUILD)/%.o)
@@ -43,7 +44,7 @@ GPU_TEST_OBJS := $(GPU_TESTS:%.cu=$(GPU_BUILD)/%.o)
 TRAIN := train_m2rnn$(SUFFIX)
 TEST  := test_m2rnn$(SUFFIX)
 
-.PHONY: all test clean
+.PHONY: all test bench clean
 all: $(TRAIN) $(TEST)
 ifneq ($(SUFFIX),)
 # `make test_m2rnn PRECISION=FP32` builds test_m2rnn_fp32
@@ -69,8 +70,14 @@ $(TEST): test_m2rnn.cu $(HOST_OBJS) $(TEST_OBJS) $(GPU_OBJS) $(GPU_TEST_OBJS)
 tokenize: $(TOKENIZE_OBJS)
 	$(CXX) $(CXXFLAGS) -o $@ $^ -pthread
 
-test: $(TEST)
+# the bad-input table of train_m2rnn (scripts/check_bad_inputs.sh), then the test binary
+test: $(TEST) $(TRAIN)
+	@bash scripts/check_bad_inputs.sh ./$(TRAIN) > $(BUILD)/bad_inputs$(SUFFIX).md || { cat $(BUILD)/bad_inputs$(SUFFIX).md; exit 1; }
+	@echo "$$(tail -n 1 $(BUILD)/bad_inputs$(SUFFIX).md) (./$(TRAIN), table in $(BUILD)/bad_inputs$(SUFFIX).md)"
 	./$(TEST)
+
+bench: $(TRAIN)
+	TRAIN=./$(TRAIN) scripts/bench_model.sh
 
 clean:
 	rm -rf $(BUILD) train_m2rnn test_m2rnn train_m2rnn_* test_m2rnn_* tokenize

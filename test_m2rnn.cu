@@ -1,10 +1,12 @@
 // test_m2rnn: the project's checks, run by `make test` (`make test PRECISION=FP32` for the fp32 build).
 //   CPU: the reference against DESIGN.md's golden vectors and finite differences, state-gradient
 //        clipping, a short training run, and the token-shard loader on good and bad inputs.
-//   GPU: each kernel family against its reference steps, then the whole model against the reference;
+//   GPU: each kernel family against its reference steps, then the whole model against the reference, then
+//        generation one token at a time against the reference's full forward;
 //        run when a CUDA device is present, skipped with one line saying so when none is.
 // Ends with the line "N passed, N failed"; the exit status is non-zero when any check failed.
-// `--gpu-only` skips the CPU checks (for compute-sanitizer runs).
+// `--gpu-only` skips the CPU checks, `--gpu-section kernels|model|generation` runs one GPU section alone
+// (for compute-sanitizer runs).
 #include <cstdio>
 #include <cstring>
 
@@ -13,6 +15,7 @@
 #include "kernels/common.cuh"
 #include "tests/check.h"
 #include "tests/test_checkpoint.h"
+#include "tests/test_decoder.h"
 #include "tests/test_gpu_model.h"
 #include "tests/test_kernels_attention.h"
 #include "tests/test_kernels_m2rnn_io.h"
@@ -23,11 +26,19 @@
 #include "tests/test_tokenizer.h"
 
 int main(int argc, char** argv) {
-    const bool gpu_only = argc == 2 && strcmp(argv[1], "--gpu-only") == 0;
-    if (argc > 1 && !gpu_only) {
-        fprintf(stderr, "usage: %s [--gpu-only]\n", argv[0]);
+    const char* section = nullptr;  // one GPU section, or all
+    bool gpu_only = false;
+    if (argc == 2 && strcmp(argv[1], "--gpu-only") == 0) {
+        gpu_only = true;
+    } else if (argc == 3 && strcmp(argv[1], "--gpu-section") == 0 &&
+               (!strcmp(argv[2], "kernels") || !strcmp(argv[2], "model") || !strcmp(argv[2], "generation"))) {
+        gpu_only = true;
+        section = argv[2];
+    } else if (argc > 1) {
+        fprintf(stderr, "usage: %s [--gpu-only | --gpu-section kernels|model|generation]\n", argv[0]);
         return 2;
     }
+    auto run_section = [&](const char* name) { return !section || strcmp(section, name) == 0; };
     TestReport r;
     if (!gpu_only) {
         printf("== CPU reference ==\n");
@@ -48,13 +59,21 @@ int main(int argc, char** argv) {
     } else {
         cudaDeviceProp prop;
         cudaCheck(cudaGetDeviceProperties(&prop, 0));
-        printf("== GPU kernels (%s, %s) ==\n", prop.name, PRECISION_NAME);
-        test_small_kernels(r);
-        test_m2rnn_io_kernels(r);
-        test_m2rnn_scan_kernels(r);
-        test_attention_kernels(r);
-        printf("== GPU model (%s) ==\n", PRECISION_NAME);
-        test_gpu_model(r);
+        if (run_section("kernels")) {
+            printf("== GPU kernels (%s, %s) ==\n", prop.name, PRECISION_NAME);
+            test_small_kernels(r);
+            test_m2rnn_io_kernels(r);
+            test_m2rnn_scan_kernels(r);
+            test_attention_kernels(r);
+        }
+        if (run_section("model")) {
+            printf("== GPU model (%s) ==\n", PRECISION_NAME);
+            test_gpu_model(r);
+        }
+        if (run_section("generation")) {
+            printf("== GPU generation (%s) ==\n", PRECISION_NAME);
+            test_decoder(r);
+        }
     }
     printf("%d passed, %d failed\n", r.passed, r.failed);
     return r.failed == 0 ? 0 : 1;

@@ -5,8 +5,11 @@
 // model's arenas once and run: per step, gradient accumulation over micro-batches, global-norm
 // clipping and AdamW with warmup + cosine decay; validation every -v steps; checkpoints every -n
 // steps and at the end (model + optimizer/data state, written atomically); -y 1 resumes from the
-// latest checkpoint in -o. Every figure printed per step also goes to <-o>/train.log.
+// latest checkpoint in -o; a sample of -g tokens every -s steps and at the end, generated one token at a
+// time (model/gpu_decoder.h) and decoded with the tiktoken rank file of the model's vocabulary. Every
+// figure printed per step also goes to <-o>/train.log.
 #include <cerrno>
+#include <climits>
 #include <chrono>
 #include <cmath>
 #include <cstdarg>
@@ -18,10 +21,13 @@
 #include <vector>
 
 #include "data/shards.h"
+#include "data/tokenizer.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
+#include "model/gpu_decoder.h"
 #include "model/gpu_model.h"
 #include "model/parameters.h"
+#include "model/random.h"
 #include "model/schedule.h"
 
 struct Options {
@@ -32,6 +38,7 @@ struct Options {
     int B = 8, T = 512;
     long long total_batch = -1;          // tokens per step; -1 = B·T (no accumulation)
     int max_steps = 2000, warmup = 100, val_every = 100, val_batches = 20, checkpoint_every = 0, resume = 0;
+    int sample_every = 500, gen_tokens = 256;
     double lr = 1e-3, final_frac = 0.1, weight_decay = 0.1, grad_clip = 1.0;
     unsigned long long seed = 1337;
     // model-shape overrides of the preset (-1 / empty = keep the preset's)
@@ -39,6 +46,8 @@ struct Options {
     int D = -1, F = -1, heads = -1, N = -1, K = -1, V = -1, Nq = -1, Nk = -1, rope = -1;
     double clip = -1;
 };
+
+static const int MAX_GEN_TOKENS = 16384;  // a KV cache row's scores fit the attention step's shared memory
 
 static void fail(const std::string& msg) {
     fprintf(stderr, "train_m2rnn: %s\n", msg.c_str());
@@ -63,6 +72,8 @@ static void usage() {
            "  -c <float>   weight decay                                 default %g\n"
            "  -v <int>     validate every N steps (0: never)            default %d\n"
            "  -m <int>     validation batches                           default %d\n"
+           "  -s <int>     sample every N steps (0: only at the end)    default %d\n"
+           "  -g <int>     tokens to generate per sample (0: no samples) default %d\n"
            "  -n <int>     checkpoint every N steps (0: only at the end) default %d\n"
            "  -y <0|1>     resume from the latest checkpoint in -o      default %d\n"
            "model shape (override the preset; a checkpoint fixes them)\n"
@@ -72,7 +83,7 @@ static void usage() {
            "  --seed <int> initialisation and data order                default %llu\n"
            "  -h           this help\n",
            o.train_pattern, o.val_pattern, config_preset_names(), o.start, o.log_dir, o.B, o.T, o.max_steps, o.lr,
-           o.warmup, o.final_frac, o.weight_decay, o.val_every, o.val_batches, o.checkpoint_every, o.resume, o.seed);
+           o.warmup, o.final_frac, o.weight_decay, o.val_every, o.val_batches, o.sample_every, o.gen_tokens, o.checkpoint_every, o.resume, o.seed);
 }
 
 static long long parse_int(const std::string& flag, const char* s, long long lo, long long hi) {
@@ -120,9 +131,14 @@ static Options parse_options(int argc, char** argv) {
         else if (flag == "-c") o.weight_decay = parse_float(flag, v, 0, 10);
         else if (flag == "-v") o.val_every = (int)parse_int(flag, v, 0, BIG);
         else if (flag == "-m") o.val_batches = (int)parse_int(flag, v, 1, BIG);
+        else if (flag == "-s") o.sample_every = (int)parse_int(flag, v, 0, BIG);
+        else if (flag == "-g") o.gen_tokens = (int)parse_int(flag, v, 0, MAX_GEN_TOKENS);
         else if (flag == "-n") o.checkpoint_every = (int)parse_int(flag, v, 0, BIG);
         else if (flag == "-y") o.resume = (int)parse_int(flag, v, 0, 1);
-        else if (flag == "--pattern") o.pattern = v;
+        else if (flag == "--pattern") {
+            if (*v == '\0') fail("--pattern is empty; give one letter per layer, M (M2RNN) or A (attention)");
+            o.pattern = v;
+        }
         else if (flag == "--dim") o.D = (int)parse_int(flag, v, 1, BIG);
         else if (flag == "--ffn") o.F = (int)parse_int(flag, v, 1, BIG);
         else if (flag == "--heads") o.heads = (int)parse_int(flag, v, 1, BIG);
@@ -172,10 +188,13 @@ static bool file_exists(const char* path) {
 
 // Creates the log directory if needed and proves it writable with a probe file.
 static void check_log_dir(const std::string& dir) {
-    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) fail("-o " + dir + ": cannot create the directory");
+    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+        fail("-o " + dir + ": cannot create the directory (" + strerror(errno) + ")");
+    struct stat st;
+    if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) fail("-o " + dir + ": exists and is not a directory");
     const std::string probe = dir + "/.write_probe";
     FILE* f = fopen(probe.c_str(), "wb");
-    if (!f) fail("-o " + dir + ": the directory is not writable");
+    if (!f) fail("-o " + dir + ": the directory is not writable (" + strerror(errno) + ")");
     fclose(f);
     remove(probe.c_str());
 }
@@ -185,6 +204,27 @@ static double peak_flops(const cudaDeviceProp& p) {
     if (strstr(p.name, "H100") || strstr(p.name, "H200")) return 989e12;
     if (strstr(p.name, "A100")) return 312e12;
     return 0;
+}
+
+// The tiktoken encoding of a vocabulary size, or nullptr for a vocabulary of no known tokenizer (samples then
+// print token ids).
+static const char* encoding_of_vocab(int vocab) {
+    if (vocab == 50257) return "gpt2";
+    if (vocab == 100277) return "cl100k_base";
+    return nullptr;
+}
+
+// An index drawn from softmax(logits[0, vocab)) at temperature 1, as llm.c samples; u uniform in [0, 1).
+static int sample_softmax(const float* logits, int vocab, double u) {
+    double max_logit = logits[0], sum = 0;
+    for (int i = 1; i < vocab; i++) max_logit = std::max(max_logit, (double)logits[i]);
+    for (int i = 0; i < vocab; i++) sum += exp(logits[i] - max_logit);
+    double cumulative = 0;
+    for (int i = 0; i < vocab; i++) {
+        cumulative += exp(logits[i] - max_logit) / sum;
+        if (u < cumulative) return i;
+    }
+    return vocab - 1;  // u within rounding of 1
 }
 
 struct Log {
@@ -211,7 +251,6 @@ int main(int argc, char** argv) {
     Config c;
     std::vector<float> params, adam_m, adam_v;
     TrainingState state{0, 0, 0, 0, (int64_t)o.seed};
-    check_log_dir(o.log_dir);
     if (o.resume) {
         const int64_t step = checkpoint_latest(o.log_dir);
         if (step < 0) fail(std::string("-y 1: no checkpoint (model_N.bin with its state_N.bin) in ") + o.log_dir);
@@ -219,11 +258,14 @@ int main(int argc, char** argv) {
         if (!checkpoint_read_model(checkpoint_model_path(o.log_dir, step), c, model_step, params, err)) fail(err);
         if (!checkpoint_read_state(checkpoint_state_path(o.log_dir, step), params.size(), state, adam_m, adam_v, err))
             fail(err);
+        if (model_step != step || state.step != step)
+            fail("-y 1: " + checkpoint_model_path(o.log_dir, step) + " holds step " + std::to_string(model_step) +
+                 " and its state file step " + std::to_string(state.step) + ": not the pair its names say");
         if (has_shape_overrides(o)) fail("-y 1: the model shape comes from the checkpoint; drop the shape flags");
         if (c.T != o.T) fail("-y 1: the checkpoint was trained at T = " + std::to_string(c.T) + ", not -t " +
                              std::to_string(o.T));
         o.seed = (unsigned long long)state.seed;
-    } else if (file_exists(o.start)) {
+    } else if (file_exists(o.start) || strchr(o.start, '/') || strstr(o.start, ".bin")) {
         int64_t step;
         if (!checkpoint_read_model(o.start, c, step, params, err)) fail(err);
         if (has_shape_overrides(o)) fail("-e " + std::string(o.start) + ": a checkpoint fixes the model shape; drop the shape flags");
@@ -232,18 +274,31 @@ int main(int argc, char** argv) {
         c = config_from_preset(o);
     }
     const long long tokens_per_micro = (long long)o.B * o.T;
+    if (tokens_per_micro > INT_MAX) fail("-b " + std::to_string(o.B) + " x -t " + std::to_string(o.T) + " is too large");
     if (o.total_batch < 0) o.total_batch = tokens_per_micro;
     if (o.total_batch % tokens_per_micro != 0)
         fail("-d " + std::to_string(o.total_batch) + " is not a multiple of B*T = " + std::to_string(tokens_per_micro));
+    if (o.total_batch / tokens_per_micro > INT_MAX)
+        fail("-d " + std::to_string(o.total_batch) + ": more than " + std::to_string(INT_MAX) + " micro-batches per step");
     const int accum = (int)(o.total_batch / tokens_per_micro);
     if (state.step >= o.max_steps)
         fail("the checkpoint is at step " + std::to_string(state.step) + ", not before -x " + std::to_string(o.max_steps));
+
+    Tokenizer tokenizer;
+    const char* encoding = encoding_of_vocab(c.vocab);
+    if (o.gen_tokens > 0 && encoding) {
+        const std::string rank_file = std::string("data/tokenizers/") + encoding + ".tiktoken";
+        if (!tokenizer_load(tokenizer, encoding, rank_file.c_str(), err))
+            fail("sampling decodes with " + rank_file + ": " + err +
+                 " (run from the repository root, or turn sampling off with -g 0)");
+    }
 
     DataLoader train, val;
     if (!dataloader_open(train, o.train_pattern, o.B, o.T, c.vocab, 0, 1, o.seed, err)) fail("-i: " + err);
     if (!dataloader_open(val, o.val_pattern, o.B, o.T, c.vocab, 0, 1, o.seed, err)) fail("-j: " + err);
     if (o.resume && !dataloader_restore(train, {state.data_epoch, state.data_shard, state.data_window}, err))
         fail("-y 1: " + err);
+    check_log_dir(o.log_dir);
 
     // ---- the GPU
     int devices = 0;
@@ -260,6 +315,8 @@ int main(int argc, char** argv) {
         params.assign(init.begin(), init.end());
     }
     gpu_model_set_params(model, params.data());
+    GPUDecoder decoder;
+    if (o.gen_tokens > 0 && !gpu_decoder_init(decoder, model, 1, o.gen_tokens, err)) fail(err);
     if (o.resume) gpu_model_set_optimizer(model, adam_m.data(), adam_v.data(), (int)state.step);
 
     Log log;
@@ -272,6 +329,10 @@ int main(int argc, char** argv) {
     log.line("# parameters %zu, arenas: parameters %.2f GiB, gradients + AdamW %.2f GiB, activations %.2f GiB\n",
              table.total, model.arena_bytes[0] / 1073741824.0, model.arena_bytes[1] / 1073741824.0,
              model.arena_bytes[2] / 1073741824.0);
+    if (o.gen_tokens > 0)
+        log.line("# sampling: %d tokens every %d steps and at the end, decoder arena %.1f MiB, %s\n", o.gen_tokens,
+                 o.sample_every, decoder.arena_bytes / 1048576.0,
+                 encoding ? encoding : "no tokenizer for this vocabulary: token ids");
     log.line("# batch B=%d T=%d, %d micro-batches, %lld tokens per step; %.3g training FLOPs per token\n", o.B, o.T,
              accum, o.total_batch, flops_per_token);
     log.line("# train %s (%lld tokens), val %s (%lld tokens)%s\n", o.train_pattern,
@@ -287,6 +348,26 @@ int main(int argc, char** argv) {
             loss += gpu_model_forward(model, tokens.data(), 0) / o.val_batches;
         }
         log.line("step %d val_loss %.6f\n", step, loss);
+    };
+    // -g tokens from <|endoftext|>, each fed back in: one decoder step per token. The draws depend only on the
+    // seed and the step, so a resumed run samples what an unbroken one would.
+    auto sample = [&](int step) {
+        Random rng(o.seed * 1000003ull + (unsigned long long)step);
+        int token = encoding ? (int)tokenizer.eot : 0;
+        std::vector<uint32_t> ids;
+        gpu_decoder_reset(decoder);
+        for (int i = 0; i < o.gen_tokens; i++) {
+            token = sample_softmax(gpu_decoder_step(decoder, &token), c.vocab, rng.uniform());
+            ids.push_back((uint32_t)token);
+        }
+        std::string text;
+        if (!encoding) {
+            for (uint32_t id : ids) text += std::to_string(id) + " ";
+        } else if (!tokenizer_decode(tokenizer, ids.data(), ids.size(), text, err)) {
+            fail(err);
+        }
+        log.line("step %d sample (%d tokens from %s):\n%s\n---\n", step, o.gen_tokens,
+                 encoding ? "<|endoftext|>" : "token 0", text.c_str());
     };
     auto save = [&](int step) {
         DataLoaderState ds = dataloader_state(train);
@@ -325,8 +406,14 @@ int main(int argc, char** argv) {
                  (total_bytes - free_bytes) / 1073741824.0);
         if (!std::isfinite(loss) || !std::isfinite(norm)) fail("the loss or gradient norm is not finite; stopping");
         if ((o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0) || step + 1 == o.max_steps) save(step + 1);
+        if (o.gen_tokens > 0 && o.sample_every > 0 && (step + 1) % o.sample_every == 0 && step + 1 < o.max_steps)
+            sample(step + 1);
     }
     if (o.val_every > 0) validate(o.max_steps);
+    if (o.gen_tokens > 0) {
+        sample(o.max_steps);
+        gpu_decoder_free(decoder);
+    }
     gpu_model_free(model);
     dataloader_close(train);
     dataloader_close(val);

@@ -191,6 +191,10 @@ bool dataloader_open(DataLoader& dl, const char* pattern, int B, int T, int voca
         return fail(err, pattern, "no window of %d tokens falls to rank %d of %d (too little data for %d processes)",
                     T + 1, rank, world, world);
 
+    // every token of every shard against vocab now, so a bad one cannot stop a run midway (one read of the set;
+    // a single shard is read below anyway)
+    for (int64_t file = 0; d.files.size() > 1 && file < (int64_t)d.files.size(); file++)
+        if (!load_shard(d, file, err)) return false;
     d.shard_order = shard_order_of(d, 0);
     settle(d);
     if (!prepare_shard(d, err)) return false;

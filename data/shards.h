@@ -58,8 +58,8 @@ struct DataLoaderState { int64_t epoch, shard, window; };
 // version: SHARD_VERSION_U16 or SHARD_VERSION_U32; ntok: the number of tokens.
 bool shard_read_header(const char* path, int& version, int64_t& ntok, std::string& err);
 
-// Opens every file matching `pattern` (glob), checks each header and size now, and reads the first
-// shard. B rows of T+1 tokens per batch; tokens must be < vocab. This process reads only the windows
+// Opens every file matching `pattern` (glob), checks each header and size and every token now (one read
+// of the whole set), and reads the first shard. B rows of T+1 tokens per batch; tokens must be < vocab. This process reads only the windows
 // of `rank` among `world` processes (rank 0 of world 1 = all). seed fixes the order of everything.
 bool dataloader_open(DataLoader& dl, const char* pattern, int B, int T, int vocab, int rank, int world,
                      uint64_t seed, std::string& err);

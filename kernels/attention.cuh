@@ -42,6 +42,12 @@ static const int ROPE_THREADS = 256;
 
 // ---------------------------------------------------------------- RoPE
 
+// sin and cos of the angle t·ω_i, ω_i = 10000^(−2i/hd), formed and reduced to [−π, π] in double.
+static __device__ __forceinline__ void rope_sincos(int t, int i, int hd, float* s, float* c) {
+    const double angle = t * pow(10000.0, -2.0 * i / hd);
+    sincosf((float)remainder(angle, 6.283185307179586), s, c);
+}
+
 // One thread per (position, head, i < hd/2) pair, rotating q and k by sign·tω_i.
 // grid ceil(B·T·D/2 / ROPE_THREADS), block ROPE_THREADS
 static __global__ void rope_rotate_kernel(floatX* qkv, int B, int T, int D, int heads, float sign) {
@@ -50,10 +56,8 @@ static __global__ void rope_rotate_kernel(floatX* qkv, int B, int T, int D, int 
     if (idx >= (size_t)B * T * (D / 2)) return;
     const size_t row = idx / (D / 2);
     const int pair = (int)(idx % (D / 2)), h = pair / half, i = pair % half;
-    const int t = (int)(row % T);
-    const double angle = t * pow(10000.0, -2.0 * i / hd);
     float s, c;
-    sincosf((float)remainder(angle, 6.283185307179586), &s, &c);
+    rope_sincos((int)(row % T), i, hd, &s, &c);
     s *= sign;
     for (int part = 0; part < 2; part++) {
         floatX* x = qkv + row * 3 * D + part * D + h * hd + i;

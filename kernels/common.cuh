@@ -13,6 +13,7 @@
 // (the launcher's caller provides it, sized by the kernel's ..._scratch_floats), then sum_partials adds them
 // in a fixed order.
 #pragma once
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <algorithm>
@@ -71,6 +72,16 @@ __device__ __forceinline__ float block_sum(float x, float* scratch) {
     __syncthreads();
     x = lane < warps ? scratch[lane] : 0.0f;
     return warp_sum(x);
+}
+// Maximum over the block, as block_sum.
+__device__ __forceinline__ float block_max(float x, float* scratch) {
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+    x = warp_max(x);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = x;
+    __syncthreads();
+    x = lane < warps ? scratch[lane] : -INFINITY;
+    return warp_max(x);
 }
 
 // Second stage of a deterministic reduction: out[j] += Σ_p partials[p·n + j] for j < n, p < n_parts.

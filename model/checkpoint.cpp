@@ -1,8 +1,10 @@
 #include "checkpoint.h"
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <dirent.h>
+#include <sys/stat.h>
 
 #include "parameters.h"
 
@@ -54,8 +56,11 @@ bool checkpoint_write_state(const std::string& path, const TrainingState& s, con
 
 // Opens a file and checks its size is exactly `expected` bytes.
 static FILE* open_sized(const std::string& path, long expected_or_minus1, long& size, std::string& err) {
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) { err = path + ": cannot open (" + strerror(errno) + ")"; return nullptr; }
+    if (!S_ISREG(st.st_mode)) { err = path + ": not a regular file"; return nullptr; }
     FILE* f = fopen(path.c_str(), "rb");
-    if (!f) { err = path + ": cannot open"; return nullptr; }
+    if (!f) { err = path + ": cannot open (" + strerror(errno) + ")"; return nullptr; }
     fseek(f, 0, SEEK_END);
     size = ftell(f);
     fseek(f, 0, SEEK_SET);
@@ -100,10 +105,16 @@ bool checkpoint_read_model(const std::string& path, Config& c, int64_t& step, st
     step = h[2];
     const uint64_t count = (uint32_t)h[17] | ((uint64_t)(uint32_t)h[18] << 32);
     const size_t expected = parameter_table_build(c).total;
-    if (count != expected || size != (long)(sizeof(h) + expected * sizeof(float))) {
+    if (count != expected) {
         fclose(f);
-        err = path + ": holds " + std::to_string(size) + " bytes for " + std::to_string(count) +
-              " parameters, but its config has " + std::to_string(expected) + " (truncated or corrupted)";
+        err = path + ": the header says " + std::to_string(count) + " parameters but its config has " +
+              std::to_string(expected) + " (corrupted)";
+        return false;
+    }
+    if (size != (long)(sizeof(h) + expected * sizeof(float))) {
+        fclose(f);
+        err = path + ": " + std::to_string(size) + " bytes, expected 1024 + 4 x " + std::to_string(expected) +
+              " parameters = " + std::to_string(sizeof(h) + expected * sizeof(float)) + " (truncated or corrupted)";
         return false;
     }
     params.resize(expected);
@@ -120,9 +131,17 @@ bool checkpoint_read_state(const std::string& path, size_t count, TrainingState&
     FILE* f = open_sized(path, (long)(sizeof(h) + 2 * count * sizeof(float)), size, err);
     if (!f) return false;
     bool ok = fread(h, sizeof(h), 1, f) == 1;
-    if (ok && (h[0] != CHECKPOINT_STATE_MAGIC || h[1] != CHECKPOINT_VERSION || h[3] != (int64_t)count)) {
+    if (ok && (h[0] != CHECKPOINT_STATE_MAGIC || h[1] != CHECKPOINT_VERSION)) {
         fclose(f);
-        err = path + ": not the optimizer state of this model (magic, version or parameter count differ)";
+        err = path + ": not an m2rnn optimizer state file (magic " + std::to_string(h[0]) + ", version " +
+              std::to_string(h[1]) + "; expected " + std::to_string(CHECKPOINT_STATE_MAGIC) + ", " +
+              std::to_string(CHECKPOINT_VERSION) + ")";
+        return false;
+    }
+    if (ok && h[3] != (int64_t)count) {
+        fclose(f);
+        err = path + ": the optimizer state of a model of " + std::to_string(h[3]) + " parameters, not of this one (" +
+              std::to_string(count) + ")";
         return false;
     }
     adam_m.resize(count);
@@ -143,6 +162,7 @@ int64_t checkpoint_latest(const std::string& dir) {
         long long step;
         char tail[8];
         if (sscanf(e->d_name, "model_%lld.%7s", &step, tail) != 2 || strcmp(tail, "bin") != 0) continue;
+        if (step < 0) continue;
         FILE* s = fopen(checkpoint_state_path(dir, step).c_str(), "rb");
         if (!s) continue;  // a model file whose state file was never completed is not a checkpoint
         fclose(s);

@@ -66,9 +66,13 @@ bool config_preset(const char* name, Config& c, std::string& err) {
     return false;
 }
 
-static bool positive(const char* field, int value, std::string& err) {
-    if (value > 0) return true;
-    err = std::string(field) + " = " + std::to_string(value) + ": must be > 0";
+// Sizes are capped so that every derived count (rows of a projection, elements of a tensor row) fits an int.
+static const int MAX_WIDTH = 1 << 16;      // D, F, heads, N, K, V, Nq, Nk
+static const int MAX_TOKENS = 1 << 24;     // vocab, Vp, T
+
+static bool positive(const char* field, int value, std::string& err, int max = MAX_WIDTH) {
+    if (value > 0 && value <= max) return true;
+    err = std::string(field) + " = " + std::to_string(value) + ": must be in 1.." + std::to_string(max);
     return false;
 }
 
@@ -79,8 +83,8 @@ bool config_validate(const Config& c, std::string& err) {
     }
     Config copy = c;
     if (!config_set_pattern(copy, c.pattern, err)) return false;
-    if (!positive("D", c.D, err) || !positive("F", c.F, err) || !positive("vocab", c.vocab, err) ||
-        !positive("Vp", c.Vp, err) || !positive("T", c.T, err)) return false;
+    if (!positive("D", c.D, err) || !positive("F", c.F, err) || !positive("vocab", c.vocab, err, MAX_TOKENS) ||
+        !positive("Vp", c.Vp, err, MAX_TOKENS) || !positive("T", c.T, err, MAX_TOKENS)) return false;
     if (config_count(c, 'A') > 0) {
         if (!positive("heads", c.heads, err)) return false;
         if (c.D % c.heads != 0) {
@@ -97,6 +101,12 @@ bool config_validate(const Config& c, std::string& err) {
     if (config_count(c, 'M') > 0) {
         if (!positive("N", c.N, err) || !positive("K", c.K, err) || !positive("V", c.V, err) ||
             !positive("Nq", c.Nq, err) || !positive("Nk", c.Nk, err)) return false;
+        const long long rows = (long long)(c.Nq + c.Nk) * c.K + 2ll * c.N * c.V + c.N;
+        if (rows > MAX_TOKENS) {
+            err = "in_proj has " + std::to_string(rows) + " rows ((Nq+Nk)·K + 2·N·V + N): at most " +
+                  std::to_string(MAX_TOKENS);
+            return false;
+        }
         if (c.N % c.Nq != 0) {
             err = "Nq = " + std::to_string(c.Nq) + ": does not divide N = " + std::to_string(c.N);
             return false;

@@ -12,20 +12,9 @@
 #include "../kernels/m2rnn_scan.cuh"
 #include "../kernels/rmsnorm.cuh"
 #include "../kernels/swiglu.cuh"
+#include "arena.h"
 
 static const int SCAN_CHUNK = 16;        // the forward keeps the M²RNN state every SCAN_CHUNK steps
-
-// Hands out 256-byte-aligned slices of an arena. With base == nullptr it only counts, so the same
-// function both sizes an arena and carves it.
-struct Carver {
-    char* base;
-    size_t used;
-    template <typename T> T* take(size_t count) {
-        size_t offset = (used + 255) / 256 * 256;
-        used = offset + count * sizeof(T);
-        return base ? (T*)(base + offset) : nullptr;
-    }
-};
 
 static void carve_parameters(GPUModel& m, Carver& a) {
     m.params = a.take<float>(m.table.total);

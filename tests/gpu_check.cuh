@@ -11,6 +11,7 @@
 #include "../kernels/common.cuh"
 #include "../model/random.h"
 #include "check.h"
+#include "random_inputs.h"
 
 #if defined(ENABLE_FP32)
 static const double GPU_TOLERANCE = 1e-4;
@@ -55,6 +56,23 @@ std::vector<double> device_download(const T* d, size_t n) {
 template <typename T>
 void round_to(std::vector<double>& x) {
     for (double& v : x) v = host_to_double<T>(host_from_double<T>(v));
+}
+
+// Random parameters with the GEMM weights rounded to floatX: the GPU's GEMMs read that copy, so both
+// sides then compute the same function and the comparison measures the kernels, not the rounding of
+// the weights.
+static inline std::vector<double> gpu_parameters(const ParameterTable& t, const Config& c, uint64_t seed,
+                                                 double matrix_noise) {
+    std::vector<double> params = random_parameters(t, c, seed, 0.05, matrix_noise);
+    for (const ParamTensor& p : t.tensors) {
+        const bool gemm_weight = p.kind == P_WTE || p.kind == P_IN_PROJ || p.kind == P_OUT_PROJ || p.kind == P_QKV ||
+                                 p.kind == P_ATTN_OUT || p.kind == P_UP || p.kind == P_DOWN || p.kind == P_LM_HEAD;
+        if (!gemm_weight) continue;
+        std::vector<double> x(params.begin() + p.offset, params.begin() + p.offset + p.numel);
+        round_to<floatX>(x);
+        std::copy(x.begin(), x.end(), params.begin() + p.offset);
+    }
+    return params;
 }
 
 static inline std::vector<double> random_vector(size_t n, Random& rng, double scale) {

@@ -47,23 +47,6 @@ struct GradientErrors {
     std::vector<double> ref_grads;  // the reference's gradient, to show that the clip bites
 };
 
-// Random parameters with the GEMM weights rounded to floatX: the GPU's GEMMs read that copy, so both
-// sides then compute the same function and the comparison measures the kernels, not the rounding of
-// the weights.
-static std::vector<double> gpu_parameters(const ParameterTable& t, const Config& c, uint64_t seed,
-                                          double matrix_noise) {
-    std::vector<double> params = random_parameters(t, c, seed, 0.05, matrix_noise);
-    for (const ParamTensor& p : t.tensors) {
-        const bool gemm_weight = p.kind == P_WTE || p.kind == P_IN_PROJ || p.kind == P_OUT_PROJ || p.kind == P_QKV ||
-                                 p.kind == P_ATTN_OUT || p.kind == P_UP || p.kind == P_DOWN || p.kind == P_LM_HEAD;
-        if (!gemm_weight) continue;
-        std::vector<double> x(params.begin() + p.offset, params.begin() + p.offset + p.numel);
-        round_to<floatX>(x);
-        std::copy(x.begin(), x.end(), params.begin() + p.offset);
-    }
-    return params;
-}
-
 // One forward + backward on both sides with the same parameters and tokens.
 static GradientErrors compare_gradients(const Config& c, int B, int T, uint64_t seed) {
     ParameterTable t = parameter_table_build(c);

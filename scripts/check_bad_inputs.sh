@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# Bad input to train_m2rnn must fail fast, before the GPU, with "train_m2rnn: <what is wrong>" and a
+# non-zero exit: no crash, no hang, no files left in the log directory. The binary runs with no GPU
+# visible (CUDA_VISIBLE_DEVICES=""), so input that is accepted gets as far as the GPU and stops with
+# "no CUDA device found": that is how the good baselines (and inputs wrongly accepted) show up, on any
+# machine. `make test` runs it.
+#
+#   bash scripts/check_bad_inputs.sh [path/to/train_m2rnn]      (from the repository root; bash + python3)
+#
+# Fixtures (shards, checkpoints of a tiny config) are written to a fresh mktemp -d directory, removed at
+# the end; every case gets its own log directory there (-o), listed before and after the run. Prints a
+# markdown table, then "bad inputs: N passed, N failed"; exits non-zero if any case failed.
+set -uo pipefail
+export CUDA_VISIBLE_DEVICES=""
+
+BIN=${1:-./train_m2rnn}
+[ -x "$BIN" ] || { echo "check_bad_inputs: $BIN is not an executable (make train_m2rnn first)" >&2; exit 2; }
+TRAIN_SHARD=data/tinyshakespeare/tiny_shakespeare_train.bin
+[ -f "$TRAIN_SHARD" ] || { echo "check_bad_inputs: run from the repository root" >&2; exit 2; }
+BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+T=$(mktemp -d)
+trap 'chmod -R u+w "$T" 2>/dev/null; rm -rf "$T"' EXIT
+F=$T/f      # fixtures
+mkdir -p "$F"
+
+# ---- fixtures: token shards (llm.c format) and checkpoints (model/checkpoint.h) of a tiny config
+TINY=(--pattern MA --dim 64 --ffn 128 --heads 2 --m2rnn-heads 4 --key 8 --value 4)
+python3 - "$F" <<'PY' || { echo "check_bad_inputs: writing fixtures failed" >&2; exit 2; }
+import os, random, struct, sys
+F = sys.argv[1]
+
+def shard(name, tokens, magic=20240520, version=1, ntok=None, extra=b""):
+    header = [0] * 256
+    header[0], header[1], header[2] = magic, version, len(tokens) if ntok is None else ntok
+    with open(os.path.join(F, name), "wb") as f:
+        f.write(struct.pack("<256i", *header) + struct.pack("<%dH" % len(tokens), *tokens) + extra)
+
+good = [(i * 7919) % 50257 for i in range(4096)]
+shard("good.bin", good)
+shard("bad_magic.bin", good, magic=12345678)
+shard("bad_version.bin", good, version=2)
+shard("truncated.bin", good, ntok=8192)            # header says more tokens than present
+shard("count_small.bin", good, ntok=1000)          # header says fewer tokens than present
+shard("stray_byte.bin", good, extra=b"\x00")
+shard("big_token.bin", good[:100] + [60000] + good[101:])  # 60000 >= gpt2 vocab 50257
+open(os.path.join(F, "empty.bin"), "wb").close()
+os.makedirs(os.path.join(F, "a_dir.bin"))
+for pair, bad in (("pair1", "1.bin"), ("pair2", "2.bin")):  # two shards, one with a token >= vocab
+    os.makedirs(os.path.join(F, pair))
+    for n in ("1.bin", "2.bin"):
+        shard(os.path.join(pair, n), good[:2000] + [60000] + good[2001:] if n == bad else good)
+
+# Parameter count of model/parameters.cpp's table.
+def count(pattern, D, F_, heads, N, K, V, Nq, Nk, Vp):
+    t = Vp * D                                                   # wte
+    for mixer in pattern:
+        t += D                                                   # ln1
+        if mixer == "M":
+            t += (Nq * K + Nk * K + 2 * N * V + N) * D           # in_proj
+            t += (Nq * K + Nk * K + N * V) * 4                   # conv
+            t += N + N + N * V * V + N * V + N * V + D * N * V   # A_log dt_bias W D gnorm out_proj
+        else:
+            t += 3 * D * D + D * D                               # qkv attn_out
+        t += D + 2 * F_ * D + D * F_                             # ln2 up down
+    return t + D + Vp * D                                        # lnf lm_head
+
+def model(name, pattern="MA", D=64, F_=128, heads=2, rope=0, N=4, K=8, V=4, Nq=1, Nk=1, vocab=50257, Vp=50304,
+          T=64, clip=1.0, step=5, magic=20261123, version=1, n=None, header_only=False):
+    n_ok = count(pattern, D, F_, heads, N, K, V, Nq, Nk, Vp)
+    n = n_ok if n is None else n
+    h = [magic, version, step, len(pattern), D, F_, heads, rope, N, K, V, Nq, Nk, vocab, Vp, T,
+         struct.unpack("<i", struct.pack("<f", clip))[0], n & 0xFFFFFFFF, n >> 32] + [0] * 237
+    raw = bytearray(struct.pack("<256I", *[x & 0xFFFFFFFF for x in h]))  # two's complement, any int
+    raw[256:256 + len(pattern)] = pattern.encode()
+    with open(os.path.join(F, name), "wb") as f:
+        f.write(raw + (b"" if header_only else struct.pack("<f", 0.01) * n_ok))
+    return n_ok
+
+def state(name, n, step=5, epoch=0, shard=0, window=0, seed=1337, count_field=None, magic=20261124):
+    h = [magic, 1, step, n if count_field is None else count_field, epoch, shard, window, seed] + [0] * 8
+    with open(os.path.join(F, name), "wb") as f:
+        f.write(struct.pack("<16q", *h) + bytes(8 * n))
+
+n = model("model_good.bin")
+state("state_good.bin", n)
+model("model_bad_magic.bin", magic=20240520)
+model("model_huge_dims.bin", D=1 << 30, F_=1 << 30, heads=1, K=1 << 30, V=1 << 30, header_only=True)  # int overflow
+model("model_step3.bin", step=3)                     # header step differs from its name/state (5)
+n_other = model("model_other.bin", D=32, F_=64)      # another config (D=32)
+state("state_other.bin", n_other)
+state("state_wrong_count.bin", n, count_field=n + 1) # right size, header count of another model
+state("state_bad_magic.bin", n, magic=20261123)
+state("state_step7.bin", n, step=7)                  # step differs from model_5.bin
+state("state_step_neg.bin", n, step=-3)
+state("state_bad_pos.bin", n, shard=99)              # data position outside the shards
+good_model = open(os.path.join(F, "model_good.bin"), "rb").read()
+open(os.path.join(F, "model_truncated.bin"), "wb").write(good_model[:len(good_model) // 2])
+open(os.path.join(F, "model_header_only.bin"), "wb").write(good_model[:1000])
+open(os.path.join(F, "model_garbage.bin"), "wb").write(random.Random(0).randbytes(len(good_model)))
+PY
+
+# ---- the cases
+rows=() passed=0 failed=0 skipped=0 n=0 L=
+fresh() { L=$T/run$((n + 1)); mkdir -p "$L"; }                  # a new, empty log directory for the next case
+ckpt() { ln "$F/$1" "$L/model_5.bin"; [ -z "${2:-}" ] || ln "$F/$2" "$L/state_5.bin"; }  # model_5 (+ state_5) in $L
+short() { local s="$*"; s=${s//$T\/f\//}; s=${s//$T/\$T}; s=${s//$PWD/<repo>}; s=${s//|/\\|}; printf '%s' "$s"; }
+row() { rows+=("| $n | $1 | \`$(short "$2")\` | $3 | $(short "$4") | $5 |"); }
+
+# check KIND "what a new user tried" ARGS...: runs the binary with -o $L ARGS (a later -o wins), in the
+# directory $CWD (default: here). KIND: bad (must fail before the GPU), good (must reach the GPU).
+check() {
+    local kind=$1 what=$2; shift 2
+    n=$((n + 1))
+    local args=(-o "$L" "$@") dir=$L i
+    for ((i = 0; i < ${#args[@]} - 1; i++)); do [ "${args[i]}" = -o ] && dir=${args[i + 1]}; done
+    local existed=0 before="" after out rc msg verdict
+    [ -d "$dir" ] && existed=1 && before=$(ls -A "$dir" 2>/dev/null)
+    out=$(cd "${CWD:-.}" && timeout 20 "$BIN" "${args[@]}" 2>&1 < /dev/null); rc=$?
+    after=$( [ -d "$dir" ] && ls -A "$dir" 2>/dev/null)
+    local new=$(comm -13 <(printf '%s\n' "$before" | sort) <(printf '%s\n' "$after" | sort) | grep . | tr '\n' ' ')
+    msg=$(printf '%s\n' "$out" | grep -m1 . | cut -c1-220)
+    if [ "$kind" = good ]; then
+        if [ $rc -lt 124 ] && grep -q "no CUDA device" <<<"$out" && [ -z "$new" ]; then verdict="PASS (accepted: reached the GPU)"
+        else verdict="FAIL (good input rejected)"; fi
+    elif [ $rc -eq 0 ]; then verdict="FAIL (exit 0 on bad input)"
+    elif [ $rc -ge 124 ]; then verdict="FAIL (timeout or signal, exit $rc)"
+    elif grep -q "no CUDA device" <<<"$out"; then verdict="FAIL (accepted: got as far as the GPU)"
+    elif ! grep -q "^train_m2rnn: " <<<"$out"; then verdict="FAIL (no 'train_m2rnn:' message)"
+    else verdict=PASS; fi
+    if [ -n "$new" ]; then verdict="FAIL (left in the log dir: $new)"
+    elif [ $existed = 0 ] && [ -d "$dir" ]; then verdict="$verdict; note: created the -o dir (empty)"; fi
+    case $verdict in PASS*) passed=$((passed + 1)) ;; *) failed=$((failed + 1)) ;; esac
+    local shown=() a; for a in "$@"; do shown+=("${a:-''}"); done   # show an empty argument as ''
+    row "$what" "${shown[*]}" "$rc" "$msg" "$verdict"
+}
+skip() { n=$((n + 1)); skipped=$((skipped + 1)); row "$1" "$2" - - "SKIP ($3)"; }
+
+G=$F/good.bin
+# baselines: accepted input reaches the GPU
+fresh; check good "baseline: no flags (d12-hybrid on tinyshakespeare)"
+fresh; check good "baseline: tiny preset on a small shard" -e tiny -t 64 -i "$G" -j "$G"
+fresh; check good "baseline: start from a checkpoint (-e model file)" -e "$F/model_good.bin" -t 64
+fresh; ckpt model_good.bin state_good.bin; check good "baseline: good resume (-y 1, model_5 + state_5)" -y 1 -t 64 -x 10
+# flags
+fresh; check bad "unknown flag" -z 1
+fresh; check bad "flag without a value" -b
+fresh; check bad "batch size not a number" -b abc
+fresh; check bad "batch size 0" -b 0
+fresh; check bad "negative batch size" -b -3
+fresh; check bad "learning rate nan" -l nan
+fresh; check bad "learning rate overflows a double" -l 1e400
+fresh; check bad "fractional sequence length" -t 1.5
+fresh; check bad "-d not a multiple of B*T" -d 5000
+fresh; check bad "-d so large that the micro-batch count overflows int" -b 1 -t 1 -d 1099511627776
+fresh; check bad "zero steps" -x 0
+fresh; check bad "-y 2" -y 2
+fresh; check bad "-m 0 validation batches" -m 0
+# sampling
+fresh; check good "baseline: sampling flags -s 0 -g 16" -s 0 -g 16
+fresh; check good "baseline: sampling flags -s 5 -g 32" -s 5 -g 32
+fresh; check bad "-s negative (sample every -1 steps)" -s -1
+fresh; check bad "-g not a number" -g abc
+fresh; check bad "-g negative" -g -5
+fresh; check bad "-s fractional" -s 1.5
+fresh; check bad "-g overflows int" -g 99999999999999999999
+fresh; check bad "-g longer than a KV cache can hold" -g 100000
+fresh; check bad "-s without a value" -s
+fresh; CWD=$T check bad "sampling, run outside the repository (no rank file)" -i "$PWD/$TRAIN_SHARD" -j "$PWD/$TRAIN_SHARD"
+fresh; CWD=$T check good "baseline: outside the repository with -g 0" -g 0 -i "$PWD/$TRAIN_SHARD" -j "$PWD/$TRAIN_SHARD"
+# data
+fresh; check bad "missing train shard" -i "$T/no_such_train.bin"
+fresh; check bad "train glob matching nothing" -i "$T/nothing_*.bin"
+fresh; check bad "val shard missing" -j "$T/no_such_val.bin"
+fresh; check bad "shard with wrong magic" -i "$F/bad_magic.bin"
+fresh; check bad "shard with wrong version" -i "$F/bad_version.bin"
+fresh; check bad "truncated shard (header says more tokens)" -i "$F/truncated.bin"
+fresh; check bad "header count smaller than the file" -i "$F/count_small.bin"
+fresh; check bad "shard with a stray trailing byte" -i "$F/stray_byte.bin"
+fresh; check bad "empty file as shard" -i "$F/empty.bin"
+fresh; check bad "token 60000 >= gpt2 vocab 50257" -i "$F/big_token.bin"
+fresh; check bad "token >= vocab in the 1st of two shards" -i "$F/pair1/*.bin"
+fresh; check bad "token >= vocab in the 2nd of two shards" -i "$F/pair2/*.bin"
+fresh; check bad "bad token in the val shard" -j "$F/big_token.bin"
+fresh; check bad "a directory given as shard" -i "$F/a_dir.bin"
+fresh; check bad "shard shorter than one window (T+1)" -t 8192 -i "$G" -j "$G"
+# model config
+fresh; check bad "pattern with a letter other than M/A" --pattern MAX
+fresh; check bad "empty pattern" --pattern ''
+fresh; check bad "heads do not divide dim" --dim 770 --heads 12
+fresh; check bad "key size 0" --key 0
+fresh; check bad "q-heads do not divide m2rnn-heads" --m2rnn-heads 5 --q-heads 2
+fresh; check bad "rope with an odd head size" --dim 66 --heads 2 --rope 1
+fresh; check bad "unknown preset" -e no-such-preset
+fresh; check bad "-e a checkpoint path that does not exist" -e "$T/run1/model_100.bin"
+fresh; check bad "-e a checkpoint of another config + shape flags" -e "$F/model_other.bin" -t 64 "${TINY[@]}"
+fresh; check bad "-e a truncated checkpoint" -e "$F/model_truncated.bin" -t 64
+fresh; check bad "-e a file that is not a checkpoint" -e "$G"
+fresh; check bad "-e a checkpoint header with 2^30 dims, no params" -e "$F/model_huge_dims.bin" -t 64
+# resume
+fresh; check bad "-y 1 with an empty log dir" -y 1
+fresh; ckpt model_truncated.bin state_good.bin; check bad "-y 1, model checkpoint truncated" -y 1 -t 64 -x 10
+fresh; ckpt model_header_only.bin state_good.bin; check bad "-y 1, model checkpoint cut inside the header" -y 1 -t 64 -x 10
+fresh; ckpt model_bad_magic.bin state_good.bin; check bad "-y 1, model checkpoint with bad magic" -y 1 -t 64 -x 10
+fresh; ckpt model_garbage.bin state_good.bin; check bad "-y 1, model checkpoint of garbage bytes" -y 1 -t 64 -x 10
+fresh; ckpt model_good.bin; check bad "-y 1, model_5.bin without state_5.bin" -y 1 -t 64 -x 10
+fresh; mkdir "$L/model_5.bin"; ln "$F/state_good.bin" "$L/state_5.bin"; check bad "-y 1, model_5.bin is a directory" -y 1 -t 64 -x 10
+fresh; ckpt model_good.bin; mkdir "$L/state_5.bin"; check bad "-y 1, state_5.bin is a directory" -y 1 -t 64 -x 10
+fresh; ckpt model_good.bin state_other.bin; check bad "-y 1, state file of another model size" -y 1 -t 64 -x 10
+fresh; ckpt model_good.bin state_wrong_count.bin; check bad "-y 1, state of right size, other count" -y 1 -t 64 -x 10
+fresh; ckpt model_good.bin state_bad_magic.bin; check bad "-y 1, state file with bad magic" -y 1 -t 64 -x 10
+fresh; ckpt model_good.bin state_bad_pos.bin; check bad "-y 1, state's data position outside the shards" -y 1 -t 64 -x 10
+fresh; ckpt model_step3.bin state_good.bin; check bad "-y 1, model header step 3 in model_5.bin" -y 1 -t 64 -x 10
+fresh; ckpt model_good.bin state_step7.bin; check bad "-y 1, state step 7 beside model_5.bin" -y 1 -t 64 -x 10
+fresh; ckpt model_good.bin state_step_neg.bin; check bad "-y 1, state step -3" -y 1 -t 64 -x 10
+fresh; ckpt model_good.bin state_good.bin; check bad "-y 1 + shape flags" -y 1 -t 64 -x 10 --dim 128
+fresh; ckpt model_good.bin state_good.bin; check bad "-y 1 at another -t" -y 1 -x 10
+fresh; ckpt model_good.bin state_good.bin; check bad "-y 1 with -x not past the checkpoint" -y 1 -t 64 -x 5
+# log directory
+fresh; check bad "-o under /proc" -o /proc/nope
+fresh; touch "$L/file"; check bad "-o a regular file" -o "$L/file"
+fresh; check bad "-o inside a missing parent" -o "$L/a/b/c"
+fresh; check bad "failing run with a new -o dir (is it left behind?)" -o "$L/new" -i "$T/no_such_train.bin"
+if [ "$(id -u)" = 0 ]; then skip "-o a read-only dir (chmod 555)" "-o ro (chmod 555)" "running as root: chmod does not block writes"
+else fresh; chmod 555 "$L"; check bad "-o a read-only dir (chmod 555)" -o "$L"; chmod 755 "$L"; fi
+
+echo "| # | bad input (as a new user would try it) | command (short) | exit | message (first line) | verdict |"
+echo "|---|---|---|---|---|---|"
+printf '%s\n' "${rows[@]}"
+echo
+echo "(\$T = the fixture directory, fixture files named without it; every command also gets -o \$T/runN; $skipped skipped)"
+echo "bad inputs: $passed passed, $failed failed"
+[ "$failed" = 0 ]
