@@ -1,5 +1,6 @@
 # m2rnn.cu build. Targets: train_m2rnn, test_m2rnn, test (build and run the checks), bench (whole-model
-# throughput, needs a GPU), tokenize (host only), clean.
+# throughput, needs a GPU), tokenize (host only: text to shards), make_tasks (host only: synthetic
+# state-tracking shards), clean.
 #   make PRECISION=FP32 ...   fp32 activations and GEMMs (TF32 off), for tight checks: builds *_fp32 binaries
 #   make SM=80 ...            code for Ampere (sm_80) instead of Hopper (sm_90a): builds *_sm80 binaries
 # nvcc comes from CUDA_HOME (default /usr/local/cuda).
@@ -28,16 +29,19 @@ endif
 BUILD     := build
 GPU_BUILD := $(BUILD)/gpu$(SUFFIX)
 HOST_SRCS := model/config.cpp model/parameters.cpp model/reference.cpp model/checkpoint.cpp data/shards.cpp \
-             data/tokenizer.cpp data/pretokenize.cpp data/utf8.cpp data/prepare.cpp
-TEST_SRCS := tests/test_reference.cpp tests/test_shards.cpp tests/test_checkpoint.cpp tests/test_tokenizer.cpp
+             data/tokenizer.cpp data/pretokenize.cpp data/utf8.cpp data/prepare.cpp data/tasks.cpp
+TEST_SRCS := tests/test_reference.cpp tests/test_shards.cpp tests/test_checkpoint.cpp tests/test_tokenizer.cpp \
+             tests/test_tasks.cpp
 TOKENIZE_SRCS := data/tokenize.cpp data/prepare.cpp data/tokenizer.cpp data/pretokenize.cpp data/utf8.cpp \
                  data/shards.cpp
+MAKE_TASKS_SRCS := data/make_tasks.cpp data/tasks.cpp
 GPU_SRCS  := model/gpu_model.cu model/gpu_decoder.cu
 GPU_TESTS := tests/test_gpu_model.cu tests/test_decoder.cu tests/test_kernels_small.cu tests/test_kernels_m2rnn_io.cu \
              tests/test_kernels_m2rnn_scan.cu tests/test_kernels_attention.cu
 HOST_OBJS := $(HOST_SRCS:%.cpp=$(BUILD)/%.o)
 TEST_OBJS := $(TEST_SRCS:%.cpp=$(BUILD)/%.o)
 TOKENIZE_OBJS := $(TOKENIZE_SRCS:%.cpp=$(BUILD)/%.o)
+MAKE_TASKS_OBJS := $(MAKE_TASKS_SRCS:%.cpp=$(BUILD)/%.o)
 GPU_OBJS  := $(GPU_SRCS:%.cu=$(GPU_BUILD)/%.o)
 GPU_TEST_OBJS := $(GPU_TESTS:%.cu=$(GPU_BUILD)/%.o)
 
@@ -70,6 +74,9 @@ $(TEST): test_m2rnn.cu $(HOST_OBJS) $(TEST_OBJS) $(GPU_OBJS) $(GPU_TEST_OBJS)
 tokenize: $(TOKENIZE_OBJS)
 	$(CXX) $(CXXFLAGS) -o $@ $^ -pthread
 
+make_tasks: $(MAKE_TASKS_OBJS)
+	$(CXX) $(CXXFLAGS) -o $@ $^
+
 # the bad-input table of train_m2rnn (scripts/check_bad_inputs.sh), then the test binary
 test: $(TEST) $(TRAIN)
 	@bash scripts/check_bad_inputs.sh ./$(TRAIN) > $(BUILD)/bad_inputs$(SUFFIX).md || { cat $(BUILD)/bad_inputs$(SUFFIX).md; exit 1; }
@@ -80,6 +87,7 @@ bench: $(TRAIN)
 	TRAIN=./$(TRAIN) scripts/bench_model.sh
 
 clean:
-	rm -rf $(BUILD) train_m2rnn test_m2rnn train_m2rnn_* test_m2rnn_* tokenize
+	rm -rf $(BUILD) train_m2rnn test_m2rnn train_m2rnn_* test_m2rnn_* tokenize make_tasks
 
--include $(HOST_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(TOKENIZE_OBJS:.o=.d) $(GPU_OBJS:.o=.d) $(GPU_TEST_OBJS:.o=.d)
+-include $(HOST_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(TOKENIZE_OBJS:.o=.d) $(MAKE_TASKS_OBJS:.o=.d) $(GPU_OBJS:.o=.d) \
+         $(GPU_TEST_OBJS:.o=.d)

@@ -1,6 +1,7 @@
 // test_m2rnn: the project's checks, run by `make test` (`make test PRECISION=FP32` for the fp32 build).
 //   CPU: the reference against DESIGN.md's golden vectors and finite differences, state-gradient
-//        clipping, a short training run, and the token-shard loader on good and bad inputs.
+//        clipping, a short training run, the token-shard loader on good and bad inputs, checkpoints, the
+//        tokenizer, and the synthetic state-tracking tasks (groups, sequences, shards).
 //   GPU: each kernel family against its reference steps, then the whole model against the reference, then
 //        generation one token at a time against the reference's full forward;
 //        run when a CUDA device is present, skipped with one line saying so when none is.
@@ -23,6 +24,7 @@
 #include "tests/test_kernels_small.h"
 #include "tests/test_reference.h"
 #include "tests/test_shards.h"
+#include "tests/test_tasks.h"
 #include "tests/test_tokenizer.h"
 
 int main(int argc, char** argv) {
@@ -49,6 +51,8 @@ int main(int argc, char** argv) {
         test_checkpoint(r);
         printf("== tokenizer ==\n");
         test_tokenizer(r);
+        printf("== synthetic tasks ==\n");
+        test_tasks(r);
     }
 
     int devices = 0;

@@ -39,11 +39,12 @@ struct Options {
     long long total_batch = -1;          // tokens per step; -1 = B·T (no accumulation)
     int max_steps = 2000, warmup = 100, val_every = 100, val_batches = 20, checkpoint_every = 0, resume = 0;
     int sample_every = 500, gen_tokens = 256;
+    int eval_states = 0;                 // --eval 1: evaluate a checkpoint on a state-tracking task, no training
     double lr = 1e-3, final_frac = 0.1, weight_decay = 0.1, grad_clip = 1.0;
     unsigned long long seed = 1337;
     // model-shape overrides of the preset (-1 / empty = keep the preset's)
     std::string pattern;
-    int D = -1, F = -1, heads = -1, N = -1, K = -1, V = -1, Nq = -1, Nk = -1, rope = -1;
+    int D = -1, F = -1, heads = -1, N = -1, K = -1, V = -1, Nq = -1, Nk = -1, rope = -1, vocab = -1;
     double clip = -1;
 };
 
@@ -76,10 +77,13 @@ static void usage() {
            "  -g <int>     tokens to generate per sample (0: no samples) default %d\n"
            "  -n <int>     checkpoint every N steps (0: only at the end) default %d\n"
            "  -y <0|1>     resume from the latest checkpoint in -o      default %d\n"
+           "  --eval <0|1> evaluate the -e checkpoint on the -j state-tracking shard (make_tasks) at -t = 2L+1:\n"
+           "               argmax accuracy of every state token, by position and whole sequences; -m batches of -b\n"
            "model shape (override the preset; a checkpoint fixes them)\n"
            "  --pattern <MA..>  layer mixers     --dim <D>      --ffn <F>      --heads <attention heads>\n"
            "  --m2rnn-heads <N> --key <K>        --value <V>    --q-heads <Nq> --k-heads <Nk>\n"
            "  --clip <c>   M2RNN state-gradient clip, 0 = none  --rope <0|1>  RoPE on attention\n"
+           "  --vocab <n>  vocabulary size (padded to a multiple of 128 inside)\n"
            "  --seed <int> initialisation and data order                default %llu\n"
            "  -h           this help\n",
            o.train_pattern, o.val_pattern, config_preset_names(), o.start, o.log_dir, o.B, o.T, o.max_steps, o.lr,
@@ -135,6 +139,7 @@ static Options parse_options(int argc, char** argv) {
         else if (flag == "-g") o.gen_tokens = (int)parse_int(flag, v, 0, MAX_GEN_TOKENS);
         else if (flag == "-n") o.checkpoint_every = (int)parse_int(flag, v, 0, BIG);
         else if (flag == "-y") o.resume = (int)parse_int(flag, v, 0, 1);
+        else if (flag == "--eval") o.eval_states = (int)parse_int(flag, v, 0, 1);
         else if (flag == "--pattern") {
             if (*v == '\0') fail("--pattern is empty; give one letter per layer, M (M2RNN) or A (attention)");
             o.pattern = v;
@@ -149,6 +154,7 @@ static Options parse_options(int argc, char** argv) {
         else if (flag == "--k-heads") o.Nk = (int)parse_int(flag, v, 1, BIG);
         else if (flag == "--clip") o.clip = parse_float(flag, v, 0, 1e30);
         else if (flag == "--rope") o.rope = (int)parse_int(flag, v, 0, 1);
+        else if (flag == "--vocab") o.vocab = (int)parse_int(flag, v, 1, 1 << 24);
         else if (flag == "--seed") o.seed = (unsigned long long)parse_int(flag, v, 0, 1ll << 62);
         else fail("unknown flag '" + flag + "' (see -h)");
     }
@@ -157,7 +163,7 @@ static Options parse_options(int argc, char** argv) {
 
 static bool has_shape_overrides(const Options& o) {
     return !o.pattern.empty() || o.D > 0 || o.F > 0 || o.heads > 0 || o.N > 0 || o.K > 0 || o.V > 0 || o.Nq > 0 ||
-           o.Nk > 0 || o.rope >= 0 || o.clip >= 0;
+           o.Nk > 0 || o.rope >= 0 || o.clip >= 0 || o.vocab > 0;
 }
 
 // The config from a preset with the shape flags applied, at sequence length T.
@@ -176,6 +182,7 @@ static Config config_from_preset(const Options& o) {
     if (o.Nk > 0) c.Nk = o.Nk;
     if (o.rope >= 0) c.rope = o.rope;
     if (o.clip >= 0) c.clip = o.clip;
+    if (o.vocab > 0) { c.vocab = o.vocab; c.Vp = config_padded_vocab(o.vocab); }
     c.T = o.T;
     if (!config_validate(c, err)) fail("model config: " + err);
     return c;
@@ -227,6 +234,89 @@ static int sample_softmax(const float* logits, int vocab, double u) {
     return vocab - 1;  // u within rounding of 1
 }
 
+// The GPU, or a message saying there is none.
+static cudaDeviceProp open_gpu() {
+    int devices = 0;
+    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0)
+        fail("no CUDA device found: train_m2rnn needs a GPU (the checks of `make test` run without one)");
+    cudaDeviceProp prop;
+    cudaCheck(cudaGetDeviceProperties(&prop, 0));
+    return prop;
+}
+
+// --eval 1: state tracking (data/tasks.h). A row of a task shard at T = 2L+1 is [BOS, g1, s1, …, gL, sL]: the
+// model reads g_i at position 2i−1 and must predict s_i there. Prints the argmax accuracy of the s_i over
+// -m batches of -b sequences, by position bucket (1–64, 65–128, 129–256, …) and for whole sequences.
+static void evaluate_states(const Options& o, const Config& c, const std::vector<float>& params) {
+    std::string err;
+    const int L = (o.T - 1) / 2, n = (c.vocab - 1) / 2;
+    if (o.T % 2 != 1 || o.T < 3) fail("--eval 1: -t must be 2L+1 for a task of L group elements, not " + std::to_string(o.T));
+    DataLoader val;
+    if (!dataloader_open(val, o.val_pattern, o.B, o.T, c.vocab, 0, 1, o.seed, err)) fail("-j: " + err);
+    // the layout of every row, checked on every batch; the first batch before the GPU is touched
+    std::vector<int> tokens((size_t)o.B * (o.T + 1));
+    auto check_rows = [&]() {
+        for (int b = 0; b < o.B; b++) {
+            const int* row = tokens.data() + (size_t)b * (o.T + 1);
+            for (int t = 0; t <= o.T; t++) {
+                const bool ok = t == 0 || t == o.T ? row[t] == 0 : t % 2 == 1 ? row[t] >= 1 && row[t] <= n
+                                                                            : row[t] > n && row[t] <= 2 * n;
+                if (!ok) fail("--eval 1: " + std::string(o.val_pattern) + " is not a task shard of " +
+                              std::to_string(n) + "-element groups laid out for -t " + std::to_string(o.T) +
+                              " (token " + std::to_string(row[t]) + " at position " + std::to_string(t) +
+                              " of a row; expected [BOS 0, g 1.." + std::to_string(n) + ", s " +
+                              std::to_string(n + 1) + ".." + std::to_string(2 * n) + ", …])");
+            }
+        }
+    };
+    if (!dataloader_next(val, tokens.data(), err)) fail(err);
+    check_rows();
+    if (!dataloader_restore(val, {0, 0, 0}, err)) fail(err);
+    open_gpu();
+    GPUModel model;
+    if (!gpu_model_init(model, c, o.B, o.T, err)) fail(err);
+    gpu_model_set_params(model, params.data());
+    std::vector<float> logits((size_t)o.B * o.T * c.Vp);
+    std::vector<int> bucket_end;  // the last position of each bucket
+    for (int end = 64; ; end *= 2) { bucket_end.push_back(std::min(end, L)); if (end >= L) break; }
+    std::vector<long long> right(bucket_end.size(), 0), total(bucket_end.size(), 0);
+    long long sequences = 0, sequences_right = 0;
+    for (int batch = 0; batch < o.val_batches; batch++) {
+        if (!dataloader_next(val, tokens.data(), err)) fail(err);
+        check_rows();
+        gpu_model_forward(model, tokens.data(), 0);
+        gpu_model_get_logits(model, logits.data());
+        for (int b = 0; b < o.B; b++) {
+            const int* row = tokens.data() + (size_t)b * (o.T + 1);
+            bool all_right = true;
+            for (int i = 1, bucket = 0; i <= L; i++) {
+                if (i > bucket_end[bucket]) bucket++;
+                const float* z = logits.data() + ((size_t)b * o.T + 2 * i - 1) * c.Vp;
+                const int predicted = (int)(std::max_element(z, z + c.vocab) - z), target = row[2 * i];
+                right[bucket] += predicted == target;
+                total[bucket]++;
+                all_right = all_right && predicted == target;
+            }
+            sequences++;
+            sequences_right += all_right;
+        }
+    }
+    long long all = 0, all_right = 0;
+    std::string buckets;
+    for (size_t k = 0; k < bucket_end.size(); k++) {
+        all += total[k];
+        all_right += right[k];
+        char buf[64];
+        snprintf(buf, sizeof(buf), " %d-%d:%.2f", k == 0 ? 1 : bucket_end[k - 1] + 1, bucket_end[k],
+                 100.0 * right[k] / total[k]);
+        buckets += buf;
+    }
+    printf("eval L %d sequences %lld state_accuracy %.2f sequence_accuracy %.2f buckets%s\n", L, sequences,
+           100.0 * all_right / all, 100.0 * sequences_right / sequences, buckets.c_str());
+    gpu_model_free(model);
+    dataloader_close(val);
+}
+
 struct Log {
     FILE* f = nullptr;
     void line(const char* fmt, ...) __attribute__((format(printf, 2, 3))) {
@@ -273,6 +363,11 @@ int main(int argc, char** argv) {
     } else {
         c = config_from_preset(o);
     }
+    if (o.eval_states) {
+        if (params.empty()) fail("--eval 1 evaluates a trained model: give its model_*.bin with -e");
+        evaluate_states(o, c, params);
+        return 0;
+    }
     const long long tokens_per_micro = (long long)o.B * o.T;
     if (tokens_per_micro > INT_MAX) fail("-b " + std::to_string(o.B) + " x -t " + std::to_string(o.T) + " is too large");
     if (o.total_batch < 0) o.total_batch = tokens_per_micro;
@@ -301,11 +396,7 @@ int main(int argc, char** argv) {
     check_log_dir(o.log_dir);
 
     // ---- the GPU
-    int devices = 0;
-    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0)
-        fail("no CUDA device found: train_m2rnn needs a GPU (the checks of `make test` run without one)");
-    cudaDeviceProp prop;
-    cudaCheck(cudaGetDeviceProperties(&prop, 0));
+    const cudaDeviceProp prop = open_gpu();
     GPUModel model;
     if (!gpu_model_init(model, c, o.B, o.T, err)) fail(err);
     const ParameterTable& table = model.table;

@@ -249,6 +249,14 @@ float gpu_model_forward(GPUModel& m, const int* host_tokens, int grad_accum_step
     return (float)(loss / BT);
 }
 
+void gpu_model_get_logits(GPUModel& m, float* host_logits) {
+    const size_t n = (size_t)m.B * m.T * m.c.Vp;
+    std::vector<floatX> lowp(n);
+    cudaCheck(cudaStreamSynchronize(m.stream));
+    cudaCheck(cudaMemcpy(lowp.data(), m.logits, n * sizeof(floatX), cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < n; i++) host_logits[i] = (float)lowp[i];
+}
+
 void gpu_model_zero_grad(GPUModel& m) {
     cudaCheck(cudaMemsetAsync(m.grads, 0, m.table.total * sizeof(float), m.stream));
 }

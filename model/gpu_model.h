@@ -115,6 +115,8 @@ void gpu_model_set_optimizer(GPUModel& m, const float* host_m, const float* host
 // evaluates; n >= 1 also replaces the logits by the gradient of (mean loss / n), ready for
 // gpu_model_backward, so n micro-batches accumulate the gradient of their average loss.
 float gpu_model_forward(GPUModel& m, const int* host_tokens, int grad_accum_steps);
+// The logits (B,T,Vp) of the last evaluating forward (grad_accum_steps = 0), as fp32.
+void gpu_model_get_logits(GPUModel& m, float* host_logits);
 void gpu_model_zero_grad(GPUModel& m);
 // Adds the gradient of the last training forward into the gradient arena.
 void gpu_model_backward(GPUModel& m);

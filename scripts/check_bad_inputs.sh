@@ -45,6 +45,13 @@ shard("stray_byte.bin", good, extra=b"\x00")
 shard("big_token.bin", good[:100] + [60000] + good[101:])  # 60000 >= gpt2 vocab 50257
 open(os.path.join(F, "empty.bin"), "wb").close()
 os.makedirs(os.path.join(F, "a_dir.bin"))
+# the layout of a state-tracking shard (data/tasks.h) for the fixture model's vocabulary 50257: groups of n = 25128
+# elements, sequences [BOS 0, g 1..n, s n+1..2n] of L = 4 (T = 9), then one BOS
+rng = random.Random(1)
+task_like = []
+for _ in range(64):
+    task_like += [0] + [x for _ in range(4) for x in (rng.randint(1, 25128), rng.randint(25129, 50256))]
+shard("task_like.bin", task_like + [0])
 for pair, bad in (("pair1", "1.bin"), ("pair2", "2.bin")):  # two shards, one with a token >= vocab
     os.makedirs(os.path.join(F, pair))
     for n in ("1.bin", "2.bin"):
@@ -215,6 +222,12 @@ fresh; ckpt model_good.bin state_step_neg.bin; check bad "-y 1, state step -3" -
 fresh; ckpt model_good.bin state_good.bin; check bad "-y 1 + shape flags" -y 1 -t 64 -x 10 --dim 128
 fresh; ckpt model_good.bin state_good.bin; check bad "-y 1 at another -t" -y 1 -x 10
 fresh; ckpt model_good.bin state_good.bin; check bad "-y 1 with -x not past the checkpoint" -y 1 -t 64 -x 5
+# evaluation of state tracking
+fresh; check good "baseline: --eval 1 of a checkpoint on a task shard" -e "$F/model_good.bin" --eval 1 -t 9 -j "$F/task_like.bin" -b 4 -m 2
+fresh; check bad "--eval 1 without a checkpoint" --eval 1
+fresh; check bad "--eval 1 at an even -t" -e "$F/model_good.bin" --eval 1 -t 64 -j "$G"
+fresh; check bad "--eval 1 on a text shard" -e "$F/model_good.bin" --eval 1 -t 65 -j "$G"
+fresh; check bad "--eval 1 at a -t the task shard was not made for" -e "$F/model_good.bin" --eval 1 -t 11 -j "$F/task_like.bin" -b 4
 # log directory
 fresh; check bad "-o under /proc" -o /proc/nope
 fresh; touch "$L/file"; check bad "-o a regular file" -o "$L/file"

@@ -13,6 +13,7 @@
 #include "../data/prepare.h"
 #include "../data/tokenizer.h"
 #include "../data/utf8.h"
+#include "read_file.h"
 
 namespace {
 
@@ -20,16 +21,6 @@ struct Fixture {
     std::string input, text;
     std::vector<uint32_t> ids[2];  // gpt2, cl100k_base
 };
-
-bool read_all(const std::string& path, std::string& data) {
-    FILE* f = fopen(path.c_str(), "rb");
-    if (!f) return false;
-    char buf[1 << 16];
-    size_t got;
-    while ((got = fread(buf, 1, sizeof buf, f)) > 0) data.append(buf, got);
-    fclose(f);
-    return true;
-}
 
 std::string unhex(const std::string& h) {
     std::string out;
@@ -49,7 +40,7 @@ std::vector<uint32_t> parse_ids(const std::string& s) {
 
 bool load_fixtures(std::vector<Fixture>& out) {
     std::string data;
-    if (!read_all("tests/tokenizer/fixtures.tsv", data)) return false;
+    if (!read_file("tests/tokenizer/fixtures.tsv", data)) return false;
     size_t pos = 0;
     while (pos < data.size()) {
         size_t end = data.find('\n', pos);
@@ -68,7 +59,7 @@ bool load_fixtures(std::vector<Fixture>& out) {
 
 std::string shard_bytes(const std::string& path) {
     std::string data;
-    read_all(path, data);
+    read_file(path, data);
     return data;
 }
 
@@ -140,7 +131,7 @@ void test_tokenizer(TestReport& r) {
     // included) as one document of 2.5 MB, laid out so that the fixtures straddle the 1 MB marks where
     // reads end and chunks are cut.
     std::string shakespeare, stream, all_fixtures;
-    bool have_input = read_all("data/tinyshakespeare/input.txt", shakespeare);
+    bool have_input = read_file("data/tinyshakespeare/input.txt", shakespeare);
     if (!r.check(have_input, "data/tinyshakespeare/input.txt: %zu bytes", shakespeare.size())) return;
     for (const Fixture& f : fixtures) all_fixtures += f.input;
     stream = shakespeare.substr(0, 1000000 - all_fixtures.size() / 2) + all_fixtures + shakespeare + all_fixtures;

@@ -1,0 +1,106 @@
+// The groups, sequences and shards of tasks.h.
+#include "tasks.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <numeric>
+
+#include "shards.h"
+
+// S_degree: std::next_permutation from the identity visits the image lists in lexicographic order,
+// which numbers the elements; a∘b is looked up by the image list a[b[x]].
+static Group symmetric_group(const char* name, int degree) {
+    std::vector<std::vector<int>> images;
+    std::vector<int> p(degree);
+    std::iota(p.begin(), p.end(), 0);
+    do images.push_back(p);
+    while (std::next_permutation(p.begin(), p.end()));
+
+    std::map<std::vector<int>, int> index;
+    for (int e = 0; e < (int)images.size(); e++) index[images[e]] = e;
+    Group g;
+    g.name = name;
+    g.order = (int)images.size();
+    g.degree = degree;
+    g.compose.resize((size_t)g.order * g.order);
+    std::vector<int> ab(degree);
+    for (int a = 0; a < g.order; a++)
+        for (int b = 0; b < g.order; b++) {
+            for (int x = 0; x < degree; x++) ab[x] = images[a][images[b][x]];
+            g.compose[(size_t)a * g.order + b] = index.at(ab);
+        }
+    return g;
+}
+
+bool group_by_name(const char* name, Group& g, std::string& err) {
+    const std::string n = name;
+    if (n == "parity") g = symmetric_group(name, 2);
+    else if (n == "s3") g = symmetric_group(name, 3);
+    else if (n == "s5") g = symmetric_group(name, 5);
+    else {
+        err = "unknown task '" + n + "' (parity, s3 or s5)";
+        return false;
+    }
+    return true;
+}
+
+void task_sequence(const Group& g, int L, Random& rng, std::vector<uint16_t>& out) {
+    out.push_back(TASK_BOS);
+    int state = 0;  // the identity: s_0
+    for (int i = 1; i <= L; i++) {
+        int e = rng.below(g.order);
+        state = g.compose[(size_t)state * g.order + e];
+        out.push_back((uint16_t)task_input_token(e));
+        out.push_back((uint16_t)task_state_token(g.order, state));
+    }
+}
+
+bool task_write_shard(const char* path, const Group& g, int L, int64_t sequences, uint64_t seed, std::string& err) {
+    if (L < 1 || sequences < 1) {
+        err = std::string(path) + ": need at least one sequence of at least one element (L " + std::to_string(L) +
+              ", sequences " + std::to_string(sequences) + ")";
+        return false;
+    }
+    if (L > (INT32_MAX - 1) / 2 || sequences > (INT32_MAX - 1) / task_sequence_tokens(L)) {
+        err = std::string(path) + ": " + std::to_string(sequences) + " sequences of 2L+1 = " +
+              std::to_string(2 * (int64_t)L + 1) + " tokens do not fit a shard header's int32 count";
+        return false;
+    }
+    const int64_t ntok = task_shard_tokens(L, sequences);
+    const std::string tmp = std::string(path) + ".tmp";
+    FILE* f = fopen(tmp.c_str(), "wb");
+    if (!f) {
+        err = tmp + ": cannot create: " + strerror(errno);
+        return false;
+    }
+    int32_t header[SHARD_HEADER_INTS] = {SHARD_MAGIC_U16, SHARD_VERSION_U16, (int32_t)ntok};
+    bool ok = fwrite(header, sizeof header, 1, f) == 1;
+    Random rng(seed);
+    std::vector<uint16_t> tokens;
+    auto flush = [&] {
+        ok = ok && fwrite(tokens.data(), sizeof(uint16_t), tokens.size(), f) == tokens.size();
+        tokens.clear();
+    };
+    for (int64_t s = 0; ok && s < sequences; s++) {
+        task_sequence(g, L, rng, tokens);
+        if (tokens.size() >= (1 << 20)) flush();
+    }
+    tokens.push_back(TASK_BOS);
+    flush();
+    ok = fclose(f) == 0 && ok;
+    if (!ok) {
+        err = tmp + ": write error";
+        remove(tmp.c_str());
+        return false;
+    }
+    if (rename(tmp.c_str(), path) != 0) {
+        err = std::string(path) + ": cannot rename into place: " + strerror(errno);
+        remove(tmp.c_str());
+        return false;
+    }
+    return true;
+}

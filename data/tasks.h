@@ -1,0 +1,61 @@
+// Synthetic state-tracking tasks, written as llm.c token shards: the model reads a stream of group
+// elements and must say, after each one, the product of all of them so far. A recurrence that tracks
+// the state exactly generalises to any length; one that learned shortcuts does not.
+//
+// Groups: the symmetric group S_d of the permutations of {0..d-1}. A permutation p is its image list
+// (p[0], ..., p[d-1]); the elements are numbered 0..n-1 (n = d!) in lexicographic order of their image
+// lists, so element 0 is the identity. Composition: (a∘b)(x) = a(b(x)), compose[a * n + b] = a∘b.
+//   "parity"  S_2 = Z_2: elements 0 (identity) and 1 (the swap), a∘b = a xor b      (n = 2)
+//   "s3"      S_3, the smallest non-abelian group                                   (n = 6)
+//   "s5"      S_5, not solvable: tracking it is NC^1-complete                       (n = 120)
+//
+// A sequence of L elements is 2L+1 tokens:
+//
+//   [BOS, g1, s1, g2, s2, ..., gL, sL]     g_i uniform in the group, s_i = g1∘g2∘...∘g_i (s_i = s_{i-1}∘g_i)
+//
+// Token ids: BOS = 0, input element e -> 1 + e, state element e -> 1 + n + e; vocabulary 2n + 1
+// (parity 5, s3 13, s5 241). The model reads g_i at position 2i-1 and predicts s_i there.
+//
+// A shard (shards.h, uint16 tokens: magic 20240520, version 1) holds S sequences back to back and one
+// trailing BOS: S·(2L+1) + 1 tokens. The loader cuts windows of T+1 tokens at multiples of T, so at
+// T = 2L+1 window k is exactly sequence k, with the next sequence's BOS as its last target. The
+// sequences are task_sequence's, drawn in order from one Random(seed).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../model/random.h"
+
+#define TASK_BOS 0
+
+struct Group {
+    std::string name;
+    int order = 0;             // n, the number of elements
+    int degree = 0;            // d: the elements are permutations of {0..d-1}
+    std::vector<int> compose;  // [n * n]: compose[a * n + b] = a∘b
+};
+
+// "parity", "s3" or "s5", its table built by enumerating the permutations; false with err for any other name.
+bool group_by_name(const char* name, Group& g, std::string& err);
+
+// Token ids and sizes of a group of `order` elements.
+inline int task_vocab(int order) { return 2 * order + 1; }
+inline int task_input_token(int e) { return 1 + e; }
+inline int task_state_token(int order, int e) { return 1 + order + e; }
+inline bool task_is_state_token(int order, int token) { return token > order && token <= 2 * order; }
+// The element an input or state token stands for; -1 for BOS or a token outside the vocabulary.
+inline int task_token_element(int order, int token) {
+    if (token >= 1 && token <= order) return token - 1;
+    return task_is_state_token(order, token) ? token - 1 - order : -1;
+}
+inline int task_sequence_tokens(int L) { return 2 * L + 1; }  // also the T to train and evaluate with
+inline int64_t task_shard_tokens(int L, int64_t sequences) { return sequences * task_sequence_tokens(L) + 1; }
+
+// Appends one sequence of L elements (2L+1 tokens) drawn from rng to out.
+void task_sequence(const Group& g, int L, Random& rng, std::vector<uint16_t>& out);
+
+// Writes a shard of `sequences` sequences of L elements drawn from Random(seed), through path + ".tmp"
+// renamed into place. False with err (naming the file) when L or sequences is < 1, the count does not
+// fit the header's int32, or a write fails; nothing is left at path or path.tmp then.
+bool task_write_shard(const char* path, const Group& g, int L, int64_t sequences, uint64_t seed, std::string& err);

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# State tracking that generalises to unseen lengths (the M²RNN paper's central claim), end to end with the
+# ordinary trainer: for each task (parity, the S3 and S5 word problems; data/tasks.h), make_tasks writes token
+# shards of sequences [BOS g1 s1 … gL sL] with s_i = g1∘…∘g_i; three small models of similar size are trained on
+# L = 64 (all positions of every sequence, so every prefix length up to 64 is seen) and each final checkpoint is
+# evaluated at L = 64, 128, 256 and 512 (`train_m2rnn --eval 1`: argmax accuracy of every s_i, and of whole
+# sequences). The nine runs share the GPU. Writes $DIR/results.tsv, $DIR/results.md and $DIR/accuracy.png.
+#   models: all-M (MM, N=8 K=16 V=16), all-A (AA, RoPE, 4 heads), hybrid (MA); D=128, F=256
+# Checkpoints every 1000 steps; a run stopped early (TRAIN_TIMEOUT seconds, 0 = none) is evaluated at its last.
+#   usage: scripts/state_tracking.sh   env: DIR (default log/state_tracking), STEPS (10000), TASKS, LR (1e-3),
+#                                           TRAIN_TIMEOUT (0)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DIR=${DIR:-log/state_tracking}
+STEPS=${STEPS:-10000}
+LR=${LR:-1e-3}
+TASKS=${TASKS:-parity s3 s5}
+TRAIN=${TRAIN:-./train_m2rnn}
+TRAIN_TIMEOUT=${TRAIN_TIMEOUT:-0}
+TRAIN_LEN=64
+TEST_LENS="64 128 256 512"
+declare -A MODELS=(
+    [all-M]="--pattern MM"
+    [all-A]="--pattern AA --rope 1"
+    [hybrid]="--pattern MA"
+)
+COMMON="--dim 128 --ffn 256 --heads 4 --m2rnn-heads 8 --key 16 --value 16 --q-heads 1 --k-heads 1"
+mkdir -p "$DIR/data" "$DIR/runs"
+
+# ---- data: train and val at L = 64, test shards at every length
+for task in $TASKS; do
+    ./make_tasks --task "$task" --length $TRAIN_LEN --sequences 100000 --seed 1 -o "$DIR/data/${task}_train.bin"
+    ./make_tasks --task "$task" --length $TRAIN_LEN --sequences 1024 --seed 2 -o "$DIR/data/${task}_val.bin"
+    for L in $TEST_LENS; do
+        ./make_tasks --task "$task" --length "$L" --sequences 256 --seed 3 -o "$DIR/data/${task}_test_L$L.bin"
+    done
+done
+vocab_of() { case $1 in parity) echo 5 ;; s3) echo 13 ;; s5) echo 241 ;; esac; }
+
+# ---- training: every (task, model) at once
+pids=()
+for task in $TASKS; do
+    for model in "${!MODELS[@]}"; do
+        run=$DIR/runs/$task-$model
+        rm -rf "$run"
+        # shellcheck disable=SC2086
+        timeout "$TRAIN_TIMEOUT" "$TRAIN" -i "$DIR/data/${task}_train.bin" -j "$DIR/data/${task}_val.bin" \
+            -t $((2 * TRAIN_LEN + 1)) -b 64 -x "$STEPS" -l "$LR" -u 200 -v 500 -m 4 -g 0 -n 1000 -o "$run" \
+            --vocab "$(vocab_of "$task")" \
+            $COMMON ${MODELS[$model]} > "$DIR/$task-$model.out" 2>&1 &
+        pids+=($!)
+    done
+done
+for pid in "${pids[@]}"; do wait "$pid" || echo "state_tracking: a run stopped early (exit $?); see $DIR/*.out" >&2; done
+
+# ---- evaluation of every final checkpoint at every length
+printf 'task\tmodel\tlength\tstate_accuracy\tsequence_accuracy\n' > "$DIR/results.tsv"
+echo "| task | model | parameters | steps | last val loss | accuracy % by length (state / whole sequence) |" \
+    > "$DIR/results.md"
+echo "|---|---|---|---|---|---|" >> "$DIR/results.md"
+for task in $TASKS; do
+    for model in all-M all-A hybrid; do
+        run=$DIR/runs/$task-$model
+        step=$(ls "$run" | sed -n 's/^model_\([0-9]*\)\.bin$/\1/p' | sort -n | tail -n 1)
+        [ -n "$step" ] || { echo "state_tracking: $run has no checkpoint; see $DIR/$task-$model.out" >&2; continue; }
+        cells=""
+        for L in $TEST_LENS; do
+            line=$("$TRAIN" -e "$run/model_$step.bin" --eval 1 -j "$DIR/data/${task}_test_L$L.bin" -t $((2 * L + 1)) \
+                   -b 16 -m 16 | grep "^eval ")
+            state=$(awk '{for (i = 1; i < NF; i++) if ($i == "state_accuracy") print $(i + 1)}' <<<"$line")
+            whole=$(awk '{for (i = 1; i < NF; i++) if ($i == "sequence_accuracy") print $(i + 1)}' <<<"$line")
+            printf '%s\t%s\t%s\t%s\t%s\n' "$task" "$model" "$L" "$state" "$whole" >> "$DIR/results.tsv"
+            echo "$task $model $line"
+            cells="$cells L=$L: $state / $whole;"
+        done
+        params=$(grep -m1 "^# parameters" "$run/train.log" | awk '{print $3}' | tr -d ,)
+        val=$(grep "val_loss" "$run/train.log" | tail -n 1 | awk '{print $4}')
+        echo "| $task | $model | $params | $step | $val | ${cells%;} |" >> "$DIR/results.md"
+    done
+done
+python3 scripts/plot_accuracy.py -o "$DIR/accuracy.png" "$DIR/results.tsv" --train-length $TRAIN_LEN \
+    --title "state tracking: trained at L=$TRAIN_LEN, $STEPS steps" > /dev/null
+cat "$DIR/results.md"

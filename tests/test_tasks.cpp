@@ -1,0 +1,287 @@
+// The synthetic tasks of data/tasks.h. The test numbers permutations on its own, by their Lehmer code
+// (the rank of an image list in lexicographic order: sum over i of #{j > i : p[j] < p[i]} · (d-1-i)!), and
+// composes image lists directly, so the tables and the states of the sequences are checked against
+// arithmetic that shares nothing with the enumeration in data/tasks.cpp.
+#include "test_tasks.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "../data/shards.h"
+#include "../data/tasks.h"
+#include "../model/random.h"
+#include "read_file.h"
+
+namespace {
+
+typedef std::vector<int> Perm;  // an image list: p[x] for x = 0..d-1
+
+int factorial(int k) { return k <= 1 ? 1 : k * factorial(k - 1); }
+
+int rank_of(const Perm& p) {
+    const int d = (int)p.size();
+    int rank = 0;
+    for (int i = 0; i < d; i++) {
+        int smaller_after = 0;
+        for (int j = i + 1; j < d; j++) smaller_after += p[j] < p[i];
+        rank += smaller_after * factorial(d - 1 - i);
+    }
+    return rank;
+}
+
+// The image list of rank `e` among the permutations of {0..d-1}: e's digits in the factorial base pick,
+// left to right, which of the values not yet used comes next.
+Perm perm_of(int e, int d) {
+    std::vector<int> unused(d);
+    for (int x = 0; x < d; x++) unused[x] = x;
+    Perm p;
+    for (int i = 0; i < d; i++) {
+        const int f = factorial(d - 1 - i);
+        p.push_back(unused[e / f]);
+        unused.erase(unused.begin() + e / f);
+        e %= f;
+    }
+    return p;
+}
+
+// (a∘b)(x) = a(b(x))
+Perm compose(const Perm& a, const Perm& b) {
+    Perm ab(a.size());
+    for (size_t x = 0; x < a.size(); x++) ab[x] = a[b[x]];
+    return ab;
+}
+
+int table(const Group& g, int a, int b) { return g.compose[(size_t)a * g.order + b]; }
+
+// The group axioms and the table against composing image lists.
+void check_group(TestReport& r, const Group& g) {
+    const int n = g.order;
+    const char* name = g.name.c_str();
+    int outside = 0;
+    for (int v : g.compose) outside += v < 0 || v >= n;
+    if (!r.check(outside == 0, "tasks: %s: closure: %d of the %d table entries are not elements", name, outside, n * n))
+        return;
+
+    int not_identity = 0;
+    for (int a = 0; a < n; a++) not_identity += (table(g, 0, a) != a) + (table(g, a, 0) != a);
+    r.check(not_identity == 0, "tasks: %s: element 0 is the identity: 0∘a = a∘0 = a fails for %d of %d elements", name,
+            not_identity, n);
+
+    int wrong = 0;
+    for (int a = 0; a < n; a++)
+        for (int b = 0; b < n; b++)
+            wrong += table(g, a, b) != rank_of(compose(perm_of(a, g.degree), perm_of(b, g.degree)));
+    r.check(wrong == 0, "tasks: %s: table against composing image lists numbered by Lehmer code: %d of %d differ", name,
+            wrong, n * n);
+
+    // every triple when there are few, else a sample
+    int triples = 0, not_associative = 0;
+    Random rng(11);
+    auto associative = [&](int a, int b, int c) {
+        triples++;
+        not_associative += table(g, table(g, a, b), c) != table(g, a, table(g, b, c));
+    };
+    if (n <= 6) {
+        for (int a = 0; a < n; a++)
+            for (int b = 0; b < n; b++)
+                for (int c = 0; c < n; c++) associative(a, b, c);
+    } else {
+        for (int i = 0; i < 5000; i++) associative(rng.below(n), rng.below(n), rng.below(n));
+    }
+    r.check(not_associative == 0, "tasks: %s: (a∘b)∘c = a∘(b∘c) fails for %d of %d triples (%s)", name,
+            not_associative, triples, n <= 6 ? "all" : "random");
+
+    int no_inverse = 0;
+    for (int a = 0; a < n; a++) {
+        bool found = false;
+        for (int b = 0; b < n && !found; b++) found = table(g, a, b) == 0 && table(g, b, a) == 0;
+        no_inverse += !found;
+    }
+    r.check(no_inverse == 0, "tasks: %s: every element has an inverse: %d of %d have none", name, no_inverse, n);
+
+    int noncommuting = 0, not_xor = 0;
+    for (int a = 0; a < n; a++)
+        for (int b = 0; b < n; b++) {
+            noncommuting += table(g, a, b) != table(g, b, a);
+            not_xor += table(g, a, b) != (a ^ b);
+        }
+    if (n == 2)
+        r.check(not_xor == 0, "tasks: parity: a∘b = a xor b fails for %d of 4 pairs", not_xor);
+    else
+        r.check(noncommuting > 0, "tasks: %s: non-abelian: a∘b != b∘a for %d of %d pairs", name, noncommuting, n * n);
+}
+
+// Layout and states of sequences of several lengths appended to one vector, and the spread of the inputs.
+void check_sequences(TestReport& r, const Group& g) {
+    const int n = g.order;
+    const char* name = g.name.c_str();
+    const int lengths[] = {1, 7, 200};
+    Random rng(5);
+    std::vector<uint16_t> tokens;
+    for (int L : lengths) task_sequence(g, L, rng, tokens);
+    int misplaced = 0, states = 0, wrong_states = 0;
+    size_t at = 0;
+    for (int L : lengths) {
+        misplaced += at >= tokens.size() || tokens[at] != TASK_BOS;
+        Perm state = perm_of(0, g.degree);
+        for (int i = 1; i <= L && at + 2 * i < tokens.size(); i++) {
+            const int in = tokens[at + 2 * i - 1], s = tokens[at + 2 * i];
+            const bool in_ok = in >= 1 && in <= n, s_ok = s >= n + 1 && s <= 2 * n;
+            misplaced += !in_ok + !s_ok;
+            if (!in_ok) continue;
+            state = compose(state, perm_of(in - 1, g.degree));
+            states++;
+            wrong_states += s != n + 1 + rank_of(state);
+        }
+        at += 2 * L + 1;
+    }
+    r.check(tokens.size() == at && misplaced == 0,
+            "tasks: %s: sequences of L 1, 7, 200 appended: %zu tokens (expected %zu = sum of 2L+1), BOS first, g in "
+            "1..%d, s in %d..%d: %d tokens misplaced", name, tokens.size(), at, n, n + 1, 2 * n, misplaced);
+    r.check(states == 208 && wrong_states == 0,
+            "tasks: %s: s_i against g1∘...∘g_i composed as image lists: %d of %d states differ", name, wrong_states,
+            states);
+
+    // 500 draws per element expected; the binomial's sd is at most 22, so 400..600 is a 4.5-sd band
+    std::vector<int> count(n, 0);
+    for (int s = 0; s < 5 * n; s++) {
+        tokens.clear();
+        task_sequence(g, 100, rng, tokens);
+        for (size_t i = 1; i < tokens.size(); i += 2)
+            if (tokens[i] >= 1 && tokens[i] <= n) count[tokens[i] - 1]++;
+    }
+    const int lo = *std::min_element(count.begin(), count.end()), hi = *std::max_element(count.begin(), count.end());
+    r.check(lo >= 400 && hi <= 600, "tasks: %s: inputs uniform: each element %d..%d times in %d draws (expected 500)",
+            name, lo, hi, 500 * n);
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// Shards of s3, L 10: bytes, header, determinism, and the loader at T = 2L+1.
+void check_shards(TestReport& r, const Group& g) {
+    char dir_template[] = "/tmp/test_tasks_XXXXXX";
+    if (!r.check(mkdtemp(dir_template) != nullptr, "tasks: temporary directory %s", dir_template)) return;
+    const std::string dir = dir_template, a = dir + "/a.bin", b = dir + "/b.bin", c = dir + "/c.bin";
+    const int L = 10, T = 2 * L + 1, S = 50;
+    const int64_t ntok = (int64_t)S * T + 1;
+    std::string err, bytes_a, bytes_b, bytes_c;
+    bool ok = task_write_shard(a.c_str(), g, L, S, 7, err) && task_write_shard(b.c_str(), g, L, S, 7, err) &&
+              task_write_shard(c.c_str(), g, L, S, 8, err);
+    ok = r.check(ok && read_file(a, bytes_a) && read_file(b, bytes_b) && read_file(c, bytes_c),
+                 "tasks: write three s3 shards of %d sequences, L %d %s", S, L, err.c_str());
+    r.check(ok && bytes_a == bytes_b && bytes_a != bytes_c && access((a + ".tmp").c_str(), F_OK) != 0,
+            "tasks: seed 7 twice gives identical bytes (%zu), seed 8 other bytes; no .tmp left", bytes_a.size());
+
+    int32_t header[SHARD_HEADER_INTS] = {0};
+    std::vector<uint16_t> tokens;
+    if (bytes_a.size() >= sizeof header) {
+        memcpy(header, bytes_a.data(), sizeof header);
+        tokens.resize((bytes_a.size() - sizeof header) / 2);
+        memcpy(tokens.data(), bytes_a.data() + sizeof header, tokens.size() * 2);
+    }
+    r.check(header[0] == SHARD_MAGIC_U16 && header[1] == SHARD_VERSION_U16 && header[2] == ntok &&
+                task_shard_tokens(L, S) == ntok && (int64_t)tokens.size() == ntok,
+            "tasks: header magic %d version %d count %d, %zu tokens in the file (expected %d, %d, S(2L+1)+1 = %lld)",
+            header[0], header[1], header[2], tokens.size(), SHARD_MAGIC_U16, SHARD_VERSION_U16, (long long)ntok);
+    std::vector<uint16_t> expected;
+    Random rng(7);
+    for (int s = 0; s < S; s++) task_sequence(g, L, rng, expected);
+    expected.push_back(TASK_BOS);
+    r.check(tokens == expected, "tasks: shard tokens are task_sequence's from Random(7), then one BOS");
+
+    // One epoch of the loader at T = 2L+1 is every sequence once, each followed by a BOS as its last target.
+    DataLoader dl;
+    ok = dataloader_open(dl, a.c_str(), 5, T, task_vocab(g.order), 0, 1, 3, err);
+    std::vector<std::vector<int>> rows, sequences;
+    std::vector<int> batch(5 * (T + 1));
+    for (int i = 0; ok && i < S / 5; i++) {
+        ok = dataloader_next(dl, batch.data(), err);
+        for (int b = 0; ok && b < 5; b++)
+            rows.emplace_back(batch.begin() + b * (T + 1), batch.begin() + (b + 1) * (T + 1));
+    }
+    int bad_rows = 0;
+    for (const std::vector<int>& row : rows) {
+        bad_rows += row[0] != TASK_BOS || row[T] != TASK_BOS;
+        for (int j = 1; j < T; j++) bad_rows += row[j] == TASK_BOS;
+    }
+    for (int s = 0; s < S; s++) sequences.emplace_back(expected.begin() + s * T, expected.begin() + (s + 1) * T + 1);
+    std::sort(rows.begin(), rows.end());
+    std::sort(sequences.begin(), sequences.end());
+    r.check(ok && rows.size() == (size_t)S && bad_rows == 0 && rows == sequences,
+            "tasks: dataloader_open at T = 2L+1 = %d, vocab %d: %zu rows of an epoch (expected %d), %d not "
+            "[BOS, sequence, BOS], all sequences once: %s %s", T, task_vocab(g.order), rows.size(), S, bad_rows,
+            rows == sequences ? "yes" : "no", err.c_str());
+    dataloader_close(dl);
+
+    // Refusals, each leaving no file.
+    const std::string none = dir + "/none.bin", missing = dir + "/no/such/dir.bin";
+    std::string e1, e2, e3, e4;
+    bool refused = !task_write_shard(none.c_str(), g, 0, 5, 1, e1) && !task_write_shard(none.c_str(), g, 5, 0, 1, e2) &&
+                   !task_write_shard(none.c_str(), g, 64, (int64_t)1 << 30, 1, e3) &&
+                   !task_write_shard(missing.c_str(), g, 5, 5, 1, e4);
+    r.check(refused && contains(e1, none) && contains(e3, "int32") && contains(e4, missing) &&
+                access(none.c_str(), F_OK) != 0 && access((none + ".tmp").c_str(), F_OK) != 0,
+            "tasks: refused: L 0 (%s); 0 sequences; 2^30 sequences of L 64 (%s); missing directory (%s)", e1.c_str(),
+            e3.c_str(), e4.c_str());
+
+    unlink(a.c_str());
+    unlink(b.c_str());
+    unlink(c.c_str());
+    rmdir(dir.c_str());
+}
+
+}  // namespace
+
+void test_tasks(TestReport& r) {
+    struct Expected { const char* name; int order, degree, vocab; };
+    const Expected groups[] = {{"parity", 2, 2, 5}, {"s3", 6, 3, 13}, {"s5", 120, 5, 241}};
+    Group s3;
+    for (const Expected& want : groups) {
+        Group g;
+        std::string err;
+        bool ok = group_by_name(want.name, g, err) && g.name == want.name && g.order == want.order &&
+                  g.degree == want.degree && g.compose.size() == (size_t)want.order * want.order &&
+                  task_vocab(g.order) == want.vocab;
+        if (!r.check(ok, "tasks: %s: order %d, degree %d, vocab %d (expected %d, %d, %d) %s", want.name, g.order,
+                     g.degree, task_vocab(g.order), want.order, want.degree, want.vocab, err.c_str()))
+            continue;
+        check_group(r, g);
+        check_sequences(r, g);
+        if (g.name == "s3") s3 = g;
+    }
+    {
+        Group g;
+        std::string err;
+        const bool refused = !group_by_name("s4", g, err);
+        r.check(refused && contains(err, "s4"), "tasks: unknown task refused: %s", err.c_str());
+    }
+    if (s3.order != 6) return;
+
+    // Worked by hand: a = [1,0,2], b = [0,2,1]; (a∘b)(x) = a(b(x)) = [1,2,0], b∘a = [2,0,1]. In lexicographic
+    // order 012 021 102 120 201 210 they are elements 2, 1, 3 and 4.
+    const int a = rank_of({1, 0, 2}), b = rank_of({0, 2, 1});
+    r.check(a == 2 && b == 1 && rank_of({1, 2, 0}) == 3 && rank_of({2, 0, 1}) == 4 && table(s3, a, b) == 3 &&
+                table(s3, b, a) == 4,
+            "tasks: s3: a = [1,0,2] (element %d), b = [0,2,1] (element %d): a∘b = element %d (expected 3 = [1,2,0]), "
+            "b∘a = element %d (expected 4 = [2,0,1])", a, b, table(s3, a, b), table(s3, b, a));
+
+    int mismatched = 0;
+    for (int token = -1; token <= 2 * 6 + 1; token++) {
+        const int e = task_token_element(6, token);
+        const bool input = token >= 1 && token <= 6, state = token >= 7 && token <= 12;
+        mismatched += task_is_state_token(6, token) != state;
+        mismatched += input ? e != token - 1 || task_input_token(e) != token
+                            : state ? e != token - 7 || task_state_token(6, e) != token : e != -1;
+    }
+    r.check(mismatched == 0 && task_vocab(6) == 13 && task_sequence_tokens(64) == 129,
+            "tasks: s3 token mapping (BOS 0, g 1..6, s 7..12, none else) for tokens -1..13: %d wrong", mismatched);
+
+    check_shards(r, s3);
+}
