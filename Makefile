@@ -83,11 +83,16 @@ test: $(TEST) $(TRAIN)
 	@echo "$$(tail -n 1 $(BUILD)/bad_inputs$(SUFFIX).md) (./$(TRAIN), table in $(BUILD)/bad_inputs$(SUFFIX).md)"
 	./$(TEST)
 
-bench: $(TRAIN)
+bench_m2rnn_scan$(SUFFIX): scripts/bench_m2rnn_scan.cu
+	$(NVCC) $(NVCCFLAGS) -o $@ $< $(LDLIBS)
+
+# the M²RNN scan alone, then the whole model (both need a GPU)
+bench: bench_m2rnn_scan$(SUFFIX) $(TRAIN)
+	./bench_m2rnn_scan$(SUFFIX)
 	TRAIN=./$(TRAIN) scripts/bench_model.sh
 
 clean:
-	rm -rf $(BUILD) train_m2rnn test_m2rnn train_m2rnn_* test_m2rnn_* tokenize make_tasks
+	rm -rf $(BUILD) train_m2rnn test_m2rnn train_m2rnn_* test_m2rnn_* bench_m2rnn_scan* tokenize make_tasks
 
 -include $(HOST_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(TOKENIZE_OBJS:.o=.d) $(MAKE_TASKS_OBJS:.o=.d) $(GPU_OBJS:.o=.d) \
          $(GPU_TEST_OBJS:.o=.d)

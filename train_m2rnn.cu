@@ -363,6 +363,7 @@ int main(int argc, char** argv) {
     } else {
         c = config_from_preset(o);
     }
+    if (!gpu_model_check_config(c, err)) fail("model config: " + err);
     if (o.eval_states) {
         if (params.empty()) fail("--eval 1 evaluates a trained model: give its model_*.bin with -e");
         evaluate_states(o, c, params);

@@ -25,19 +25,23 @@
 // adds dW over the batch rows in order. Inside a block, df_t sums its warps' partials in warp order.
 //
 // Work split: one block per (b, n), one thread per state element (i, j) = (e / V, e % V), e = threadIdx.x < K·V,
-// so K·V <= 1024. The state stays on chip in fp32 for the whole sequence. Time runs in chunks of `chunk` steps:
+// so K·V <= 1024. The state stays on chip in fp32 for the whole sequence. The rows of the state are independent
+// chains (row i of H W needs only row i of H; so does row i of dA Wᵀ), and with V a power of two up to 32 a row
+// lives inside one warp: the serial steps synchronise only the warp, never the block. Time runs in chunks of `chunk` steps:
 // a chunk's inputs are staged in shared memory, the serial recurrence writes each step's state into a shared
 // buffer H[0..len] (H[0] the state entering the chunk), and everything that does not feed the recurrence
 // (y forward; dq, dk, dv, df, dW backward) is computed for the whole chunk in parallel afterwards. The forward
 // stores the state entering each chunk; the backward walks the chunks last to first, recomputes a chunk's
 // states and Z_t from its checkpoint into shared memory, then runs it backwards, keeping dA_t in place of Z_t.
-// Per step the forward needs one barrier, the backward one (dA_t must be complete before C_{t-1} = ... dA_t W_nᵀ).
+// Per step the forward needs one warp barrier (row i of H_t before step t+1 reads it), the backward one (row i of
+// dA_t before C_{t-1} = ... dA_t W_nᵀ); a block barrier ends each serial loop.
 // Shared memory: W (and Wᵀ backward) and about (chunk+1)·K·V floats of states (2× backward, with Z);
 // a size that does not fit the device stops with a message.
 #pragma once
 #include "common.cuh"
 
 static const int M2RNN_SCAN_MAX_STATE = 1024;  // K·V: one thread per state element
+static const int M2RNN_SCAN_CHUNK = 16;        // the model's forward keeps the state every this many steps
 
 // Float offsets into a scan kernel's dynamic shared memory; the same arithmetic on host (size) and device.
 struct ScanLayout {
@@ -102,7 +106,8 @@ __device__ __forceinline__ void scan_stage_W(float* Ws, float* WTs, const float*
 
 // The serial recurrence over the len steps of a chunk. On entry H[0..KV) holds the state entering the chunk and
 // h this thread's element of it; step s writes H_{t0+s} into H[(s+1)·KV ..] and, when Z is given, Z_{t0+s} into
-// Z[s·KV ..]. On exit h is the last state's element and the block is synchronised.
+// Z[s·KV ..]. Each step reads only this thread's row, written by its own warp. On exit h is the last state's
+// element and the block is synchronised.
 __device__ __forceinline__ void scan_chunk_recurrence(float& h, float* H, float* Z, const float* Ws, const float* ks,
                                                       const float* vs, const float* fs, int len, int K, int V) {
     const int KV = K * V, e = threadIdx.x, i = e / V, j = e % V;
@@ -116,8 +121,9 @@ __device__ __forceinline__ void scan_chunk_recurrence(float& h, float* H, float*
             H[(size_t)(s + 1) * KV + e] = h;
             if (Z) Z[(size_t)s * KV + e] = z;
         }
-        __syncthreads();
+        __syncwarp();
     }
+    __syncthreads();
 }
 
 // grid B·N, block K·V rounded up to a warp, dynamic shared memory scan_layout(.., false).total floats
@@ -207,7 +213,7 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_backwa
             }
             df_part = warp_sum(df_part);
             if (e % 32 == 0) dfs[s * 32 + e / 32] = df_part;
-            __syncthreads();
+            __syncwarp();  // row i of dA_t is complete
             if (e < KV) {
                 const float* dA = Z + (size_t)s * KV + i * V;
                 float acc = ft * g;
@@ -215,7 +221,7 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_backwa
                 carry = acc;
             }
         }
-        // The loop's last barrier made every dA_t and df_t of the chunk visible; the rest is parallel over the chunk.
+        __syncthreads();  // every dA_t and df_t of the chunk is visible; the rest is parallel over the chunk
         const float* dA = Z;
         for (int o = e; o < len * K; o += blockDim.x) {
             const int s = o / K, ii = o % K;
@@ -286,6 +292,8 @@ static inline int m2rnn_scan_prepare(Kernel kernel, size_t smem_bytes, int N, in
     const char* problem = nullptr;
     if (K < 1 || V < 1 || K * V > M2RNN_SCAN_MAX_STATE)
         problem = "K·V must be in 1..1024 (one thread per state element)";
+    else if (V > 32 || (V & (V - 1)) != 0)
+        problem = "V must be a power of two up to 32 (a row of the state stays inside one warp)";
     else if (chunk < 1)
         problem = "chunk must be >= 1";
     else if (Nq < 1 || Nk < 1 || N % Nq != 0 || N % Nk != 0)

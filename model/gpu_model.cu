@@ -14,7 +14,6 @@
 #include "../kernels/swiglu.cuh"
 #include "arena.h"
 
-static const int SCAN_CHUNK = 16;        // the forward keeps the M²RNN state every SCAN_CHUNK steps
 
 static void carve_parameters(GPUModel& m, Carver& a) {
     m.params = a.take<float>(m.table.total);
@@ -114,16 +113,26 @@ static std::string gib(size_t bytes) {
     return buf;
 }
 
-bool gpu_model_init(GPUModel& m, const Config& c, int B, int T, std::string& err) {
+bool gpu_model_check_config(const Config& c, std::string& err) {
     if (!config_validate(c, err)) return false;
     if (config_count(c, 'M') > 0 && c.K * c.V > M2RNN_SCAN_MAX_STATE) {
         err = "K·V = " + std::to_string(c.K * c.V) + ": the M2RNN scan kernels hold at most " +
               std::to_string(M2RNN_SCAN_MAX_STATE) + " state elements per head";
         return false;
     }
+    if (config_count(c, 'M') > 0 && (c.V > 32 || (c.V & (c.V - 1)) != 0)) {
+        err = "V = " + std::to_string(c.V) + ": the M2RNN scan kernels need a power of two up to 32 (a row of the "
+              "state stays inside one warp)";
+        return false;
+    }
+    return true;
+}
+
+bool gpu_model_init(GPUModel& m, const Config& c, int B, int T, std::string& err) {
+    if (!gpu_model_check_config(c, err)) return false;
     m.c = c;
     m.table = parameter_table_build(c);
-    m.B = B; m.T = T; m.chunk = SCAN_CHUNK;
+    m.B = B; m.T = T; m.chunk = M2RNN_SCAN_CHUNK;
     m.adam_step = 0;
     gpu_model_arena_bytes(c, B, T, m.chunk, m.arena_bytes);
     const size_t need = m.arena_bytes[0] + m.arena_bytes[1] + m.arena_bytes[2];

@@ -99,6 +99,10 @@ struct GPUModel {
 // Bytes of the three arenas for a config and batch shape (for the start-up log and memory checks).
 void gpu_model_arena_bytes(const Config& c, int B, int T, int chunk, size_t bytes[3]);
 
+// What the kernels support beyond config_validate (M²RNN state sizes); false with `err` naming the field.
+// Host-only: callers check it before touching the GPU.
+bool gpu_model_check_config(const Config& c, std::string& err);
+
 // Allocates the arenas. False with `err` when the config or shape is unsupported or the GPU lacks the
 // memory (the message says how much is needed and free, and which flags shrink it).
 bool gpu_model_init(GPUModel& m, const Config& c, int B, int T, std::string& err);

@@ -197,6 +197,8 @@ fresh; check bad "heads do not divide dim" --dim 770 --heads 12
 fresh; check bad "key size 0" --key 0
 fresh; check bad "q-heads do not divide m2rnn-heads" --m2rnn-heads 5 --q-heads 2
 fresh; check bad "rope with an odd head size" --dim 66 --heads 2 --rope 1
+fresh; check bad "M2RNN value size the scan kernels do not support" --value 5
+fresh; check bad "M2RNN state too large for the scan kernels (K·V > 1024)" --key 128
 fresh; check bad "unknown preset" -e no-such-preset
 fresh; check bad "-e a checkpoint path that does not exist" -e "$T/run1/model_100.bin"
 fresh; check bad "-e a checkpoint of another config + shape flags" -e "$F/model_other.bin" -t 64 "${TINY[@]}"
