@@ -34,7 +34,7 @@ TEST_SRCS := tests/test_reference.cpp tests/test_shards.cpp tests/test_checkpoin
              tests/test_tasks.cpp
 TOKENIZE_SRCS := data/tokenize.cpp data/prepare.cpp data/tokenizer.cpp data/pretokenize.cpp data/utf8.cpp \
                  data/shards.cpp
-MAKE_TASKS_SRCS := data/make_tasks.cpp data/tasks.cpp
+MAKE_TASKS_SRCS := data/make_tasks.cpp data/tasks.cpp data/shards.cpp
 GPU_SRCS  := model/gpu_model.cu model/gpu_decoder.cu
 GPU_TESTS := tests/test_gpu_model.cu tests/test_decoder.cu tests/test_kernels_small.cu tests/test_kernels_m2rnn_io.cu \
              tests/test_kernels_m2rnn_scan.cu tests/test_kernels_attention.cu

@@ -106,17 +106,11 @@ struct Chunker {
 
 // ---------------------------------------------------------------- shards
 
-struct ShardFile {
-    std::string path, tmp;
-    FILE* f = nullptr;
-    int64_t count = 0;
-};
-
 // Routes tokens in order: the first val_tokens to <prefix>_val.bin, the rest to training shards.
 struct Outputs {
     const PrepareOptions* opt = nullptr;
     bool u16 = true;
-    ShardFile file;
+    ShardWriter file;
     bool val_done = false;
     int train_shards = 0;
     std::vector<std::string> written;
@@ -132,28 +126,12 @@ struct Outputs {
             return false;
         }
         if (!val) train_shards++;
-        file = ShardFile();
-        file.path = opt->out_prefix + suffix;
-        file.tmp = file.path + ".tmp";
-        file.f = fopen(file.tmp.c_str(), "wb");
-        if (!file.f) { err = file.tmp + ": cannot create: " + strerror(errno); return false; }
-        int32_t header[SHARD_HEADER_INTS] = {0};
-        if (fwrite(header, sizeof header, 1, file.f) != 1) { err = file.tmp + ": write error"; return false; }
-        return true;
+        return shard_writer_open(file, opt->out_prefix + suffix, u16, err);
     }
 
     // The header now that the count is known, then the final name.
     bool close(std::string& err) {
-        int32_t head[3] = {u16 ? SHARD_MAGIC_U16 : SHARD_MAGIC_U32, u16 ? SHARD_VERSION_U16 : SHARD_VERSION_U32,
-                           (int32_t)file.count};
-        bool ok = fseek(file.f, 0, SEEK_SET) == 0 && fwrite(head, sizeof head, 1, file.f) == 1;
-        ok = (fclose(file.f) == 0) && ok;
-        file.f = nullptr;
-        if (!ok) { err = file.tmp + ": write error"; return false; }
-        if (rename(file.tmp.c_str(), file.path.c_str()) != 0) {
-            err = file.path + ": cannot rename into place: " + strerror(errno);
-            return false;
-        }
+        if (!shard_writer_close(file, err)) return false;
         if (opt->val_tokens > 0 && !val_done) val_done = true;
         written.push_back(file.path);
         return true;
@@ -169,15 +147,8 @@ struct Outputs {
         while (n > 0) {
             if (!file.f && !open(err)) return false;
             size_t take = (size_t)std::min<int64_t>((int64_t)n, capacity() - file.count);
-            bool ok;
-            if (u16) {
-                std::vector<uint16_t> narrow(t, t + take);
-                ok = fwrite(narrow.data(), 2, take, file.f) == take;
-            } else {
-                ok = fwrite(t, 4, take, file.f) == take;
-            }
-            if (!ok) { err = file.tmp + ": write error"; return false; }
-            file.count += take, t += take, n -= take;
+            if (!shard_writer_append(file, t, take, err)) return false;
+            t += take, n -= take;
             if (file.count == capacity() && !close(err)) return false;
         }
         return true;
@@ -191,10 +162,7 @@ struct Outputs {
         return true;
     }
 
-    void discard() {  // on failure: the temporary file goes, finished shards stay
-        if (file.f) fclose(file.f), remove(file.tmp.c_str());
-        file.f = nullptr;
-    }
+    void discard() { shard_writer_discard(file); }  // on failure: the temporary file goes, finished shards stay
 };
 
 void encode_all(const Tokenizer& tok, std::vector<Chunk>& chunks, int threads) {

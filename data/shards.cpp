@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -241,3 +242,49 @@ int64_t dataloader_num_tokens(const DataLoader& dl) {
 }
 
 void dataloader_close(DataLoader& dl) { dl = DataLoader{}; }
+
+bool shard_writer_open(ShardWriter& w, const std::string& path, bool u16, std::string& err) {
+    w = ShardWriter();
+    w.path = path;
+    w.tmp = path + ".tmp";
+    w.u16 = u16;
+    w.f = fopen(w.tmp.c_str(), "wb");
+    if (!w.f) { err = w.tmp + ": cannot create: " + strerror(errno); return false; }
+    const int32_t header[SHARD_HEADER_INTS] = {0};
+    if (fwrite(header, sizeof header, 1, w.f) != 1) { err = w.tmp + ": write error"; return false; }
+    return true;
+}
+
+bool shard_writer_append(ShardWriter& w, const uint32_t* tokens, size_t n, std::string& err) {
+    bool ok;
+    if (w.u16) {
+        const std::vector<uint16_t> narrow(tokens, tokens + n);
+        ok = fwrite(narrow.data(), 2, n, w.f) == n;
+    } else {
+        ok = fwrite(tokens, 4, n, w.f) == n;
+    }
+    if (!ok) { err = w.tmp + ": write error"; return false; }
+    w.count += n;
+    return true;
+}
+
+bool shard_writer_close(ShardWriter& w, std::string& err) {
+    const int32_t head[3] = {w.u16 ? SHARD_MAGIC_U16 : SHARD_MAGIC_U32, w.u16 ? SHARD_VERSION_U16 : SHARD_VERSION_U32,
+                             (int32_t)w.count};
+    bool ok = w.count <= INT32_MAX && fseek(w.f, 0, SEEK_SET) == 0 && fwrite(head, sizeof head, 1, w.f) == 1;
+    ok = fclose(w.f) == 0 && ok;
+    w.f = nullptr;
+    if (!ok) {
+        err = w.tmp + (w.count > INT32_MAX ? ": more than 2^31 - 1 tokens do not fit a shard header" : ": write error");
+    } else if (rename(w.tmp.c_str(), w.path.c_str()) != 0) {
+        err = w.path + ": cannot rename into place: " + strerror(errno);
+        ok = false;
+    }
+    if (!ok) remove(w.tmp.c_str());
+    return ok;
+}
+
+void shard_writer_discard(ShardWriter& w) {
+    if (w.f) fclose(w.f), remove(w.tmp.c_str());
+    w.f = nullptr;
+}

@@ -18,11 +18,15 @@
 // disjoint and together are all of the shard's windows.
 //
 // Every problem (wrong magic or version, short file, count mismatch, a token >= vocab, an empty
-// match) is reported as false plus a message naming the file and the problem. Headers and sizes of
-// all shards are checked at open; tokens are checked against vocab when a shard is read into memory,
-// and the first shard is read at open.
+// match) is reported as false plus a message naming the file and the problem. Headers, sizes and the
+// tokens of all shards are checked at open.
+//
+// Writing (the tokenize and make_tasks tools): a ShardWriter appends tokens to <path>.tmp after a
+// placeholder header; closing writes the header, now that the count is known, and renames the file
+// into place, so no reader ever sees a partial shard under its name.
 #pragma once
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -53,6 +57,21 @@ struct DataLoader {
 };
 
 struct DataLoaderState { int64_t epoch, shard, window; };
+
+struct ShardWriter {
+    std::string path, tmp;
+    FILE* f = nullptr;
+    bool u16 = true;     // uint16 tokens (magic 20240520) or uint32 (magic 20240801)
+    int64_t count = 0;   // tokens appended
+};
+
+// Creates <path>.tmp with a placeholder header. False with `err` naming the file.
+bool shard_writer_open(ShardWriter& w, const std::string& path, bool u16, std::string& err);
+bool shard_writer_append(ShardWriter& w, const uint32_t* tokens, size_t n, std::string& err);
+// Writes the header and renames the file into place; on failure the temporary file is removed.
+bool shard_writer_close(ShardWriter& w, std::string& err);
+// Abandons an open shard: the temporary file goes.
+void shard_writer_discard(ShardWriter& w);
 
 // Reads and checks one shard's header: magic/version pair, and the token count against the file size.
 // version: SHARD_VERSION_U16 or SHARD_VERSION_U32; ntok: the number of tokens.

@@ -48,14 +48,14 @@ bool group_by_name(const char* name, Group& g, std::string& err) {
     return true;
 }
 
-void task_sequence(const Group& g, int L, Random& rng, std::vector<uint16_t>& out) {
+void task_sequence(const Group& g, int L, Random& rng, std::vector<uint32_t>& out) {
     out.push_back(TASK_BOS);
     int state = 0;  // the identity: s_0
     for (int i = 1; i <= L; i++) {
         int e = rng.below(g.order);
         state = g.compose[(size_t)state * g.order + e];
-        out.push_back((uint16_t)task_input_token(e));
-        out.push_back((uint16_t)task_state_token(g.order, state));
+        out.push_back((uint32_t)task_input_token(e));
+        out.push_back((uint32_t)task_state_token(g.order, state));
     }
 }
 
@@ -70,37 +70,20 @@ bool task_write_shard(const char* path, const Group& g, int L, int64_t sequences
               std::to_string(2 * (int64_t)L + 1) + " tokens do not fit a shard header's int32 count";
         return false;
     }
-    const int64_t ntok = task_shard_tokens(L, sequences);
-    const std::string tmp = std::string(path) + ".tmp";
-    FILE* f = fopen(tmp.c_str(), "wb");
-    if (!f) {
-        err = tmp + ": cannot create: " + strerror(errno);
-        return false;
-    }
-    int32_t header[SHARD_HEADER_INTS] = {SHARD_MAGIC_U16, SHARD_VERSION_U16, (int32_t)ntok};
-    bool ok = fwrite(header, sizeof header, 1, f) == 1;
+    ShardWriter w;
+    if (!shard_writer_open(w, path, true, err)) return false;
     Random rng(seed);
-    std::vector<uint16_t> tokens;
+    std::vector<uint32_t> tokens;
     auto flush = [&] {
-        ok = ok && fwrite(tokens.data(), sizeof(uint16_t), tokens.size(), f) == tokens.size();
+        const bool ok = shard_writer_append(w, tokens.data(), tokens.size(), err);
         tokens.clear();
+        return ok;
     };
-    for (int64_t s = 0; ok && s < sequences; s++) {
+    for (int64_t s = 0; s < sequences; s++) {
         task_sequence(g, L, rng, tokens);
-        if (tokens.size() >= (1 << 20)) flush();
+        if (tokens.size() >= (1 << 20) && !flush()) return shard_writer_discard(w), false;
     }
     tokens.push_back(TASK_BOS);
-    flush();
-    ok = fclose(f) == 0 && ok;
-    if (!ok) {
-        err = tmp + ": write error";
-        remove(tmp.c_str());
-        return false;
-    }
-    if (rename(tmp.c_str(), path) != 0) {
-        err = std::string(path) + ": cannot rename into place: " + strerror(errno);
-        remove(tmp.c_str());
-        return false;
-    }
-    return true;
+    if (!flush()) return shard_writer_discard(w), false;
+    return shard_writer_close(w, err);
 }

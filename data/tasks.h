@@ -53,7 +53,7 @@ inline int task_sequence_tokens(int L) { return 2 * L + 1; }  // also the T to t
 inline int64_t task_shard_tokens(int L, int64_t sequences) { return sequences * task_sequence_tokens(L) + 1; }
 
 // Appends one sequence of L elements (2L+1 tokens) drawn from rng to out.
-void task_sequence(const Group& g, int L, Random& rng, std::vector<uint16_t>& out);
+void task_sequence(const Group& g, int L, Random& rng, std::vector<uint32_t>& out);
 
 // Writes a shard of `sequences` sequences of L elements drawn from Random(seed), through path + ".tmp"
 // renamed into place. False with err (naming the file) when L or sequences is < 1, the count does not

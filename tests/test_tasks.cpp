@@ -124,7 +124,7 @@ void check_sequences(TestReport& r, const Group& g) {
     const char* name = g.name.c_str();
     const int lengths[] = {1, 7, 200};
     Random rng(5);
-    std::vector<uint16_t> tokens;
+    std::vector<uint32_t> tokens;
     for (int L : lengths) task_sequence(g, L, rng, tokens);
     int misplaced = 0, states = 0, wrong_states = 0;
     size_t at = 0;
@@ -155,7 +155,7 @@ void check_sequences(TestReport& r, const Group& g) {
         tokens.clear();
         task_sequence(g, 100, rng, tokens);
         for (size_t i = 1; i < tokens.size(); i += 2)
-            if (tokens[i] >= 1 && tokens[i] <= n) count[tokens[i] - 1]++;
+            if (tokens[i] >= 1 && tokens[i] <= (uint32_t)n) count[tokens[i] - 1]++;
     }
     const int lo = *std::min_element(count.begin(), count.end()), hi = *std::max_element(count.begin(), count.end());
     r.check(lo >= 400 && hi <= 600, "tasks: %s: inputs uniform: each element %d..%d times in %d draws (expected 500)",
@@ -190,11 +190,12 @@ void check_shards(TestReport& r, const Group& g) {
                 task_shard_tokens(L, S) == ntok && (int64_t)tokens.size() == ntok,
             "tasks: header magic %d version %d count %d, %zu tokens in the file (expected %d, %d, S(2L+1)+1 = %lld)",
             header[0], header[1], header[2], tokens.size(), SHARD_MAGIC_U16, SHARD_VERSION_U16, (long long)ntok);
-    std::vector<uint16_t> expected;
+    std::vector<uint32_t> expected;
     Random rng(7);
     for (int s = 0; s < S; s++) task_sequence(g, L, rng, expected);
     expected.push_back(TASK_BOS);
-    r.check(tokens == expected, "tasks: shard tokens are task_sequence's from Random(7), then one BOS");
+    r.check(tokens == std::vector<uint16_t>(expected.begin(), expected.end()),
+            "tasks: shard tokens are task_sequence's from Random(7), then one BOS");
 
     // One epoch of the loader at T = 2L+1 is every sequence once, each followed by a BOS as its last target.
     DataLoader dl;
