@@ -50,7 +50,7 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE)
     float *Ws = smem, *H = Ws + V * V, *qs = H + KV, *ks = qs + K, *vs = ks + K, *fs = vs + V;
     const ScanHead hd = scan_head(1, N, K, V, Nq, Nk);
     float* Hg = state + (size_t)blockIdx.x * KV;
-    scan_stage_W(Ws, nullptr, W + (size_t)hd.n * V * V, V);
+    scan_stage_W(Ws, W + (size_t)hd.n * V * V, V);
     if (e < KV) H[e] = Hg[e];
     scan_stage_rows(qs, qkv, hd.row0, 1, K, Cc, hd.q_col);
     scan_stage_rows(ks, qkv, hd.row0, 1, K, Cc, hd.k_col);

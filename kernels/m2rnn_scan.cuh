@@ -35,9 +35,12 @@
 // states and Z_t from its checkpoint into shared memory, then runs it backwards, keeping dA_t in place of Z_t.
 // Per step the forward needs one warp barrier (row i of H_t before step t+1 reads it), the backward one (row i of
 // dA_t before C_{t-1} = ... dA_t W_nᵀ); a block barrier ends each serial loop.
-// Shared memory: W (and Wᵀ backward) and about (chunk+1)·K·V floats of states (2× backward, with Z);
-// a size that does not fit the device stops with a message.
+// Each thread keeps its column of W_n (and its row, backward) in registers, V a compile-time constant, and reads
+// its row of the previous state as V/4 128-bit loads. Shared memory: about (chunk+1)·K·V floats of states (2×
+// backward, with Z); a size that does not fit the device stops with a message.
 #pragma once
+#include <type_traits>
+
 #include "common.cuh"
 
 static const int M2RNN_SCAN_MAX_STATE = 1024;  // K·V: one thread per state element
@@ -45,16 +48,14 @@ static const int M2RNN_SCAN_CHUNK = 16;        // the model's forward keeps the 
 
 // Float offsets into a scan kernel's dynamic shared memory; the same arithmetic on host (size) and device.
 struct ScanLayout {
-    size_t W, WT, H, Z, q, k, v, f, dy, df, dW, total;
+    size_t H, Z, q, k, v, f, dy, df, dW, total;
 };
 
 __host__ __device__ inline ScanLayout scan_layout(int K, int V, int chunk, bool backward) {
     ScanLayout s;
     size_t o = 0;
     const size_t KV = (size_t)K * V;
-    s.W = o;  o += (size_t)V * V;
-    s.WT = o; o += backward ? (size_t)V * V : 0;
-    s.H = o;  o += (chunk + 1) * KV;
+    s.H = o;  o += (chunk + 1) * KV;  // first: 16-byte aligned rows for the 128-bit loads
     s.Z = o;  o += backward ? chunk * KV : 0;
     s.q = o;  o += (size_t)chunk * K;
     s.k = o;  o += (size_t)chunk * K;
@@ -95,27 +96,51 @@ __device__ __forceinline__ void scan_stage_rows(float* dst, const Tin* src, size
     }
 }
 
-// W_n into shared memory, and its transpose when WT is given.
-__device__ __forceinline__ void scan_stage_W(float* Ws, float* WTs, const float* W, int V) {
-    for (int o = threadIdx.x; o < V * V; o += blockDim.x) {
-        const float w = W[o];
-        Ws[o] = w;
-        if (WTs) WTs[(o % V) * V + o / V] = w;
+// W_n into shared memory (the one-step kernel of generation reads it there).
+__device__ __forceinline__ void scan_stage_W(float* Ws, const float* W, int V) {
+    for (int o = threadIdx.x; o < V * V; o += blockDim.x) Ws[o] = W[o];
+}
+
+// This thread's column j of W_n (w[m] = W_n[m][j], for H W), or its row (w[m] = W_n[j][m], for dA W_nᵀ), in
+// registers for the whole sequence.
+template <int V>
+__device__ __forceinline__ void scan_load_W(float (&w)[V], const float* Wn, int j, bool row) {
+#pragma unroll
+    for (int m = 0; m < V; m++) w[m] = row ? Wn[j * V + m] : Wn[m * V + j];
+}
+
+// init + Σ_m x[m] w[m] in order of m, x a row of V floats in shared memory (16-byte aligned when V % 4 == 0).
+template <int V>
+__device__ __forceinline__ float scan_row_dot(float init, const float* x, const float (&w)[V]) {
+    float a = init;
+    if constexpr (V % 4 == 0) {
+#pragma unroll
+        for (int m = 0; m < V; m += 4) {
+            const float4 x4 = *reinterpret_cast<const float4*>(x + m);
+            a += x4.x * w[m];
+            a += x4.y * w[m + 1];
+            a += x4.z * w[m + 2];
+            a += x4.w * w[m + 3];
+        }
+    } else {
+#pragma unroll
+        for (int m = 0; m < V; m++) a += x[m] * w[m];
     }
+    return a;
 }
 
 // The serial recurrence over the len steps of a chunk. On entry H[0..KV) holds the state entering the chunk and
 // h this thread's element of it; step s writes H_{t0+s} into H[(s+1)·KV ..] and, when Z is given, Z_{t0+s} into
 // Z[s·KV ..]. Each step reads only this thread's row, written by its own warp. On exit h is the last state's
 // element and the block is synchronised.
-__device__ __forceinline__ void scan_chunk_recurrence(float& h, float* H, float* Z, const float* Ws, const float* ks,
-                                                      const float* vs, const float* fs, int len, int K, int V) {
+template <int V>
+__device__ __forceinline__ void scan_chunk_recurrence(float& h, float* H, float* Z, const float (&w)[V],
+                                                      const float* ks, const float* vs, const float* fs, int len,
+                                                      int K) {
     const int KV = K * V, e = threadIdx.x, i = e / V, j = e % V;
     for (int s = 0; s < len; s++) {
         if (e < KV) {
-            const float* Hprev = H + (size_t)s * KV + i * V;
-            float a = ks[s * K + i] * vs[s * V + j];
-            for (int m = 0; m < V; m++) a += Hprev[m] * Ws[m * V + j];
+            const float a = scan_row_dot<V>(ks[s * K + i] * vs[s * V + j], H + (size_t)s * KV + i * V, w);
             const float z = tanhf(a), f = fs[s];
             h = f * h + (1.0f - f) * z;
             H[(size_t)(s + 1) * KV + e] = h;
@@ -127,18 +152,20 @@ __device__ __forceinline__ void scan_chunk_recurrence(float& h, float* H, float*
 }
 
 // grid B·N, block K·V rounded up to a warp, dynamic shared memory scan_layout(.., false).total floats
+template <int V>
 static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_forward_kernel(
-    floatX* y, float* checkpoints, const floatX* qkv, const float* f, const float* W, int T, int N, int K, int V,
-    int Nq, int Nk, int chunk) {
-    extern __shared__ float smem[];
+    floatX* y, float* checkpoints, const floatX* qkv, const float* f, const float* W, int T, int N, int K, int Nq,
+    int Nk, int chunk) {
+    extern __shared__ __align__(16) float smem[];
     const ScanLayout L = scan_layout(K, V, chunk, false);
-    float *Ws = smem + L.W, *H = smem + L.H, *qs = smem + L.q, *ks = smem + L.k, *vs = smem + L.v, *fs = smem + L.f;
+    float *H = smem + L.H, *qs = smem + L.q, *ks = smem + L.k, *vs = smem + L.v, *fs = smem + L.f;
     const ScanHead hd = scan_head(T, N, K, V, Nq, Nk);
     const int KV = K * V, e = threadIdx.x, Cc = (Nq + Nk) * K + N * V, NV = N * V;
     const int n_chunks = (T + chunk - 1) / chunk;
     float* ckpt = checkpoints + (size_t)blockIdx.x * n_chunks * KV;
 
-    scan_stage_W(Ws, nullptr, W + (size_t)hd.n * V * V, V);
+    float w[V];
+    scan_load_W<V>(w, W + (size_t)hd.n * V * V, e % V, false);
     float h = 0.0f;
     for (int c = 0; c < n_chunks; c++) {
         const int t0 = c * chunk, len = min(chunk, T - t0);
@@ -152,7 +179,7 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_forwar
         scan_stage_rows(vs, qkv, row0, len, V, Cc, hd.v_col);
         scan_stage_rows(fs, f, row0, len, 1, N, hd.n);
         __syncthreads();
-        scan_chunk_recurrence(h, H, nullptr, Ws, ks, vs, fs, len, K, V);
+        scan_chunk_recurrence<V>(h, H, nullptr, w, ks, vs, fs, len, K);
         // y_t = H_tᵀ q_t for the whole chunk
         for (int o = e; o < len * V; o += blockDim.x) {
             const int s = o / V, j = o % V;
@@ -166,13 +193,14 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_forwar
 }
 
 // grid B·N, block K·V rounded up to a warp, dynamic shared memory scan_layout(.., true).total floats
+template <int V>
 static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_backward_kernel(
     float* dqkv, float* df, float* scratch, const floatX* dy, const floatX* qkv, const float* f, const float* W,
-    const float* checkpoints, float clip, int T, int N, int K, int V, int Nq, int Nk, int chunk) {
-    extern __shared__ float smem[];
+    const float* checkpoints, float clip, int T, int N, int K, int Nq, int Nk, int chunk) {
+    extern __shared__ __align__(16) float smem[];
     const ScanLayout L = scan_layout(K, V, chunk, true);
-    float *Ws = smem + L.W, *WTs = smem + L.WT, *H = smem + L.H, *Z = smem + L.Z, *qs = smem + L.q, *ks = smem + L.k,
-          *vs = smem + L.v, *fs = smem + L.f, *dys = smem + L.dy, *dfs = smem + L.df, *dWs = smem + L.dW;
+    float *H = smem + L.H, *Z = smem + L.Z, *qs = smem + L.q, *ks = smem + L.k, *vs = smem + L.v, *fs = smem + L.f,
+          *dys = smem + L.dy, *dfs = smem + L.df, *dWs = smem + L.dW;
     const ScanHead hd = scan_head(T, N, K, V, Nq, Nk);
     const int KV = K * V, e = threadIdx.x, i = e / V, j = e % V, Cc = (Nq + Nk) * K + N * V, NV = N * V;
     const int n_chunks = (T + chunk - 1) / chunk, warps = blockDim.x / 32;
@@ -181,7 +209,9 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_backwa
     float* dq_heads = scratch + dW_floats;  // (B·T, N, K)
     float* dk_heads = dq_heads + dq_floats;
 
-    scan_stage_W(Ws, WTs, W + (size_t)hd.n * V * V, V);
+    float w[V], wt[V];  // column j of W_n (recompute) and row j (the carry's dA W_nᵀ)
+    scan_load_W<V>(w, W + (size_t)hd.n * V * V, j, false);
+    scan_load_W<V>(wt, W + (size_t)hd.n * V * V, j, true);
     for (int o = e; o < V * V; o += blockDim.x) dWs[o] = 0.0f;
     float carry = 0.0f;  // C_t, this thread's element
     for (int c = n_chunks - 1; c >= 0; c--) {
@@ -198,7 +228,7 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_backwa
         scan_stage_rows(fs, f, row0, len, 1, N, hd.n);
         scan_stage_rows(dys, dy, row0, len, V, NV, hd.n * V);
         __syncthreads();
-        scan_chunk_recurrence(h, H, Z, Ws, ks, vs, fs, len, K, V);
+        scan_chunk_recurrence<V>(h, H, Z, w, ks, vs, fs, len, K);
 
         // The chunk backwards: the serial part is the carry; dA_t replaces Z_t in shared memory.
         for (int s = len - 1; s >= 0; s--) {
@@ -214,12 +244,7 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_backwa
             df_part = warp_sum(df_part);
             if (e % 32 == 0) dfs[s * 32 + e / 32] = df_part;
             __syncwarp();  // row i of dA_t is complete
-            if (e < KV) {
-                const float* dA = Z + (size_t)s * KV + i * V;
-                float acc = ft * g;
-                for (int m = 0; m < V; m++) acc += dA[m] * WTs[m * V + j];
-                carry = acc;
-            }
+            if (e < KV) carry = scan_row_dot<V>(ft * g, Z + (size_t)s * KV + i * V, wt);
         }
         __syncthreads();  // every dA_t and df_t of the chunk is visible; the rest is parallel over the chunk
         const float* dA = Z;
@@ -315,14 +340,33 @@ static inline size_t m2rnn_scan_checkpoint_floats(int B, int T, int N, int K, in
     return (size_t)B * N * ceil_div(T, chunk) * K * V;
 }
 
+// Calls run(std::integral_constant<int, V>()) for the value size V, a compile-time constant in the scan kernels
+// (W's column lives in V registers); m2rnn_scan_prepare has checked that V is a power of two up to 32.
+template <typename Run>
+static inline void scan_with_V(int V, Run run) {
+    switch (V) {
+        case 1: run(std::integral_constant<int, 1>()); break;
+        case 2: run(std::integral_constant<int, 2>()); break;
+        case 4: run(std::integral_constant<int, 4>()); break;
+        case 8: run(std::integral_constant<int, 8>()); break;
+        case 16: run(std::integral_constant<int, 16>()); break;
+        case 32: run(std::integral_constant<int, 32>()); break;
+        default: fprintf(stderr, "m2rnn scan: V = %d is not a power of two up to 32\n", V); exit(EXIT_FAILURE);
+    }
+}
+
 // y (B,T,N·V) floatX and checkpoints written, from qkv (B,T,Cc) floatX, f (B,T,N) and W (N,V,V) fp32.
 static inline void m2rnn_scan_forward(floatX* y, float* checkpoints, const floatX* qkv, const float* f,
                                       const float* W, int B, int T, int N, int K, int V, int Nq, int Nk, int chunk,
                                       cudaStream_t stream) {
     const size_t smem = scan_layout(K, V, chunk, false).total * sizeof(float);
-    const int block = m2rnn_scan_prepare(m2rnn_scan_forward_kernel, smem, N, K, V, Nq, Nk, chunk,
-                                         "m2rnn_scan_forward");
-    m2rnn_scan_forward_kernel<<<B * N, block, smem, stream>>>(y, checkpoints, qkv, f, W, T, N, K, V, Nq, Nk, chunk);
+    scan_with_V(V, [&](auto v) {
+        constexpr int VC = decltype(v)::value;
+        const int block = m2rnn_scan_prepare(m2rnn_scan_forward_kernel<VC>, smem, N, K, V, Nq, Nk, chunk,
+                                             "m2rnn_scan_forward");
+        m2rnn_scan_forward_kernel<VC><<<B * N, block, smem, stream>>>(y, checkpoints, qkv, f, W, T, N, K, Nq, Nk,
+                                                                      chunk);
+    });
     cudaCheckLaunch();
 }
 
@@ -339,10 +383,13 @@ static inline void m2rnn_scan_backward(float* dqkv, float* df, float* dW, float*
                                        float clip, int B, int T, int N, int K, int V, int Nq, int Nk, int chunk,
                                        cudaStream_t stream) {
     const size_t smem = scan_layout(K, V, chunk, true).total * sizeof(float);
-    const int block = m2rnn_scan_prepare(m2rnn_scan_backward_kernel, smem, N, K, V, Nq, Nk, chunk,
-                                         "m2rnn_scan_backward");
-    m2rnn_scan_backward_kernel<<<B * N, block, smem, stream>>>(dqkv, df, scratch, dy, qkv, f, W, checkpoints, clip, T,
-                                                               N, K, V, Nq, Nk, chunk);
+    scan_with_V(V, [&](auto v) {
+        constexpr int VC = decltype(v)::value;
+        const int block = m2rnn_scan_prepare(m2rnn_scan_backward_kernel<VC>, smem, N, K, V, Nq, Nk, chunk,
+                                             "m2rnn_scan_backward");
+        m2rnn_scan_backward_kernel<VC><<<B * N, block, smem, stream>>>(dqkv, df, scratch, dy, qkv, f, W, checkpoints,
+                                                                       clip, T, N, K, Nq, Nk, chunk);
+    });
     cudaCheckLaunch();
     const size_t dW_floats = (size_t)B * N * V * V, n_pos = (size_t)B * T, dq_floats = n_pos * N * K;
     const float* dq_heads = scratch + dW_floats;
