@@ -13,7 +13,7 @@ SM        ?= 90a
 WARN      := -Wall -Wextra
 CXXFLAGS  := -std=c++17 -O2 $(WARN)
 NVCCFLAGS := -std=c++17 -O2 -gencode arch=compute_$(SM),code=sm_$(SM) -Xcompiler "$(WARN)"
-LDLIBS    := -lcublasLt -lcudart
+LDLIBS    := -L$(CUDA_HOME)/lib -Xlinker -rpath,$(CUDA_HOME)/lib -lnccl -lcublasLt -lcudart
 
 SUFFIX    :=
 ifeq ($(PRECISION),FP32)
@@ -31,11 +31,11 @@ GPU_BUILD := $(BUILD)/gpu$(SUFFIX)
 HOST_SRCS := model/config.cpp model/parameters.cpp model/reference.cpp model/checkpoint.cpp data/shards.cpp \
              data/tokenizer.cpp data/pretokenize.cpp data/utf8.cpp data/prepare.cpp data/tasks.cpp
 TEST_SRCS := tests/test_reference.cpp tests/test_shards.cpp tests/test_checkpoint.cpp tests/test_tokenizer.cpp \
-             tests/test_tasks.cpp
+             tests/test_tasks.cpp tests/test_distributed.cpp
 TOKENIZE_SRCS := data/tokenize.cpp data/prepare.cpp data/tokenizer.cpp data/pretokenize.cpp data/utf8.cpp \
                  data/shards.cpp
 MAKE_TASKS_SRCS := data/make_tasks.cpp data/tasks.cpp data/shards.cpp
-GPU_SRCS  := model/gpu_model.cu model/gpu_decoder.cu
+GPU_SRCS  := model/gpu_model.cu model/gpu_decoder.cu model/distributed.cu
 GPU_TESTS := tests/test_gpu_model.cu tests/test_decoder.cu tests/test_kernels_small.cu tests/test_kernels_m2rnn_io.cu \
              tests/test_kernels_m2rnn_scan.cu tests/test_kernels_attention.cu
 HOST_OBJS := $(HOST_SRCS:%.cpp=$(BUILD)/%.o)
@@ -60,6 +60,9 @@ endif
 $(BUILD)/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -MMD -MP -c $< -o $@
+
+# the host checks of model/distributed.h, which declares NCCL's and CUDA's types
+$(BUILD)/tests/test_distributed.o: CXXFLAGS += -isystem $(CUDA_HOME)/include
 
 $(GPU_BUILD)/%.o: %.cu
 	@mkdir -p $(dir $@)

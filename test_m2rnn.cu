@@ -1,7 +1,8 @@
 // test_m2rnn: the project's checks, run by `make test` (`make test PRECISION=FP32` for the fp32 build).
 //   CPU: the reference against DESIGN.md's golden vectors and finite differences, state-gradient
 //        clipping, a short training run, the token-shard loader on good and bad inputs, checkpoints, the
-//        tokenizer, and the synthetic state-tracking tasks (groups, sequences, shards).
+//        tokenizer, the synthetic state-tracking tasks (groups, sequences, shards), and the host side of several
+//        GPUs (ranks, the split of the batch, ZeRO-1's shards, the NCCL id file, scripts/launch.sh).
 //   GPU: each kernel family against its reference steps, then the whole model against the reference, then
 //        generation one token at a time against the reference's full forward;
 //        run when a CUDA device is present, skipped with one line saying so when none is.
@@ -17,6 +18,7 @@
 #include "tests/check.h"
 #include "tests/test_checkpoint.h"
 #include "tests/test_decoder.h"
+#include "tests/test_distributed.h"
 #include "tests/test_gpu_model.h"
 #include "tests/test_kernels_attention.h"
 #include "tests/test_kernels_m2rnn_io.h"
@@ -53,6 +55,8 @@ int main(int argc, char** argv) {
         test_tokenizer(r);
         printf("== synthetic tasks ==\n");
         test_tasks(r);
+        printf("== several GPUs (host side) ==\n");
+        test_distributed(r);
     }
 
     int devices = 0;

@@ -8,6 +8,10 @@
 // latest checkpoint in -o; a sample of -g tokens every -s steps and at the end, generated one token at a
 // time (model/gpu_decoder.h) and decoded with the tiktoken rank file of the model's vocabulary. Every
 // figure printed per step also goes to <-o>/train.log.
+//
+// Several GPUs: one process each, started by scripts/launch.sh, mpirun or srun (model/distributed.h: ranks,
+// NCCL, how the global batch is split, ZeRO-1, failure). Every process runs this same flow on its share of each
+// step; rank 0 alone prints, writes train.log and writes checkpoints; the others print only errors.
 #include <cerrno>
 #include <climits>
 #include <chrono>
@@ -24,6 +28,7 @@
 #include "data/tokenizer.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
+#include "model/distributed.h"
 #include "model/gpu_decoder.h"
 #include "model/gpu_model.h"
 #include "model/parameters.h"
@@ -36,22 +41,30 @@ struct Options {
     const char* start = "d12-hybrid";  // -e: a preset name or a model checkpoint file
     const char* log_dir = "log";
     int B = 8, T = 512;
-    long long total_batch = -1;          // tokens per step; -1 = B·T (no accumulation)
+    long long total_batch = -1;          // tokens per step; -1 = B·T on every process (no accumulation)
     int max_steps = 2000, warmup = 100, val_every = 100, val_batches = 20, checkpoint_every = 0, resume = 0;
     int sample_every = 500, gen_tokens = 256;
     int eval_states = 0;                 // --eval 1: evaluate a checkpoint on a state-tracking task, no training
+    int profile = 0;                     // --profile 1: time one step by kernel family (model/step_timer.h)
     double lr = 1e-3, final_frac = 0.1, weight_decay = 0.1, grad_clip = 1.0;
     unsigned long long seed = 1337;
     // model-shape overrides of the preset (-1 / empty = keep the preset's)
     std::string pattern;
     int D = -1, F = -1, heads = -1, N = -1, K = -1, V = -1, Nq = -1, Nk = -1, rope = -1, vocab = -1;
     double clip = -1;
+    // several GPUs (model/distributed.h); -1 = from the launcher's environment
+    int world = -1, rank = -1, local_rank = -1, zero = 0;
+    const char* nccl_id = "";            // empty: no NCCL (one process only)
+    double nccl_timeout = 30;
 };
 
 static const int MAX_GEN_TOKENS = 16384;  // a KV cache row's scores fit the attention step's shared memory
 
+// Who speaks in messages: "train_m2rnn", with the rank when there are several processes.
+static std::string speaker = "train_m2rnn";
+
 static void fail(const std::string& msg) {
-    fprintf(stderr, "train_m2rnn: %s\n", msg.c_str());
+    fprintf(stderr, "%s: %s\n", speaker.c_str(), msg.c_str());
     exit(EXIT_FAILURE);
 }
 
@@ -65,7 +78,7 @@ static void usage() {
            "  -o <dir>     log and checkpoint directory                 default %s\n"
            "  -b <int>     micro-batch size B                           default %d\n"
            "  -t <int>     sequence length T                            default %d\n"
-           "  -d <int>     total batch in tokens (gradient accumulation) default B*T\n"
+           "  -d <int>     total batch in tokens (gradient accumulation) default B*T x processes\n"
            "  -x <int>     optimizer steps                              default %d\n"
            "  -l <float>   peak learning rate                           default %g\n"
            "  -u <int>     warmup steps                                 default %d\n"
@@ -79,15 +92,26 @@ static void usage() {
            "  -y <0|1>     resume from the latest checkpoint in -o      default %d\n"
            "  --eval <0|1> evaluate the -e checkpoint on the -j state-tracking shard (make_tasks) at -t = 2L+1:\n"
            "               argmax accuracy of every state token, by position and whole sequences; -m batches of -b\n"
+           "  --profile <0|1> time the third step of the run (the last, if fewer) by kernel family and print a\n"
+           "               table: family, ms, %% of the step's GPU time\n"
            "model shape (override the preset; a checkpoint fixes them)\n"
            "  --pattern <MA..>  layer mixers     --dim <D>      --ffn <F>      --heads <attention heads>\n"
            "  --m2rnn-heads <N> --key <K>        --value <V>    --q-heads <Nq> --k-heads <Nk>\n"
            "  --clip <c>   M2RNN state-gradient clip, 0 = none  --rope <0|1>  RoPE on attention\n"
            "  --vocab <n>  vocabulary size (padded to a multiple of 128 inside)\n"
            "  --seed <int> initialisation and data order                default %llu\n"
+           "several GPUs: one process per GPU, started by scripts/launch.sh, mpirun or srun (README: Several GPUs)\n"
+           "  --world <n> --rank <r> --local-rank <i>  processes, this one's rank, its GPU on this host; by default\n"
+           "               from RANK/WORLD_SIZE/LOCAL_RANK, OMPI_COMM_WORLD_RANK/_SIZE/_LOCAL_RANK or\n"
+           "               SLURM_PROCID/_NTASKS/_LOCALID, else one process\n"
+           "  --nccl-id <file>  where rank 0 leaves NCCL's id for the others (a path every host sees); needed\n"
+           "               for more than one process; with one, runs the multi-GPU path through NCCL on one GPU\n"
+           "  --nccl-timeout <s>  longest wait for the other processes before all exit   default %g\n"
+           "  --zero <0|1> ZeRO-1: AdamW's moments sharded over the processes           default %d\n"
            "  -h           this help\n",
            o.train_pattern, o.val_pattern, config_preset_names(), o.start, o.log_dir, o.B, o.T, o.max_steps, o.lr,
-           o.warmup, o.final_frac, o.weight_decay, o.val_every, o.val_batches, o.sample_every, o.gen_tokens, o.checkpoint_every, o.resume, o.seed);
+           o.warmup, o.final_frac, o.weight_decay, o.val_every, o.val_batches, o.sample_every, o.gen_tokens, o.checkpoint_every, o.resume, o.seed,
+           o.nccl_timeout, o.zero);
 }
 
 static long long parse_int(const std::string& flag, const char* s, long long lo, long long hi) {
@@ -140,6 +164,7 @@ static Options parse_options(int argc, char** argv) {
         else if (flag == "-n") o.checkpoint_every = (int)parse_int(flag, v, 0, BIG);
         else if (flag == "-y") o.resume = (int)parse_int(flag, v, 0, 1);
         else if (flag == "--eval") o.eval_states = (int)parse_int(flag, v, 0, 1);
+        else if (flag == "--profile") o.profile = (int)parse_int(flag, v, 0, 1);
         else if (flag == "--pattern") {
             if (*v == '\0') fail("--pattern is empty; give one letter per layer, M (M2RNN) or A (attention)");
             o.pattern = v;
@@ -156,6 +181,15 @@ static Options parse_options(int argc, char** argv) {
         else if (flag == "--rope") o.rope = (int)parse_int(flag, v, 0, 1);
         else if (flag == "--vocab") o.vocab = (int)parse_int(flag, v, 1, 1 << 24);
         else if (flag == "--seed") o.seed = (unsigned long long)parse_int(flag, v, 0, 1ll << 62);
+        else if (flag == "--world") o.world = (int)parse_int(flag, v, 1, 1 << 20);
+        else if (flag == "--rank") o.rank = (int)parse_int(flag, v, 0, 1 << 20);
+        else if (flag == "--local-rank") o.local_rank = (int)parse_int(flag, v, 0, 1 << 20);
+        else if (flag == "--nccl-id") {
+            if (*v == '\0') fail("--nccl-id is empty; give a file path every process sees");
+            o.nccl_id = v;
+        }
+        else if (flag == "--nccl-timeout") o.nccl_timeout = parse_float(flag, v, 1, 86400);
+        else if (flag == "--zero") o.zero = (int)parse_int(flag, v, 0, 1);
         else fail("unknown flag '" + flag + "' (see -h)");
     }
     return o;
@@ -234,13 +268,18 @@ static int sample_softmax(const float* logits, int vocab, double u) {
     return vocab - 1;  // u within rounding of 1
 }
 
-// The GPU, or a message saying there is none.
-static cudaDeviceProp open_gpu() {
+// Makes the GPU of this local rank current (model/distributed.h), or stops with a message saying there is none.
+static cudaDeviceProp open_gpu(int local_rank) {
     int devices = 0;
     if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0)
         fail("no CUDA device found: train_m2rnn needs a GPU (the checks of `make test` run without one)");
+    const int device = distributed_device(local_rank, devices);
+    if (device < 0)
+        fail("local rank " + std::to_string(local_rank) + " but this process sees only " + std::to_string(devices) +
+             " GPUs (CUDA_VISIBLE_DEVICES)");
+    cudaCheck(cudaSetDevice(device));
     cudaDeviceProp prop;
-    cudaCheck(cudaGetDeviceProperties(&prop, 0));
+    cudaCheck(cudaGetDeviceProperties(&prop, device));
     return prop;
 }
 
@@ -272,7 +311,7 @@ static void evaluate_states(const Options& o, const Config& c, const std::vector
     if (!dataloader_next(val, tokens.data(), err)) fail(err);
     check_rows();
     if (!dataloader_restore(val, {0, 0, 0}, err)) fail(err);
-    open_gpu();
+    open_gpu(0);
     GPUModel model;
     if (!gpu_model_init(model, c, o.B, o.T, err)) fail(err);
     gpu_model_set_params(model, params.data());
@@ -319,7 +358,9 @@ static void evaluate_states(const Options& o, const Config& c, const std::vector
 
 struct Log {
     FILE* f = nullptr;
+    bool print = true;  // false on every process but rank 0
     void line(const char* fmt, ...) __attribute__((format(printf, 2, 3))) {
+        if (!print) return;
         va_list ap;
         va_start(ap, fmt);
         vprintf(fmt, ap);
@@ -338,6 +379,13 @@ int main(int argc, char** argv) {
     // ---- everything that can be wrong with the input, checked before the GPU is touched
     Options o = parse_options(argc, argv);
     std::string err;
+    DistributedSetup setup;
+    if (!distributed_resolve(o.rank, o.world, o.local_rank, setup, err)) fail(err);
+    if (setup.world > 1) speaker = "train_m2rnn: rank " + std::to_string(setup.rank);
+    if (setup.world > 1 && !*o.nccl_id)
+        fail(std::to_string(setup.world) + " processes (world size from " + setup.world_from + ") need --nccl-id "
+             "<a file path every process sees> (scripts/launch.sh gives one; --world 1 runs alone)");
+    if (*o.nccl_id && !distributed_check_id_path(o.nccl_id, setup.rank, err)) fail(err);
     Config c;
     std::vector<float> params, adam_m, adam_v;
     TrainingState state{0, 0, 0, 0, (int64_t)o.seed};
@@ -366,17 +414,20 @@ int main(int argc, char** argv) {
     if (!gpu_model_check_config(c, err)) fail("model config: " + err);
     if (o.eval_states) {
         if (params.empty()) fail("--eval 1 evaluates a trained model: give its model_*.bin with -e");
+        if (setup.world > 1) fail("--eval 1 runs in one process, not " + std::to_string(setup.world));
         evaluate_states(o, c, params);
         return 0;
     }
     const long long tokens_per_micro = (long long)o.B * o.T;
     if (tokens_per_micro > INT_MAX) fail("-b " + std::to_string(o.B) + " x -t " + std::to_string(o.T) + " is too large");
-    if (o.total_batch < 0) o.total_batch = tokens_per_micro;
-    if (o.total_batch % tokens_per_micro != 0)
-        fail("-d " + std::to_string(o.total_batch) + " is not a multiple of B*T = " + std::to_string(tokens_per_micro));
+    const long long tokens_per_round = tokens_per_micro * setup.world;  // a micro-batch on every process
+    if (o.total_batch < 0) o.total_batch = tokens_per_round;
+    if (o.total_batch % tokens_per_round != 0)
+        fail("-d " + std::to_string(o.total_batch) + " is not a multiple of B*T = " + std::to_string(tokens_per_micro) +
+             (setup.world > 1 ? " times " + std::to_string(setup.world) + " processes" : std::string()));
     if (o.total_batch / tokens_per_micro > INT_MAX)
         fail("-d " + std::to_string(o.total_batch) + ": more than " + std::to_string(INT_MAX) + " micro-batches per step");
-    const int accum = (int)(o.total_batch / tokens_per_micro);
+    const int micro_batches = (int)(o.total_batch / tokens_per_micro);  // per step, over all processes
     if (state.step >= o.max_steps)
         fail("the checkpoint is at step " + std::to_string(state.step) + ", not before -x " + std::to_string(o.max_steps));
 
@@ -394,12 +445,15 @@ int main(int argc, char** argv) {
     if (!dataloader_open(val, o.val_pattern, o.B, o.T, c.vocab, 0, 1, o.seed, err)) fail("-j: " + err);
     if (o.resume && !dataloader_restore(train, {state.data_epoch, state.data_shard, state.data_window}, err))
         fail("-y 1: " + err);
-    check_log_dir(o.log_dir);
+    if (setup.rank == 0) check_log_dir(o.log_dir);
 
-    // ---- the GPU
-    const cudaDeviceProp prop = open_gpu();
+    // ---- the GPU, and the other processes
+    const cudaDeviceProp prop = open_gpu(setup.local_rank);
+    Distributed dist;
+    distributed_init(dist, setup, o.nccl_id, o.nccl_timeout, o.zero);
+    distributed_check_same(dist, distributed_flags_hash(argc, argv), "flags");
     GPUModel model;
-    if (!gpu_model_init(model, c, o.B, o.T, err)) fail(err);
+    if (!gpu_model_init(model, c, o.B, o.T, err, &dist)) fail(err);
     const ParameterTable& table = model.table;
     if (params.empty()) {
         std::vector<double> init(table.total);
@@ -413,36 +467,52 @@ int main(int argc, char** argv) {
 
     Log log;
     const std::string log_path = std::string(o.log_dir) + "/train.log";
-    log.f = fopen(log_path.c_str(), o.resume ? "a" : "w");
-    if (!log.f) fail(log_path + ": cannot open for writing");
+    log.print = dist.rank == 0;
+    if (log.print && !(log.f = fopen(log_path.c_str(), o.resume ? "a" : "w")))
+        fail(log_path + ": cannot open for writing");
     const double flops_per_token = config_flops_per_token(c), peak = peak_flops(prop);
     log.line("# device %s, precision %s\n", prop.name, PRECISION_NAME);
     log.line("# model %s\n", config_describe(c).c_str());
     log.line("# parameters %zu, arenas: parameters %.2f GiB, gradients + AdamW %.2f GiB, activations %.2f GiB\n",
              table.total, model.arena_bytes[0] / 1073741824.0, model.arena_bytes[1] / 1073741824.0,
              model.arena_bytes[2] / 1073741824.0);
+    if (dist.comm)
+        log.line("# data parallel: %d process(es) (world size from %s) through NCCL, gradients %s\n", dist.world,
+                 setup.world_from.c_str(), model.zero ? "reduce-scattered (ZeRO-1)" : "all-reduced");
+    if (model.zero)
+        log.line("# ZeRO-1: optimizer state %.2f GiB per GPU instead of %.2f GiB\n",
+                 2.0 * model.shard_numel * sizeof(float) / 1073741824.0,
+                 2.0 * table.total * sizeof(float) / 1073741824.0);
     if (o.gen_tokens > 0)
         log.line("# sampling: %d tokens every %d steps and at the end, decoder arena %.1f MiB, %s\n", o.gen_tokens,
                  o.sample_every, decoder.arena_bytes / 1048576.0,
                  encoding ? encoding : "no tokenizer for this vocabulary: token ids");
-    log.line("# batch B=%d T=%d, %d micro-batches, %lld tokens per step; %.3g training FLOPs per token\n", o.B, o.T,
-             accum, o.total_batch, flops_per_token);
+    char mfu_peak[96] = "MFU n/a: no datasheet peak known for this GPU";
+    if (peak > 0) snprintf(mfu_peak, sizeof(mfu_peak), "MFU against %.0f TFLOP/s (the datasheet's dense bf16 peak)",
+                           peak / 1e12);
+    log.line("# batch B=%d T=%d, %d micro-batches (%d per process), %lld tokens per step; %.3g training FLOPs per "
+             "token, %s\n", o.B, o.T, micro_batches, micro_batches / dist.world, o.total_batch, flops_per_token,
+             mfu_peak);
     log.line("# train %s (%lld tokens), val %s (%lld tokens)%s\n", o.train_pattern,
              (long long)dataloader_num_tokens(train), o.val_pattern, (long long)dataloader_num_tokens(val),
              o.resume ? ", resumed" : "");
 
+    // Every process reads every batch in the same order and computes its own share of them (batch_owner).
     std::vector<int> tokens((size_t)o.B * (o.T + 1));
     auto validate = [&](int step) {
         if (!dataloader_restore(val, {0, 0, 0}, err)) fail(err);
         double loss = 0;
         for (int i = 0; i < o.val_batches; i++) {
             if (!dataloader_next(val, tokens.data(), err)) fail(err);
-            loss += gpu_model_forward(model, tokens.data(), 0) / o.val_batches;
+            if (batch_owner(i, o.val_batches, dist.world) == dist.rank)
+                loss += gpu_model_forward(model, tokens.data(), 0) / o.val_batches;
         }
+        loss = distributed_sum(dist, loss, dist.timeout_s, "validation loss sum");
         log.line("step %d val_loss %.6f\n", step, loss);
     };
     // -g tokens from <|endoftext|>, each fed back in: one decoder step per token. The draws depend only on the
-    // seed and the step, so a resumed run samples what an unbroken one would.
+    // seed and the step, so a resumed run samples what an unbroken one would. Every process generates the same
+    // sample, so that none waits for rank 0 longer than a collective may; rank 0 prints it.
     auto sample = [&](int step) {
         Random rng(o.seed * 1000003ull + (unsigned long long)step);
         int token = encoding ? (int)tokenizer.eot : 0;
@@ -452,6 +522,7 @@ int main(int argc, char** argv) {
             token = sample_softmax(gpu_decoder_step(decoder, &token), c.vocab, rng.uniform());
             ids.push_back((uint32_t)token);
         }
+        if (dist.rank != 0) return;
         std::string text;
         if (!encoding) {
             for (uint32_t id : ids) text += std::to_string(id) + " ";
@@ -461,41 +532,58 @@ int main(int argc, char** argv) {
         log.line("step %d sample (%d tokens from %s):\n%s\n---\n", step, o.gen_tokens,
                  encoding ? "<|endoftext|>" : "token 0", text.c_str());
     };
+    // Rank 0 writes the whole state (ZeRO-1's moment shards gathered from every process); the others wait for it,
+    // and all stop when it could not be written.
     auto save = [&](int step) {
         DataLoaderState ds = dataloader_state(train);
         TrainingState s{step, ds.epoch, ds.shard, ds.window, (int64_t)o.seed};
-        adam_m.resize(table.total);
-        adam_v.resize(table.total);
-        gpu_model_get_params(model, params.data());
-        gpu_model_get_optimizer(model, adam_m.data(), adam_v.data());
-        if (!checkpoint_write_model(checkpoint_model_path(o.log_dir, step), c, step, params, err) ||
-            !checkpoint_write_state(checkpoint_state_path(o.log_dir, step), s, adam_m, adam_v, err))
-            fail(err);
+        const bool writer = dist.rank == 0;
+        if (writer) {
+            adam_m.resize(table.total);
+            adam_v.resize(table.total);
+            gpu_model_get_params(model, params.data());
+        }
+        gpu_model_get_optimizer(model, writer ? adam_m.data() : nullptr, writer ? adam_v.data() : nullptr);
+        const bool written = !writer ||
+                             (checkpoint_write_model(checkpoint_model_path(o.log_dir, step), c, step, params, err) &&
+                              checkpoint_write_state(checkpoint_state_path(o.log_dir, step), s, adam_m, adam_v, err));
+        if (distributed_sum(dist, written ? 0 : 1, std::max(dist.timeout_s, CHECKPOINT_WAIT_S),
+                            "waiting for rank 0's checkpoint") > 0)
+            fail(writer ? err : "rank 0 could not write the checkpoint of step " + std::to_string(step));
         log.line("step %d checkpoint %s\n", step, checkpoint_model_path(o.log_dir, step).c_str());
     };
 
     for (int step = (int)state.step; step < o.max_steps; step++) {
         if (o.val_every > 0 && step % o.val_every == 0) validate(step);
         auto t0 = std::chrono::steady_clock::now();
+        const bool profiled = o.profile && step == std::min((int)state.step + 2, o.max_steps - 1);
+        if (profiled) step_timer_start(model.timer);
         gpu_model_zero_grad(model);
         double loss = 0;
-        for (int micro = 0; micro < accum; micro++) {
+        for (int micro = 0; micro < micro_batches; micro++) {
             if (!dataloader_next(train, tokens.data(), err)) fail(err);
-            loss += gpu_model_forward(model, tokens.data(), accum) / accum;
+            if (batch_owner(micro, micro_batches, dist.world) != dist.rank) continue;
+            loss += gpu_model_forward(model, tokens.data(), micro_batches) / micro_batches;
             gpu_model_backward(model);
         }
         const double lr = lr_schedule(step, o.max_steps, o.warmup, o.lr, o.final_frac);
         const float norm = gpu_model_update(model, (float)lr, 0.9f, 0.95f, 1e-10f, (float)o.weight_decay,
-                                            (float)o.grad_clip);
+                                            (float)o.grad_clip);  // the gradients summed over the processes
+        loss = distributed_sum(dist, loss, dist.timeout_s, "training loss sum");
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        double family_ms[FAMILY_COUNT] = {};
+        if (profiled) step_timer_stop(model.timer, family_ms);
         const double tok_per_s = o.total_batch / seconds;
         size_t free_bytes, total_bytes;
         cudaCheck(cudaMemGetInfo(&free_bytes, &total_bytes));
         char mfu[32] = "n/a";
-        if (peak > 0) snprintf(mfu, sizeof(mfu), "%.1f%%", 100.0 * flops_per_token * tok_per_s / peak);
+        if (peak > 0) snprintf(mfu, sizeof(mfu), "%.1f%%", 100.0 * flops_per_token * tok_per_s / (peak * dist.world));
         log.line("step %d/%d train_loss %.6f grad_norm %.4f lr %.3e ms %.1f tok/s %.0f mfu %s mem_gib %.2f\n", step + 1,
                  o.max_steps, loss, norm, lr, seconds * 1000, tok_per_s, mfu,
                  (total_bytes - free_bytes) / 1073741824.0);
+        if (profiled)
+            log.line("step %d profile: GPU time by kernel family (CUDA events on the model's stream)\n%s", step + 1,
+                     step_timer_table(family_ms).c_str());
         if (!std::isfinite(loss) || !std::isfinite(norm)) fail("the loss or gradient norm is not finite; stopping");
         if ((o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0) || step + 1 == o.max_steps) save(step + 1);
         if (o.gen_tokens > 0 && o.sample_every > 0 && (step + 1) % o.sample_every == 0 && step + 1 < o.max_steps)
@@ -507,8 +595,9 @@ int main(int argc, char** argv) {
         gpu_decoder_free(decoder);
     }
     gpu_model_free(model);
+    distributed_free(dist);
     dataloader_close(train);
     dataloader_close(val);
-    fclose(log.f);
+    if (log.f) fclose(log.f);
     return 0;
 }

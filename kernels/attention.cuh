@@ -1,44 +1,74 @@
-// Causal softmax attention and RoPE, forward and backward: the reference steps rope_forward,
-// attention_forward, attention_backward and rope_backward, one launcher each.
+// Causal softmax attention with RoPE fused in, forward and backward, flash-attention style: the reference steps
+// rope_forward + attention_forward in one launcher, attention_backward + rope_backward in the other.
 //
-// Shapes: qkv, dqkv (B,T,3D) floatX, rows [q | k | v]; each of q, k, v splits into H heads of size hd = D/H
-// (head h is columns h·hd … (h+1)·hd−1). y, dy (B,T,D) floatX, heads concatenated. prob (B,H,T,T) fp32.
+// Shapes: qkv, dqkv (B,T,3D) floatX, rows [q | k | v]; each of q, k, v splits into H heads of size hd = D/H (head h
+// is columns h·hd … (h+1)·hd−1); qkv holds q and k unrotated. y, dy (B,T,D) floatX, heads concatenated.
+// lse (B,H,T) fp32. rope_cos_sin (T, hd/2) float2, or nullptr for no RoPE.
 //
-//   RoPE (rotate-half), in place on q and k of every head at position t, with x₁ = x[:hd/2], x₂ = x[hd/2:],
-//   ω_i = 10000^(−2i/hd):       rope(x) = [x₁ cos(tω) − x₂ sin(tω), x₂ cos(tω) + x₁ sin(tω)]
-//   Its backward is the inverse rotation (angle −tω) applied to dq and dk. The angle tω is formed and reduced
-//   to [−π, π] in double, since in fp32 its rounding alone (|tω| up to T) would cost ~1e-4 at T ~ 1000.
+//   RoPE (rotate-half) on q and k of every head at position t, with x₁ = x[:hd/2], x₂ = x[hd/2:],
+//   ω_i = 10000^(−2i/hd):   rope(x) = [x₁ cos(tω) − x₂ sin(tω), x₂ cos(tω) + x₁ sin(tω)]
+//   q and k are rotated as they are staged into shared memory, with (cos tω_i, sin tω_i) from the table
+//   rope_cos_sin[t][i] that rope_table fills once per forward (the angle formed and reduced to [−π, π] in double,
+//   since in fp32 its rounding alone would cost ~1e-4 at T ~ 1000). The backward rotates dq and dk back (angle −tω)
+//   before writing them. Below, q and k are the rotated vectors.
 //
-//   forward, per (b, h), with s ≤ t:
-//     p[t,s] = softmax_s(q_t·k_s / sqrt(hd))      written to prob, 0 above the diagonal (every element written)
-//     y_t    = Σ_s p[t,s] v_s
-//   backward, overwriting all of dqkv:
-//     dp[t,s] = dy_t·v_s,   D_t = Σ_s p[t,s] dp[t,s],   ds[t,s] = p[t,s] (dp[t,s] − D_t) / sqrt(hd)
-//     dv_s = Σ_t p[t,s] dy_t,   dk_s = Σ_t ds[t,s] q_t,   dq_t = Σ_s ds[t,s] k_s
+//   forward, per (b, h), s ≤ t:  S[t,s] = q_t·k_s / sqrt(hd),  lse_t = log Σ_s exp(S[t,s]),
+//                                y_t = Σ_s P[t,s] v_s  with  P[t,s] = exp(S[t,s] − lse_t)
+//   backward, overwriting all of dqkv:  P recomputed from q, k and lse,  dP[t,s] = dy_t·v_s,
+//     D_t = dy_t·y_t (= Σ_s P[t,s] dP[t,s]),  dS[t,s] = P[t,s] (dP[t,s] − D_t),
+//     dv_s = Σ_t P[t,s] dy_t,  dk_s = Σ_t dS[t,s] q_t / sqrt(hd),  dq_t = Σ_s dS[t,s] k_s / sqrt(hd)
 //
-// Work split: a block owns a tile of ATTENTION_TILE rows of one (b, h) and steps over the other side in tiles
-// of the same size, each tile of q, k, v or dy staged in shared memory as fp32 (all sums are fp32). Warp w
-// holds rows w, w + ATTENTION_WARPS, …, and lane c the column c of each step: scores and dp live in registers
-// one step at a time, so nothing T×T is held beyond prob itself. The forward writes the scaled scores to prob
-// in a first pass (keeping each row's running max and sum) and rewrites them as probabilities in the second,
-// which also accumulates y; each prob element is read back by the thread that wrote it.
-// The backward runs three kernels: query tiles compute D_t; key tiles compute dk and dv (which need D_t of
-// every later row); query tiles compute dq. D_t passes between them in the first 4 bytes of row t's dq slot
-// of the head, which the last kernel reads and then overwrites with dq, so the backward needs no buffer
-// beyond its output. Head size up to ATTENTION_MAX_HEAD_SIZE (each lane holds hd/32 columns of its rows).
+// Work split (flash attention 2). A block owns a tile of rows of one (b, h), each warp 16 or 32 of them, and steps
+// over the other side's rows a tile at a time; tiles pass through shared memory, double-buffered (the next tile is
+// copied while the current one is used). Scores and probabilities of a step live in the warps' registers: nothing
+// T×T exists. Causal masking happens only in steps that cross the diagonal; a warp skips a step none of its rows
+// sees. Sums are fp32.
+//   forward: query tiles of ATTENTION_FORWARD_ROWS rows (the longest rows first), stepping over the key tiles up to
+//     the diagonal with the online softmax: per row a running max and sum, the output rescaled when the max grows.
+//   backward, three kernels, no atomics (deterministic):
+//     row sum: D_t into the first 4 bytes of row t's dq slot of the head (the dq kernel reads it there, then
+//       overwrites the slot with dq, so the backward needs no buffer beyond its output);
+//     dk, dv: key tiles of ATTENTION_BACKWARD_ROWS rows, stepping over the query tiles from the diagonal to T;
+//     dq: query tiles of ATTENTION_BACKWARD_ROWS rows, stepping over the key tiles up to the diagonal (it recomputes
+//       S and dP, two products more than a fused backward, which would need atomics or T/64 partial dq per row).
+//
+// Tile products (warp_row_dots: a warp's rows times a staged tile transposed; warp_accumulate: acc += W Z for W in
+// registers) work in the mma.m16n8k16 accumulator layout in both builds: lane 4g + c holds rows g and g + 8,
+// columns 2c and 2c + 1 of each 16×8 block. bf16 builds run them on tensor cores (ldmatrix fragments, bf16 inputs,
+// fp32 accumulators; P and dS are rounded to bf16 as mma inputs); fp32 builds (the exact checking build) run the
+// same products as fp32 FMAs, taking W's values from the other lanes by shuffles. Everything else (staging, RoPE,
+// masking, softmax, stores) is the same code.
+// Head size hd: 8, 16, 32, 64 or 128, a template parameter; the products run over hd rounded up to a multiple of
+// 16 (the mma's k), the extra staged columns zero.
 #pragma once
+#include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "common.cuh"
+#include "tensor_core.cuh"
 
-static const int ATTENTION_TILE = 32;                                      // rows per block, columns per step
-static const int ATTENTION_WARPS = 8;
-static const int ATTENTION_THREADS = 32 * ATTENTION_WARPS;
-static const int ATTENTION_ROWS_PER_WARP = ATTENTION_TILE / ATTENTION_WARPS;
-static const int ATTENTION_MAX_HEAD_SIZE = 128;
-static const int ATTENTION_COLUMNS_PER_LANE = ATTENTION_MAX_HEAD_SIZE / 32;
-static const int ATTENTION_SQUARE_PITCH = ATTENTION_TILE + 1;              // pitch of a TILE×TILE tile
-static const int ROPE_THREADS = 256;
+static const int ATTENTION_FORWARD_ROWS = 128;          // query rows of a forward block
+static const int ATTENTION_BACKWARD_ROWS = 64;          // key rows of a dk/dv block, query rows of a dq block
+static const int ATTENTION_BACKWARD_WARPS = ATTENTION_BACKWARD_ROWS / 16;
+static const int ATTENTION_ROW_SUM_THREADS = 256;
+static const int ROPE_TABLE_THREADS = 256;
+static constexpr float ATTENTION_LOG2E = 1.4426950408889634f;  // exp(x) = exp2(x · log2 e)
+
+// The tiling for one head size.
+template <int HD> struct AttentionTiles {
+    static constexpr int width = (HD + 15) / 16 * 16;                 // columns of the products
+    static constexpr int pitch = width + 16 / (int)sizeof(floatX);    // staged row pitch (elements): +16 bytes
+                                                                      // spreads a column over all banks
+    static constexpr int chunk = 16 / (int)sizeof(floatX) < HD / 2 ? 16 / (int)sizeof(floatX) : HD / 2;
+                                                                      // elements per vector copy (≤ 16 bytes)
+    static constexpr int step = HD <= 64 ? 64 : 32;                   // rows of the other side per step
+    static constexpr int forward_row_tiles = HD <= 64 ? 2 : 1;        // 16-row tiles per forward warp
+    static constexpr int forward_warps = ATTENTION_FORWARD_ROWS / (16 * forward_row_tiles);
+};
+
+// `CH` consecutive elements, copied as one vector.
+template <int CH> struct alignas(CH * sizeof(floatX)) AttentionChunk { floatX x[CH]; };
 
 // ---------------------------------------------------------------- RoPE
 
@@ -48,86 +78,145 @@ static __device__ __forceinline__ void rope_sincos(int t, int i, int hd, float* 
     sincosf((float)remainder(angle, 6.283185307179586), s, c);
 }
 
-// One thread per (position, head, i < hd/2) pair, rotating q and k by sign·tω_i.
-// grid ceil(B·T·D/2 / ROPE_THREADS), block ROPE_THREADS
-static __global__ void rope_rotate_kernel(floatX* qkv, int B, int T, int D, int heads, float sign) {
-    const int hd = D / heads, half = hd / 2;
+// cos_sin[t][i] = (cos tω_i, sin tω_i). grid ceil(T·hd/2 / ROPE_TABLE_THREADS), block ROPE_TABLE_THREADS
+static __global__ void rope_table_kernel(float2* cos_sin, int T, int hd) {
+    const int half = hd / 2;
     const size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * T * (D / 2)) return;
-    const size_t row = idx / (D / 2);
-    const int pair = (int)(idx % (D / 2)), h = pair / half, i = pair % half;
+    if (idx >= (size_t)T * half) return;
     float s, c;
-    rope_sincos((int)(row % T), i, hd, &s, &c);
-    s *= sign;
-    for (int part = 0; part < 2; part++) {
-        floatX* x = qkv + row * 3 * D + part * D + h * hd + i;
-        const float x1 = to_float(x[0]), x2 = to_float(x[half]);
-        x[0] = from_float<floatX>(x1 * c - x2 * s);
-        x[half] = from_float<floatX>(x2 * c + x1 * s);
-    }
+    rope_sincos((int)(idx / half), (int)(idx % half), hd, &s, &c);
+    cos_sin[idx] = make_float2(c, s);
 }
 
-// ---------------------------------------------------------------- attention: tile helpers
-
-// dst[r][i] = scale · src[r·stride + i] for rows r < n_rows of the tile, 0 for the rest (the tail of the
-// sequence), so that no uninitialised value reaches a product. dst has pitch hd + 1 (conflict-free columns).
-static __device__ __forceinline__ void load_tile(float* dst, const floatX* src, size_t stride, int n_rows, int hd,
-                                                 float scale) {
-    const int pitch = hd + 1;
-    for (int e = threadIdx.x; e < ATTENTION_TILE * hd; e += blockDim.x) {
-        const int r = e / hd, i = e % hd;
-        dst[r * pitch + i] = r < n_rows ? scale * to_float(src[r * stride + i]) : 0.0f;
-    }
+// The pair (x₁, x₂) = (x[i], x[i + hd/2]) rotated by the angle with cosine and sine cos_sin, or by its negative.
+static __device__ __forceinline__ void rope_rotate(float& x1, float& x2, float2 cos_sin, bool inverse) {
+    const float s = inverse ? -cos_sin.y : cos_sin.y;
+    const float r1 = x1 * cos_sin.x - x2 * s;
+    x2 = x2 * cos_sin.x + x1 * s;
+    x1 = r1;
 }
 
-// The warp's rows of the tile: row j of this thread is warp + ATTENTION_WARPS·j.
-static __device__ __forceinline__ int tile_row(int j) { return threadIdx.x / 32 + ATTENTION_WARPS * j; }
+// ---------------------------------------------------------------- staging and storing rows
 
-// out[j] = Σ_i a[row j][i] · b[lane][i]: one column of a TILE×TILE block of a bᵀ, for a, b tiles (TILE, hd).
-static __device__ __forceinline__ void tile_dot(float out[ATTENTION_ROWS_PER_WARP], const float* a, const float* b,
-                                                int hd) {
-    const int pitch = hd + 1, lane = threadIdx.x % 32;
+// dst[r][i] = src[(row0 + r)·stride + i] for r < ROWS, i < HD, copied with cp.async by the whole block; rows at
+// or past T and the columns HD … width − 1 are zero. dst has the tiles' pitch. The thread that copies a row's
+// chunk at column i also copies the one at i + hd/2: the pair rope_staged_rows rotates.
+template <int HD, int ROWS>
+__device__ __forceinline__ void stage_rows(floatX* dst, const floatX* src, size_t stride, int row0, int T) {
+    using Tiles = AttentionTiles<HD>;
+    constexpr int CH = Tiles::chunk, P = Tiles::pitch, PAIRS = HD / 2 / CH;  // chunk pairs per row
+    using Chunk = AttentionChunk<CH>;
+    for (int e = threadIdx.x; e < ROWS * PAIRS; e += blockDim.x) {
+        const int r = e / PAIRS, t = row0 + r;
 #pragma unroll
-    for (int j = 0; j < ATTENTION_ROWS_PER_WARP; j++) out[j] = 0.0f;
-    for (int i = 0; i < hd; i++) {
-        const float bi = b[lane * pitch + i];
-#pragma unroll
-        for (int j = 0; j < ATTENTION_ROWS_PER_WARP; j++) out[j] += a[tile_row(j) * pitch + i] * bi;
-    }
-}
-
-// acc[j][m] += Σ_c w[row j][c] · x[c][lane + 32m]: the thread's part of a TILE×hd block of w x, for w a
-// TILE×TILE tile (pitch ATTENTION_SQUARE_PITCH) and x a tile (TILE, hd).
-static __device__ __forceinline__ void tile_accumulate(
-    float acc[ATTENTION_ROWS_PER_WARP][ATTENTION_COLUMNS_PER_LANE], const float* w, const float* x, int hd) {
-    const int pitch = hd + 1, lane = threadIdx.x % 32;
-    for (int c = 0; c < ATTENTION_TILE; c++) {
-        float xc[ATTENTION_COLUMNS_PER_LANE];
-#pragma unroll
-        for (int m = 0; m < ATTENTION_COLUMNS_PER_LANE; m++)
-            xc[m] = lane + 32 * m < hd ? x[c * pitch + lane + 32 * m] : 0.0f;
-#pragma unroll
-        for (int j = 0; j < ATTENTION_ROWS_PER_WARP; j++) {
-            const float wjc = w[tile_row(j) * ATTENTION_SQUARE_PITCH + c];
-#pragma unroll
-            for (int m = 0; m < ATTENTION_COLUMNS_PER_LANE; m++) acc[j][m] += wjc * xc[m];
+        for (int half = 0; half < 2; half++) {
+            const int i = e % PAIRS * CH + half * HD / 2;
+            if (t < T)
+                cp_async<sizeof(Chunk)>(dst + r * P + i, src + t * stride + i);
+            else
+                *reinterpret_cast<Chunk*>(dst + r * P + i) = Chunk{};
         }
     }
+    if constexpr (HD < Tiles::width) {
+        constexpr int PAD = (Tiles::width - HD) / CH;  // chunks of padding per row
+        for (int e = threadIdx.x; e < ROWS * PAD; e += blockDim.x)
+            *reinterpret_cast<Chunk*>(dst + e / PAD * P + HD + e % PAD * CH) = Chunk{};
+    }
 }
 
-// Writes the thread's columns of row j of the block's TILE×hd result to out + (t0 + row j)·stride, rows < T.
-static __device__ __forceinline__ void store_tile_rows(
-    floatX* out, size_t stride, int t0, int T, int hd,
-    const float acc[ATTENTION_ROWS_PER_WARP][ATTENTION_COLUMNS_PER_LANE]) {
-    const int lane = threadIdx.x % 32;
+// RoPE at position row0 + r on the rows r of a tile stage_rows copied, in place. Called after cp_async_wait_all and
+// before the __syncthreads that publishes the tile: each thread rotates the chunk pairs it copied itself. The angle
+// (row0 + r)·ω comes by angle addition from the table's rows row0 and r: per tile one row is read from L2, the others
+// are the table's first ROWS rows, which every tile reads and L1 keeps (reading row row0 + r instead would move
+// twice the bytes of the tile itself).
+template <int HD, int ROWS>
+__device__ __forceinline__ void rope_staged_rows(floatX* dst, int row0, int T, const float2* rope_cos_sin) {
+    using Tiles = AttentionTiles<HD>;
+    constexpr int CH = Tiles::chunk, P = Tiles::pitch, PAIRS = HD / 2 / CH;
+    using Chunk = AttentionChunk<CH>;
+    for (int e = threadIdx.x; e < ROWS * PAIRS; e += blockDim.x) {
+        const int r = e / PAIRS, i = e % PAIRS * CH;
+        if (row0 + r >= T) continue;
+        Chunk* x1_chunk = reinterpret_cast<Chunk*>(dst + r * P + i);
+        Chunk* x2_chunk = reinterpret_cast<Chunk*>(dst + r * P + i + HD / 2);
+        Chunk x1 = *x1_chunk, x2 = *x2_chunk;
+        // two (cos, sin) pairs a load: CH is even and i a multiple of it, so the loads are 16-byte aligned
+        const float4* base = reinterpret_cast<const float4*>(rope_cos_sin + (size_t)row0 * (HD / 2) + i);
+        const float4* offset = reinterpret_cast<const float4*>(rope_cos_sin + (size_t)r * (HD / 2) + i);
 #pragma unroll
-    for (int j = 0; j < ATTENTION_ROWS_PER_WARP; j++) {
-        const int t = t0 + tile_row(j);
-        if (t >= T) continue;
+        for (int u = 0; u < CH; u += 2) {
+            const float4 p = __ldg(base + u / 2), q = __ldg(offset + u / 2);
+            const float2 angle[2] = {make_float2(p.x * q.x - p.y * q.y, p.y * q.x + p.x * q.y),
+                                     make_float2(p.z * q.z - p.w * q.w, p.w * q.z + p.z * q.w)};
 #pragma unroll
-        for (int m = 0; m < ATTENTION_COLUMNS_PER_LANE; m++)
-            if (lane + 32 * m < hd) out[t * stride + lane + 32 * m] = from_float<floatX>(acc[j][m]);
+            for (int v = 0; v < 2; v++) {
+                float a = to_float(x1.x[u + v]), b = to_float(x2.x[u + v]);
+                rope_rotate(a, b, angle[v], false);
+                x1.x[u + v] = from_float<floatX>(a);
+                x2.x[u + v] = from_float<floatX>(b);
+            }
+        }
+        *x1_chunk = x1;
+        *x2_chunk = x2;
     }
+}
+
+// Two neighbouring elements of a row, from one lane's accumulator pair.
+static __device__ __forceinline__ void store_pair(floatX* p, float lo, float hi) {
+#if defined(ENABLE_FP32)
+    *reinterpret_cast<float2*>(p) = make_float2(lo, hi);
+#else
+    *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(lo, hi);
+#endif
+}
+
+// A warp's accumulator tile (see the tile products below) times `scale`, rotated back by RoPE when rope_cos_sin is
+// set, into rows row0 + 16m + … < T of out (row stride `stride`), columns < HD.
+template <int HD, int M>
+__device__ __forceinline__ void store_rows(floatX* out, size_t stride,
+                                           float (&acc)[M][AttentionTiles<HD>::width / 8][4], int row0, int T,
+                                           float scale, const float2* rope_cos_sin) {
+    const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+#pragma unroll
+    for (int m = 0; m < M; m++)
+#pragma unroll
+        for (int n = 0; n < AttentionTiles<HD>::width / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[m][n][e] *= scale;
+    if (rope_cos_sin) {
+#pragma unroll
+        for (int m = 0; m < M; m++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int t = row0 + 16 * m + g + 8 * (e / 2);
+                if constexpr (HD >= 16) {
+                    // column 8n + 2c + e%2 < hd/2 pairs with the same lane's column in block n + hd/16
+#pragma unroll
+                    for (int n = 0; n < HD / 16; n++)
+                        if (t < T)
+                            rope_rotate(acc[m][n][e], acc[m][n + HD / 16][e],
+                                        rope_cos_sin[(size_t)t * (HD / 2) + 8 * n + 2 * c + e % 2], true);
+                } else {
+                    // hd = 8: columns 2c + e%2 of lanes c = 0, 1 pair with those of lanes c + 2
+                    const float other = __shfl_xor_sync(0xffffffff, acc[m][0][e], 2);
+                    if (t < T) {
+                        float x1 = c < 2 ? acc[m][0][e] : other, x2 = c < 2 ? other : acc[m][0][e];
+                        rope_rotate(x1, x2, rope_cos_sin[(size_t)t * (HD / 2) + (2 * c + e % 2) % (HD / 2)], true);
+                        acc[m][0][e] = c < 2 ? x1 : x2;
+                    }
+                }
+            }
+    }
+#pragma unroll
+    for (int m = 0; m < M; m++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const int t = row0 + 16 * m + g + 8 * r;
+            if (t >= T) continue;
+#pragma unroll
+            for (int n = 0; n < HD / 8; n++)
+                store_pair(out + t * stride + 8 * n + 2 * c, acc[m][n][2 * r], acc[m][n][2 * r + 1]);
+        }
 }
 
 // D_t in the first 4 bytes of row t's dq slot (hd ≥ 2 in bf16); memcpy, as the slot is only floatX-aligned.
@@ -138,278 +227,466 @@ static __device__ __forceinline__ float load_row_sum(const floatX* dq_slot) {
     return d;
 }
 
-// ---------------------------------------------------------------- attention: kernels
-// Grids: (ceil(T / ATTENTION_TILE), B·H), block ATTENTION_THREADS. Query-tile kernels take the last tiles
-// (the longest rows) first. Dynamic shared memory as attention_shared_bytes says.
+// ---------------------------------------------------------------- warp tile products
+// An accumulator tile float acc[M][N][4] holds a 16M × 8N block: element (m, n, e) of lane 4g + c is row
+// 16m + g + 8(e/2), column 8n + 2c + e%2. x, y and z are staged tiles (pitch P).
 
-static __device__ __forceinline__ int query_tile_start() {
-    return (int)(gridDim.x - 1 - blockIdx.x) * ATTENTION_TILE;
-}
-
-// shared: q tile, k or v tile (TILE, hd + 1); p tile (TILE, TILE + 1)
-static __global__ void __launch_bounds__(ATTENTION_THREADS)
-    attention_forward_kernel(floatX* y, float* prob, const floatX* qkv, int T, int D, int heads) {
-    extern __shared__ float shared[];
-    const int hd = D / heads, tile_size = ATTENTION_TILE * (hd + 1), lane = threadIdx.x % 32;
-    float *q_tile = shared, *kv_tile = q_tile + tile_size, *p_tile = kv_tile + tile_size;
-    const int b = blockIdx.y / heads, h = blockIdx.y % heads, t0 = query_tile_start();
-    const size_t stride = 3 * (size_t)D;
-    const floatX* q = qkv + (size_t)b * T * stride + h * hd;
-    const floatX *k = q + D, *v = q + 2 * D;
-    float* prob_bh = prob + (size_t)blockIdx.y * T * T;
-    const int s_end = min(t0 + ATTENTION_TILE, T);  // keys any row of the tile sees
-
-    load_tile(q_tile, q + t0 * stride, stride, T - t0, hd, 1.0f / sqrtf((float)hd));
-    // pass 1: scaled scores into prob; per thread, the running max and sum of exp over its columns
-    float row_max[ATTENTION_ROWS_PER_WARP], row_sum[ATTENTION_ROWS_PER_WARP];
+// s = X Yᵀ: s(row, col) = Σ_{k < WIDTH} x[row][k] · y[col][k] for the 16M rows of x and 8N rows of y; overwrites s.
+template <int M, int N, int WIDTH, int P>
+__device__ __forceinline__ void warp_row_dots(float (&s)[M][N][4], const floatX* x, const floatX* y) {
+    const int lane = threadIdx.x % 32;
 #pragma unroll
-    for (int j = 0; j < ATTENTION_ROWS_PER_WARP; j++) row_max[j] = -INFINITY, row_sum[j] = 0.0f;
-    for (int s0 = 0; s0 < s_end; s0 += ATTENTION_TILE) {
-        __syncthreads();  // the previous k tile is consumed
-        load_tile(kv_tile, k + s0 * stride, stride, T - s0, hd, 1.0f);
-        __syncthreads();
-        float score[ATTENTION_ROWS_PER_WARP];
-        tile_dot(score, q_tile, kv_tile, hd);
-        const int s = s0 + lane;
+    for (int m = 0; m < M; m++)
 #pragma unroll
-        for (int j = 0; j < ATTENTION_ROWS_PER_WARP; j++) {
-            const int t = t0 + tile_row(j);
-            if (t >= T || s > t) continue;
-            prob_bh[(size_t)t * T + s] = score[j];
-            if (score[j] > row_max[j]) {
-                row_sum[j] = row_sum[j] * expf(row_max[j] - score[j]) + 1.0f;
-                row_max[j] = score[j];
-            } else {
-                row_sum[j] += expf(score[j] - row_max[j]);
+        for (int n = 0; n < N; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) s[m][n][e] = 0.0f;
+#if defined(ENABLE_FP32)
+    const int g = lane / 4, c = lane % 4;
+#pragma unroll 1
+    for (int k = 0; k < WIDTH; k++) {
+        float xk[M][2], yk[N][2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+#pragma unroll
+            for (int m = 0; m < M; m++) xk[m][h] = x[(16 * m + g + 8 * h) * P + k];
+#pragma unroll
+            for (int n = 0; n < N; n++) yk[n][h] = y[(8 * n + 2 * c + h) * P + k];
+        }
+#pragma unroll
+        for (int m = 0; m < M; m++)
+#pragma unroll
+            for (int n = 0; n < N; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) s[m][n][e] += xk[m][e / 2] * yk[n][e % 2];
+    }
+#else
+    static_assert(WIDTH % 16 == 0 && N % 2 == 0, "whole k-slices and pairs of column blocks");
+#pragma unroll
+    for (int k = 0; k < WIDTH; k += 16) {
+        uint32_t a[M][4];  // matrices: rows 0–7 | 8–15 × columns k … k+7 | k+8 … k+15
+#pragma unroll
+        for (int m = 0; m < M; m++) ldmatrix_x4(a[m], x + (16 * m + lane % 16) * P + k + 8 * (lane / 16));
+#pragma unroll
+        for (int n = 0; n < N; n += 2) {
+            uint32_t b[4];  // matrices: rows 8n … 8n+7 | 8n+8 … 8n+15 × columns k … k+7 | k+8 … k+15
+            ldmatrix_x4(b, y + (8 * n + lane % 8 + 8 * (lane / 16)) * P + k + 8 * (lane / 8 % 2));
+#pragma unroll
+            for (int m = 0; m < M; m++) {
+                mma_m16n8k16(s[m][n], a[m], b[0], b[1]);
+                mma_m16n8k16(s[m][n + 1], a[m], b[2], b[3]);
             }
         }
     }
-    float inv_sum[ATTENTION_ROWS_PER_WARP];
-#pragma unroll
-    for (int j = 0; j < ATTENTION_ROWS_PER_WARP; j++) {
-        const float m = warp_max(row_max[j]);
-        inv_sum[j] = 1.0f / warp_sum(row_sum[j] > 0.0f ? row_sum[j] * expf(row_max[j] - m) : 0.0f);
-        row_max[j] = m;
-    }
-    // pass 2: probabilities into prob and into p_tile, y += p v
-    float acc[ATTENTION_ROWS_PER_WARP][ATTENTION_COLUMNS_PER_LANE] = {};
-    for (int s0 = 0; s0 < s_end; s0 += ATTENTION_TILE) {
-        __syncthreads();  // the previous v and p tiles are consumed
-        load_tile(kv_tile, v + s0 * stride, stride, T - s0, hd, 1.0f);
-        const int s = s0 + lane;
-#pragma unroll
-        for (int j = 0; j < ATTENTION_ROWS_PER_WARP; j++) {
-            const int t = t0 + tile_row(j);
-            float p = 0.0f;
-            if (t < T && s <= t) p = expf(prob_bh[(size_t)t * T + s] - row_max[j]) * inv_sum[j];
-            if (t < T && s < T) prob_bh[(size_t)t * T + s] = p;
-            p_tile[tile_row(j) * ATTENTION_SQUARE_PITCH + lane] = p;
-        }
-        __syncthreads();
-        tile_accumulate(acc, p_tile, kv_tile, hd);
-    }
-    // zeros right of the last step, which ended at key t0 + TILE − 1
-#pragma unroll
-    for (int j = 0; j < ATTENTION_ROWS_PER_WARP; j++) {
-        const int t = t0 + tile_row(j);
-        if (t >= T) continue;
-        for (int s = t0 + ATTENTION_TILE + lane; s < T; s += 32) prob_bh[(size_t)t * T + s] = 0.0f;
-    }
-    store_tile_rows(y + (size_t)b * T * D + h * hd, D, t0, T, hd, acc);
+#endif
 }
 
-// D_t = Σ_s p[t,s] (dy_t·v_s) for the tile's rows, into their dq slots.
-// shared: dy tile, v tile (TILE, hd + 1)
-static __global__ void __launch_bounds__(ATTENTION_THREADS)
-    attention_backward_row_sum_kernel(floatX* dqkv, const floatX* dy, const floatX* qkv, const float* prob, int T,
-                                      int D, int heads) {
-    extern __shared__ float shared[];
-    const int hd = D / heads, tile_size = ATTENTION_TILE * (hd + 1), lane = threadIdx.x % 32;
-    float *dy_tile = shared, *v_tile = dy_tile + tile_size;
-    const int b = blockIdx.y / heads, h = blockIdx.y % heads, t0 = query_tile_start();
-    const size_t stride = 3 * (size_t)D;
-    const floatX* v = qkv + (size_t)b * T * stride + 2 * D + h * hd;
-    floatX* dq = dqkv + (size_t)b * T * stride + h * hd;
-    const float* prob_bh = prob + (size_t)blockIdx.y * T * T;
-    const int s_end = min(t0 + ATTENTION_TILE, T);
-
-    load_tile(dy_tile, dy + ((size_t)b * T + t0) * D + h * hd, D, T - t0, hd, 1.0f);
-    float d[ATTENTION_ROWS_PER_WARP] = {};
-    for (int s0 = 0; s0 < s_end; s0 += ATTENTION_TILE) {
-        __syncthreads();
-        load_tile(v_tile, v + s0 * stride, stride, T - s0, hd, 1.0f);
-        __syncthreads();
-        float dp[ATTENTION_ROWS_PER_WARP];
-        tile_dot(dp, dy_tile, v_tile, hd);
-        const int s = s0 + lane;
+// acc += W Z: acc(row, col) += Σ_{j < 8N} w(row, j) · z[j][col] for col < WIDTH, w an accumulator tile (16M × 8N).
+template <int M, int N, int WIDTH, int P>
+__device__ __forceinline__ void warp_accumulate(float (&acc)[M][WIDTH / 8][4], const float (&w)[M][N][4],
+                                                const floatX* z) {
+    const int lane = threadIdx.x % 32;
+#if defined(ENABLE_FP32)
+    const int c = lane % 4;
+#pragma unroll 1
+    for (int source = 0; source < 4; source++)
 #pragma unroll
-        for (int j = 0; j < ATTENTION_ROWS_PER_WARP; j++) {
-            const int t = t0 + tile_row(j);
-            if (t < T && s <= t) d[j] += prob_bh[(size_t)t * T + s] * dp[j];
+        for (int j = 0; j < N; j++) {
+            // columns 8j + 2·source + h of w's rows g, g + 8 are in lane 4g + source
+            float wj[M][4];
+#pragma unroll
+            for (int m = 0; m < M; m++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    wj[m][e] = __shfl_sync(0xffffffff, w[m][j][e], (lane & ~3) | source);
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const floatX* zj = z + (8 * j + 2 * source + h) * P + 2 * c;
+#pragma unroll
+                for (int n = 0; n < WIDTH / 8; n++)
+#pragma unroll
+                    for (int f = 0; f < 2; f++) {
+                        const float zv = zj[8 * n + f];
+#pragma unroll
+                        for (int m = 0; m < M; m++)
+#pragma unroll
+                            for (int r = 0; r < 2; r++) acc[m][n][2 * r + f] += wj[m][2 * r + h] * zv;
+                    }
+            }
+        }
+#else
+    static_assert(WIDTH % 16 == 0 && N % 2 == 0, "pairs of column blocks");
+#pragma unroll
+    for (int j = 0; j < N; j += 2) {
+        uint32_t a[M][4];  // w's columns 8j … 8j+15: its accumulator blocks j and j + 1 are an A fragment
+#pragma unroll
+        for (int m = 0; m < M; m++) {
+            a[m][0] = pack_bf16(w[m][j][0], w[m][j][1]);
+            a[m][1] = pack_bf16(w[m][j][2], w[m][j][3]);
+            a[m][2] = pack_bf16(w[m][j + 1][0], w[m][j + 1][1]);
+            a[m][3] = pack_bf16(w[m][j + 1][2], w[m][j + 1][3]);
+        }
+#pragma unroll
+        for (int n = 0; n < WIDTH / 8; n += 2) {
+            uint32_t b[4];  // transposed matrices: rows 8j … 8j+7 | 8j+8 … 8j+15 × columns 8n … 8n+7 | 8n+8 … 8n+15
+            ldmatrix_x4_trans(b, z + (8 * j + lane % 16) * P + 8 * n + 8 * (lane / 16));
+#pragma unroll
+            for (int m = 0; m < M; m++) {
+                mma_m16n8k16(acc[m][n], a[m], b[0], b[1]);
+                mma_m16n8k16(acc[m][n + 1], a[m], b[2], b[3]);
+            }
         }
     }
-#pragma unroll
-    for (int j = 0; j < ATTENTION_ROWS_PER_WARP; j++) {
-        const int t = t0 + tile_row(j);
-        const float row_sum = warp_sum(d[j]);
-        if (lane == 0 && t < T) store_row_sum(dq + t * stride, row_sum);
-    }
+#endif
 }
 
-// dv_s and dk_s for the block's tile of keys s, stepping over the query tiles t ≥ s.
-// shared: v tile (own keys), q tile, dy tile (TILE, hd + 1); pᵀ tile, dsᵀ tile (TILE, TILE + 1)
-static __global__ void __launch_bounds__(ATTENTION_THREADS)
-    attention_backward_key_kernel(floatX* dqkv, const floatX* dy, const floatX* qkv, const float* prob, int T, int D,
-                                  int heads) {
-    extern __shared__ float shared[];
-    const int hd = D / heads, tile_size = ATTENTION_TILE * (hd + 1), lane = threadIdx.x % 32;
-    const int square_size = ATTENTION_TILE * ATTENTION_SQUARE_PITCH;
-    float *v_tile = shared, *q_tile = v_tile + tile_size, *dy_tile = q_tile + tile_size;
-    float *pt_tile = dy_tile + tile_size, *dst_tile = pt_tile + square_size;
-    const int b = blockIdx.y / heads, h = blockIdx.y % heads, s0 = blockIdx.x * ATTENTION_TILE;
-    const size_t stride = 3 * (size_t)D;
-    const floatX* q = qkv + (size_t)b * T * stride + h * hd;
-    const floatX* dy_bh = dy + (size_t)b * T * D + h * hd;
-    floatX* dq = dqkv + (size_t)b * T * stride + h * hd;
-    const float* prob_bh = prob + (size_t)blockIdx.y * T * T;
-    const float scale = 1.0f / sqrtf((float)hd);
+// ---------------------------------------------------------------- kernels
+// Grids (ceil(T / rows of a block), B·H); dynamic shared memory as the launchers compute it. __launch_bounds__ says
+// one block an SM suffices, so that ptxas gives a kernel the registers it needs (aiming at more blocks, it spills).
 
-    load_tile(v_tile, q + 2 * D + s0 * stride, stride, T - s0, hd, 1.0f);
-    float dk[ATTENTION_ROWS_PER_WARP][ATTENTION_COLUMNS_PER_LANE] = {};
-    float dv[ATTENTION_ROWS_PER_WARP][ATTENTION_COLUMNS_PER_LANE] = {};
-    for (int t0 = s0; t0 < T; t0 += ATTENTION_TILE) {
-        __syncthreads();  // the previous q, dy, pᵀ and dsᵀ tiles are consumed
-        load_tile(q_tile, q + t0 * stride, stride, T - t0, hd, 1.0f);
-        load_tile(dy_tile, dy_bh + t0 * (size_t)D, D, T - t0, hd, 1.0f);
-        for (int e = threadIdx.x; e < ATTENTION_TILE * ATTENTION_TILE; e += blockDim.x) {
-            const int c = e / ATTENTION_TILE, r = e % ATTENTION_TILE, t = t0 + c, s = s0 + r;
-            pt_tile[r * ATTENTION_SQUARE_PITCH + c] = t < T && s <= t ? prob_bh[(size_t)t * T + s] : 0.0f;
-        }
-        __syncthreads();
-        float dpt[ATTENTION_ROWS_PER_WARP];  // dp[t0 + lane, s0 + row j]
-        tile_dot(dpt, v_tile, dy_tile, hd);
-        const float d = t0 + lane < T ? load_row_sum(dq + (t0 + lane) * stride) : 0.0f;
-#pragma unroll
-        for (int j = 0; j < ATTENTION_ROWS_PER_WARP; j++) {
-            const int i = tile_row(j) * ATTENTION_SQUARE_PITCH + lane;
-            dst_tile[i] = pt_tile[i] * (dpt[j] - d) * scale;
-        }
-        __syncthreads();
-        tile_accumulate(dv, pt_tile, dy_tile, hd);
-        tile_accumulate(dk, dst_tile, q_tile, hd);
+// y and lse for a tile of ATTENTION_FORWARD_ROWS queries.
+// shared: q tile (ATTENTION_FORWARD_ROWS rows), k and v tiles (step rows) × 2 buffers each
+template <int HD>
+static __global__ void __launch_bounds__(32 * AttentionTiles<HD>::forward_warps, 1)
+    attention_forward_kernel(floatX* y, float* lse, const floatX* qkv, const float2* rope_cos_sin, int T, int heads) {
+    using Tiles = AttentionTiles<HD>;
+    constexpr int M = Tiles::forward_row_tiles, WARP_ROWS = 16 * M, KEYS = Tiles::step, NK = KEYS / 8;
+    constexpr int W = Tiles::width, P = Tiles::pitch;
+    extern __shared__ __align__(16) char attention_shared[];
+    floatX* q_tile = reinterpret_cast<floatX*>(attention_shared);
+    floatX* k_tiles = q_tile + ATTENTION_FORWARD_ROWS * P;
+    floatX* v_tiles = k_tiles + 2 * KEYS * P;
+    const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+    const int D = heads * HD, b = blockIdx.y / heads, h = blockIdx.y % heads;
+    const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ATTENTION_FORWARD_ROWS;
+    const int row0 = t0 + (int)threadIdx.x / 32 * WARP_ROWS;  // the warp's first query
+    const size_t stride = 3 * (size_t)D;
+    const floatX* q = qkv + (size_t)b * T * stride + h * HD;
+    const floatX *k = q + D, *v = q + 2 * D;
+    const int n_steps = (min(t0 + ATTENTION_FORWARD_ROWS, T) + KEYS - 1) / KEYS;  // key tiles up to the diagonal
+    const float scale_log2 = ATTENTION_LOG2E / sqrtf((float)HD);
+
+    stage_rows<HD, ATTENTION_FORWARD_ROWS>(q_tile, q, stride, t0, T);
+    stage_rows<HD, KEYS>(k_tiles, k, stride, 0, T);
+    stage_rows<HD, KEYS>(v_tiles, v, stride, 0, T);
+    if (rope_cos_sin) {
+        cp_async_wait_all();
+        rope_staged_rows<HD, ATTENTION_FORWARD_ROWS>(q_tile, t0, T, rope_cos_sin);
     }
-    floatX* dk_out = dqkv + (size_t)b * T * stride + D + h * hd;
-    store_tile_rows(dk_out, stride, s0, T, hd, dk);
-    store_tile_rows(dk_out + D, stride, s0, T, hd, dv);
+    float o[M][W / 8][4] = {};
+    // per row (m, r): the max of S·log2 e so far, and this lane's part of Σ exp2(S·log2 e − max)
+    float row_max[M][2], row_sum[M][2];
+#pragma unroll
+    for (int m = 0; m < M; m++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) row_max[m][r] = -INFINITY, row_sum[m][r] = 0.0f;
+    for (int step = 0; step < n_steps; step++) {
+        const int s0 = step * KEYS, buf = step % 2;
+        cp_async_wait_all();
+        if (rope_cos_sin) rope_staged_rows<HD, KEYS>(k_tiles + buf * KEYS * P, s0, T, rope_cos_sin);
+        __syncthreads();  // this step's tiles are in; every warp is done with the previous step's buffers
+        if (step + 1 < n_steps) {
+            stage_rows<HD, KEYS>(k_tiles + (1 - buf) * KEYS * P, k, stride, s0 + KEYS, T);
+            stage_rows<HD, KEYS>(v_tiles + (1 - buf) * KEYS * P, v, stride, s0 + KEYS, T);
+        }
+        if (s0 > row0 + WARP_ROWS - 1) continue;  // every key of the tile follows the warp's rows
+        float s[M][NK][4];
+        warp_row_dots<M, NK, W, P>(s, q_tile + (row0 - t0) * P, k_tiles + buf * KEYS * P);
+        const bool crosses_diagonal = s0 + KEYS - 1 > row0;
+#pragma unroll
+        for (int m = 0; m < M; m++)
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                const int t = row0 + 16 * m + g + 8 * r;
+                float new_max = row_max[m][r];
+#pragma unroll
+                for (int n = 0; n < NK; n++)
+#pragma unroll
+                    for (int f = 0; f < 2; f++) {
+                        float& x = s[m][n][2 * r + f];
+                        x = crosses_diagonal && s0 + 8 * n + 2 * c + f > t ? -INFINITY : x * scale_log2;
+                        new_max = fmaxf(new_max, x);
+                    }
+                new_max = fmaxf(new_max, __shfl_xor_sync(0xffffffff, new_max, 1));
+                new_max = fmaxf(new_max, __shfl_xor_sync(0xffffffff, new_max, 2));
+                // finite: key 0, in the first step, is visible to every row
+                const float rescale = exp2f(row_max[m][r] - new_max);
+                row_max[m][r] = new_max;
+                float sum = 0.0f;
+#pragma unroll
+                for (int n = 0; n < NK; n++)
+#pragma unroll
+                    for (int f = 0; f < 2; f++) {
+                        float& x = s[m][n][2 * r + f];
+                        x = exp2f(x - new_max);
+                        sum += x;
+                    }
+                row_sum[m][r] = row_sum[m][r] * rescale + sum;
+#pragma unroll
+                for (int n = 0; n < W / 8; n++)
+#pragma unroll
+                    for (int f = 0; f < 2; f++) o[m][n][2 * r + f] *= rescale;
+            }
+        warp_accumulate<M, NK, W, P>(o, s, v_tiles + buf * KEYS * P);
+    }
+    float* lse_bh = lse + ((size_t)b * heads + h) * T;
+#pragma unroll
+    for (int m = 0; m < M; m++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float sum = row_sum[m][r];
+            sum += __shfl_xor_sync(0xffffffff, sum, 1);
+            sum += __shfl_xor_sync(0xffffffff, sum, 2);
+            const float inv_sum = 1.0f / sum;
+#pragma unroll
+            for (int n = 0; n < W / 8; n++)
+#pragma unroll
+                for (int f = 0; f < 2; f++) o[m][n][2 * r + f] *= inv_sum;
+            const int t = row0 + 16 * m + g + 8 * r;
+            if (c == 0 && t < T) lse_bh[t] = row_max[m][r] / ATTENTION_LOG2E + logf(sum);
+        }
+    store_rows<HD, M>(y + (size_t)b * T * D + h * HD, D, o, row0, T, 1.0f, nullptr);
 }
 
-// dq_t for the block's tile of queries t, stepping over the key tiles s ≤ t; reads D_t from the dq slots
-// before overwriting them.
-// shared: dy tile (own queries), k tile, v tile (TILE, hd + 1); ds tile (TILE, TILE + 1)
-static __global__ void __launch_bounds__(ATTENTION_THREADS)
-    attention_backward_query_kernel(floatX* dqkv, const floatX* dy, const floatX* qkv, const float* prob, int T,
-                                    int D, int heads) {
-    extern __shared__ float shared[];
-    const int hd = D / heads, tile_size = ATTENTION_TILE * (hd + 1), lane = threadIdx.x % 32;
-    float *dy_tile = shared, *k_tile = dy_tile + tile_size, *v_tile = k_tile + tile_size;
-    float* ds_tile = v_tile + tile_size;
-    const int b = blockIdx.y / heads, h = blockIdx.y % heads, t0 = query_tile_start();
-    const size_t stride = 3 * (size_t)D;
-    const floatX* k = qkv + (size_t)b * T * stride + D + h * hd;
-    const floatX* v = k + D;
-    floatX* dq = dqkv + (size_t)b * T * stride + h * hd;
-    const float* prob_bh = prob + (size_t)blockIdx.y * T * T;
-    const float scale = 1.0f / sqrtf((float)hd);
-    const int s_end = min(t0 + ATTENTION_TILE, T);
+// D_t = dy_t·y_t of each (position, head) into its dq slot. grid ceil(BT·heads / ATTENTION_ROW_SUM_THREADS)
+template <int HD>
+static __global__ void attention_row_sum_kernel(floatX* dqkv, const floatX* dy, const floatX* y, int BT, int heads) {
+    using Chunk = AttentionChunk<AttentionTiles<HD>::chunk>;
+    const size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (idx >= (size_t)BT * heads) return;
+    const size_t row = idx / heads, D = (size_t)heads * HD, offset = row * D + idx % heads * HD;
+    float sum = 0.0f;
+    for (int i = 0; i < HD; i += AttentionTiles<HD>::chunk) {
+        const Chunk a = *reinterpret_cast<const Chunk*>(dy + offset + i);
+        const Chunk b = *reinterpret_cast<const Chunk*>(y + offset + i);
+#pragma unroll
+        for (int u = 0; u < AttentionTiles<HD>::chunk; u++) sum += to_float(a.x[u]) * to_float(b.x[u]);
+    }
+    store_row_sum(dqkv + row * 3 * D + idx % heads * HD, sum);
+}
 
-    load_tile(dy_tile, dy + ((size_t)b * T + t0) * D + h * hd, D, T - t0, hd, 1.0f);
-    float d[ATTENTION_ROWS_PER_WARP];
-#pragma unroll
-    for (int j = 0; j < ATTENTION_ROWS_PER_WARP; j++) {
-        const int t = t0 + tile_row(j);
-        d[j] = t < T ? load_row_sum(dq + t * stride) : 0.0f;
-    }
-    float acc[ATTENTION_ROWS_PER_WARP][ATTENTION_COLUMNS_PER_LANE] = {};
-    for (int s0 = 0; s0 < s_end; s0 += ATTENTION_TILE) {
-        __syncthreads();  // the previous k, v and ds tiles are consumed
-        load_tile(k_tile, k + s0 * stride, stride, T - s0, hd, 1.0f);
-        load_tile(v_tile, v + s0 * stride, stride, T - s0, hd, 1.0f);
-        __syncthreads();
-        float dp[ATTENTION_ROWS_PER_WARP];
-        tile_dot(dp, dy_tile, v_tile, hd);
-        const int s = s0 + lane;
-#pragma unroll
-        for (int j = 0; j < ATTENTION_ROWS_PER_WARP; j++) {
-            const int t = t0 + tile_row(j);
-            const float p = t < T && s <= t ? prob_bh[(size_t)t * T + s] : 0.0f;
-            ds_tile[tile_row(j) * ATTENTION_SQUARE_PITCH + lane] = p * (dp[j] - d[j]) * scale;
+// dk and dv for a tile of ATTENTION_BACKWARD_ROWS keys (warp w: keys 16w … 16w + 15 of it), stepping over the
+// query tiles from the diagonal to T. The warps compute Sᵀ and dPᵀ (rows keys, columns queries).
+// shared: k and v tiles (ATTENTION_BACKWARD_ROWS rows); q and dy tiles (step rows), lse·log2 e and D (step floats)
+// × 2 buffers each
+template <int HD>
+static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
+    attention_backward_key_kernel(floatX* dqkv, const floatX* dy, const float* lse, const floatX* qkv,
+                                  const float2* rope_cos_sin, int T, int heads) {
+    using Tiles = AttentionTiles<HD>;
+    constexpr int QUERIES = Tiles::step, NQ = QUERIES / 8, W = Tiles::width, P = Tiles::pitch;
+    extern __shared__ __align__(16) char attention_shared[];
+    floatX* k_tile = reinterpret_cast<floatX*>(attention_shared);
+    floatX* v_tile = k_tile + ATTENTION_BACKWARD_ROWS * P;
+    floatX* q_tiles = v_tile + ATTENTION_BACKWARD_ROWS * P;
+    floatX* dy_tiles = q_tiles + 2 * QUERIES * P;
+    float* lse_tiles = reinterpret_cast<float*>(dy_tiles + 2 * QUERIES * P);  // +inf past T: P = 0 there
+    float* d_tiles = lse_tiles + 2 * QUERIES;
+    const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+    const int D = heads * HD, b = blockIdx.y / heads, h = blockIdx.y % heads;
+    const int s0 = blockIdx.x * ATTENTION_BACKWARD_ROWS;  // low tiles, which have the most queries, run first
+    const int key0 = s0 + (int)threadIdx.x / 32 * 16;     // the warp's first key
+    const size_t stride = 3 * (size_t)D;
+    const floatX* q = qkv + (size_t)b * T * stride + h * HD;
+    const floatX *k = q + D, *v = q + 2 * D;
+    const floatX* dy_bh = dy + (size_t)b * T * D + h * HD;
+    const float* lse_bh = lse + ((size_t)b * heads + h) * T;
+    floatX* dq = dqkv + (size_t)b * T * stride + h * HD;  // the dq slots hold D_t
+    const int n_steps = (T - s0 + QUERIES - 1) / QUERIES;
+    const float scale = 1.0f / sqrtf((float)HD), scale_log2 = ATTENTION_LOG2E * scale;
+    auto stage_queries = [&](int t0, int buf) {
+        stage_rows<HD, QUERIES>(q_tiles + buf * QUERIES * P, q, stride, t0, T);
+        stage_rows<HD, QUERIES>(dy_tiles + buf * QUERIES * P, dy_bh, D, t0, T);
+        for (int i = threadIdx.x; i < QUERIES; i += blockDim.x) {
+            const int t = t0 + i;
+            lse_tiles[buf * QUERIES + i] = t < T ? lse_bh[t] * ATTENTION_LOG2E : INFINITY;
+            d_tiles[buf * QUERIES + i] = t < T ? load_row_sum(dq + t * stride) : 0.0f;
         }
-        __syncthreads();
-        tile_accumulate(acc, ds_tile, k_tile, hd);
+    };
+
+    stage_rows<HD, ATTENTION_BACKWARD_ROWS>(k_tile, k, stride, s0, T);
+    stage_rows<HD, ATTENTION_BACKWARD_ROWS>(v_tile, v, stride, s0, T);
+    stage_queries(s0, 0);
+    if (rope_cos_sin) {
+        cp_async_wait_all();
+        rope_staged_rows<HD, ATTENTION_BACKWARD_ROWS>(k_tile, s0, T, rope_cos_sin);
     }
-    store_tile_rows(dq, stride, t0, T, hd, acc);
+    float dk[1][W / 8][4] = {}, dv[1][W / 8][4] = {};
+    for (int step = 0; step < n_steps; step++) {
+        const int t0 = s0 + step * QUERIES, buf = step % 2;
+        cp_async_wait_all();
+        if (rope_cos_sin) rope_staged_rows<HD, QUERIES>(q_tiles + buf * QUERIES * P, t0, T, rope_cos_sin);
+        __syncthreads();  // this step's tiles are in; every warp is done with the previous step's buffers
+        if (step + 1 < n_steps) stage_queries(t0 + QUERIES, 1 - buf);
+        if (t0 + QUERIES - 1 < key0) continue;  // every query of the tile precedes the warp's keys
+        const floatX *q_tile = q_tiles + buf * QUERIES * P, *dy_tile = dy_tiles + buf * QUERIES * P;
+        const float *lse_tile = lse_tiles + buf * QUERIES, *d_tile = d_tiles + buf * QUERIES;
+        float p[1][NQ][4], ds[1][NQ][4];
+        warp_row_dots<1, NQ, W, P>(p, k_tile + (key0 - s0) * P, q_tile);    // Sᵀ
+        warp_row_dots<1, NQ, W, P>(ds, v_tile + (key0 - s0) * P, dy_tile);  // dPᵀ
+#pragma unroll
+        for (int n = 0; n < NQ; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int key = key0 + g + 8 * (e / 2), col = 8 * n + 2 * c + e % 2;
+                const float pe = key <= t0 + col ? exp2f(p[0][n][e] * scale_log2 - lse_tile[col]) : 0.0f;
+                p[0][n][e] = pe;
+                ds[0][n][e] = pe * (ds[0][n][e] - d_tile[col]);
+            }
+        warp_accumulate<1, NQ, W, P>(dv, p, dy_tile);
+        warp_accumulate<1, NQ, W, P>(dk, ds, q_tile);
+    }
+    floatX* dk_out = dqkv + (size_t)b * T * stride + D + h * HD;
+    store_rows<HD, 1>(dk_out, stride, dk, key0, T, scale, rope_cos_sin);
+    store_rows<HD, 1>(dk_out + D, stride, dv, key0, T, 1.0f, nullptr);
+}
+
+// dq for a tile of ATTENTION_BACKWARD_ROWS queries (warp w: queries 16w … 16w + 15 of it), stepping over the key
+// tiles up to the diagonal; reads D_t from the dq slots before overwriting them.
+// shared: q and dy tiles (ATTENTION_BACKWARD_ROWS rows); k and v tiles (step rows) × 2 buffers each
+template <int HD>
+static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
+    attention_backward_query_kernel(floatX* dqkv, const floatX* dy, const float* lse, const floatX* qkv,
+                                    const float2* rope_cos_sin, int T, int heads) {
+    using Tiles = AttentionTiles<HD>;
+    constexpr int KEYS = Tiles::step, NK = KEYS / 8, W = Tiles::width, P = Tiles::pitch;
+    extern __shared__ __align__(16) char attention_shared[];
+    floatX* q_tile = reinterpret_cast<floatX*>(attention_shared);
+    floatX* dy_tile = q_tile + ATTENTION_BACKWARD_ROWS * P;
+    floatX* k_tiles = dy_tile + ATTENTION_BACKWARD_ROWS * P;
+    floatX* v_tiles = k_tiles + 2 * KEYS * P;
+    const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+    const int D = heads * HD, b = blockIdx.y / heads, h = blockIdx.y % heads;
+    const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ATTENTION_BACKWARD_ROWS;  // the longest rows first
+    const int row0 = t0 + (int)threadIdx.x / 32 * 16;                            // the warp's first query
+    const size_t stride = 3 * (size_t)D;
+    const floatX* q = qkv + (size_t)b * T * stride + h * HD;
+    const floatX *k = q + D, *v = q + 2 * D;
+    const float* lse_bh = lse + ((size_t)b * heads + h) * T;
+    floatX* dq = dqkv + (size_t)b * T * stride + h * HD;
+    const int n_steps = (min(t0 + ATTENTION_BACKWARD_ROWS, T) + KEYS - 1) / KEYS;
+    const float scale = 1.0f / sqrtf((float)HD), scale_log2 = ATTENTION_LOG2E * scale;
+
+    stage_rows<HD, ATTENTION_BACKWARD_ROWS>(q_tile, q, stride, t0, T);
+    stage_rows<HD, ATTENTION_BACKWARD_ROWS>(dy_tile, dy + (size_t)b * T * D + h * HD, D, t0, T);
+    stage_rows<HD, KEYS>(k_tiles, k, stride, 0, T);
+    stage_rows<HD, KEYS>(v_tiles, v, stride, 0, T);
+    if (rope_cos_sin) {
+        cp_async_wait_all();
+        rope_staged_rows<HD, ATTENTION_BACKWARD_ROWS>(q_tile, t0, T, rope_cos_sin);
+    }
+    float lse_row[2], d_row[2];  // rows g, g + 8 of the warp: lse·log2 e (+inf past T) and D
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int t = row0 + g + 8 * r;
+        lse_row[r] = t < T ? lse_bh[t] * ATTENTION_LOG2E : INFINITY;
+        d_row[r] = t < T ? load_row_sum(dq + t * stride) : 0.0f;
+    }
+    float acc[1][W / 8][4] = {};
+    for (int step = 0; step < n_steps; step++) {
+        const int s0 = step * KEYS, buf = step % 2;
+        cp_async_wait_all();
+        if (rope_cos_sin) rope_staged_rows<HD, KEYS>(k_tiles + buf * KEYS * P, s0, T, rope_cos_sin);
+        __syncthreads();  // this step's tiles are in; every warp is done with the previous step's buffers
+        if (step + 1 < n_steps) {
+            stage_rows<HD, KEYS>(k_tiles + (1 - buf) * KEYS * P, k, stride, s0 + KEYS, T);
+            stage_rows<HD, KEYS>(v_tiles + (1 - buf) * KEYS * P, v, stride, s0 + KEYS, T);
+        }
+        if (s0 > row0 + 15) continue;  // every key of the tile follows the warp's rows
+        const floatX* k_tile = k_tiles + buf * KEYS * P;
+        float p[1][NK][4], ds[1][NK][4];
+        warp_row_dots<1, NK, W, P>(p, q_tile + (row0 - t0) * P, k_tile);                      // S
+        warp_row_dots<1, NK, W, P>(ds, dy_tile + (row0 - t0) * P, v_tiles + buf * KEYS * P);  // dP
+#pragma unroll
+        for (int n = 0; n < NK; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int key = s0 + 8 * n + 2 * c + e % 2, r = e / 2;
+                const float pe = key <= row0 + g + 8 * r ? exp2f(p[0][n][e] * scale_log2 - lse_row[r]) : 0.0f;
+                ds[0][n][e] = pe * (ds[0][n][e] - d_row[r]);
+            }
+        warp_accumulate<1, NK, W, P>(acc, ds, k_tile);
+    }
+    store_rows<HD, 1>(dq, stride, acc, row0, T, scale, rope_cos_sin);
 }
 
 // ---------------------------------------------------------------- launchers
 
-static inline void rope_launch(floatX* qkv, int B, int T, int D, int heads, float sign, cudaStream_t stream) {
-    if (D % heads != 0 || (D / heads) % 2 != 0) {
-        fprintf(stderr, "rope: head size D/heads = %d/%d must be an even integer\n", D, heads);
+// The head sizes the attention kernels take.
+static inline bool attention_supports_head_size(int hd) {
+    return hd == 8 || hd == 16 || hd == 32 || hd == 64 || hd == 128;
+}
+
+// run(std::integral_constant<int, hd>()) for the head size D/heads; stops with a message for one not supported.
+template <typename Run>
+static inline void attention_with_head_size(int D, int heads, Run run) {
+    const int hd = heads > 0 ? D / heads : 0;
+    if (heads <= 0 || D % heads != 0 || !attention_supports_head_size(hd)) {
+        fprintf(stderr, "attention: head size D/heads = %d/%d must be 8, 16, 32, 64 or 128\n", D, heads);
         exit(EXIT_FAILURE);
     }
-    const size_t pairs = (size_t)B * T * (D / 2);
-    const unsigned grid = (unsigned)ceil_div(pairs, (size_t)ROPE_THREADS);
-    rope_rotate_kernel<<<grid, ROPE_THREADS, 0, stream>>>(qkv, B, T, D, heads, sign);
-    cudaCheckLaunch();
+    switch (hd) {
+        case 8: run(std::integral_constant<int, 8>()); break;
+        case 16: run(std::integral_constant<int, 16>()); break;
+        case 32: run(std::integral_constant<int, 32>()); break;
+        case 64: run(std::integral_constant<int, 64>()); break;
+        default: run(std::integral_constant<int, 128>()); break;
+    }
 }
 
-// In place on q and k of qkv (B,T,3D).
-static inline void rope_forward(floatX* qkv, int B, int T, int D, int heads, cudaStream_t stream) {
-    rope_launch(qkv, B, T, D, heads, 1.0f, stream);
-}
-
-// In place on dq and dk of dqkv (B,T,3D).
-static inline void rope_backward(floatX* dqkv, int B, int T, int D, int heads, cudaStream_t stream) {
-    rope_launch(dqkv, B, T, D, heads, -1.0f, stream);
-}
-
-// Dynamic shared memory of an attention kernel holding `tiles` tiles (TILE, hd + 1) and `squares` (TILE, TILE + 1);
-// checks the head size and raises the kernel's limit past the default 48 KB where needed.
+// `bytes` of dynamic shared memory for `kernel`, raising its limit past the default 48 KB where needed.
 template <typename Kernel>
-static inline size_t attention_shared_bytes(Kernel kernel, int D, int heads, int tiles, int squares) {
-    const int hd = D / heads;
-    if (D % heads != 0 || hd < 2 || hd > ATTENTION_MAX_HEAD_SIZE) {
-        fprintf(stderr, "attention: head size D/heads = %d/%d must be an integer in 2..%d\n", D, heads,
-                ATTENTION_MAX_HEAD_SIZE);
-        exit(EXIT_FAILURE);
-    }
-    const size_t floats = (size_t)ATTENTION_TILE * (tiles * (hd + 1) + squares * ATTENTION_SQUARE_PITCH);
-    const size_t bytes = floats * sizeof(float);
+static inline size_t attention_shared_bytes(Kernel kernel, size_t bytes) {
     if (bytes > 48 * 1024)
         cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
     return bytes;
 }
 
-// y (B,T,D) and prob (B,heads,T,T) from qkv (B,T,3D).
-static inline void attention_forward(floatX* y, float* prob, const floatX* qkv, int B, int T, int D, int heads,
-                                     cudaStream_t stream) {
-    const size_t shared = attention_shared_bytes(attention_forward_kernel, D, heads, 2, 1);
-    const dim3 grid(ceil_div(T, ATTENTION_TILE), B * heads);
-    attention_forward_kernel<<<grid, ATTENTION_THREADS, shared, stream>>>(y, prob, qkv, T, D, heads);
+// cos_sin (T, hd/2): RoPE's (cos tω_i, sin tω_i), read by attention_forward and attention_backward.
+static inline void rope_table(float2* cos_sin, int T, int hd, cudaStream_t stream) {
+    const size_t n = (size_t)T * (hd / 2);
+    rope_table_kernel<<<(unsigned)ceil_div(n, (size_t)ROPE_TABLE_THREADS), ROPE_TABLE_THREADS, 0, stream>>>(cos_sin,
+                                                                                                          T, hd);
     cudaCheckLaunch();
 }
 
-// dqkv (B,T,3D), overwritten, from dy (B,T,D), qkv (B,T,3D) and prob (B,heads,T,T) of the forward.
-static inline void attention_backward(floatX* dqkv, const floatX* dy, const floatX* qkv, const float* prob, int B,
-                                      int T, int D, int heads, cudaStream_t stream) {
-    const dim3 grid(ceil_div(T, ATTENTION_TILE), B * heads);
-    size_t shared = attention_shared_bytes(attention_backward_row_sum_kernel, D, heads, 2, 0);
-    attention_backward_row_sum_kernel<<<grid, ATTENTION_THREADS, shared, stream>>>(dqkv, dy, qkv, prob, T, D, heads);
-    cudaCheckLaunch();
-    shared = attention_shared_bytes(attention_backward_key_kernel, D, heads, 3, 2);
-    attention_backward_key_kernel<<<grid, ATTENTION_THREADS, shared, stream>>>(dqkv, dy, qkv, prob, T, D, heads);
-    cudaCheckLaunch();
-    shared = attention_shared_bytes(attention_backward_query_kernel, D, heads, 3, 1);
-    attention_backward_query_kernel<<<grid, ATTENTION_THREADS, shared, stream>>>(dqkv, dy, qkv, prob, T, D, heads);
-    cudaCheckLaunch();
+// y (B,T,D) and lse (B,heads,T) from qkv (B,T,3D); RoPE on q and k when rope_cos_sin (rope_table) is given.
+static inline void attention_forward(floatX* y, float* lse, const floatX* qkv, const float2* rope_cos_sin, int B,
+                                     int T, int D, int heads, cudaStream_t stream) {
+    attention_with_head_size(D, heads, [&](auto head_size) {
+        constexpr int HD = decltype(head_size)::value;
+        using Tiles = AttentionTiles<HD>;
+        const size_t shared = attention_shared_bytes(
+            attention_forward_kernel<HD>, (ATTENTION_FORWARD_ROWS + 4 * Tiles::step) * Tiles::pitch * sizeof(floatX));
+        const dim3 grid(ceil_div(T, ATTENTION_FORWARD_ROWS), B * heads);
+        attention_forward_kernel<HD><<<grid, 32 * Tiles::forward_warps, shared, stream>>>(y, lse, qkv, rope_cos_sin,
+                                                                                          T, heads);
+        cudaCheckLaunch();
+    });
+}
+
+// dqkv (B,T,3D), overwritten, from dy (B,T,D), the forward's y (B,T,D) and lse (B,heads,T), qkv (B,T,3D) and the
+// same rope_cos_sin as the forward.
+static inline void attention_backward(floatX* dqkv, const floatX* dy, const floatX* y, const float* lse,
+                                      const floatX* qkv, const float2* rope_cos_sin, int B, int T, int D, int heads,
+                                      cudaStream_t stream) {
+    attention_with_head_size(D, heads, [&](auto head_size) {
+        constexpr int HD = decltype(head_size)::value;
+        using Tiles = AttentionTiles<HD>;
+        const size_t rows = (size_t)B * T * heads;
+        attention_row_sum_kernel<HD><<<(unsigned)ceil_div(rows, (size_t)ATTENTION_ROW_SUM_THREADS),
+                                       ATTENTION_ROW_SUM_THREADS, 0, stream>>>(dqkv, dy, y, B * T, heads);
+        cudaCheckLaunch();
+        const dim3 grid(ceil_div(T, ATTENTION_BACKWARD_ROWS), B * heads);
+        const size_t tiles_bytes = (2 * ATTENTION_BACKWARD_ROWS + 4 * Tiles::step) * Tiles::pitch * sizeof(floatX);
+        size_t shared = attention_shared_bytes(attention_backward_key_kernel<HD>,
+                                               tiles_bytes + 4 * Tiles::step * sizeof(float));
+        attention_backward_key_kernel<HD><<<grid, 32 * ATTENTION_BACKWARD_WARPS, shared, stream>>>(
+            dqkv, dy, lse, qkv, rope_cos_sin, T, heads);
+        cudaCheckLaunch();
+        shared = attention_shared_bytes(attention_backward_query_kernel<HD>, tiles_bytes);
+        attention_backward_query_kernel<HD><<<grid, 32 * ATTENTION_BACKWARD_WARPS, shared, stream>>>(
+            dqkv, dy, lse, qkv, rope_cos_sin, T, heads);
+        cudaCheckLaunch();
+    });
 }

@@ -1,9 +1,11 @@
 // Softmax, cross-entropy loss and its gradient over the padded vocabulary, in one kernel: the reference
 // steps crossentropy_forward and crossentropy_backward, fused (as llm.c's fused classifier).
 //
-// Shapes: logits (B·T, Vp) floatX, of which only the first `vocab` columns are real (Vp is the vocabulary
-// padded to a multiple of 128); tokens (B, T+1) int, the target of position (b, t) is tokens[b·(T+1) + t + 1];
-// losses (B·T) fp32. Per row i (position b·T + t) with target y:
+// Shapes: the logits are (B·T, Vp) floatX, of which only the first `vocab` columns are real (Vp is the
+// vocabulary padded to a multiple of 128); tokens (B, T+1) int, the target of position (b, t) is
+// tokens[b·(T+1) + t + 1]; losses (B·T) fp32. A call handles `rows` consecutive rows from row0 on (the
+// classifier runs in chunks of rows so the whole (B·T, Vp) logits never exist at once): `logits` and `losses`
+// point at row row0, `tokens` at the whole (B, T+1). Per row i (position b·T + t) with target y:
 //   m = max_{j<vocab} z_j,   s = Σ_{j<vocab} exp(z_j − m),   p_j = exp(z_j − m) / s
 //   losses[i] = −log p_y = m + log s − z_y          (the caller takes the mean over B·T)
 //   when dloss > 0, the row is overwritten IN PLACE by the gradient of the loss Σ_i dloss · losses[i]:
@@ -12,8 +14,8 @@
 // The padded columns are never read into m or s, so whatever the GEMM left there (their lm_head rows get no
 // gradient) takes no part.
 //
-// Work split: one block per row, reading it in 16-byte packs (rows are 16-byte aligned: Vp is a multiple of
-// the pack width). The first pass keeps each thread's running (m, s) over its packs, rescaling s whenever
+// Work split: one block per row of the chunk, reading it in 16-byte packs (rows are 16-byte aligned: Vp is a
+// multiple of the pack width). The first pass keeps each thread's running (m, s) over its packs, rescaling s whenever
 // m grows, so the row is read once for both; the block then merges the threads' (m, s). The second pass
 // re-reads the row (mostly from L2) and writes dlogits over it, each thread over the packs it read.
 #pragma once
@@ -58,11 +60,11 @@ static __device__ LogitStats block_logit_stats(LogitStats s) {
     return warp_logit_stats(s);
 }
 
-// grid B·T, block CROSSENTROPY_THREADS: one block per row
-static __global__ void crossentropy_forward_backward_kernel(float* losses, floatX* logits, const int* tokens, int T,
-                                                            int vocab, int Vp, float dloss) {
-    const int i = blockIdx.x;
-    floatX* z_row = logits + (size_t)i * Vp;
+// grid rows, block CROSSENTROPY_THREADS: one block per row of the chunk (logits, losses point at row row0)
+static __global__ void crossentropy_forward_backward_kernel(float* losses, floatX* logits, const int* tokens, int row0,
+                                                            int T, int vocab, int Vp, float dloss) {
+    const int i = row0 + blockIdx.x;  // the position b·T + t
+    floatX* z_row = logits + (size_t)blockIdx.x * Vp;
     LogitPack* row = reinterpret_cast<LogitPack*>(z_row);
     const int target = tokens[i + i / T + 1];  // i = b·T + t  →  b·(T+1) + t + 1
     // read before block_logit_stats' barrier, hence before any thread overwrites the row
@@ -84,7 +86,7 @@ static __global__ void crossentropy_forward_backward_kernel(float* losses, float
         s = LogitStats{m, sum};
     }
     s = block_logit_stats(s);
-    if (threadIdx.x == 0) losses[i] = s.max + logf(s.sum) - target_logit;
+    if (threadIdx.x == 0) losses[blockIdx.x] = s.max + logf(s.sum) - target_logit;
     if (dloss <= 0.0f) return;
 
     const float inv_sum = 1.0f / s.sum;
@@ -101,17 +103,18 @@ static __global__ void crossentropy_forward_backward_kernel(float* losses, float
     }
 }
 
-// losses (B·T) fp32. dloss is the weight of each position's loss in the loss being differentiated:
+// Rows row0 … row0+rows−1 of the B·T positions: logits (rows, Vp) and losses (rows) fp32 point at row row0,
+// tokens is the whole (B, T+1). dloss is the weight of each position's loss in the loss being differentiated:
 // 1/(B·T) for one batch, 1/(B·T·steps) with gradient accumulation over `steps` micro-batches; when it is
-// > 0 the logits (B·T, Vp) are overwritten by dlogits = (p − onehot)·dloss, when 0 they are left unchanged.
-static inline void crossentropy_forward_backward(float* losses, floatX* logits, const int* tokens, int B, int T,
-                                                 int vocab, int Vp, float dloss, cudaStream_t stream) {
+// > 0 the logits are overwritten by dlogits = (p − onehot)·dloss, when 0 they are left unchanged.
+static inline void crossentropy_forward_backward(float* losses, floatX* logits, const int* tokens, int row0, int rows,
+                                                 int T, int vocab, int Vp, float dloss, cudaStream_t stream) {
     if (Vp % LOGIT_PACK != 0 || reinterpret_cast<size_t>(logits) % 16 != 0 || vocab > Vp) {
         fprintf(stderr, "crossentropy_forward_backward: needs 16-byte aligned logits rows (Vp %d a multiple of %d) "
                         "and vocab %d <= Vp\n", Vp, LOGIT_PACK, vocab);
         exit(EXIT_FAILURE);
     }
-    crossentropy_forward_backward_kernel<<<B * T, CROSSENTROPY_THREADS, 0, stream>>>(
-        losses, logits, tokens, T, vocab, Vp, dloss);
+    crossentropy_forward_backward_kernel<<<rows, CROSSENTROPY_THREADS, 0, stream>>>(
+        losses, logits, tokens, row0, T, vocab, Vp, dloss);
     cudaCheckLaunch();
 }

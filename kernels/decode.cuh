@@ -14,7 +14,7 @@
 //   attention_step (rope_forward + attention_forward at one step), per (sequence b, head h), hd = D/heads:
 //     qkv (n_seq,3D) floatX of position t; q and k rotated by RoPE at angle t·ω when `rope`; k and v appended to
 //     k_cache, v_cache (n_seq,max_len,D) floatX at row t;  y (n_seq,D) = Σ_{s≤t} softmax_s(q·k_s/sqrt(hd)) v_s
-//     Rotated q and k are rounded to floatX, as the training forward stores them.
+//     Rotated q and k are rounded to floatX, as the training forward stages them.
 #pragma once
 #include "attention.cuh"
 #include "common.cuh"

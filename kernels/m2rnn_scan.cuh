@@ -15,7 +15,8 @@
 //   W (N,V,V) fp32           W_n row-major: (H W)[i][j] = Σ_m H[i][m] W[m][j]
 //   y (B,T,N·V) floatX       written: head n at columns n·V..n·V+V-1, H_tᵀ q_t only (the D skip is added elsewhere)
 //   checkpoints (B,N,ceil(T/chunk),K,V) fp32   written by the forward: entry c is the state entering step
-//                                              c·chunk (H_{c·chunk-1}; zero for c = 0), read by the backward
+//                                              c·chunk (H_{c·chunk-1}; zero for c = 0), read by the backward;
+//                                              the order inside a (b, n) is the kernels' own (m2rnn_scan_tc.cuh)
 //   dy (B,T,N·V) floatX;  dqkv (B,T,Cc) fp32 +=;  df (B,T,N) fp32 overwritten;  dW (N,V,V) fp32 +=
 // dq and dk of a shared q/k head sum over the heads of its group; dv has one writer per element.
 //
@@ -38,10 +39,16 @@
 // Each thread keeps its column of W_n (and its row, backward) in registers, V a compile-time constant, and reads
 // its row of the previous state as V/4 128-bit loads. Shared memory: about (chunk+1)·K·V floats of states (2×
 // backward, with Z); a size that does not fit the device stops with a message.
+//
+// These scalar kernels are the fp32 build's scan (fp32 everywhere, tanhf) and take any supported shape. In bf16
+// builds the launchers below hand V = 16, K a multiple of 16 up to 64 (the models' shapes) to the tensor-core
+// kernels of m2rnn_scan_tc.cuh: same inputs and outputs, a smaller backward scratch (dq and dk summed over a
+// block's heads).
 #pragma once
 #include <type_traits>
 
 #include "common.cuh"
+#include "m2rnn_scan_tc.cuh"
 
 static const int M2RNN_SCAN_MAX_STATE = 1024;  // K·V: one thread per state element
 static const int M2RNN_SCAN_CHUNK = 16;        // the model's forward keeps the state every this many steps
@@ -289,21 +296,22 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_backwa
     for (int o = e; o < V * V; o += blockDim.x) scratch[(size_t)blockIdx.x * V * V + o] = dWs[o];
 }
 
-// grid ceil(B·T·(Nq+Nk)·K / SCAN_GROUP_SUM_THREADS): one thread per q or k element of dqkv, adding the per-head
-// dq (or dk) of its group's heads, in head order.
+// grid ceil(B·T·(Nq+Nk)·K / SCAN_GROUP_SUM_THREADS): one thread per q or k element of dqkv, adding the dq (or
+// dk) partials of its group in order. Partials (B·T, parts, K): one per head (scalar kernels, parts = N) or per
+// block of heads (tensor-core kernels, parts = N/P); a q group's heads are parts/Nq consecutive partials.
 static const int SCAN_GROUP_SUM_THREADS = 256;
 
-static __global__ void m2rnn_scan_group_sum_kernel(float* dqkv, const float* dq_heads, const float* dk_heads,
-                                                   size_t n_pos, int N, int K, int Nq, int Nk, int Cc) {
+static __global__ void m2rnn_scan_group_sum_kernel(float* dqkv, const float* dq_parts, const float* dk_parts,
+                                                   size_t n_pos, int parts, int K, int Nq, int Nk, int Cc) {
     const size_t QK = (size_t)(Nq + Nk) * K, o = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (o >= n_pos * QK) return;
     const size_t pos = o / QK;
     const int c = (int)(o % QK), i = c % K;
     const bool is_q = c < Nq * K;
-    const int group = is_q ? c / K : c / K - Nq, group_size = N / (is_q ? Nq : Nk);
-    const float* heads = (is_q ? dq_heads : dk_heads) + pos * N * K + i;
+    const int group = is_q ? c / K : c / K - Nq, group_size = parts / (is_q ? Nq : Nk);
+    const float* part = (is_q ? dq_parts : dk_parts) + pos * parts * K + i;
     float acc = 0.0f;
-    for (int h = group * group_size; h < (group + 1) * group_size; h++) acc += heads[(size_t)h * K];
+    for (int h = group * group_size; h < (group + 1) * group_size; h++) acc += part[(size_t)h * K];
     dqkv[pos * Cc + c] += acc;
 }
 
@@ -359,6 +367,20 @@ static inline void scan_with_V(int V, Run run) {
 static inline void m2rnn_scan_forward(floatX* y, float* checkpoints, const floatX* qkv, const float* f,
                                       const float* W, int B, int T, int N, int K, int V, int Nq, int Nk, int chunk,
                                       cudaStream_t stream) {
+#if !defined(ENABLE_FP32)
+    if (m2rnn_scan_tc_supported(K, V)) {
+        const int R = m2rnn_scan_tc_row_tiles(K, SCAN_TC_FORWARD_TILES), slices = K / (16 * R);
+        const size_t smem = scan_tc_forward_smem(K, chunk, slices);
+        scan_tc_with_R(R, [&](auto r) {
+            constexpr int RC = decltype(r)::value;
+            m2rnn_scan_prepare(m2rnn_scan_tc_forward_kernel<RC>, smem, N, K, V, Nq, Nk, chunk, "m2rnn_scan_forward");
+            m2rnn_scan_tc_forward_kernel<RC><<<B * N, 32 * slices, smem, stream>>>(y, checkpoints, qkv, f, W, T, N, K,
+                                                                                   Nq, Nk, chunk);
+        });
+        cudaCheckLaunch();
+        return;
+    }
+#endif
     const size_t smem = scan_layout(K, V, chunk, false).total * sizeof(float);
     scan_with_V(V, [&](auto v) {
         constexpr int VC = decltype(v)::value;
@@ -370,33 +392,60 @@ static inline void m2rnn_scan_forward(floatX* y, float* checkpoints, const float
     cudaCheckLaunch();
 }
 
-// Floats of scratch m2rnn_scan_backward needs.
-static inline size_t m2rnn_scan_backward_scratch_floats(int B, int T, int N, int K, int V) {
-    return (size_t)B * N * V * V + 2 * (size_t)B * T * N * K;
+// dq and dk partials per position that the backward's scratch holds: one per head, or one per tensor-core block.
+static inline int m2rnn_scan_dqk_parts(int N, int K, int V, int Nq, int Nk) {
+    return m2rnn_scan_tc_supported(K, V) ? N / m2rnn_scan_tc_heads_per_block(N, Nq, Nk) : N;
+}
+
+// dW partials per batch row in the backward's scratch: one, or one per 16-row slice of the state (tensor cores).
+static inline int m2rnn_scan_dW_parts(int K, int V) {
+    return m2rnn_scan_tc_supported(K, V) ? K / (16 * m2rnn_scan_tc_row_tiles(K, SCAN_TC_BACKWARD_TILES)) : 1;
+}
+
+// Floats of scratch m2rnn_scan_backward needs: the dW partials, then the dq and dk partials.
+static inline size_t m2rnn_scan_backward_scratch_floats(int B, int T, int N, int K, int V, int Nq, int Nk) {
+    return (size_t)B * m2rnn_scan_dW_parts(K, V) * N * V * V +
+           2 * (size_t)B * T * m2rnn_scan_dqk_parts(N, K, V, Nq, Nk) * K;
 }
 
 // dqkv (B,T,Cc) fp32 +=, df (B,T,N) fp32 overwritten, dW (N,V,V) fp32 +=, from dy (B,T,N·V) floatX and the
 // forward's inputs and checkpoints (the same chunk); clip 0 = no state-gradient clipping;
-// scratch m2rnn_scan_backward_scratch_floats(B, T, N, K, V) floats.
+// scratch m2rnn_scan_backward_scratch_floats(B, T, N, K, V, Nq, Nk) floats.
 static inline void m2rnn_scan_backward(float* dqkv, float* df, float* dW, float* scratch, const floatX* dy,
                                        const floatX* qkv, const float* f, const float* W, const float* checkpoints,
                                        float clip, int B, int T, int N, int K, int V, int Nq, int Nk, int chunk,
                                        cudaStream_t stream) {
-    const size_t smem = scan_layout(K, V, chunk, true).total * sizeof(float);
-    scan_with_V(V, [&](auto v) {
-        constexpr int VC = decltype(v)::value;
-        const int block = m2rnn_scan_prepare(m2rnn_scan_backward_kernel<VC>, smem, N, K, V, Nq, Nk, chunk,
-                                             "m2rnn_scan_backward");
-        m2rnn_scan_backward_kernel<VC><<<B * N, block, smem, stream>>>(dqkv, df, scratch, dy, qkv, f, W, checkpoints,
-                                                                       clip, T, N, K, Nq, Nk, chunk);
-    });
+    const int parts = m2rnn_scan_dqk_parts(N, K, V, Nq, Nk);
+#if !defined(ENABLE_FP32)
+    if (m2rnn_scan_tc_supported(K, V)) {
+        const int P = N / parts, R = m2rnn_scan_tc_row_tiles(K, SCAN_TC_BACKWARD_TILES), slices = K / (16 * R);
+        const size_t smem = scan_tc_backward_layout(K, chunk, P, R).total;
+        scan_tc_with_R(R, [&](auto r) {
+            constexpr int RC = decltype(r)::value;
+            m2rnn_scan_prepare(m2rnn_scan_tc_backward_kernel<RC>, smem, N, K, V, Nq, Nk, chunk, "m2rnn_scan_backward");
+            m2rnn_scan_tc_backward_kernel<RC><<<B * parts, 32 * P * slices, smem, stream>>>(
+                dqkv, df, scratch, dy, qkv, f, W, checkpoints, clip, T, N, K, Nq, Nk, chunk, P);
+        });
+    } else
+#endif
+    {
+        const size_t smem = scan_layout(K, V, chunk, true).total * sizeof(float);
+        scan_with_V(V, [&](auto v) {
+            constexpr int VC = decltype(v)::value;
+            const int block = m2rnn_scan_prepare(m2rnn_scan_backward_kernel<VC>, smem, N, K, V, Nq, Nk, chunk,
+                                                 "m2rnn_scan_backward");
+            m2rnn_scan_backward_kernel<VC><<<B * N, block, smem, stream>>>(dqkv, df, scratch, dy, qkv, f, W,
+                                                                           checkpoints, clip, T, N, K, Nq, Nk, chunk);
+        });
+    }
     cudaCheckLaunch();
-    const size_t dW_floats = (size_t)B * N * V * V, n_pos = (size_t)B * T, dq_floats = n_pos * N * K;
-    const float* dq_heads = scratch + dW_floats;
+    const int dW_parts = B * m2rnn_scan_dW_parts(K, V);
+    const size_t dW_floats = (size_t)dW_parts * N * V * V, n_pos = (size_t)B * T, part_floats = n_pos * parts * K;
+    const float* dq_parts = scratch + dW_floats;
     const size_t qk_elements = n_pos * (Nq + Nk) * K;
     m2rnn_scan_group_sum_kernel<<<(unsigned)ceil_div(qk_elements, (size_t)SCAN_GROUP_SUM_THREADS),
-                                  SCAN_GROUP_SUM_THREADS, 0, stream>>>(dqkv, dq_heads, dq_heads + dq_floats, n_pos, N,
-                                                                       K, Nq, Nk, (Nq + Nk) * K + N * V);
+                                  SCAN_GROUP_SUM_THREADS, 0, stream>>>(dqkv, dq_parts, dq_parts + part_floats, n_pos,
+                                                                       parts, K, Nq, Nk, (Nq + Nk) * K + N * V);
     cudaCheckLaunch();
-    sum_partials(dW, scratch, B, (size_t)N * V * V, stream);
+    sum_partials(dW, scratch, dW_parts, (size_t)N * V * V, stream);
 }

@@ -10,8 +10,12 @@
 //   outᵀ (O×n) = op_T(W_cm (I×O)) · x_cm (I×n)
 //   dxᵀ  (I×n) = W_cm (I×O) · dout_cm (O×n)
 //   dWᵀ  (I×O) += x_cm (I×n) · op_T(dout_cm (O×n))
+// Operands may be slices of larger buffers (a tensor inside the parameter arena, a chunk of rows), so each
+// GEMM tells cuBLASLt's heuristic how aligned its pointers really are (it assumes 256 bytes otherwise).
 #pragma once
 #include <cublasLt.h>
+
+#include <cstdint>
 
 #include "common.cuh"
 
@@ -40,6 +44,13 @@ static inline void matmul_destroy(Matmul& mm) {
     mm.handle = nullptr;
 }
 
+// The largest power of two up to 256 that divides the address.
+static inline uint32_t matmul_alignment(const void* p) {
+    uint32_t alignment = 256;
+    while (reinterpret_cast<uintptr_t>(p) % alignment != 0) alignment /= 2;
+    return alignment;
+}
+
 template <typename T> static inline cudaDataType_t cuda_type();
 template <> inline cudaDataType_t cuda_type<float>() { return CUDA_R_32F; }
 template <> inline cudaDataType_t cuda_type<__nv_bfloat16>() { return CUDA_R_16BF; }
@@ -62,6 +73,15 @@ static inline void matmul_cublaslt(Matmul& mm, TD* d, const floatX* a, const flo
     cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                      &MATMUL_WORKSPACE_BYTES, sizeof(MATMUL_WORKSPACE_BYTES)));
+    const uint32_t align_a = matmul_alignment(a), align_b = matmul_alignment(b), align_d = matmul_alignment(d);
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a,
+                                                     sizeof(align_a)));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b,
+                                                     sizeof(align_b)));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d,
+                                                     sizeof(align_d)));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d,
+                                                     sizeof(align_d)));
     cublasLtMatmulHeuristicResult_t heuristic;
     int found = 0;
     cublasCheck(cublasLtMatmulAlgoGetHeuristic(mm.handle, desc, la, lb, ld, ld, pref, 1, &heuristic, &found));

@@ -128,18 +128,28 @@ bool config_validate(const Config& c, std::string& err) {
 }
 
 double config_flops_per_token(const Config& c) {
-    double gemm_weights = (double)c.Vp * c.D, attention = 0, scan = 0;
-    for (int l = 0; l < c.L; l++) {
-        gemm_weights += 3.0 * c.F * c.D;  // up (2F, D) and down (D, F)
-        if (c.pattern[l] == 'M') {
-            gemm_weights += (double)config_inproj_rows(c) * c.D + (double)c.D * c.N * c.V;
-            scan += 3.0 * (2.0 * c.N * c.K * c.V * c.V + 2.0 * c.N * c.K * c.V);
-        } else {
-            gemm_weights += 4.0 * c.D * c.D;
-            attention += 12.0 * c.D * c.T;
-        }
-    }
-    return 6.0 * gemm_weights + attention + scan;
+    const double D = c.D, F = c.F, T = c.T, N = c.N, K = c.K, V = c.V;
+    // A GEMM with an (out, in) weight costs per token 2·out·in FLOPs forward (y = x Wᵀ) and 4·out·in backward
+    // (dx = dy W and dW += dyᵀ x): 6 per weight.
+    const double mlp = 6.0 * (2.0 * F * D + D * F);                              // up (2F, D), down (D, F)
+    const double m2rnn_gemms = 6.0 * ((double)config_inproj_rows(c) * D + D * N * V);  // in_proj, out_proj
+    const double attention_gemms = 6.0 * (3.0 * D * D + D * D);                 // qkv (3D, D), attn_out (D, D)
+    // Attention's scores and mix, per token over all heads: q kᵀ against T keys (2·T·D) and p v (2·T·D)
+    // forward, twice that backward (dq and dk, dp and dv). The causal half that is masked out is counted, as
+    // llm.c and PaLM count it.
+    const double attention_scores = 3.0 * (2.0 * T * D + 2.0 * T * D);
+    // The M²RNN scan, per token and head: H_{t-1} W (K×V by V×V: 2·K·V² FLOPs) and y = Hᵀq (2·K·V) forward;
+    // backward twice that (dZ Wᵀ and W's gradient Hᵀ dZ; dq = H dy and dH += q dyᵀ). Not counted: the rank-1
+    // k vᵀ, tanh and the forget-gate blend (~7·K·V, elementwise), nor the forward the backward recomputes
+    // from each checkpoint.
+    const double m2rnn_scan = 3.0 * N * (2.0 * K * V * V + 2.0 * K * V);
+    // The classifier, lm_head (Vp, D), over the padded vocabulary as the GEMM computes it; the embedding is a
+    // gather (no FLOPs).
+    const double classifier = 6.0 * c.Vp * D;
+    double flops = classifier;
+    for (int l = 0; l < c.L; l++)
+        flops += mlp + (c.pattern[l] == 'M' ? m2rnn_gemms + m2rnn_scan : attention_gemms + attention_scores);
+    return flops;
 }
 
 std::string config_describe(const Config& c) {

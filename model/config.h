@@ -48,12 +48,10 @@ bool config_set_pattern(Config& c, const char* pattern, std::string& err);
 // Checks every field; false with `err` naming the bad field and why.
 bool config_validate(const Config& c, std::string& err);
 
-// Training FLOPs (forward + backward) per token at sequence length c.T, for MFU:
-//   6 × (every GEMM weight: in_proj, out_proj, qkv, attn_out, up, down, lm_head; not the wte gather)
-// + 12·D·T per attention layer (q kᵀ and p v, forward 4·D·T, backward twice that; the causal half that
-//   is skipped is counted, as llm.c and PaLM do)
-// + 3 × (2·N·K·V·V + 2·N·K·V) per M²RNN layer (the scan's H W and Hᵀq, forward once, backward twice;
-//   tanh and the elementwise work are not counted)
+// Training FLOPs (forward + backward) per token at sequence length c.T, for MFU: the matrix products only,
+// term by term in model/config.cpp (GEMMs of each layer type, attention's scores, the M²RNN scan's H W and
+// Hᵀq, the classifier); elementwise work (tanh, gates, norms, softmax) and the backward's recomputation
+// are not counted.
 double config_flops_per_token(const Config& c);
 
 // One line describing the config, for logs.

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "../kernels/adamw.cuh"
 #include "../kernels/attention.cuh"
@@ -13,10 +14,22 @@
 #include "../kernels/rmsnorm.cuh"
 #include "../kernels/swiglu.cuh"
 #include "arena.h"
+#include "distributed.h"
 
+
+// The part of the arenas this process updates (model/distributed.h): all of them, or with ZeRO-1 its shard
+// of arenas padded to a whole number of shards.
+static void plan_shards(GPUModel& m, Distributed* dist) {
+    m.dist = dist;
+    m.zero = dist && dist->zero;
+    const ShardLayout layout = shard_layout(m.table.total, m.zero ? dist->world : 1);
+    m.padded_total = layout.padded_total;
+    m.shard_numel = layout.shard_numel;
+    m.shard_offset = m.zero ? (size_t)dist->rank * layout.shard_numel : 0;
+}
 
 static void carve_parameters(GPUModel& m, Carver& a) {
-    m.params = a.take<float>(m.table.total);
+    m.params = a.take<float>(m.padded_total);  // the padding: room for ZeRO-1's all-gather
 #if defined(ENABLE_FP32)
     m.params_lowp = m.params;
 #else
@@ -25,10 +38,18 @@ static void carve_parameters(GPUModel& m, Carver& a) {
 }
 
 static void carve_gradients(GPUModel& m, Carver& a) {
-    m.grads = a.take<float>(m.table.total);
-    m.adam_m = a.take<float>(m.table.total);
-    m.adam_v = a.take<float>(m.table.total);
+    m.grads = a.take<float>(m.padded_total);  // the padding stays zero: the norm of the last shard reads it
+    m.adam_m = a.take<float>(m.shard_numel);
+    m.adam_v = a.take<float>(m.shard_numel);
     m.norm_squared = a.take<float>(1);
+}
+
+// The classifier's chunk: a multiple of 128 rows (the GEMM's tile) whose logits take at most
+// CLASSIFIER_CHUNK_BYTES (at least 128 rows), or all B·T rows when they fit.
+static const size_t CLASSIFIER_CHUNK_BYTES = 256ull << 20;
+static int classifier_chunk_rows(const Config& c, int BT) {
+    const size_t rows = CLASSIFIER_CHUNK_BYTES / (sizeof(floatX) * c.Vp) / 128 * 128;
+    return (int)std::min<size_t>(std::max<size_t>(rows, 128), BT);
 }
 
 static void carve_activations(GPUModel& m, Carver& a) {
@@ -51,7 +72,7 @@ static void carve_activations(GPUModel& m, Carver& a) {
             g.gnorm_rstd = a.take<float>(BT);
         } else {
             g.attn_qkv = a.take<floatX>(BT * 3 * c.D);
-            g.attn_prob = a.take<float>((size_t)m.B * c.heads * m.T * m.T);
+            g.attn_lse = a.take<float>((size_t)m.B * c.heads * m.T);
             g.attn_y = a.take<floatX>(BT * c.D);
         }
         g.residual2 = a.take<floatX>(BT * c.D);
@@ -63,7 +84,7 @@ static void carve_activations(GPUModel& m, Carver& a) {
     m.final_residual = a.take<floatX>(BT * c.D);
     m.lnf = a.take<floatX>(BT * c.D);
     m.lnf_rstd = a.take<float>(BT);
-    m.logits = a.take<floatX>(BT * c.Vp);
+    m.logits = a.take<floatX>((size_t)classifier_chunk_rows(c, (int)BT) * c.Vp);
     m.losses = a.take<float>(BT);
     m.tokens = a.take<int>((size_t)m.B * (m.T + 1));
     m.token_groups = a.take<int>(encoder_groups_ints(m.B, m.T));
@@ -82,20 +103,22 @@ static void carve_activations(GPUModel& m, Carver& a) {
     s.dforget = has_m ? a.take<float>(BT * c.N) : nullptr;
     s.dattn_y = has_a ? a.take<floatX>(BT * c.D) : nullptr;
     s.dattn_qkv = has_a ? a.take<floatX>(BT * 3 * c.D) : nullptr;
+    s.rope_cos_sin = has_a && c.rope ? a.take<float2>((size_t)m.T * (c.D / c.heads / 2)) : nullptr;
     size_t partials = std::max(rmsnorm_backward_scratch_floats((int)BT, c.D), global_norm_scratch_floats());
     if (has_m)
         partials = std::max({partials, m2rnn_gate_backward_scratch_floats((int)BT, c.N, c.V),
                              m2rnn_input_backward_scratch_floats(m.B, m.T, Cc, c.N),
-                             m2rnn_scan_backward_scratch_floats(m.B, m.T, c.N, c.K, c.V)});
+                             m2rnn_scan_backward_scratch_floats(m.B, m.T, c.N, c.K, c.V, c.Nq, c.Nk)});
     s.partials = a.take<float>(partials);
     m.mm.workspace = a.take<char>(MATMUL_WORKSPACE_BYTES);
 }
 
-void gpu_model_arena_bytes(const Config& c, int B, int T, int chunk, size_t bytes[3]) {
+void gpu_model_arena_bytes(const Config& c, int B, int T, int chunk, size_t bytes[3], Distributed* dist) {
     GPUModel m;
     m.c = c;
     m.table = parameter_table_build(c);
     m.B = B; m.T = T; m.chunk = chunk;
+    plan_shards(m, dist);
     Carver a{nullptr, 0};
     carve_parameters(m, a);
     bytes[0] = a.used;
@@ -120,6 +143,11 @@ bool gpu_model_check_config(const Config& c, std::string& err) {
               std::to_string(M2RNN_SCAN_MAX_STATE) + " state elements per head";
         return false;
     }
+    if (config_count(c, 'A') > 0 && !attention_supports_head_size(c.D / c.heads)) {
+        err = "heads = " + std::to_string(c.heads) + ": the head size D/heads = " + std::to_string(c.D / c.heads) +
+              " is not one the attention kernels take (8, 16, 32, 64 or 128)";
+        return false;
+    }
     if (config_count(c, 'M') > 0 && (c.V > 32 || (c.V & (c.V - 1)) != 0)) {
         err = "V = " + std::to_string(c.V) + ": the M2RNN scan kernels need a power of two up to 32 (a row of the "
               "state stays inside one warp)";
@@ -128,13 +156,15 @@ bool gpu_model_check_config(const Config& c, std::string& err) {
     return true;
 }
 
-bool gpu_model_init(GPUModel& m, const Config& c, int B, int T, std::string& err) {
+bool gpu_model_init(GPUModel& m, const Config& c, int B, int T, std::string& err, Distributed* dist) {
     if (!gpu_model_check_config(c, err)) return false;
     m.c = c;
     m.table = parameter_table_build(c);
     m.B = B; m.T = T; m.chunk = M2RNN_SCAN_CHUNK;
+    plan_shards(m, dist);
+    m.classifier_rows = classifier_chunk_rows(c, B * T);
     m.adam_step = 0;
-    gpu_model_arena_bytes(c, B, T, m.chunk, m.arena_bytes);
+    gpu_model_arena_bytes(c, B, T, m.chunk, m.arena_bytes, dist);
     const size_t need = m.arena_bytes[0] + m.arena_bytes[1] + m.arena_bytes[2];
     size_t free_bytes = 0, total_bytes = 0;
     cudaCheck(cudaMemGetInfo(&free_bytes, &total_bytes));
@@ -152,6 +182,7 @@ bool gpu_model_init(GPUModel& m, const Config& c, int B, int T, std::string& err
     carve_activations(m, a);
     cudaCheck(cudaMemset(m.arenas[1], 0, m.arena_bytes[1]));
     cudaCheck(cudaStreamCreate(&m.stream));
+    m.timer.stream = m.stream;
     matmul_init(m.mm, m.mm.workspace);
     m.host_losses.assign((size_t)B * T, 0.0f);
     m.host_token_groups.assign(encoder_groups_ints(B, T), 0);
@@ -167,6 +198,7 @@ bool gpu_model_init(GPUModel& m, const Config& c, int B, int T, std::string& err
 }
 
 void gpu_model_free(GPUModel& m) {
+    step_timer_free(m.timer);
     matmul_destroy(m.mm);
     cudaCheck(cudaStreamDestroy(m.stream));
     for (int i = 0; i < 3; i++) cudaCheck(cudaFree(m.arenas[i]));
@@ -191,15 +223,40 @@ void gpu_model_get_grads(GPUModel& m, float* host_grads) {
 }
 
 void gpu_model_get_optimizer(GPUModel& m, float* host_m, float* host_v) {
+    const std::pair<const float*, float*> moments[2] = {{m.adam_m, host_m}, {m.adam_v, host_v}};
     cudaCheck(cudaStreamSynchronize(m.stream));
-    cudaCheck(cudaMemcpy(host_m, m.adam_m, m.table.total * sizeof(float), cudaMemcpyDeviceToHost));
-    cudaCheck(cudaMemcpy(host_v, m.adam_v, m.table.total * sizeof(float), cudaMemcpyDeviceToHost));
+    for (auto [moment, host] : moments) {
+        const float* full = moment;
+        if (m.zero) {  // every process's shard of the moment, gathered in the gradient arena
+            cudaCheck(cudaMemcpyAsync(m.grads + m.shard_offset, moment, m.shard_numel * sizeof(float),
+                                      cudaMemcpyDeviceToDevice, m.stream));
+            distributed_all_gather(*m.dist, m.grads, m.shard_numel, m.stream, "optimizer state gather");
+            full = m.grads;
+        }
+        if (host) cudaCheck(cudaMemcpy(host, full, m.table.total * sizeof(float), cudaMemcpyDeviceToHost));
+    }
+    // the gradient arena back to zeros: the next step's norm reads its padding
+    if (m.zero) cudaCheck(cudaMemset(m.grads, 0, m.padded_total * sizeof(float)));
 }
 
 void gpu_model_set_optimizer(GPUModel& m, const float* host_m, const float* host_v, int adam_step) {
-    cudaCheck(cudaMemcpy(m.adam_m, host_m, m.table.total * sizeof(float), cudaMemcpyHostToDevice));
-    cudaCheck(cudaMemcpy(m.adam_v, host_v, m.table.total * sizeof(float), cudaMemcpyHostToDevice));
+    const IndexRange mine = range_in_shard(0, m.table.total, m.shard_numel, m.zero ? m.dist->rank : 0);
+    if (mine.numel > 0) {
+        cudaCheck(cudaMemcpy(m.adam_m, host_m + mine.offset, mine.numel * sizeof(float), cudaMemcpyHostToDevice));
+        cudaCheck(cudaMemcpy(m.adam_v, host_v + mine.offset, mine.numel * sizeof(float), cudaMemcpyHostToDevice));
+    }
     m.adam_step = adam_step;
+}
+
+// Logits of the positions r0 … r0+rows−1 into m.logits: those rows of lnf times lm_headᵀ.
+static void classifier_logits(GPUModel& m, int r0, int rows) {
+    if (m.classifier_rows < 1 || m.classifier_rows > classifier_chunk_rows(m.c, m.B * m.T)) {
+        fprintf(stderr, "classifier_rows = %d: must be in [1, %d], the rows the logits buffer holds\n",
+                m.classifier_rows, classifier_chunk_rows(m.c, m.B * m.T));
+        exit(EXIT_FAILURE);
+    }
+    const floatX* lm_head = m.params_lowp + m.table.tensors[m.table.lm_head].offset;
+    matmul_forward(m.mm, m.logits, m.lnf + (size_t)r0 * m.c.D, lm_head, rows, m.c.D, m.c.Vp, m.stream);
 }
 
 float gpu_model_forward(GPUModel& m, const int* host_tokens, int grad_accum_steps) {
@@ -210,6 +267,7 @@ float gpu_model_forward(GPUModel& m, const int* host_tokens, int grad_accum_step
     cudaStream_t st = m.stream;
     auto P = [&](int l, ParamKind kind) { return m.params + param_offset(pt, l, kind); };       // fp32 master
     auto PX = [&](int l, ParamKind kind) { return m.params_lowp + param_offset(pt, l, kind); };  // GEMM copy
+    step_timer_mark(m.timer, FAMILY_OTHER);
     cudaCheck(cudaMemcpyAsync(m.tokens, host_tokens, sizeof(int) * B * (T + 1), cudaMemcpyHostToDevice, st));
     if (grad_accum_steps > 0) {
         m.n_token_groups = encoder_group_positions(m.host_token_groups.data(), host_tokens, B, T);
@@ -217,29 +275,47 @@ float gpu_model_forward(GPUModel& m, const int* host_tokens, int grad_accum_step
                                   cudaMemcpyHostToDevice, st));
     }
 
+    if (m.s.rope_cos_sin) {  // RoPE's cos and sin, for every attention layer
+        step_timer_mark(m.timer, FAMILY_ATTENTION);
+        rope_table(m.s.rope_cos_sin, T, D / c.heads, st);
+    }
+    step_timer_mark(m.timer, FAMILY_EMBEDDING);
     encoder_forward(m.layers[0].residual, m.params_lowp + pt.tensors[pt.wte].offset, m.tokens, B, T, D, st);
+    step_timer_mark(m.timer, FAMILY_NORM);
     rmsnorm_forward(m.layers[0].ln1, m.layers[0].ln1_rstd, m.layers[0].residual, P(0, P_LN1), BT, D, st);
     for (int l = 0; l < c.L; l++) {
         GPULayer& a = m.layers[l];
         if (c.pattern[l] == 'M') {
+            step_timer_mark(m.timer, FAMILY_GEMM);
             matmul_forward(m.mm, a.proj, a.ln1, PX(l, P_IN_PROJ), BT, D, Cp, st);
+            step_timer_mark(m.timer, FAMILY_M2RNN_IO);
             m2rnn_input_forward(a.qkv, a.forget, a.proj, P(l, P_CONV), P(l, P_A_LOG), P(l, P_DT_BIAS), B, T, Cc, c.N,
                                 NV, st);
+            step_timer_mark(m.timer, FAMILY_SCAN);
             m2rnn_scan_forward(a.scan_y, a.checkpoints, a.qkv, a.forget, P(l, P_W), B, T, c.N, c.K, c.V, c.Nq, c.Nk,
                                m.chunk, st);
+            step_timer_mark(m.timer, FAMILY_M2RNN_IO);
             m2rnn_gate_forward(a.gnorm_out, a.gnorm_rstd, a.scan_y, a.qkv, a.proj, P(l, P_D), P(l, P_GNORM), BT, c.N,
                                c.K, c.V, c.Nq, c.Nk, st);
+            step_timer_mark(m.timer, FAMILY_GEMM);
             matmul_forward(m.mm, m.s.branch_out, a.gnorm_out, PX(l, P_OUT_PROJ), BT, NV, D, st);
         } else {
+            step_timer_mark(m.timer, FAMILY_GEMM);
             matmul_forward(m.mm, a.attn_qkv, a.ln1, PX(l, P_QKV), BT, D, 3 * D, st);
-            if (c.rope) rope_forward(a.attn_qkv, B, T, D, c.heads, st);
-            attention_forward(a.attn_y, a.attn_prob, a.attn_qkv, B, T, D, c.heads, st);
+            step_timer_mark(m.timer, FAMILY_ATTENTION);
+            attention_forward(a.attn_y, a.attn_lse, a.attn_qkv, m.s.rope_cos_sin, B, T, D, c.heads, st);
+            step_timer_mark(m.timer, FAMILY_GEMM);
             matmul_forward(m.mm, m.s.branch_out, a.attn_y, PX(l, P_ATTN_OUT), BT, D, D, st);
         }
+        step_timer_mark(m.timer, FAMILY_NORM);
         residual_rmsnorm_forward(a.residual2, a.ln2, a.ln2_rstd, a.residual, m.s.branch_out, P(l, P_LN2), BT, D, st);
+        step_timer_mark(m.timer, FAMILY_GEMM);
         matmul_forward(m.mm, a.up, a.ln2, PX(l, P_UP), BT, D, 2 * c.F, st);
+        step_timer_mark(m.timer, FAMILY_MLP);
         swiglu_forward(a.swiglu, a.up, BT, c.F, st);
+        step_timer_mark(m.timer, FAMILY_GEMM);
         matmul_forward(m.mm, m.s.branch_out, a.swiglu, PX(l, P_DOWN), BT, c.F, D, st);
+        step_timer_mark(m.timer, FAMILY_NORM);
         // the MLP's output joins the residual, normalised by the next layer's ln1 or by lnf after the last
         if (l + 1 < c.L)
             residual_rmsnorm_forward(m.layers[l + 1].residual, m.layers[l + 1].ln1, m.layers[l + 1].ln1_rstd,
@@ -248,9 +324,19 @@ float gpu_model_forward(GPUModel& m, const int* host_tokens, int grad_accum_step
             residual_rmsnorm_forward(m.final_residual, m.lnf, m.lnf_rstd, a.residual2, m.s.branch_out,
                                      m.params + pt.tensors[pt.lnf].offset, BT, D, st);
     }
-    matmul_forward(m.mm, m.logits, m.lnf, m.params_lowp + pt.tensors[pt.lm_head].offset, BT, D, c.Vp, st);
+    step_timer_mark(m.timer, FAMILY_CLASSIFIER);
+    // the classifier chunk by chunk; in a training forward each chunk's backward follows while its dlogits exist:
+    // its rows of dlnf (into s.dln, where gpu_model_backward starts) and its part of lm_head's gradient
     const float dloss = grad_accum_steps > 0 ? 1.0f / ((float)BT * grad_accum_steps) : 0.0f;
-    crossentropy_forward_backward(m.losses, m.logits, m.tokens, B, T, c.vocab, c.Vp, dloss, st);
+    for (int r0 = 0; r0 < BT; r0 += m.classifier_rows) {
+        const int rows = std::min(m.classifier_rows, BT - r0);
+        classifier_logits(m, r0, rows);
+        crossentropy_forward_backward(m.losses + r0, m.logits, m.tokens, r0, rows, T, c.vocab, c.Vp, dloss, st);
+        if (grad_accum_steps > 0)
+            matmul_backward(m.mm, m.s.dln + (size_t)r0 * D, m.grads + pt.tensors[pt.lm_head].offset, m.logits,
+                            m.lnf + (size_t)r0 * D, m.params_lowp + pt.tensors[pt.lm_head].offset, rows, D, c.Vp, st);
+    }
+    step_timer_mark(m.timer, FAMILY_OTHER);
     cudaCheck(cudaMemcpyAsync(m.host_losses.data(), m.losses, sizeof(float) * BT, cudaMemcpyDeviceToHost, st));
     cudaCheck(cudaStreamSynchronize(st));
     double loss = 0;
@@ -259,11 +345,16 @@ float gpu_model_forward(GPUModel& m, const int* host_tokens, int grad_accum_step
 }
 
 void gpu_model_get_logits(GPUModel& m, float* host_logits) {
-    const size_t n = (size_t)m.B * m.T * m.c.Vp;
-    std::vector<floatX> lowp(n);
-    cudaCheck(cudaStreamSynchronize(m.stream));
-    cudaCheck(cudaMemcpy(lowp.data(), m.logits, n * sizeof(floatX), cudaMemcpyDeviceToHost));
-    for (size_t i = 0; i < n; i++) host_logits[i] = (float)lowp[i];
+    const int BT = m.B * m.T, Vp = m.c.Vp;
+    std::vector<floatX> lowp((size_t)m.classifier_rows * Vp);
+    for (int r0 = 0; r0 < BT; r0 += m.classifier_rows) {
+        const int rows = std::min(m.classifier_rows, BT - r0);
+        classifier_logits(m, r0, rows);
+        cudaCheck(cudaMemcpyAsync(lowp.data(), m.logits, sizeof(floatX) * rows * Vp, cudaMemcpyDeviceToHost,
+                                  m.stream));
+        cudaCheck(cudaStreamSynchronize(m.stream));
+        for (size_t i = 0; i < (size_t)rows * Vp; i++) host_logits[(size_t)r0 * Vp + i] = (float)lowp[i];
+    }
 }
 
 void gpu_model_zero_grad(GPUModel& m) {
@@ -281,56 +372,87 @@ void gpu_model_backward(GPUModel& m) {
     auto PX = [&](int l, ParamKind kind) { return m.params_lowp + param_offset(pt, l, kind); };
     auto G = [&](int l, ParamKind kind) { return m.grads + param_offset(pt, l, kind); };
 
-    // the logits buffer holds dlogits (crossentropy_forward_backward of the training forward)
-    matmul_backward(m.mm, s.dln, m.grads + pt.tensors[pt.lm_head].offset, m.logits, m.lnf,
-                    m.params_lowp + pt.tensors[pt.lm_head].offset, BT, D, c.Vp, st);
+    // the training forward ran the classifier's backward: dlnf is in s.dln, lm_head's gradient in the arena
+    step_timer_mark(m.timer, FAMILY_NORM);
     rmsnorm_backward(s.dresidual, m.grads + pt.tensors[pt.lnf].offset, s.partials, s.dln, m.final_residual,
                      m.params + pt.tensors[pt.lnf].offset, m.lnf_rstd, BT, D, false, st);
     for (int l = c.L - 1; l >= 0; l--) {
         GPULayer& a = m.layers[l];
+        step_timer_mark(m.timer, FAMILY_GEMM);
         matmul_backward(m.mm, s.dswiglu, G(l, P_DOWN), s.dresidual, a.swiglu, PX(l, P_DOWN), BT, c.F, D, st);
+        step_timer_mark(m.timer, FAMILY_MLP);
         swiglu_backward(s.dup, s.dswiglu, a.up, BT, c.F, st);
+        step_timer_mark(m.timer, FAMILY_GEMM);
         matmul_backward(m.mm, s.dln, G(l, P_UP), s.dup, a.ln2, PX(l, P_UP), BT, D, 2 * c.F, st);
+        step_timer_mark(m.timer, FAMILY_NORM);
         rmsnorm_backward(s.dresidual, G(l, P_LN2), s.partials, s.dln, a.residual2, P(l, P_LN2), a.ln2_rstd, BT, D,
                          true, st);
         // the mixer's output joined the residual unchanged: its gradient is dresidual
         if (c.pattern[l] == 'M') {
+            step_timer_mark(m.timer, FAMILY_GEMM);
             matmul_backward(m.mm, s.dgnorm_out, G(l, P_OUT_PROJ), s.dresidual, a.gnorm_out, PX(l, P_OUT_PROJ), BT,
                             NV, D, st);
+            step_timer_mark(m.timer, FAMILY_M2RNN_IO);
             cudaCheck(cudaMemsetAsync(s.dqkv, 0, sizeof(float) * BT * Cc, st));
             m2rnn_gate_backward(s.dscan_y, s.dqkv, s.dproj, G(l, P_D), G(l, P_GNORM), s.partials, s.dgnorm_out,
                                 a.scan_y, a.qkv, a.proj, P(l, P_D), P(l, P_GNORM), a.gnorm_rstd, BT, c.N, c.K, c.V,
                                 c.Nq, c.Nk, st);
+            step_timer_mark(m.timer, FAMILY_SCAN);
             m2rnn_scan_backward(s.dqkv, s.dforget, G(l, P_W), s.partials, s.dscan_y, a.qkv, a.forget, P(l, P_W),
                                 a.checkpoints, (float)c.clip, B, T, c.N, c.K, c.V, c.Nq, c.Nk, m.chunk, st);
+            step_timer_mark(m.timer, FAMILY_M2RNN_IO);
             m2rnn_input_backward(s.dproj, G(l, P_CONV), G(l, P_A_LOG), G(l, P_DT_BIAS), s.partials, s.dqkv,
                                  s.dforget, a.proj, P(l, P_CONV), P(l, P_A_LOG), P(l, P_DT_BIAS), B, T, Cc, c.N, NV,
                                  st);
+            step_timer_mark(m.timer, FAMILY_GEMM);
             matmul_backward(m.mm, s.dln, G(l, P_IN_PROJ), s.dproj, a.ln1, PX(l, P_IN_PROJ), BT, D, Cp, st);
         } else {
+            step_timer_mark(m.timer, FAMILY_GEMM);
             matmul_backward(m.mm, s.dattn_y, G(l, P_ATTN_OUT), s.dresidual, a.attn_y, PX(l, P_ATTN_OUT), BT, D, D, st);
-            attention_backward(s.dattn_qkv, s.dattn_y, a.attn_qkv, a.attn_prob, B, T, D, c.heads, st);
-            if (c.rope) rope_backward(s.dattn_qkv, B, T, D, c.heads, st);
+            step_timer_mark(m.timer, FAMILY_ATTENTION);
+            attention_backward(s.dattn_qkv, s.dattn_y, a.attn_y, a.attn_lse, a.attn_qkv, m.s.rope_cos_sin, B, T, D,
+                               c.heads, st);
+            step_timer_mark(m.timer, FAMILY_GEMM);
             matmul_backward(m.mm, s.dln, G(l, P_QKV), s.dattn_qkv, a.ln1, PX(l, P_QKV), BT, D, 3 * D, st);
         }
+        step_timer_mark(m.timer, FAMILY_NORM);
         rmsnorm_backward(s.dresidual, G(l, P_LN1), s.partials, s.dln, a.residual, P(l, P_LN1), a.ln1_rstd, BT, D,
                          true, st);
     }
+    step_timer_mark(m.timer, FAMILY_EMBEDDING);
     encoder_backward(m.grads + pt.tensors[pt.wte].offset, s.dresidual, m.token_groups, m.n_token_groups, B, T, D, st);
 }
 
 float gpu_model_update(GPUModel& m, float lr, float beta1, float beta2, float eps, float weight_decay,
                        float max_grad_norm) {
     m.adam_step++;
-    global_norm_squared(m.norm_squared, m.s.partials, m.grads, m.table.total, m.stream);
+    step_timer_mark(m.timer, FAMILY_COMMS);
+    // the global batch's gradient: the sum over processes, each of which scaled its loss by its share
+    if (m.zero)
+        distributed_reduce_scatter_sum(*m.dist, m.grads, m.shard_numel, m.stream, "gradient reduce-scatter");
+    else if (m.dist)
+        distributed_all_reduce_sum(*m.dist, m.grads, m.table.total, m.stream, "gradient all-reduce");
+    step_timer_mark(m.timer, FAMILY_OPTIMIZER);
+    global_norm_squared(m.norm_squared, m.s.partials, m.grads + m.shard_offset, m.shard_numel, m.stream);
+    if (m.zero) distributed_all_reduce_sum(*m.dist, m.norm_squared, 1, m.stream, "gradient norm all-reduce");
     for (const DecayRun& r : m.decay_runs) {
+        const IndexRange part = range_in_shard(r.offset, r.numel, m.shard_numel, m.zero ? m.dist->rank : 0);
+        if (part.numel == 0) continue;
+        const size_t i = part.offset, in_shard = part.offset - m.shard_offset;
         floatX* lowp = nullptr;
 #if !defined(ENABLE_FP32)
-        lowp = m.params_lowp + r.offset;
+        if (!m.zero) lowp = m.params_lowp + i;  // with ZeRO-1 the whole copy is refreshed after the all-gather
 #endif
-        adamw_update(m.params + r.offset, lowp, m.grads + r.offset, m.adam_m + r.offset, m.adam_v + r.offset, r.numel,
+        adamw_update(m.params + i, lowp, m.grads + i, m.adam_m + in_shard, m.adam_v + in_shard, part.numel,
                      m.adam_step, lr, beta1, beta2, eps, r.decay ? weight_decay : 0.0f, m.norm_squared,
                      max_grad_norm, m.stream);
+    }
+    step_timer_mark(m.timer, FAMILY_COMMS);
+    if (m.zero) {
+        distributed_all_gather(*m.dist, m.params, m.shard_numel, m.stream, "parameter all-gather");
+#if !defined(ENABLE_FP32)
+        copy_to_floatX(m.params_lowp, m.params, m.table.total, m.stream);
+#endif
     }
     float norm_squared = 0;
     cudaCheck(cudaMemcpyAsync(&norm_squared, m.norm_squared, sizeof(float), cudaMemcpyDeviceToHost, m.stream));

@@ -4,10 +4,15 @@
 //
 // Arenas (sizes printed at start-up; nothing is allocated inside a step):
 //   1. parameters: the fp32 master copy in canonical order, and (bf16 builds) its floatX copy for the GEMMs
-//   2. gradients + optimizer state: fp32 gradients, AdamW m and v
+//   2. gradients + optimizer state: fp32 gradients, AdamW m and v (with ZeRO-1 for this process's shard only)
 //   3. activations + scratch: what the forward keeps for the backward (M²RNN state only every `chunk`
-//      steps), the backward's scratch, logits, tokens and their positions grouped by token, losses, the
-//      cuBLASLt workspace
+//      steps), the backward's scratch, one chunk of logits, tokens and their positions grouped by token,
+//      losses, the cuBLASLt workspace
+//
+// The classifier runs in chunks of `classifier_rows` rows of the B·T positions, so the (B·T, Vp) logits never
+// exist at once: per chunk, logits = lnf lm_headᵀ, cross-entropy (losses, and in a training forward dlogits in
+// place), and in a training forward at once the classifier's backward for the chunk: its rows of dlnf and
+// lm_head's gradient (accumulated over the chunks). gpu_model_backward then starts from dlnf.
 //
 // A training step is deterministic: the same inputs give bitwise the same loss, gradients and parameters
 // on every run (no kernel sums with atomics; see kernels/common.cuh).
@@ -19,6 +24,9 @@
 #include "../kernels/matmul.cuh"
 #include "config.h"
 #include "parameters.h"
+#include "step_timer.h"
+
+struct Distributed;  // model/distributed.h
 
 // What one layer's forward keeps for its backward (B·T positions).
 struct GPULayer {
@@ -32,8 +40,8 @@ struct GPULayer {
     float* checkpoints;              // the state every `chunk` steps
     floatX* gnorm_out; float* gnorm_rstd;  // (B,T,N·V), (B,T)
     // attention
-    floatX* attn_qkv;                // (B,T,3D), q and k rotated when RoPE is on
-    float* attn_prob;                // (B,heads,T,T)
+    floatX* attn_qkv;                // (B,T,3D) q, k unrotated: the attention kernels apply RoPE
+    float* attn_lse;                 // (B,heads,T) log-sum-exp of each row's scores
     floatX* attn_y;                  // (B,T,D)
     // both
     floatX* residual2;               // (B,T,D) residual + mixer output
@@ -46,7 +54,7 @@ struct GPULayer {
 struct GPUScratch {
     floatX* branch_out;              // (B,T,D) a mixer's or an MLP's output before it joins the residual
     floatX* dresidual;               // (B,T,D) gradient of the residual stream
-    floatX* dln;                     // (B,T,D) gradient of a norm's output
+    floatX* dln;                     // (B,T,D) gradient of a norm's output; a training forward leaves dlnf here
     floatX* dswiglu;                 // (B,T,F)
     floatX* dup;                     // (B,T,2F)
     floatX* dgnorm_out;              // (B,T,N·V)
@@ -56,6 +64,7 @@ struct GPUScratch {
     float* dforget;                  // (B,T,N)
     floatX* dattn_y;                 // (B,T,D)
     floatX* dattn_qkv;               // (B,T,3D)
+    float2* rope_cos_sin;            // (T, hd/2) RoPE's cos and sin of t·ω_i, filled by each forward; or nullptr
     float* partials;                 // the partial sums of the deterministic reductions (sized for the largest)
 };
 
@@ -79,10 +88,20 @@ struct GPUModel {
     float* adam_v;
     float* norm_squared;   // device scalar: squared global gradient norm
 
+    // Data parallel (model/distributed.h): dist is null in a process of its own. The parameter and gradient
+    // arenas hold padded_total >= table.total elements; this process updates elements [shard_offset,
+    // shard_offset + shard_numel) of them, and adam_m, adam_v hold the moments of those: all of the arena, or
+    // with ZeRO-1 (zero) the process's shard.
+    Distributed* dist;
+    bool zero;
+    size_t padded_total, shard_offset, shard_numel;
+
     std::vector<GPULayer> layers;
     GPUScratch s;
     floatX* final_residual; floatX* lnf; float* lnf_rstd;
-    floatX* logits;        // (B,T,Vp); after the forward of a training step, dlogits in place
+    int classifier_rows;   // rows of the (B·T, Vp) logits per classifier chunk: gpu_model_init's default keeps a
+                           // chunk within 256 MiB; tests may set fewer
+    floatX* logits;        // (classifier_rows, Vp): one chunk's logits (in a training forward, then its dlogits)
     float* losses;         // (B,T)
     int* tokens;           // (B,T+1)
     int* token_groups;     // encoder_groups_ints(B,T): positions grouped by token, for encoder_backward
@@ -94,37 +113,48 @@ struct GPUModel {
     Matmul mm;
     cudaStream_t stream;
     int adam_step;         // updates done, for bias correction
+    StepTimer timer;       // GPU time per kernel family of a step; off unless started (train_m2rnn --profile 1)
 };
 
-// Bytes of the three arenas for a config and batch shape (for the start-up log and memory checks).
-void gpu_model_arena_bytes(const Config& c, int B, int T, int chunk, size_t bytes[3]);
+// Bytes of the three arenas for a config and batch shape (for the start-up log and memory checks), in a
+// process of `dist` (null: alone).
+void gpu_model_arena_bytes(const Config& c, int B, int T, int chunk, size_t bytes[3], Distributed* dist = nullptr);
 
-// What the kernels support beyond config_validate (M²RNN state sizes); false with `err` naming the field.
+// What the kernels support beyond config_validate (M²RNN state sizes, attention head sizes); false with `err`
+// naming the field.
 // Host-only: callers check it before touching the GPU.
 bool gpu_model_check_config(const Config& c, std::string& err);
 
 // Allocates the arenas. False with `err` when the config or shape is unsupported or the GPU lacks the
-// memory (the message says how much is needed and free, and which flags shrink it).
-bool gpu_model_init(GPUModel& m, const Config& c, int B, int T, std::string& err);
+// memory (the message says how much is needed and free, and which flags shrink it). `dist`: the processes the
+// model is trained by (kept; gpu_model_update reduces the gradients over them), or null for this one alone.
+bool gpu_model_init(GPUModel& m, const Config& c, int B, int T, std::string& err, Distributed* dist = nullptr);
 void gpu_model_free(GPUModel& m);
 
 void gpu_model_set_params(GPUModel& m, const float* host_params);  // table.total fp32 values
 void gpu_model_get_params(GPUModel& m, float* host_params);
 void gpu_model_get_grads(GPUModel& m, float* host_grads);
-// AdamW's moments (table.total each) and its step count, for checkpoints.
+// AdamW's moments (table.total each) and its step count, for checkpoints. With ZeRO-1, get gathers the
+// shards (a collective every process calls; host_m and host_v may be null where the result is not wanted; it
+// overwrites the gradient arena, so call it between an update and the next zero_grad) and set keeps this
+// process's shard of the full moments.
 void gpu_model_get_optimizer(GPUModel& m, float* host_m, float* host_v);
 void gpu_model_set_optimizer(GPUModel& m, const float* host_m, const float* host_v, int adam_step);
 
 // Forward over tokens[B*(T+1)] (host memory); returns the mean loss. grad_accum_steps = 0 only
-// evaluates; n >= 1 also replaces the logits by the gradient of (mean loss / n), ready for
-// gpu_model_backward, so n micro-batches accumulate the gradient of their average loss.
+// evaluates; n >= 1 also runs the classifier's backward for the gradient of (mean loss / n): lm_head's
+// gradient is added into the gradient arena and dlnf left for gpu_model_backward, so n micro-batches
+// (each forward followed by its backward) accumulate the gradient of their average loss.
 float gpu_model_forward(GPUModel& m, const int* host_tokens, int grad_accum_steps);
-// The logits (B,T,Vp) of the last evaluating forward (grad_accum_steps = 0), as fp32.
+// The logits (B,T,Vp) of the last forward, as fp32: the classifier run again, chunk by chunk, on the final
+// norm's output that forward left.
 void gpu_model_get_logits(GPUModel& m, float* host_logits);
 void gpu_model_zero_grad(GPUModel& m);
-// Adds the gradient of the last training forward into the gradient arena.
+// Adds the rest of the gradient of the last training forward (all but lm_head's) into the gradient arena.
 void gpu_model_backward(GPUModel& m);
 // Global-norm clipping (on the device) and one AdamW step over the whole arena; returns the gradient
-// norm before clipping.
+// norm before clipping. With several processes it first sums the gradients over them (each process's loss
+// was scaled by its share of the global batch), with ZeRO-1 as a reduce-scatter: the norm is then summed from
+// the shards, AdamW updates this process's shard and the parameters are all-gathered.
 float gpu_model_update(GPUModel& m, float lr, float beta1, float beta2, float eps, float weight_decay,
                        float max_grad_norm);

@@ -12,6 +12,9 @@
 # markdown table, then "bad inputs: N passed, N failed"; exits non-zero if any case failed.
 set -uo pipefail
 export CUDA_VISIBLE_DEVICES=""
+# a launcher's variables around `make test` (an sbatch script sets SLURM_NTASKS) would change the baselines
+unset RANK WORLD_SIZE LOCAL_RANK OMPI_COMM_WORLD_RANK OMPI_COMM_WORLD_SIZE OMPI_COMM_WORLD_LOCAL_RANK SLURM_PROCID \
+      SLURM_NTASKS SLURM_LOCALID
 
 BIN=${1:-./train_m2rnn}
 [ -x "$BIN" ] || { echo "check_bad_inputs: $BIN is not an executable (make train_m2rnn first)" >&2; exit 2; }
@@ -230,6 +233,33 @@ fresh; check bad "--eval 1 without a checkpoint" --eval 1
 fresh; check bad "--eval 1 at an even -t" -e "$F/model_good.bin" --eval 1 -t 64 -j "$G"
 fresh; check bad "--eval 1 on a text shard" -e "$F/model_good.bin" --eval 1 -t 65 -j "$G"
 fresh; check bad "--eval 1 at a -t the task shard was not made for" -e "$F/model_good.bin" --eval 1 -t 11 -j "$F/task_like.bin" -b 4
+# several GPUs (variables before `check` are a launcher's environment for that case)
+ID=$T/nccl_id
+fresh; check good "baseline: one process through NCCL with ZeRO-1 (--world 1 --nccl-id --zero 1)" --world 1 --nccl-id "$ID" --zero 1
+fresh; check good "baseline: rank 1 of 2 from --world/--rank flags" --world 2 --rank 1 --nccl-id "$ID"
+fresh; RANK=1 WORLD_SIZE=2 LOCAL_RANK=1 check good "baseline: rank 1 of 2 from RANK/WORLD_SIZE/LOCAL_RANK" --nccl-id "$ID"
+fresh; OMPI_COMM_WORLD_RANK=3 OMPI_COMM_WORLD_SIZE=4 OMPI_COMM_WORLD_LOCAL_RANK=1 check good "baseline: rank 3 of 4 from mpirun's variables" --nccl-id "$ID" -d 16384
+fresh; SLURM_PROCID=0 SLURM_NTASKS=4 check good "baseline: --world 1 inside an sbatch script (SLURM_NTASKS=4)" --world 1
+fresh; RANK=5 WORLD_SIZE=2 check good "baseline: --rank 1 wins over RANK=5" --rank 1 --nccl-id "$ID"
+fresh; check bad "--world 2 without --nccl-id" --world 2 --rank 0
+fresh; WORLD_SIZE=2 RANK=0 check bad "WORLD_SIZE=2 from a launcher without --nccl-id"
+fresh; SLURM_PROCID=0 SLURM_NTASKS=4 check bad "an sbatch script's SLURM_NTASKS=4 without --nccl-id"
+fresh; check bad "--world 0" --world 0
+fresh; check bad "--rank 2 of --world 2" --world 2 --rank 2 --nccl-id "$ID"
+fresh; RANK=2 WORLD_SIZE=2 check bad "RANK=2 of WORLD_SIZE=2" --nccl-id "$ID"
+fresh; RANK=one WORLD_SIZE=2 check bad "RANK=one in the environment" --nccl-id "$ID"
+fresh; WORLD_SIZE=0 check bad "WORLD_SIZE=0 in the environment" --nccl-id "$ID"
+fresh; LOCAL_RANK=-1 check bad "LOCAL_RANK=-1 in the environment"
+fresh; check bad "--local-rank negative" --local-rank -1
+fresh; check bad "--nccl-id empty" --nccl-id ''
+fresh; check bad "--nccl-id in a missing directory" --world 2 --rank 1 --nccl-id "$T/no_such_dir/nccl_id"
+fresh; check bad "--nccl-id a directory" --nccl-id "$T"
+fresh; check bad "--nccl-timeout 0" --world 1 --nccl-id "$ID" --nccl-timeout 0
+fresh; check bad "--nccl-timeout not a number" --nccl-timeout soon
+fresh; check bad "--zero 2" --zero 2
+fresh; check bad "-d a multiple of B*T but not of 2 processes x B*T" --world 2 --rank 0 --nccl-id "$ID" -d 4096
+fresh; check bad "--eval 1 with 2 processes" -e "$F/model_good.bin" --eval 1 -t 9 -j "$F/task_like.bin" -b 4 -m 2 --world 2 --rank 0 --nccl-id "$ID"
+fresh; ckpt model_good.bin state_good.bin; check good "baseline: resume (-y 1) on 2 processes with ZeRO-1" -y 1 -t 64 -x 10 --world 2 --rank 1 --nccl-id "$ID" --zero 1
 # log directory
 fresh; check bad "-o under /proc" -o /proc/nope
 fresh; touch "$L/file"; check bad "-o a regular file" -o "$L/file"

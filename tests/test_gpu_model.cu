@@ -13,8 +13,14 @@
 // signs that cancel, a 99th percentile of 0.12 and a maximum of 0.86. The bf16 bounds below sit above
 // those figures; every kernel also passes its own bf16 check at 2e-2 (tests/test_kernels_*).
 //
+// The logits (gpu_model_get_logits) are compared too, with the decoder's whole-forward bound (bf16 6e-2). The
+// classifier runs in chunks of rows (GPUModel::classifier_rows): at these sizes the default is one chunk, so
+// one hybrid is also checked with 45-row chunks (45 + 45 + 21 = B·T: the last chunk shorter, and the lnf and
+// dlnf rows of the later chunks, GEMM operands, less than 256-byte aligned).
+//
 // Determinism: a training step (forward, backward, AdamW update) run several times on one hybrid config from
-// the same parameters, optimizer state and tokens gives bitwise identical loss, gradients and parameters.
+// the same parameters, optimizer state and tokens gives bitwise identical loss, gradients and parameters; the
+// classifier there runs in chunks that do not divide B·T.
 #include "test_gpu_model.h"
 
 #include <algorithm>
@@ -35,6 +41,11 @@ static double gradient_tolerance(ParamKind kind) { return kind == P_A_LOG || kin
 #endif
 static const double LOSS_TOLERANCE = GPU_TOLERANCE;
 static const double PARAMETER_TOLERANCE = GPU_TOLERANCE;
+#if defined(ENABLE_FP32)
+static const double LOGITS_TOLERANCE = 1e-4;
+#else
+static const double LOGITS_TOLERANCE = 6e-2;
+#endif
 
 // The larger error, NaN if either is NaN (fmax would drop it).
 static double worst_of(double a, double b) { return std::isnan(a) || std::isnan(b) ? NAN : fmax(a, b); }
@@ -43,12 +54,14 @@ static std::vector<float> to_float_vector(const std::vector<double>& x) { return
 
 struct GradientErrors {
     double loss;
+    double logits;
     std::vector<double> per_tensor;
     std::vector<double> ref_grads;  // the reference's gradient, to show that the clip bites
 };
 
-// One forward + backward on both sides with the same parameters and tokens.
-static GradientErrors compare_gradients(const Config& c, int B, int T, uint64_t seed) {
+// One forward + backward on both sides with the same parameters and tokens, then the GPU's logits of that
+// forward. classifier_rows > 0 sets the rows per classifier chunk (0: the model's default).
+static GradientErrors compare_gradients(const Config& c, int B, int T, uint64_t seed, int classifier_rows) {
     ParameterTable t = parameter_table_build(c);
     std::vector<double> params = gpu_parameters(t, c, seed, 0.0);
     std::vector<int> tokens = random_tokens(B, T, c.vocab, seed + 7);
@@ -61,6 +74,7 @@ static GradientErrors compare_gradients(const Config& c, int B, int T, uint64_t 
     GPUModel m;
     std::string err;
     if (!gpu_model_init(m, c, B, T, err)) { fprintf(stderr, "gpu_model_init: %s\n", err.c_str()); exit(1); }
+    if (classifier_rows > 0) m.classifier_rows = classifier_rows;
     cudaCheck(cudaMemset(m.arenas[2], 0xFF, m.arena_bytes[2]));
     std::vector<float> p32 = to_float_vector(params);
     gpu_model_set_params(m, p32.data());
@@ -69,10 +83,13 @@ static GradientErrors compare_gradients(const Config& c, int B, int T, uint64_t 
     gpu_model_backward(m);
     std::vector<float> grads(t.total);
     gpu_model_get_grads(m, grads.data());
+    std::vector<float> logits((size_t)B * T * c.Vp, NAN);
+    gpu_model_get_logits(m, logits.data());
     gpu_model_free(m);
 
     GradientErrors e;
     e.loss = fabs(loss - ref_loss) / fabs(ref_loss);
+    e.logits = max_rel_err(logits.data(), ref.logits.data(), logits.size());
     for (const ParamTensor& p : t.tensors)
         e.per_tensor.push_back(max_rel_err(grads.data() + p.offset, ref_grads.data() + p.offset, p.numel));
     e.ref_grads = ref_grads;
@@ -139,7 +156,7 @@ static StepResult training_step(GPUModel& m, const std::vector<float>& params, c
 
 // The same training step `runs` times on one model; every run must match the first bit for bit. B·T is large
 // and the vocabulary small, so many positions share a token and many blocks meet in every sum.
-static void check_determinism(TestReport& r, const char* name, Config c, int B, int T) {
+static void check_determinism(TestReport& r, const char* name, Config c, int B, int T, int classifier_rows) {
     const int runs = 4;
     c.T = T;
     const uint64_t seed = test_seed();
@@ -149,6 +166,7 @@ static void check_determinism(TestReport& r, const char* name, Config c, int B, 
     GPUModel m;
     std::string err;
     if (!gpu_model_init(m, c, B, T, err)) { fprintf(stderr, "gpu_model_init: %s\n", err.c_str()); exit(1); }
+    m.classifier_rows = classifier_rows;
     const StepResult first = training_step(m, params, tokens);
     int differ_loss = 0, differ_grads = 0, differ_params = 0;
     for (int run = 1; run < runs; run++) {
@@ -159,10 +177,33 @@ static void check_determinism(TestReport& r, const char* name, Config c, int B, 
     }
     gpu_model_free(m);
     r.check(differ_loss + differ_grads + differ_params == 0,
-            "%s B=%d T=%d %s (seed %llu): %d training steps from the same state bitwise identical to the first "
-            "(loss, %zu gradients, %zu parameters after AdamW; runs differing: loss %d, gradients %d, parameters %d)",
-            name, B, T, PRECISION_NAME, (unsigned long long)seed, runs - 1, t.total, t.total, differ_loss,
-            differ_grads, differ_params);
+            "%s B=%d T=%d %s, classifier in chunks of %d rows (seed %llu): %d training steps from the same state "
+            "bitwise identical to the first (loss, %zu gradients, %zu parameters after AdamW; runs differing: loss "
+            "%d, gradients %d, parameters %d)",
+            name, B, T, PRECISION_NAME, classifier_rows, (unsigned long long)seed, runs - 1, t.total, t.total,
+            differ_loss, differ_grads, differ_params);
+}
+
+// The classifier in 45-row chunks, B·T not a multiple of 45: loss, every gradient and the logits against the
+// reference, as the one-chunk runs above.
+static void check_classifier_chunks(TestReport& r, const char* name, Config c, int B, int T, double clip) {
+    const int rows = 45, chunks = (B * T + rows - 1) / rows;
+    c.T = T;
+    c.clip = clip;
+    const uint64_t seed = test_seed();
+    const GradientErrors e = compare_gradients(c, B, T, seed, rows);
+    const ParameterTable t = parameter_table_build(c);
+    int over = 0;
+    double worst = 0;
+    for (size_t i = 0; i < t.tensors.size(); i++) {
+        over += !(e.per_tensor[i] <= gradient_tolerance(t.tensors[i].kind));
+        worst = worst_of(worst, e.per_tensor[i]);
+    }
+    r.check(e.loss <= LOSS_TOLERANCE && e.logits <= LOGITS_TOLERANCE && over == 0,
+            "%s B=%d T=%d %s clip %g, classifier in %d chunks of <= %d rows (seed %llu): loss rel err %.2e <= %g, "
+            "logits %.2e <= %g, every gradient within its bound (%d of %zu over; worst %.2e)",
+            name, B, T, PRECISION_NAME, clip, chunks, rows, (unsigned long long)seed, e.loss, LOSS_TOLERANCE,
+            e.logits, LOGITS_TOLERANCE, over, t.tensors.size(), worst);
 }
 
 void test_gpu_model(TestReport& r) {
@@ -182,9 +223,9 @@ void test_gpu_model(TestReport& r) {
         printf("GPU model vs reference, %s, B=%d T=%d, %s (seed %llu)\n", cs.name, B, T, PRECISION_NAME,
                (unsigned long long)seed);
         c.clip = 0;
-        GradientErrors off = compare_gradients(c, B, T, seed);
+        GradientErrors off = compare_gradients(c, B, T, seed, 0);
         c.clip = biting_clip;
-        GradientErrors on = compare_gradients(c, B, T, seed);
+        GradientErrors on = compare_gradients(c, B, T, seed, 0);
         std::vector<double> trained = compare_training(c, B, T, seed);
         ParameterTable t = parameter_table_build(c);
         if (config_count(c, 'M') > 0) {
@@ -198,6 +239,8 @@ void test_gpu_model(TestReport& r) {
         printf("  %-14s %-10s %-14s %-14s %-12s %s\n", "tensor", "shape", "grad, no clip", "grad, clip", "bound",
                "params after 5 AdamW steps");
         printf("  %-14s %-10s %-14.2e %-14.2e %-12.0e\n", "loss", "1", off.loss, on.loss, LOSS_TOLERANCE);
+        printf("  %-14s %-10s %-14.2e %-14.2e %-12.0e\n", "logits", "B,T,Vp", off.logits, on.logits,
+               LOGITS_TOLERANCE);
         int over = 0;
         double worst_param = 0;
         for (size_t i = 0; i < t.tensors.size(); i++) {
@@ -210,10 +253,14 @@ void test_gpu_model(TestReport& r) {
         }
         r.check(worst_of(off.loss, on.loss) <= LOSS_TOLERANCE, "%s: loss rel err %.2e (no clip), %.2e (clip %g) <= %g",
                 cs.name, off.loss, on.loss, biting_clip, LOSS_TOLERANCE);
+        r.check(worst_of(off.logits, on.logits) <= LOGITS_TOLERANCE,
+                "%s: logits rel err %.2e (no clip), %.2e (clip %g) <= %g", cs.name, off.logits, on.logits, biting_clip,
+                LOGITS_TOLERANCE);
         r.check(over == 0, "%s: every gradient, clip off and %g, within its bound (%d of %zu tensors over)", cs.name,
                 biting_clip, over, t.tensors.size());
         r.check(worst_param <= PARAMETER_TOLERANCE, "%s: parameters after 5 AdamW steps, worst rel err %.2e <= %g",
                 cs.name, worst_param, PARAMETER_TOLERANCE);
     }
-    check_determinism(r, "determinism, hybrid MAM Nq=Nk=1", tiny_config("MAM", 4, 1, 0), 8, 256);
+    check_classifier_chunks(r, "hybrid MAM Nq=Nk=1", hybrid_shared, B, T, biting_clip);
+    check_determinism(r, "determinism, hybrid MAM Nq=Nk=1", tiny_config("MAM", 4, 1, 0), 8, 256, 600);
 }

@@ -1,12 +1,17 @@
-// GPU checks of kernels/attention.cuh against the reference steps rope_forward, attention_forward,
-// attention_backward and rope_backward (double precision), run in the model's order on fresh random inputs.
-// Each step's reference sees exactly what the kernel read: the inputs rounded to floatX, and for the later steps
-// the GPU's own outputs of the earlier ones (rotated qkv, prob, dqkv), so each figure measures one kernel.
-// Outputs start poisoned (NaN), so an unwritten element, prob's zeros above the diagonal included, fails.
-// Sizes: head sizes 16, 8 and 128 (the largest, whose backward needs over 48 KB of shared memory) with T not a
-// multiple of the 32-row tile, and the d12 model's width.
+// GPU checks of kernels/attention.cuh against the reference steps rope_forward + attention_forward and
+// attention_backward + rope_backward (double precision) on fresh random inputs, RoPE off and on: the fused forward's
+// y and per-row log-sum-exp lse, the fused backward's dqkv.
+// The reference sees what the kernels compute from: qkv and dy rounded to floatX and, with RoPE, the rotated q and k
+// rounded to floatX again (the kernels stage them so). The reference's backward runs on its own probabilities; the
+// kernels recompute theirs from the GPU forward's lse and use its y, so the dqkv figure covers both. lse has no
+// reference step: the test forms it from the rotated q and k. Outputs start poisoned (NaN), so an unwritten element
+// fails.
+// Sizes: every head size the kernels take (8, 16, 32, 64, 128) with T not a multiple of the tiles (128 query rows a
+// forward block, 64 rows a backward block, steps of 64 or, at hd 128, 32 rows), T = 1, several heads, many blocks
+// (the d12 model's width at T = 300) and one long row (T = 1024).
 #include "test_kernels_attention.h"
 
+#include <cmath>
 #include <cstdio>
 #include <vector>
 
@@ -16,61 +21,80 @@
 
 namespace {
 
+// lse[b,h,t] = log Σ_{s≤t} exp(q_t·k_s / sqrt(hd)) for qkv (B,T,3D).
+std::vector<double> reference_lse(const std::vector<double>& qkv, int B, int T, int D, int heads) {
+    const int hd = D / heads;
+    std::vector<double> lse((size_t)B * heads * T), score(T);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < heads; h++)
+            for (int t = 0; t < T; t++) {
+                const double* q = qkv.data() + ((size_t)b * T + t) * 3 * D + h * hd;
+                double max_score = -INFINITY;
+                for (int s = 0; s <= t; s++) {
+                    const double* k = qkv.data() + ((size_t)b * T + s) * 3 * D + D + h * hd;
+                    double dot = 0;
+                    for (int i = 0; i < hd; i++) dot += q[i] * k[i];
+                    score[s] = dot / sqrt((double)hd);
+                    max_score = fmax(max_score, score[s]);
+                }
+                double sum = 0;
+                for (int s = 0; s <= t; s++) sum += exp(score[s] - max_score);
+                lse[((size_t)b * heads + h) * T + t] = max_score + log(sum);
+            }
+    return lse;
+}
+
 void test_attention(TestReport& r, int B, int T, int D, int heads, bool rope, Random& rng) {
     char shape[96];
     snprintf(shape, sizeof(shape), "B=%d T=%d D=%d heads=%d%s", B, T, D, heads, rope ? " RoPE" : "");
-    const size_t BTD = (size_t)B * T * D, n_qkv = 3 * BTD, n_prob = (size_t)B * heads * T * T;
+    const int hd = D / heads;
+    const size_t BTD = (size_t)B * T * D, n_qkv = 3 * BTD, n_lse = (size_t)B * heads * T;
     std::vector<double> qkv = random_vector(n_qkv, rng, 1.0);
     std::vector<double> dy = random_vector(BTD, rng, 1.0);
     round_to<floatX>(qkv);
     round_to<floatX>(dy);
     floatX* d_qkv = device_upload<floatX>(qkv);
     floatX* d_dy = device_upload<floatX>(dy);
-
+    float2* d_rope = nullptr;
     if (rope) {
-        rope_forward(d_qkv, B, T, D, heads, 0);
+        d_rope = device_poisoned<float2>((size_t)T * (hd / 2));
+        rope_table(d_rope, T, hd, 0);
         rope_forward(qkv.data(), B, T, D, heads);
-        const std::vector<double> rotated = device_download(d_qkv, n_qkv);
-        check_err(r, rotated, qkv, "rope_forward qkv", shape);
-        qkv = rotated;
+        round_to<floatX>(qkv);
     }
 
     floatX* d_y = device_poisoned<floatX>(BTD);
-    float* d_prob = device_poisoned<float>(n_prob);
-    attention_forward(d_y, d_prob, d_qkv, B, T, D, heads, 0);
-    std::vector<double> y(BTD), prob(n_prob);
+    float* d_lse = device_poisoned<float>(n_lse);
+    attention_forward(d_y, d_lse, d_qkv, d_rope, B, T, D, heads, 0);
+    std::vector<double> y(BTD), prob((size_t)B * heads * T * T);
     attention_forward(y.data(), prob.data(), qkv.data(), B, T, D, heads);
     check_err(r, device_download(d_y, BTD), y, "attention_forward y", shape);
-    const std::vector<double> gpu_prob = device_download(d_prob, n_prob);
-    check_err(r, gpu_prob, prob, "attention_forward prob", shape);
+    check_err(r, device_download(d_lse, n_lse), reference_lse(qkv, B, T, D, heads), "attention_forward lse", shape);
 
     floatX* d_dqkv = device_poisoned<floatX>(n_qkv);
-    attention_backward(d_dqkv, d_dy, d_qkv, d_prob, B, T, D, heads, 0);
+    attention_backward(d_dqkv, d_dy, d_y, d_lse, d_qkv, d_rope, B, T, D, heads, 0);
     std::vector<double> dqkv(n_qkv);
-    attention_backward(dqkv.data(), dy.data(), qkv.data(), gpu_prob.data(), B, T, D, heads);
-    const std::vector<double> gpu_dqkv = device_download(d_dqkv, n_qkv);
-    check_err(r, gpu_dqkv, dqkv, "attention_backward dqkv", shape);
+    attention_backward(dqkv.data(), dy.data(), qkv.data(), prob.data(), B, T, D, heads);
+    if (rope) rope_backward(dqkv.data(), B, T, D, heads);
+    check_err(r, device_download(d_dqkv, n_qkv), dqkv, "attention_backward dqkv", shape);
 
-    if (rope) {
-        rope_backward(d_dqkv, B, T, D, heads, 0);
-        dqkv = gpu_dqkv;
-        rope_backward(dqkv.data(), B, T, D, heads);
-        check_err(r, device_download(d_dqkv, n_qkv), dqkv, "rope_backward dqkv", shape);
-    }
-
-    for (void* p : {(void*)d_qkv, (void*)d_dy, (void*)d_y, (void*)d_prob, (void*)d_dqkv}) cudaCheck(cudaFree(p));
+    for (void* p : {(void*)d_qkv, (void*)d_dy, (void*)d_rope, (void*)d_y, (void*)d_lse, (void*)d_dqkv})
+        cudaCheck(cudaFree(p));
 }
 
 }  // namespace
 
 void test_attention_kernels(TestReport& r) {
     const unsigned long long seed = (unsigned long long)test_seed();
-    printf("attention / RoPE kernels (%s), seed %llu\n", PRECISION_NAME, seed);
+    printf("attention kernels (%s), seed %llu\n", PRECISION_NAME, seed);
     Random rng(seed);
     for (bool rope : {false, true}) {
-        test_attention(r, 2, 37, 48, 3, rope, rng);
-        test_attention(r, 3, 50, 40, 5, rope, rng);
-        test_attention(r, 1, 70, 256, 2, rope, rng);
-        test_attention(r, 2, 256, 768, 12, rope, rng);
+        test_attention(r, 2, 37, 48, 3, rope, rng);     // hd 16
+        test_attention(r, 3, 50, 40, 5, rope, rng);     // hd 8
+        test_attention(r, 1, 1, 64, 2, rope, rng);      // hd 32, T = 1
+        test_attention(r, 2, 77, 64, 2, rope, rng);     // hd 32
+        test_attention(r, 1, 200, 256, 2, rope, rng);   // hd 128: two forward blocks, steps of 32
+        test_attention(r, 2, 300, 768, 12, rope, rng);  // hd 64 (the models'), many blocks
+        test_attention(r, 1, 1024, 128, 2, rope, rng);  // hd 64, a long row
     }
 }

@@ -29,7 +29,13 @@ struct ScanShape {
 const ScanShape SHAPES[] = {
     {2, 37, 4, 8, 4, 1, 1, 8},     // tiny, all heads share q and k; the last chunk is 5 steps
     {3, 29, 6, 6, 4, 3, 3, 5},     // q/k shared by pairs of heads; K·V = 24 is no multiple of a warp
-    {2, 64, 3, 64, 16, 1, 1, 16},  // the real head size (K·V = 1024 threads)
+    {2, 64, 3, 64, 16, 1, 1, 16},  // the real head size (K·V = 1024 threads); bf16: tensor cores, 1 head a block
+    // bf16 builds run these on the tensor-core kernels (V = 16, K = 16, 32, 64), fp32 builds on the scalar ones
+    {2, 45, 8, 64, 16, 1, 1, 16},  // 4 heads a backward block; the last chunk (13 steps) is 2 segments, 8 + 5
+    {1, 50, 4, 64, 16, 1, 2, 24},  // q shared by 4 heads, k by 2: 2 heads a block; 3 segments a chunk
+    {3, 23, 4, 32, 16, 2, 2, 6},   // K = 32; a chunk shorter than a segment
+    {2, 20, 2, 16, 16, 2, 2, 16},  // K = 16, no sharing: 1 head a block, each head its own q and k
+    {2, 33, 4, 48, 16, 1, 1, 16},  // K = 48: three 16-row slices of the state per head, one warp each
 };
 const double CLIP_BITES = 0.05;
 
@@ -161,7 +167,7 @@ void test_scan(TestReport& r, const ScanShape& s, double clip, Random& rng) {
     float* d_dqkv = device_upload<float>(dqkv0);
     float* d_df = device_poisoned<float>(BT * s.N);
     float* d_dW = device_upload<float>(dW0);
-    float* d_scratch = device_poisoned<float>(m2rnn_scan_backward_scratch_floats(s.B, s.T, s.N, s.K, V));
+    float* d_scratch = device_poisoned<float>(m2rnn_scan_backward_scratch_floats(s.B, s.T, s.N, s.K, V, s.Nq, s.Nk));
     m2rnn_scan_backward(d_dqkv, d_df, d_dW, d_scratch, d_dy, d_qkv, d_f, d_W, d_checkpoints, (float)clip, s.B, s.T,
                         s.N, s.K, V, s.Nq, s.Nk, s.chunk, 0);
     const std::vector<double> added = minus(device_download(d_dqkv, BT * Cc), dqkv0);

@@ -189,14 +189,14 @@ void test_crossentropy(TestReport& r, int B, int T, int vocab, int Vp, double sc
     float* d_losses = device_poisoned<float>(n);
 
     // losses only: the logits stay as they were
-    crossentropy_forward_backward(d_losses, d_logits, d_tokens, B, T, vocab, Vp, 0.0f, 0);
+    crossentropy_forward_backward(d_losses, d_logits, d_tokens, 0, n, T, vocab, Vp, 0.0f, 0);
     check_err(r, device_download(d_losses, n), losses, "crossentropy_forward_backward losses (no dlogits)", shape);
     const size_t changed = count_changed(device_download(d_logits, nV), logits);
     r.check(changed == 0, "crossentropy_forward_backward without dlogits (%s): %zu logits changed", shape, changed);
 
     // losses and dlogits in place
     cudaCheck(cudaMemset(d_losses, 0xFF, n * sizeof(float)));
-    crossentropy_forward_backward(d_losses, d_logits, d_tokens, B, T, vocab, Vp, 1.0f / (B * T), 0);
+    crossentropy_forward_backward(d_losses, d_logits, d_tokens, 0, n, T, vocab, Vp, 1.0f / (B * T), 0);
     check_err(r, device_download(d_losses, n), losses, "crossentropy_forward_backward losses", shape);
     const std::vector<double> got = device_download(d_logits, nV);
     check_err(r, got, dlogits, "crossentropy_forward_backward dlogits", shape);

@@ -1,0 +1,646 @@
+// The M²RNN scan on tensor cores (bf16 builds, V = 16, K a multiple of 16 up to 64): the same math, inputs and
+// outputs as the scalar kernels of m2rnn_scan.cuh, which dispatches here when the shape allows
+// (m2rnn_scan_tc_supported).
+//
+// Per (b, n), with H_{-1} = 0 ∈ R^{K×V} (fp32), W_n ∈ R^{V×V}:
+//   Z_t = tanh(H_{t-1} W_n + k_t v_tᵀ);   H_t = f_t H_{t-1} + (1 - f_t) Z_t;   y_t = H_tᵀ q_t
+// and the backward of m2rnn_scan.cuh's header (G_t, dA_t, dq, dk, dv, df, dW, the carry C_{t-1}).
+//
+// Work split. Row i of H_t depends only on row i of H_{t-1} (H W mixes columns), so a (b, n) chain splits by rows
+// across warps: a warp holds R row tiles of 16 rows (R ≤ SCAN_TC_FORWARD_TILES forward, ≤ SCAN_TC_BACKWARD_TILES
+// backward; slices = K/16R warps per chain) in registers, in fp32, for the whole sequence, laid out as the
+// accumulators of mma.m16n8k16 (two 16×8 column tiles per row tile, 4 floats per lane each). H W is then 2R mma
+// per step: a pair of accumulator tiles, rounded, is exactly an A fragment, and W_n's B fragments sit in 4
+// registers. Rows and columns are permuted inside a tile so that a lane's elements are adjacent: lane (g = lane/4,
+// t = lane%4) holds rows 2g, 2g+1 of each of its row tiles and columns 4t … 4t+3; entry (r, c, e) (row tile r,
+// column tile c, fragment entry e) is state row 16(R·slice + r) + 2g + e/2 and column 4t + 2c + e%2, and W_n's
+// fragments are gathered through the same column permutation. Sums over rows (y = Hᵀq; dv, df, dW backward) are
+// reduce-scatters across lanes (log2 of the lanes in shuffles, each level halving what a lane keeps), then across
+// a chain's warps in shared memory, in warp order.
+//
+// Forward (a block per chain, grid B·N): a chunk's inputs are copied to shared memory with cp.async
+// while the previous chunk runs; the state entering each chunk is stored (fp32, in fragment order: the
+// checkpoints' layout is private to these kernels) for the backward.
+//
+// Backward (a block per P chains of one batch row, P·slices warps; P the largest of 4, 2, 1 dividing the q and k
+// group sizes): chunks last to first; a chunk is split into segments of SCAN_TC_SEGMENT steps, last to first: the state
+// is recomputed from the chunk's checkpoint up to the segment, then through it, keeping each step's H_{t-1} as its
+// A fragment in shared memory (and dq_t = H_t dy_t), then the segment runs backwards: Z_t is recomputed from the
+// stored fragments (the operands the forward used, so the same Z_t), the carry C_{t-1} = f_t G_t + dA_t W_nᵀ is
+// mma with dA_t as the A fragment, and dW_n += H_{t-1}ᵀ dA_t is accumulated in registers by mma on fragments
+// transposed with movmatrix. Per segment, dq and dk are summed over the block's P heads in head order into one
+// partial per block (scratch (B·T, N/P, K) each), which m2rnn_scan.cuh's group sum adds over each q/k group; dW
+// goes to scratch per (b, slice, n) and sum_partials adds it. No atomics: deterministic.
+//
+// Precision: H_{t-1} W_n reads fp16 operands (|H| < 1 always, since H is a running average of tanh values; fp16
+// keeps 3 more bits than bf16 there); dA_t W_nᵀ reads dA_t as two bf16 terms (hi + lo, so ~16 bits, without
+// fp16's underflow on small gradients) and W_nᵀ likewise as bf16 hi + lo; H_{t-1}ᵀ dA_t reads both in bf16;
+// accumulation is fp32; tanh is tanh.approx; the state, the carry and everything else are fp32. The tests measure
+// the results against the reference.
+#pragma once
+#include <cstdint>
+#include <type_traits>
+
+#include "common.cuh"
+#include "tensor_core.cuh"
+
+static const int SCAN_TC_V = 16;         // the value size these kernels take
+static const int SCAN_TC_SEGMENT = 8;    // steps whose states the backward keeps in shared memory at once
+static const int SCAN_TC_MAX_HEADS = 4;  // heads per backward block, at most
+static const int SCAN_TC_FORWARD_TILES = 2;   // 16-row tiles of the state per warp in the forward, at most
+static const int SCAN_TC_BACKWARD_TILES = 4;  // and in the backward
+
+// Whether the tensor-core kernels take this shape (bf16 builds only: the fp32 build is the exact one).
+static inline bool m2rnn_scan_tc_supported(int K, int V) {
+#if defined(ENABLE_FP32)
+    (void)K; (void)V;
+    return false;
+#else
+    return V == SCAN_TC_V && K % 16 == 0 && K >= 16 && K <= 64;
+#endif
+}
+
+// Heads per backward block: the largest of 4, 2, 1 dividing both group sizes N/Nq and N/Nk.
+static inline int m2rnn_scan_tc_heads_per_block(int N, int Nq, int Nk) {
+    for (int p = SCAN_TC_MAX_HEADS; p > 1; p /= 2)
+        if ((N / Nq) % p == 0 && (N / Nk) % p == 0) return p;
+    return 1;
+}
+
+// Row tiles per warp: at most `most` (a power of two), fewer when K/16 is not a multiple of it.
+static inline int m2rnn_scan_tc_row_tiles(int K, int most) {
+    int R = most;
+    while ((K / 16) % R != 0) R /= 2;
+    return R;
+}
+
+#if !defined(ENABLE_FP32)
+
+// ---------------------------------------------------------------- fragments
+
+// A warp's slice of a state-shaped matrix: x[r][c][e] is row 16(R·slice + r) + 2g + e/2 of the state, column
+// 4t + 2c + e%2 (row tile
+// r, column tile c, fragment entry e).
+template <int R> using ScanTCTile = float[R][2][4];
+
+// Logical index ℓ (0..15) of a column inside the fragments → the state's column: (ℓ/2)%4 is the lane's t, ℓ/8
+// the column tile, ℓ%2 the entry.
+__device__ __forceinline__ int scan_tc_column(int l) { return 4 * ((l >> 1) & 3) + 2 * (l >> 3) + (l & 1); }
+
+// The B fragments of M (V×V row-major fp32; M = W_n for H W_n, or transposed for dA W_nᵀ) for column tile c:
+// b[c][0] = {M[ℓ=2t][n], M[2t+1][n]}, b[c][1] = {M[2t+8][n], M[2t+9][n]}, n = 8c + g, through scan_tc_column;
+// `residual` gives instead what rounding M to bf16 left over (M − bf16(M), rounded).
+template <bool fp16>
+__device__ __forceinline__ void scan_tc_load_b(uint32_t (&b)[2][2], const float* Wn, bool transpose,
+                                               bool residual = false) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    auto at = [&](int l, int n) {
+        const int row = scan_tc_column(l), col = scan_tc_column(n);
+        const float m = transpose ? Wn[col * SCAN_TC_V + row] : Wn[row * SCAN_TC_V + col];
+        return residual ? m - __bfloat162float(__float2bfloat16(m)) : m;
+    };
+    auto pack = [&](float lo, float hi) { return fp16 ? pack_f16(lo, hi) : pack_bf16(lo, hi); };
+#pragma unroll
+    for (int c = 0; c < 2; c++) {
+        const int n = 8 * c + g;
+        b[c][0] = pack(at(2 * t, n), at(2 * t + 1, n));
+        b[c][1] = pack(at(2 * t + 8, n), at(2 * t + 9, n));
+    }
+}
+
+// The A fragments of a slice, one per row tile (its two column tiles), rounded to fp16 or bf16.
+template <bool fp16, int R>
+__device__ __forceinline__ void scan_tc_pack(uint32_t (&a)[R][4], const ScanTCTile<R>& x) {
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const float lo = x[r][i / 2][2 * (i % 2)], hi = x[r][i / 2][2 * (i % 2) + 1];
+            a[r][i] = fp16 ? pack_f16(lo, hi) : pack_bf16(lo, hi);
+        }
+}
+
+// The slice of fragments a as floats (the inverse of scan_tc_pack).
+template <bool fp16, int R>
+__device__ __forceinline__ void scan_tc_unpack(ScanTCTile<R>& x, const uint32_t (&a)[R][4]) {
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const float2 v = fp16 ? unpack_f16(a[r][i]) : unpack_bf16(a[r][i]);
+            x[r][i / 2][2 * (i % 2)] = v.x;
+            x[r][i / 2][2 * (i % 2) + 1] = v.y;
+        }
+}
+
+// acc += A M over the slice.
+template <bool fp16, int R>
+__device__ __forceinline__ void scan_tc_times(ScanTCTile<R>& acc, const uint32_t (&a)[R][4],
+                                              const uint32_t (&b)[2][2]) {
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        mma_m16n8k16<fp16>(acc[r][0], a[r], b[0][0], b[0][1]);
+        mma_m16n8k16<fp16>(acc[r][1], a[r], b[1][0], b[1][1]);
+    }
+}
+
+// Sums x over the 2^levels lanes that differ only in lane bits lo … lo+levels−1. While a lane holds more than one
+// value, each level halves them (the lane whose bit is set keeps the upper half) and adds its partner's copy of
+// that half; once one is left, the remaining levels add it across the partner. On return x[0 … n_out) hold the
+// sums of the input's x[first …], n_out = max(1, n >> levels); `owner` is false on the duplicate lanes of those
+// last levels, so exactly one lane of the group writes each sum.
+template <int n, int levels>
+__device__ __forceinline__ int lane_reduce_scatter(float (&x)[n], int lo, bool& owner) {
+    const int lane = threadIdx.x & 31;
+    int first = 0;
+    owner = true;
+#pragma unroll
+    for (int l = 0; l < levels; l++) {
+        const int mask = 1 << (lo + l), held = (n >> l) > 1 ? (n >> l) : 1;
+        const bool upper = (lane & mask) != 0;
+        if (held > 1) {
+            const int half = held / 2;
+#pragma unroll
+            for (int i = 0; i < half; i++) {
+                const float send = upper ? x[i] : x[i + half];
+                const float keep = upper ? x[i + half] : x[i];
+                x[i] = keep + __shfl_xor_sync(0xffffffff, send, mask);
+            }
+            if (upper) first += half;
+        } else {
+            x[0] += __shfl_xor_sync(0xffffffff, x[0], mask);
+            if (upper) owner = false;
+        }
+    }
+    return first;
+}
+
+// Sums over the slice's rows against a per-row vector u (u[2r + e/2] for the rows of x[r][.][e]):
+// out[j] = Σ_rows x[row][4t + j] u[row], then over the 8 lanes of equal t; the lane returns with column
+// 4t + first's sum in out[0].
+template <int R>
+__device__ __forceinline__ int scan_tc_column_sums(float (&out)[4], const ScanTCTile<R>& x, const float (&u)[2 * R],
+                                                   bool& owner) {
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        float acc = 0.0f;
+#pragma unroll
+        for (int r = 0; r < R; r++) acc += x[r][j / 2][j % 2] * u[2 * r] + x[r][j / 2][2 + j % 2] * u[2 * r + 1];
+        out[j] = acc;
+    }
+    return lane_reduce_scatter<4, 3>(out, 2, owner);
+}
+
+// Sums over the columns against a per-column vector u (u[j] for column 4t + j): out[2r + e/2] for the rows of
+// x[r][.][e], then over the 4 lanes of equal g; the lane returns with the sums of out's entries first … in
+// out[0 … max(1, R/2)) (entry i is row 16(R·slice + i/2) + 2g + i%2).
+template <int R>
+__device__ __forceinline__ int scan_tc_row_sums(float (&out)[2 * R], const ScanTCTile<R>& x, const float (&u)[4],
+                                                bool& owner) {
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            float acc = 0.0f;
+#pragma unroll
+            for (int j = 0; j < 4; j++) acc += x[r][j / 2][2 * e + j % 2] * u[j];
+            out[2 * r + e] = acc;
+        }
+    return lane_reduce_scatter<2 * R, 2>(out, 0, owner);
+}
+
+// ---------------------------------------------------------------- staging
+
+// One chunk's inputs of one head in shared memory (bf16 as in memory; f fp32); dy only in the backward.
+struct ScanTCInputs {
+    floatX *q, *k, *v, *dy;
+    float* f;
+};
+
+// Bytes of one ScanTCInputs for `chunk` steps (a multiple of 16; every array 16-byte aligned).
+__host__ __device__ inline size_t scan_tc_inputs_bytes(int K, int chunk, bool backward) {
+    return (size_t)chunk * (2 * K + (backward ? 2 : 1) * SCAN_TC_V) * sizeof(floatX) +
+           ((size_t)chunk * sizeof(float) + 15) / 16 * 16;
+}
+
+__device__ __forceinline__ ScanTCInputs scan_tc_inputs_at(char* p, int K, int chunk, bool backward) {
+    ScanTCInputs in;
+    in.q = (floatX*)p;
+    in.k = in.q + (size_t)chunk * K;
+    in.v = in.k + (size_t)chunk * K;
+    in.dy = in.v + (size_t)chunk * SCAN_TC_V;
+    in.f = (float*)(in.dy + (backward ? (size_t)chunk * SCAN_TC_V : 0));
+    return in;
+}
+
+// Where head n of batch row b finds its inputs.
+struct ScanTCHead {
+    int n, q_col, k_col, v_col;
+    size_t row0;  // row of step 0: b·T
+};
+
+__device__ __forceinline__ ScanTCHead scan_tc_head(int b, int n, int T, int N, int K, int Nq, int Nk) {
+    ScanTCHead h;
+    h.n = n;
+    h.q_col = (n / (N / Nq)) * K;
+    h.k_col = Nq * K + (n / (N / Nk)) * K;
+    h.v_col = (Nq + Nk) * K + n * SCAN_TC_V;
+    h.row0 = (size_t)b * T;
+    return h;
+}
+
+// The block's threads copy steps t0 … t0+len−1 of a head's inputs into `in` with cp.async (rows of q, k, v, dy are
+// 16-byte aligned: K, V and the column offsets are multiples of 8 elements). The caller commits and waits.
+__device__ __forceinline__ void scan_tc_stage(const ScanTCInputs& in, const floatX* qkv, const float* f,
+                                              const floatX* dy, const ScanTCHead& hd, int t0, int len, int K, int N,
+                                              int Cc) {
+    const int per_row = K / 8, NV = N * SCAN_TC_V;
+    for (int o = threadIdx.x; o < len * per_row; o += blockDim.x) {
+        const int s = o / per_row, piece = 8 * (o % per_row);
+        const floatX* row = qkv + (hd.row0 + t0 + s) * Cc;
+        cp_async<16>(in.q + s * K + piece, row + hd.q_col + piece);
+        cp_async<16>(in.k + s * K + piece, row + hd.k_col + piece);
+    }
+    for (int o = threadIdx.x; o < len * 2; o += blockDim.x) {
+        const int s = o / 2, piece = 8 * (o % 2);
+        cp_async<16>(in.v + s * SCAN_TC_V + piece, qkv + (hd.row0 + t0 + s) * Cc + hd.v_col + piece);
+        if (dy) cp_async<16>(in.dy + s * SCAN_TC_V + piece, dy + (hd.row0 + t0 + s) * NV + hd.n * SCAN_TC_V + piece);
+    }
+    for (int s = threadIdx.x; s < len; s += blockDim.x) cp_async<4>(in.f + s, f + (hd.row0 + t0 + s) * N + hd.n);
+}
+
+// 4 consecutive bf16 values (8-byte aligned) as floats.
+__device__ __forceinline__ void scan_tc_read4(float (&out)[4], const floatX* p) {
+    const uint2 v = *reinterpret_cast<const uint2*>(p);
+    const float2 a = unpack_bf16(v.x), b = unpack_bf16(v.y);
+    out[0] = a.x; out[1] = a.y; out[2] = b.x; out[3] = b.y;
+}
+
+// A lane's view of a chunk's inputs: k and q at its first row (its rows are pairs 16 apart), v and dy at its
+// columns (step s at s·K or s·V).
+struct ScanTCLane {
+    const floatX *k, *q, *v, *dy;
+    const float* f;
+};
+
+template <int R>
+__device__ __forceinline__ ScanTCLane scan_tc_lane(const ScanTCInputs& in, int slice) {
+    const int lane = threadIdx.x & 31, row = 16 * R * slice + 2 * (lane >> 2), col = 4 * (lane & 3);
+    return {in.k + row, in.q + row, in.v + col, in.dy + col, in.f};
+}
+
+// One step's inputs as a lane needs them.
+template <int R>
+struct ScanTCStep {
+    float k[2 * R], q[2 * R], v[4], dy[4], f;
+};
+
+template <int R>
+__device__ __forceinline__ void scan_tc_step_inputs(ScanTCStep<R>& x, const ScanTCLane& in, int s, int K,
+                                                    bool backward) {
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const float2 k = unpack_bf16(*reinterpret_cast<const uint32_t*>(in.k + s * K + 16 * r));
+        const float2 q = unpack_bf16(*reinterpret_cast<const uint32_t*>(in.q + s * K + 16 * r));
+        x.k[2 * r] = k.x; x.k[2 * r + 1] = k.y;
+        x.q[2 * r] = q.x; x.q[2 * r + 1] = q.y;
+    }
+    scan_tc_read4(x.v, in.v + s * SCAN_TC_V);
+    if (backward) scan_tc_read4(x.dy, in.dy + s * SCAN_TC_V);
+    x.f = in.f[s];
+}
+
+// Z_t = tanh(A W_n + k_t v_tᵀ) for the slice's fp16 fragments A of H_{t-1}.
+template <int R>
+__device__ __forceinline__ void scan_tc_z(ScanTCTile<R>& z, const uint32_t (&a)[R][4], const uint32_t (&w)[2][2],
+                                          const ScanTCStep<R>& x) {
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int c = 0; c < 2; c++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) z[r][c][e] = x.k[2 * r + e / 2] * x.v[2 * c + e % 2];
+    scan_tc_times<true, R>(z, a, w);
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int c = 0; c < 2; c++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) z[r][c][e] = tanh_approx(z[r][c][e]);
+}
+
+// One forward step of a slice: a = fp16 H_{t-1} (returned: the backward stores it), H_t = f H_{t-1} + (1 − f) Z_t.
+template <int R>
+__device__ __forceinline__ void scan_tc_step(ScanTCTile<R>& h, uint32_t (&a)[R][4], const uint32_t (&w)[2][2],
+                                             const ScanTCStep<R>& x) {
+    ScanTCTile<R> z;
+    scan_tc_pack<true, R>(a, h);
+    scan_tc_z<R>(z, a, w, x);
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int c = 0; c < 2; c++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) h[r][c][e] = z[r][c][e] + x.f * (h[r][c][e] - z[r][c][e]);
+}
+
+// This lane's float4s of checkpoint `chunk` of a chain's slice, in fragment order: tile (r, c) at [(2r + c)·32].
+// The order is the state's row tiles, whatever R: the forward and the backward may split rows differently.
+template <int R>
+__device__ __forceinline__ size_t scan_tc_checkpoint(size_t chain, int n_chunks, int chunk, int K, int slice) {
+    return ((chain * n_chunks + chunk) * (K / 16) + slice * R) * 2 * 32 + (threadIdx.x & 31);
+}
+
+
+template <typename Run>
+static inline void scan_tc_with_R(int R, Run run) {
+    switch (R) {
+        case 4: run(std::integral_constant<int, 4>()); break;
+        case 2: run(std::integral_constant<int, 2>()); break;
+        default: run(std::integral_constant<int, 1>()); break;
+    }
+}
+
+// ---------------------------------------------------------------- forward
+
+// Dynamic shared memory of the forward: two input buffers and the chunk's y partials of each slice.
+__host__ __device__ inline size_t scan_tc_forward_smem(int K, int chunk, int slices) {
+    return 2 * scan_tc_inputs_bytes(K, chunk, false) + (size_t)slices * chunk * SCAN_TC_V * sizeof(float);
+}
+
+// grid B·N (block b·N + n), block 32·slices (warp = slice of 16R rows), dynamic shared memory
+// scan_tc_forward_smem(K, chunk, slices)
+template <int R>
+static __global__ void __launch_bounds__(128) m2rnn_scan_tc_forward_kernel(floatX* y, float* checkpoints,
+                                                                           const floatX* qkv, const float* f,
+                                                                           const float* W, int T, int N, int K,
+                                                                           int Nq, int Nk, int chunk) {
+    extern __shared__ __align__(16) char scan_tc_smem[];
+    char* smem = scan_tc_smem;
+    const int slices = blockDim.x / 32, slice = threadIdx.x / 32, lane = threadIdx.x & 31, t = lane & 3;
+    const int Cc = (Nq + Nk) * K + N * SCAN_TC_V, NV = N * SCAN_TC_V;
+    const int b = blockIdx.x / N, n = blockIdx.x % N, n_chunks = (T + chunk - 1) / chunk;
+    const ScanTCHead hd = scan_tc_head(b, n, T, N, K, Nq, Nk);
+    const size_t in_bytes = scan_tc_inputs_bytes(K, chunk, false);
+    auto buffer = [&](int c) { return scan_tc_inputs_at(smem + (c & 1) * in_bytes, K, chunk, false); };
+    float* ys = (float*)(smem + 2 * in_bytes);  // (slices, chunk, V)
+    float4* ckpt = reinterpret_cast<float4*>(checkpoints);
+
+    uint32_t w[2][2];
+    scan_tc_load_b<true>(w, W + (size_t)n * SCAN_TC_V * SCAN_TC_V, false);
+    ScanTCTile<R> h = {};
+    scan_tc_stage(buffer(0), qkv, f, nullptr, hd, 0, min(chunk, T), K, N, Cc);
+    cp_async_commit();
+    for (int c = 0; c < n_chunks; c++) {
+        const int t0 = c * chunk, len = min(chunk, T - t0);
+        if (c + 1 < n_chunks) {
+            scan_tc_stage(buffer(c + 1), qkv, f, nullptr, hd, t0 + chunk, min(chunk, T - t0 - chunk), K, N, Cc);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        const size_t at = scan_tc_checkpoint<R>(blockIdx.x, n_chunks, c, K, slice);
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int cc = 0; cc < 2; cc++)
+                ckpt[at + (2 * r + cc) * 32] = make_float4(h[r][cc][0], h[r][cc][1], h[r][cc][2], h[r][cc][3]);
+
+        const ScanTCLane in = scan_tc_lane<R>(buffer(c), slice);
+        float* y_out = ys + slice * chunk * SCAN_TC_V + 4 * t;
+        ScanTCStep<R> next;
+        scan_tc_step_inputs<R>(next, in, 0, K, false);
+        for (int s = 0; s < len; s++) {
+            const ScanTCStep<R> x = next;
+            if (s + 1 < len) scan_tc_step_inputs<R>(next, in, s + 1, K, false);
+            uint32_t a[R][4];
+            scan_tc_step<R>(h, a, w, x);
+            float part[4];  // y_t = H_tᵀ q_t over this slice's rows
+            bool owner;
+            const int first = scan_tc_column_sums<R>(part, h, x.q, owner);
+            if (owner) y_out[s * SCAN_TC_V + first] = part[0];
+        }
+        __syncthreads();
+        for (int o = threadIdx.x; o < len * SCAN_TC_V / 2; o += blockDim.x) {
+            const int s = o / (SCAN_TC_V / 2), j = 2 * (o % (SCAN_TC_V / 2));
+            float y0 = 0.0f, y1 = 0.0f;
+            for (int p = 0; p < slices; p++) {
+                y0 += ys[(p * chunk + s) * SCAN_TC_V + j];
+                y1 += ys[(p * chunk + s) * SCAN_TC_V + j + 1];
+            }
+            *reinterpret_cast<__nv_bfloat162*>(y + (hd.row0 + t0 + s) * NV + n * SCAN_TC_V + j) =
+                __floats2bfloat162_rn(y0, y1);
+        }
+        __syncthreads();  // ys and this chunk's inputs are reused
+    }
+}
+
+// ---------------------------------------------------------------- backward
+
+// Shared memory of a backward block, byte offsets (16-byte aligned sections): per head, its inputs and the
+// segment's dq, dk (rows from all its slices); per warp, the segment's stored states and its dv and df partials.
+struct ScanTCBackwardLayout {
+    size_t head, inputs, dq, dk;   // one head's part: size `head`; offsets inside it
+    size_t warp, states, dv, df;   // one warp's part: size `warp`; offsets inside it
+    size_t warps_at, total;        // where the warps' parts start; the block's total
+};
+
+__host__ __device__ inline ScanTCBackwardLayout scan_tc_backward_layout(int K, int chunk, int P, int R) {
+    ScanTCBackwardLayout L;
+    size_t o = 0;
+    L.inputs = o; o += scan_tc_inputs_bytes(K, chunk, true);
+    L.dq = o;     o += (size_t)SCAN_TC_SEGMENT * K * sizeof(float);
+    L.dk = o;     o += (size_t)SCAN_TC_SEGMENT * K * sizeof(float);
+    L.head = o;
+    o = 0;
+    L.states = o; o += (size_t)SCAN_TC_SEGMENT * R * 32 * sizeof(uint4);  // the fp16 A fragments of H_{t-1}
+    L.dv = o;     o += (size_t)SCAN_TC_SEGMENT * SCAN_TC_V * sizeof(float);
+    L.df = o;     o += ((size_t)SCAN_TC_SEGMENT * sizeof(float) + 15) / 16 * 16;
+    L.warp = o;
+    L.warps_at = P * L.head;
+    L.total = L.warps_at + (size_t)P * (K / (16 * R)) * L.warp;
+    return L;
+}
+
+// grid B·N/P (block b·(N/P) + n/P), block 32·P·slices (warp = head p · slices + slice), dynamic shared memory
+// scan_tc_backward_layout(K, chunk, P, R).total; scratch: dW partials (B·slices, N, V, V), then dq and dk partials
+// (B·T, N/P, K) each.
+template <int R>
+static __global__ void __launch_bounds__(32 * SCAN_TC_MAX_HEADS * 4 / R) m2rnn_scan_tc_backward_kernel(
+    float* dqkv, float* df, float* scratch, const floatX* dy, const floatX* qkv, const float* f, const float* W,
+    const float* checkpoints, float clip, int T, int N, int K, int Nq, int Nk, int chunk, int P) {
+    constexpr int V = SCAN_TC_V;
+    constexpr int kept = R / 2 > 0 ? R / 2 : 1;  // rows per lane after scan_tc_row_sums
+    extern __shared__ __align__(16) char scan_tc_smem[];
+    char* smem = scan_tc_smem;
+    const int slices = K / (16 * R), warp = threadIdx.x / 32, p = warp / slices, slice = warp % slices;
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int parts = N / P, b = blockIdx.x / parts, n0 = (blockIdx.x % parts) * P, n = n0 + p;
+    const int Cc = (Nq + Nk) * K + N * V, n_chunks = (T + chunk - 1) / chunk;
+    const size_t chain = (size_t)b * N + n;
+    const ScanTCBackwardLayout L = scan_tc_backward_layout(K, chunk, P, R);
+    auto head_part = [&](int q) { return smem + q * L.head; };
+    auto warp_part = [&](int wi) { return smem + L.warps_at + wi * L.warp; };
+    const ScanTCLane in = scan_tc_lane<R>(scan_tc_inputs_at(head_part(p) + L.inputs, K, chunk, true), slice);
+    const int row = 16 * R * slice + 2 * g;  // this lane's first row of the state
+    float* dq_out = (float*)(head_part(p) + L.dq) + row;
+    float* dk_out = (float*)(head_part(p) + L.dk) + row;
+    uint4* states = (uint4*)(warp_part(warp) + L.states) + lane;
+    float* dv_out = (float*)(warp_part(warp) + L.dv) + 4 * t;
+    float* dfs = (float*)(warp_part(warp) + L.df);
+    const size_t dW_floats = (size_t)gridDim.x / parts * slices * N * V * V;
+    float* dq_parts = scratch + dW_floats;
+    float* dk_parts = dq_parts + (size_t)T * gridDim.x * K;  // (B·T, N/P, K): gridDim.x = B·N/P
+    const float4* ckpt = reinterpret_cast<const float4*>(checkpoints);
+
+    uint32_t w[2][2], wt[2][2], wt_lo[2][2];  // W_n (fp16) for Z; W_nᵀ as bf16 + its rounding residual
+    scan_tc_load_b<true>(w, W + (size_t)n * V * V, false);
+    scan_tc_load_b<false>(wt, W + (size_t)n * V * V, true);
+    scan_tc_load_b<false>(wt_lo, W + (size_t)n * V * V, true, true);
+    ScanTCTile<R> carry = {};  // C_t
+    float dW[2][4] = {};       // this slice's dW_n in the mma's D layout: (μ = g + 8(e/2), ν = 8c + 2t + e%2)
+    for (int c = n_chunks - 1; c >= 0; c--) {
+        const int t0 = c * chunk, len = min(chunk, T - t0);
+        for (int q = 0; q < P; q++)
+            scan_tc_stage(scan_tc_inputs_at(head_part(q) + L.inputs, K, chunk, true), qkv, f, dy,
+                          scan_tc_head(b, n0 + q, T, N, K, Nq, Nk), t0, len, K, N, Cc);
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncthreads();
+        const size_t at = scan_tc_checkpoint<R>(chain, n_chunks, c, K, slice);
+        for (int seg0 = (len - 1) / SCAN_TC_SEGMENT * SCAN_TC_SEGMENT; seg0 >= 0; seg0 -= SCAN_TC_SEGMENT) {
+            const int seg_len = min(SCAN_TC_SEGMENT, len - seg0);
+            ScanTCTile<R> h;
+#pragma unroll
+            for (int r = 0; r < R; r++)
+#pragma unroll
+                for (int cc = 0; cc < 2; cc++) {
+                    const float4 v = ckpt[at + (2 * r + cc) * 32];
+                    h[r][cc][0] = v.x; h[r][cc][1] = v.y; h[r][cc][2] = v.z; h[r][cc][3] = v.w;
+                }
+            // recompute up to the segment, then through it keeping the fragments of H_{t-1}; dq_t = H_t dy_t
+            for (int s = 0; s < seg0 + seg_len; s++) {
+                ScanTCStep<R> x;
+                scan_tc_step_inputs<R>(x, in, s, K, s >= seg0);
+                uint32_t a[R][4];
+                scan_tc_step<R>(h, a, w, x);
+                if (s < seg0) continue;
+#pragma unroll
+                for (int r = 0; r < R; r++)
+                    states[((s - seg0) * R + r) * 32] = make_uint4(a[r][0], a[r][1], a[r][2], a[r][3]);
+                float part[2 * R];
+                bool owner;
+                const int first = scan_tc_row_sums<R>(part, h, x.dy, owner);
+                if (owner)
+#pragma unroll
+                    for (int i = first; i < first + kept; i++)
+                        dq_out[(s - seg0) * K + 16 * (i / 2) + i % 2] = part[i - first];
+            }
+            // the segment backwards
+            for (int s = seg0 + seg_len - 1; s >= seg0; s--) {
+                ScanTCStep<R> x;
+                scan_tc_step_inputs<R>(x, in, s, K, true);
+                uint32_t a[R][4];
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    const uint4 v = states[((s - seg0) * R + r) * 32];
+                    a[r][0] = v.x; a[r][1] = v.y; a[r][2] = v.z; a[r][3] = v.w;
+                }
+                ScanTCTile<R> z, hprev, dA;
+                scan_tc_z<R>(z, a, w, x);
+                scan_tc_unpack<true, R>(hprev, a);
+                float df_part = 0.0f;
+#pragma unroll
+                for (int r = 0; r < R; r++)
+#pragma unroll
+                    for (int cc = 0; cc < 2; cc++)
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            const float C0 = carry[r][cc][e], C = clip > 0.0f ? fminf(clip, fmaxf(-clip, C0)) : C0;
+                            const float G = x.q[2 * r + e / 2] * x.dy[2 * cc + e % 2] + C;
+                            const float zz = z[r][cc][e];
+                            df_part += G * (hprev[r][cc][e] - zz);
+                            dA[r][cc][e] = (1.0f - x.f) * G * (1.0f - zz * zz);
+                            carry[r][cc][e] = x.f * G;
+                        }
+                // C_{t-1} = f G + dA W_nᵀ, with dA = hi + lo and W_nᵀ = wt + wt_lo in bf16 (lo·wt_lo dropped)
+                uint32_t hi[R][4], lo[R][4];
+                ScanTCTile<R> dA_lo;
+                scan_tc_pack<false, R>(hi, dA);
+                scan_tc_unpack<false, R>(dA_lo, hi);
+#pragma unroll
+                for (int r = 0; r < R; r++)
+#pragma unroll
+                    for (int cc = 0; cc < 2; cc++)
+#pragma unroll
+                        for (int e = 0; e < 4; e++) dA_lo[r][cc][e] = dA[r][cc][e] - dA_lo[r][cc][e];
+                scan_tc_pack<false, R>(lo, dA_lo);
+                scan_tc_times<false, R>(carry, lo, wt);
+                scan_tc_times<false, R>(carry, hi, wt_lo);
+                scan_tc_times<false, R>(carry, hi, wt);
+                // dW_n += H_{t-1}ᵀ dA_t over each row tile's 16 rows: A = (bf16 H)ᵀ, B = dA, both by movmatrix
+                uint32_t hb[R][4];
+                scan_tc_pack<false, R>(hb, hprev);
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    const uint32_t at_[4] = {movmatrix_trans(hb[r][0]), movmatrix_trans(hb[r][2]),
+                                             movmatrix_trans(hb[r][1]), movmatrix_trans(hb[r][3])};
+#pragma unroll
+                    for (int cc = 0; cc < 2; cc++) {
+                        const uint32_t bt[2] = {movmatrix_trans(hi[r][2 * cc]), movmatrix_trans(hi[r][2 * cc + 1])};
+                        mma_m16n8k16<false>(dW[cc], at_, bt[0], bt[1]);
+                    }
+                }
+                // dk_t = dA_t v_t (per row), dv_t = dA_tᵀ k_t (per column, this slice's rows), df_t
+                float dk_part[2 * R], dv_part[4];
+                bool owner;
+                int first = scan_tc_row_sums<R>(dk_part, dA, x.v, owner);
+                if (owner)
+#pragma unroll
+                    for (int i = first; i < first + kept; i++)
+                        dk_out[(s - seg0) * K + 16 * (i / 2) + i % 2] = dk_part[i - first];
+                first = scan_tc_column_sums<R>(dv_part, dA, x.k, owner);
+                if (owner) dv_out[(s - seg0) * V + first] = dv_part[0];
+                df_part = warp_sum(df_part);
+                if (lane == 0) dfs[s - seg0] = df_part;
+            }
+            __syncthreads();  // every warp's dq, dk, dv and df of the segment
+            const size_t row_seg = (size_t)b * T + t0 + seg0;
+            for (int o = threadIdx.x; o < P * seg_len; o += blockDim.x) {
+                const int q = o / seg_len, s = o % seg_len;
+                float acc = 0.0f;
+                for (int sl = 0; sl < slices; sl++) acc += ((const float*)(warp_part(q * slices + sl) + L.df))[s];
+                df[(row_seg + s) * N + n0 + q] = acc;
+            }
+            for (int o = threadIdx.x; o < P * seg_len * V; o += blockDim.x) {
+                const int q = o / (seg_len * V), s = (o / V) % seg_len, j = o % V;
+                float acc = 0.0f;
+                for (int sl = 0; sl < slices; sl++)
+                    acc += ((const float*)(warp_part(q * slices + sl) + L.dv))[s * V + j];
+                dqkv[(row_seg + s) * Cc + (Nq + Nk) * K + (n0 + q) * V + j] += acc;
+            }
+            for (int o = threadIdx.x; o < seg_len * K; o += blockDim.x) {
+                const int s = o / K, i = o % K;
+                float sq = 0.0f, sk = 0.0f;
+                for (int q = 0; q < P; q++) {
+                    sq += ((const float*)(head_part(q) + L.dq))[s * K + i];
+                    sk += ((const float*)(head_part(q) + L.dk))[s * K + i];
+                }
+                const size_t out = ((row_seg + s) * parts + blockIdx.x % parts) * K + i;
+                dq_parts[out] = sq;
+                dk_parts[out] = sk;
+            }
+            __syncthreads();  // the buffers are reused by the next segment (and the inputs by the next chunk)
+        }
+    }
+    float* dW_out = scratch + (((size_t)b * slices + slice) * N + n) * V * V;
+#pragma unroll
+    for (int cc = 0; cc < 2; cc++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            dW_out[scan_tc_column(g + 8 * (e / 2)) * V + scan_tc_column(8 * cc + 2 * t + e % 2)] = dW[cc][e];
+}
+
+#endif  // !ENABLE_FP32
