@@ -259,10 +259,11 @@ static const char* encoding_of_vocab(int vocab) {
 static int sample_softmax(const float* logits, int vocab, double u) {
     double max_logit = logits[0], sum = 0;
     for (int i = 1; i < vocab; i++) max_logit = std::max(max_logit, (double)logits[i]);
-    for (int i = 0; i < vocab; i++) sum += exp(logits[i] - max_logit);
+    std::vector<double> weights(vocab);  // exp(logit − max), computed once
+    for (int i = 0; i < vocab; i++) sum += weights[i] = exp(logits[i] - max_logit);
     double cumulative = 0;
     for (int i = 0; i < vocab; i++) {
-        cumulative += exp(logits[i] - max_logit) / sum;
+        cumulative += weights[i] / sum;
         if (u < cumulative) return i;
     }
     return vocab - 1;  // u within rounding of 1

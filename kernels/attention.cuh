@@ -344,6 +344,26 @@ __device__ __forceinline__ void warp_accumulate(float (&acc)[M][WIDTH / 8][4], c
 // Grids (ceil(T / rows of a block), B·H); dynamic shared memory as the launchers compute it. __launch_bounds__ says
 // one block an SM suffices, so that ptxas gives a kernel the registers it needs (aiming at more blocks, it spills).
 
+// Where head h of batch row b (blockIdx.y = b·heads + h) finds its rows: element offsets of its first row.
+struct AttentionHead {
+    int D;          // heads·hd: q, k and v are D apart inside a row of qkv (and dq, dk, dv of dqkv)
+    size_t stride;  // 3D: a row of qkv
+    size_t qkv;     // b·T·3D + h·hd: the head's q in qkv, its dq in dqkv
+    size_t rows;    // b·T·D + h·hd: the head's columns of y and dy
+    size_t lse;     // (b·heads + h)·T: its log-sum-exp row
+};
+
+template <int HD> __device__ __forceinline__ AttentionHead attention_head(int T, int heads) {
+    const int b = blockIdx.y / heads, h = blockIdx.y % heads;
+    AttentionHead a;
+    a.D = heads * HD;
+    a.stride = 3 * (size_t)a.D;
+    a.qkv = (size_t)b * T * a.stride + h * HD;
+    a.rows = (size_t)b * T * a.D + h * HD;
+    a.lse = ((size_t)b * heads + h) * T;
+    return a;
+}
+
 // y and lse for a tile of ATTENTION_FORWARD_ROWS queries.
 // shared: q tile (ATTENTION_FORWARD_ROWS rows), k and v tiles (step rows) × 2 buffers each
 template <int HD>
@@ -357,11 +377,12 @@ static __global__ void __launch_bounds__(32 * AttentionTiles<HD>::forward_warps,
     floatX* k_tiles = q_tile + ATTENTION_FORWARD_ROWS * P;
     floatX* v_tiles = k_tiles + 2 * KEYS * P;
     const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
-    const int D = heads * HD, b = blockIdx.y / heads, h = blockIdx.y % heads;
+    const AttentionHead head = attention_head<HD>(T, heads);
+    const int D = head.D;
     const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ATTENTION_FORWARD_ROWS;
     const int row0 = t0 + (int)threadIdx.x / 32 * WARP_ROWS;  // the warp's first query
-    const size_t stride = 3 * (size_t)D;
-    const floatX* q = qkv + (size_t)b * T * stride + h * HD;
+    const size_t stride = head.stride;
+    const floatX* q = qkv + head.qkv;
     const floatX *k = q + D, *v = q + 2 * D;
     const int n_steps = (min(t0 + ATTENTION_FORWARD_ROWS, T) + KEYS - 1) / KEYS;  // key tiles up to the diagonal
     const float scale_log2 = ATTENTION_LOG2E / sqrtf((float)HD);
@@ -429,7 +450,7 @@ static __global__ void __launch_bounds__(32 * AttentionTiles<HD>::forward_warps,
             }
         warp_accumulate<M, NK, W, P>(o, s, v_tiles + buf * KEYS * P);
     }
-    float* lse_bh = lse + ((size_t)b * heads + h) * T;
+    float* lse_bh = lse + head.lse;
 #pragma unroll
     for (int m = 0; m < M; m++)
 #pragma unroll
@@ -445,7 +466,7 @@ static __global__ void __launch_bounds__(32 * AttentionTiles<HD>::forward_warps,
             const int t = row0 + 16 * m + g + 8 * r;
             if (c == 0 && t < T) lse_bh[t] = row_max[m][r] / ATTENTION_LOG2E + logf(sum);
         }
-    store_rows<HD, M>(y + (size_t)b * T * D + h * HD, D, o, row0, T, 1.0f, nullptr);
+    store_rows<HD, M>(y + head.rows, D, o, row0, T, 1.0f, nullptr);
 }
 
 // D_t = dy_t·y_t of each (position, head) into its dq slot. grid ceil(BT·heads / ATTENTION_ROW_SUM_THREADS)
@@ -483,15 +504,16 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
     float* lse_tiles = reinterpret_cast<float*>(dy_tiles + 2 * QUERIES * P);  // +inf past T: P = 0 there
     float* d_tiles = lse_tiles + 2 * QUERIES;
     const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
-    const int D = heads * HD, b = blockIdx.y / heads, h = blockIdx.y % heads;
+    const AttentionHead head = attention_head<HD>(T, heads);
+    const int D = head.D;
     const int s0 = blockIdx.x * ATTENTION_BACKWARD_ROWS;  // low tiles, which have the most queries, run first
     const int key0 = s0 + (int)threadIdx.x / 32 * 16;     // the warp's first key
-    const size_t stride = 3 * (size_t)D;
-    const floatX* q = qkv + (size_t)b * T * stride + h * HD;
+    const size_t stride = head.stride;
+    const floatX* q = qkv + head.qkv;
     const floatX *k = q + D, *v = q + 2 * D;
-    const floatX* dy_bh = dy + (size_t)b * T * D + h * HD;
-    const float* lse_bh = lse + ((size_t)b * heads + h) * T;
-    floatX* dq = dqkv + (size_t)b * T * stride + h * HD;  // the dq slots hold D_t
+    const floatX* dy_bh = dy + head.rows;
+    const float* lse_bh = lse + head.lse;
+    floatX* dq = dqkv + head.qkv;  // the dq slots hold D_t
     const int n_steps = (T - s0 + QUERIES - 1) / QUERIES;
     const float scale = 1.0f / sqrtf((float)HD), scale_log2 = ATTENTION_LOG2E * scale;
     auto stage_queries = [&](int t0, int buf) {
@@ -536,7 +558,7 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
         warp_accumulate<1, NQ, W, P>(dv, p, dy_tile);
         warp_accumulate<1, NQ, W, P>(dk, ds, q_tile);
     }
-    floatX* dk_out = dqkv + (size_t)b * T * stride + D + h * HD;
+    floatX* dk_out = dqkv + head.qkv + D;
     store_rows<HD, 1>(dk_out, stride, dk, key0, T, scale, rope_cos_sin);
     store_rows<HD, 1>(dk_out + D, stride, dv, key0, T, 1.0f, nullptr);
 }
@@ -556,19 +578,20 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
     floatX* k_tiles = dy_tile + ATTENTION_BACKWARD_ROWS * P;
     floatX* v_tiles = k_tiles + 2 * KEYS * P;
     const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
-    const int D = heads * HD, b = blockIdx.y / heads, h = blockIdx.y % heads;
+    const AttentionHead head = attention_head<HD>(T, heads);
+    const int D = head.D;
     const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ATTENTION_BACKWARD_ROWS;  // the longest rows first
     const int row0 = t0 + (int)threadIdx.x / 32 * 16;                            // the warp's first query
-    const size_t stride = 3 * (size_t)D;
-    const floatX* q = qkv + (size_t)b * T * stride + h * HD;
+    const size_t stride = head.stride;
+    const floatX* q = qkv + head.qkv;
     const floatX *k = q + D, *v = q + 2 * D;
-    const float* lse_bh = lse + ((size_t)b * heads + h) * T;
-    floatX* dq = dqkv + (size_t)b * T * stride + h * HD;
+    const float* lse_bh = lse + head.lse;
+    floatX* dq = dqkv + head.qkv;
     const int n_steps = (min(t0 + ATTENTION_BACKWARD_ROWS, T) + KEYS - 1) / KEYS;
     const float scale = 1.0f / sqrtf((float)HD), scale_log2 = ATTENTION_LOG2E * scale;
 
     stage_rows<HD, ATTENTION_BACKWARD_ROWS>(q_tile, q, stride, t0, T);
-    stage_rows<HD, ATTENTION_BACKWARD_ROWS>(dy_tile, dy + (size_t)b * T * D + h * HD, D, t0, T);
+    stage_rows<HD, ATTENTION_BACKWARD_ROWS>(dy_tile, dy + head.rows, D, t0, T);
     stage_rows<HD, KEYS>(k_tiles, k, stride, 0, T);
     stage_rows<HD, KEYS>(v_tiles, v, stride, 0, T);
     if (rope_cos_sin) {

@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <algorithm>
+#include <vector>
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -112,6 +113,16 @@ static inline void sum_partials(float* out, const float* partials, int n_parts, 
     sum_partials_kernel<<<(unsigned)ceil_div(n, (size_t)SUM_PARTIALS_COLUMNS), block, 0, stream>>>(out, partials,
                                                                                                   n_parts, n);
     cudaCheckLaunch();
+}
+
+// n floatX values of device memory as fp32 on the host, once the stream's earlier work is done; `staging` holds
+// the floatX copy on the way (grown when short).
+static inline void download_as_float(float* host, std::vector<floatX>& staging, const floatX* device, size_t n,
+                                     cudaStream_t stream) {
+    if (staging.size() < n) staging.resize(n);
+    cudaCheck(cudaMemcpyAsync(staging.data(), device, n * sizeof(floatX), cudaMemcpyDeviceToHost, stream));
+    cudaCheck(cudaStreamSynchronize(stream));
+    for (size_t i = 0; i < n; i++) host[i] = (float)staging[i];
 }
 
 // dst[i] = (floatX) src[i]: the GEMM copy of the fp32 master parameters.

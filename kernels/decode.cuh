@@ -48,7 +48,7 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE)
     extern __shared__ float smem[];
     const int KV = K * V, e = threadIdx.x, i = e / V, j = e % V, Cc = (Nq + Nk) * K + N * V;
     float *Ws = smem, *H = Ws + V * V, *qs = H + KV, *ks = qs + K, *vs = ks + K, *fs = vs + V;
-    const ScanHead hd = scan_head(1, N, K, V, Nq, Nk);
+    const ScanHead hd = scan_head(blockIdx.x / N, blockIdx.x % N, 1, N, K, V, Nq, Nk);
     float* Hg = state + (size_t)blockIdx.x * KV;
     scan_stage_W(Ws, W + (size_t)hd.n * V * V, V);
     if (e < KV) H[e] = Hg[e];

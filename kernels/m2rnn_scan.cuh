@@ -75,24 +75,6 @@ __host__ __device__ inline ScanLayout scan_layout(int K, int V, int chunk, bool 
     return s;
 }
 
-// Where head n of batch row b finds its inputs.
-struct ScanHead {
-    int b, n;
-    int q_col, k_col, v_col;  // columns inside a qkv row
-    size_t row0;              // row of step 0 in the (B·T, ...) tensors: b·T
-};
-
-__device__ __forceinline__ ScanHead scan_head(int T, int N, int K, int V, int Nq, int Nk) {
-    ScanHead h;
-    h.b = blockIdx.x / N;
-    h.n = blockIdx.x % N;
-    h.q_col = (h.n / (N / Nq)) * K;
-    h.k_col = Nq * K + (h.n / (N / Nk)) * K;
-    h.v_col = (Nq + Nk) * K + h.n * V;
-    h.row0 = (size_t)h.b * T;
-    return h;
-}
-
 // dst[s·width + c] = src[(row0 + s)·stride + col + c] as float, for s < len, c < width.
 template <typename Tin>
 __device__ __forceinline__ void scan_stage_rows(float* dst, const Tin* src, size_t row0, int len, int width, int stride,
@@ -166,7 +148,7 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_forwar
     extern __shared__ __align__(16) float smem[];
     const ScanLayout L = scan_layout(K, V, chunk, false);
     float *H = smem + L.H, *qs = smem + L.q, *ks = smem + L.k, *vs = smem + L.v, *fs = smem + L.f;
-    const ScanHead hd = scan_head(T, N, K, V, Nq, Nk);
+    const ScanHead hd = scan_head(blockIdx.x / N, blockIdx.x % N, T, N, K, V, Nq, Nk);
     const int KV = K * V, e = threadIdx.x, Cc = (Nq + Nk) * K + N * V, NV = N * V;
     const int n_chunks = (T + chunk - 1) / chunk;
     float* ckpt = checkpoints + (size_t)blockIdx.x * n_chunks * KV;
@@ -208,7 +190,7 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_backwa
     const ScanLayout L = scan_layout(K, V, chunk, true);
     float *H = smem + L.H, *Z = smem + L.Z, *qs = smem + L.q, *ks = smem + L.k, *vs = smem + L.v, *fs = smem + L.f,
           *dys = smem + L.dy, *dfs = smem + L.df, *dWs = smem + L.dW;
-    const ScanHead hd = scan_head(T, N, K, V, Nq, Nk);
+    const ScanHead hd = scan_head(blockIdx.x / N, blockIdx.x % N, T, N, K, V, Nq, Nk);
     const int KV = K * V, e = threadIdx.x, i = e / V, j = e % V, Cc = (Nq + Nk) * K + N * V, NV = N * V;
     const int n_chunks = (T + chunk - 1) / chunk, warps = blockDim.x / 32;
     const float* ckpt = checkpoints + (size_t)blockIdx.x * n_chunks * KV;

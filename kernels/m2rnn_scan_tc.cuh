@@ -67,6 +67,23 @@ static inline int m2rnn_scan_tc_heads_per_block(int N, int Nq, int Nk) {
     return 1;
 }
 
+// Where head n of batch row b finds its inputs (for these kernels and the scalar ones of m2rnn_scan.cuh).
+struct ScanHead {
+    int n;
+    int q_col, k_col, v_col;  // columns inside a qkv row
+    size_t row0;              // row of step 0 in the (B·T, ...) tensors: b·T
+};
+
+__device__ __forceinline__ ScanHead scan_head(int b, int n, int T, int N, int K, int V, int Nq, int Nk) {
+    ScanHead h;
+    h.n = n;
+    h.q_col = (n / (N / Nq)) * K;
+    h.k_col = Nq * K + (n / (N / Nk)) * K;
+    h.v_col = (Nq + Nk) * K + n * V;
+    h.row0 = (size_t)b * T;
+    return h;
+}
+
 // Row tiles per warp: at most `most` (a power of two), fewer when K/16 is not a multiple of it.
 static inline int m2rnn_scan_tc_row_tiles(int K, int most) {
     int R = most;
@@ -233,26 +250,10 @@ __device__ __forceinline__ ScanTCInputs scan_tc_inputs_at(char* p, int K, int ch
     return in;
 }
 
-// Where head n of batch row b finds its inputs.
-struct ScanTCHead {
-    int n, q_col, k_col, v_col;
-    size_t row0;  // row of step 0: b·T
-};
-
-__device__ __forceinline__ ScanTCHead scan_tc_head(int b, int n, int T, int N, int K, int Nq, int Nk) {
-    ScanTCHead h;
-    h.n = n;
-    h.q_col = (n / (N / Nq)) * K;
-    h.k_col = Nq * K + (n / (N / Nk)) * K;
-    h.v_col = (Nq + Nk) * K + n * SCAN_TC_V;
-    h.row0 = (size_t)b * T;
-    return h;
-}
-
 // The block's threads copy steps t0 … t0+len−1 of a head's inputs into `in` with cp.async (rows of q, k, v, dy are
 // 16-byte aligned: K, V and the column offsets are multiples of 8 elements). The caller commits and waits.
 __device__ __forceinline__ void scan_tc_stage(const ScanTCInputs& in, const floatX* qkv, const float* f,
-                                              const floatX* dy, const ScanTCHead& hd, int t0, int len, int K, int N,
+                                              const floatX* dy, const ScanHead& hd, int t0, int len, int K, int N,
                                               int Cc) {
     const int per_row = K / 8, NV = N * SCAN_TC_V;
     for (int o = threadIdx.x; o < len * per_row; o += blockDim.x) {
@@ -380,7 +381,7 @@ static __global__ void __launch_bounds__(128) m2rnn_scan_tc_forward_kernel(float
     const int slices = blockDim.x / 32, slice = threadIdx.x / 32, lane = threadIdx.x & 31, t = lane & 3;
     const int Cc = (Nq + Nk) * K + N * SCAN_TC_V, NV = N * SCAN_TC_V;
     const int b = blockIdx.x / N, n = blockIdx.x % N, n_chunks = (T + chunk - 1) / chunk;
-    const ScanTCHead hd = scan_tc_head(b, n, T, N, K, Nq, Nk);
+    const ScanHead hd = scan_head(b, n, T, N, K, SCAN_TC_V, Nq, Nk);
     const size_t in_bytes = scan_tc_inputs_bytes(K, chunk, false);
     auto buffer = [&](int c) { return scan_tc_inputs_at(smem + (c & 1) * in_bytes, K, chunk, false); };
     float* ys = (float*)(smem + 2 * in_bytes);  // (slices, chunk, V)
@@ -505,7 +506,7 @@ static __global__ void __launch_bounds__(32 * SCAN_TC_MAX_HEADS * 4 / R) m2rnn_s
         const int t0 = c * chunk, len = min(chunk, T - t0);
         for (int q = 0; q < P; q++)
             scan_tc_stage(scan_tc_inputs_at(head_part(q) + L.inputs, K, chunk, true), qkv, f, dy,
-                          scan_tc_head(b, n0 + q, T, N, K, Nq, Nk), t0, len, K, N, Cc);
+                          scan_head(b, n0 + q, T, N, K, SCAN_TC_V, Nq, Nk), t0, len, K, N, Cc);
         cp_async_commit();
         cp_async_wait<0>();
         __syncthreads();
@@ -619,7 +620,7 @@ static __global__ void __launch_bounds__(32 * SCAN_TC_MAX_HEADS * 4 / R) m2rnn_s
                 float acc = 0.0f;
                 for (int sl = 0; sl < slices; sl++)
                     acc += ((const float*)(warp_part(q * slices + sl) + L.dv))[s * V + j];
-                dqkv[(row_seg + s) * Cc + (Nq + Nk) * K + (n0 + q) * V + j] += acc;
+                dqkv[(row_seg + s) * Cc + scan_head(b, n0 + q, T, N, K, V, Nq, Nk).v_col + j] += acc;
             }
             for (int o = threadIdx.x; o < seg_len * K; o += blockDim.x) {
                 const int s = o / K, i = o % K;

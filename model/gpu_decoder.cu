@@ -44,10 +44,13 @@ bool gpu_decoder_init(GPUDecoder& d, GPUModel& m, int n_seq, int max_len, std::s
     d.model = &m;
     d.n_seq = n_seq;
     d.max_len = max_len;
-    if (config_count(c, 'A') > 0 && max_len > attention_step_max_len(c.D, c.heads)) {
-        err = "generation of " + std::to_string(max_len) + " positions: the attention step holds at most " +
-              std::to_string(attention_step_max_len(c.D, c.heads)) + " (fewer tokens with -g)";
-        return false;
+    if (config_count(c, 'A') > 0) {
+        const int most = attention_step_max_len(c.D, c.heads);
+        if (max_len > most) {
+            err = "generation of " + std::to_string(max_len) + " positions: the attention step holds at most " +
+                  std::to_string(most) + " (fewer tokens with -g)";
+            return false;
+        }
     }
     Carver a{nullptr, 0};
     carve_decoder(d, c, a);
@@ -124,10 +127,7 @@ const float* gpu_decoder_step(GPUDecoder& d, const int* host_tokens) {
         residual_rmsnorm_forward(d.residual, d.ln, d.rstd, d.residual, d.branch_out, next_norm, n, D, st);
     }
     matmul_forward(m.mm, d.logits, d.ln, m.params_lowp + pt.tensors[pt.lm_head].offset, n, D, c.Vp, st);
-    cudaCheck(cudaMemcpyAsync(d.host_logits_lowp.data(), d.logits, sizeof(floatX) * d.host_logits_lowp.size(),
-                              cudaMemcpyDeviceToHost, st));
-    cudaCheck(cudaStreamSynchronize(st));
-    for (size_t i = 0; i < d.host_logits.size(); i++) d.host_logits[i] = (float)d.host_logits_lowp[i];
+    download_as_float(d.host_logits.data(), d.host_logits_lowp, d.logits, d.host_logits.size(), st);
     d.t++;
     return d.host_logits.data();
 }

@@ -346,14 +346,11 @@ float gpu_model_forward(GPUModel& m, const int* host_tokens, int grad_accum_step
 
 void gpu_model_get_logits(GPUModel& m, float* host_logits) {
     const int BT = m.B * m.T, Vp = m.c.Vp;
-    std::vector<floatX> lowp((size_t)m.classifier_rows * Vp);
+    std::vector<floatX> staging;
     for (int r0 = 0; r0 < BT; r0 += m.classifier_rows) {
         const int rows = std::min(m.classifier_rows, BT - r0);
         classifier_logits(m, r0, rows);
-        cudaCheck(cudaMemcpyAsync(lowp.data(), m.logits, sizeof(floatX) * rows * Vp, cudaMemcpyDeviceToHost,
-                                  m.stream));
-        cudaCheck(cudaStreamSynchronize(m.stream));
-        for (size_t i = 0; i < (size_t)rows * Vp; i++) host_logits[(size_t)r0 * Vp + i] = (float)lowp[i];
+        download_as_float(host_logits + (size_t)r0 * Vp, staging, m.logits, (size_t)rows * Vp, m.stream);
     }
 }
 
