@@ -99,11 +99,15 @@ static GradientErrors compare_gradients(const Config& c, int B, int T, uint64_t 
 // Five training steps (fresh tokens each) with global-norm clipping and AdamW on both sides; the
 // per-tensor error of the parameters afterwards. The matrices get N(0, 0.1) on top of their init, the
 // scale of trained weights: AdamW moves every element by about lr whatever its gradient's size, so an
-// element whose gradient is within bf16 noise of zero may move either way, and only weights large
-// next to those moves make "the same parameters" a meaningful comparison.
+// element whose gradient is within rounding noise of zero may move either way, and only weights large
+// next to those moves make "the same parameters" a meaningful comparison. For the same reason ε is 1e-4
+// here, not the trainer's 1e-10: with 1e-10 an element whose gradient is a few 1e-8 (fp32 noise on a tensor
+// whose largest gradient is ~0.1) moves by ±lr on the sign of the noise, and 3 of 24 seeds failed the fp32
+// bound that way on the H200 (before and after the change that found it); with 1e-4 such an element moves by
+// at most lr·1e-3. The kernels' AdamW at ε = 1e-10 is checked on its own (tests/test_kernels_m2rnn_io.cu).
 static std::vector<double> compare_training(const Config& c, int B, int T, uint64_t seed) {
     const int steps = 5;
-    const double lr = 1e-3, beta1 = 0.9, beta2 = 0.95, eps = 1e-10, wd = 0.1, max_norm = 1.0;
+    const double lr = 1e-3, beta1 = 0.9, beta2 = 0.95, eps = 1e-4, wd = 0.1, max_norm = 1.0;
     ParameterTable t = parameter_table_build(c);
     std::vector<double> params = gpu_parameters(t, c, seed, 0.1);
     std::vector<double> grads(t.total), adam_m(t.total, 0.0), adam_v(t.total, 0.0);
