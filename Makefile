@@ -28,22 +28,33 @@ endif
 
 BUILD     := build
 GPU_BUILD := $(BUILD)/gpu$(SUFFIX)
+# Each program links what it uses and no more (`nm -u` on its objects says what that is), host (.cpp) and GPU
+# (.cu) sources in separate lists. HOST_SRCS: every host source of the model and the data; GPU_SRCS: the GPU
+# model, in every GPU program.
 HOST_SRCS := model/config.cpp model/parameters.cpp model/reference.cpp model/checkpoint.cpp data/shards.cpp \
              data/tokenizer.cpp data/pretokenize.cpp data/utf8.cpp data/prepare.cpp data/tasks.cpp
+GPU_SRCS  := model/gpu_model.cu model/gpu_decoder.cu model/distributed.cu
+# train_m2rnn: config, parameter table, checkpoints, the loader, the tokenizer (samples), the tasks (--eval 1)
+TRAIN_SRCS := model/config.cpp model/parameters.cpp model/checkpoint.cpp data/shards.cpp data/tokenizer.cpp \
+              data/pretokenize.cpp data/tasks.cpp
+TRAIN_GPU_SRCS := $(GPU_SRCS) train_state_eval.cu
+# test_m2rnn: HOST_SRCS and GPU_SRCS, and the checks
 TEST_SRCS := tests/test_reference.cpp tests/test_shards.cpp tests/test_checkpoint.cpp tests/test_tokenizer.cpp \
              tests/test_tasks.cpp tests/test_distributed.cpp
+GPU_TESTS := tests/test_gpu_model.cu tests/test_decoder.cu tests/test_kernels_small.cu tests/test_kernels_m2rnn_io.cu \
+             tests/test_kernels_m2rnn_scan.cu tests/test_kernels_attention.cu
+# the host-only tools
 TOKENIZE_SRCS := data/tokenize.cpp data/prepare.cpp data/tokenizer.cpp data/pretokenize.cpp data/utf8.cpp \
                  data/shards.cpp
 MAKE_TASKS_SRCS := data/make_tasks.cpp data/tasks.cpp data/shards.cpp
-GPU_SRCS  := model/gpu_model.cu model/gpu_decoder.cu model/distributed.cu
-GPU_TESTS := tests/test_gpu_model.cu tests/test_decoder.cu tests/test_kernels_small.cu tests/test_kernels_m2rnn_io.cu \
-             tests/test_kernels_m2rnn_scan.cu tests/test_kernels_attention.cu
 HOST_OBJS := $(HOST_SRCS:%.cpp=$(BUILD)/%.o)
+GPU_OBJS  := $(GPU_SRCS:%.cu=$(GPU_BUILD)/%.o)
+TRAIN_OBJS := $(TRAIN_SRCS:%.cpp=$(BUILD)/%.o)
+TRAIN_GPU_OBJS := $(TRAIN_GPU_SRCS:%.cu=$(GPU_BUILD)/%.o)
 TEST_OBJS := $(TEST_SRCS:%.cpp=$(BUILD)/%.o)
+GPU_TEST_OBJS := $(GPU_TESTS:%.cu=$(GPU_BUILD)/%.o)
 TOKENIZE_OBJS := $(TOKENIZE_SRCS:%.cpp=$(BUILD)/%.o)
 MAKE_TASKS_OBJS := $(MAKE_TASKS_SRCS:%.cpp=$(BUILD)/%.o)
-GPU_OBJS  := $(GPU_SRCS:%.cu=$(GPU_BUILD)/%.o)
-GPU_TEST_OBJS := $(GPU_TESTS:%.cu=$(GPU_BUILD)/%.o)
 
 TRAIN := train_m2rnn$(SUFFIX)
 TEST  := test_m2rnn$(SUFFIX)
@@ -68,7 +79,7 @@ $(GPU_BUILD)/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
-$(TRAIN): train_m2rnn.cu $(HOST_OBJS) $(GPU_OBJS)
+$(TRAIN): train_m2rnn.cu $(TRAIN_OBJS) $(TRAIN_GPU_OBJS)
 	$(NVCC) $(NVCCFLAGS) -o $@ $^ $(LDLIBS)
 
 $(TEST): test_m2rnn.cu $(HOST_OBJS) $(TEST_OBJS) $(GPU_OBJS) $(GPU_TEST_OBJS)
@@ -97,5 +108,5 @@ bench: bench_m2rnn_scan$(SUFFIX) $(TRAIN)
 clean:
 	rm -rf $(BUILD) train_m2rnn test_m2rnn train_m2rnn_* test_m2rnn_* bench_m2rnn_scan* tokenize make_tasks
 
--include $(HOST_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(TOKENIZE_OBJS:.o=.d) $(MAKE_TASKS_OBJS:.o=.d) $(GPU_OBJS:.o=.d) \
-         $(GPU_TEST_OBJS:.o=.d)
+-include $(patsubst %.o,%.d,$(sort $(HOST_OBJS) $(TEST_OBJS) $(TOKENIZE_OBJS) $(MAKE_TASKS_OBJS) $(TRAIN_GPU_OBJS) \
+         $(GPU_TEST_OBJS)))

@@ -1,5 +1,5 @@
 // test_m2rnn: the project's checks, run by `make test` (`make test PRECISION=FP32` for the fp32 build).
-//   CPU: the reference against DESIGN.md's golden vectors and finite differences, state-gradient
+//   CPU: the reference against docs/model.md's golden vectors and finite differences, state-gradient
 //        clipping, a short training run, the token-shard loader on good and bad inputs, checkpoints, the
 //        tokenizer, the synthetic state-tracking tasks (groups, sequences, shards), and the host side of several
 //        GPUs (ranks, the split of the batch, ZeRO-1's shards, the NCCL id file, scripts/launch.sh).

@@ -1,17 +1,19 @@
 // train_m2rnn: trains the hybrid M²RNN GPT on the GPU from llm.c token shards.
 //
-// Flow: parse and check every flag, open the data, build or load the config, check the log
+// Flow: parse and check every flag, build or load the config, open the data, check the log
 // directory — all before touching the GPU, so bad input fails fast with a message — then allocate the
 // model's arenas once and run: per step, gradient accumulation over micro-batches, global-norm
 // clipping and AdamW with warmup + cosine decay; validation every -v steps; checkpoints every -n
 // steps and at the end (model + optimizer/data state, written atomically); -y 1 resumes from the
 // latest checkpoint in -o; a sample of -g tokens every -s steps and at the end, generated one token at a
 // time (model/gpu_decoder.h) and decoded with the tiktoken rank file of the model's vocabulary. Every
-// figure printed per step also goes to <-o>/train.log.
+// figure printed per step also goes to <-o>/train.log. --eval 1 evaluates a checkpoint on a state-tracking
+// task instead of training (train_state_eval.h).
 //
 // Several GPUs: one process each, started by scripts/launch.sh, mpirun or srun (model/distributed.h: ranks,
 // NCCL, how the global batch is split, ZeRO-1, failure). Every process runs this same flow on its share of each
 // step; rank 0 alone prints, writes train.log and writes checkpoints; the others print only errors.
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <chrono>
@@ -34,6 +36,7 @@
 #include "model/parameters.h"
 #include "model/random.h"
 #include "model/schedule.h"
+#include "train_state_eval.h"
 
 struct Options {
     const char* train_pattern = "data/tinyshakespeare/tiny_shakespeare_train.bin";
@@ -284,79 +287,18 @@ static cudaDeviceProp open_gpu(int local_rank) {
     return prop;
 }
 
-// --eval 1: state tracking (data/tasks.h). A row of a task shard at T = 2L+1 is [BOS, g1, s1, …, gL, sL]: the
-// model reads g_i at position 2i−1 and must predict s_i there. Prints the argmax accuracy of the s_i over
-// -m batches of -b sequences, by position bucket (1–64, 65–128, 129–256, …) and for whole sequences.
-static void evaluate_states(const Options& o, const Config& c, const std::vector<float>& params) {
+// --eval 1 (train_state_eval.h) in place of training, its input checked before the GPU is touched as training's is.
+static void evaluate_states(const Options& o, const Config& c, const std::vector<float>& params, int world) {
+    if (params.empty()) fail("--eval 1 evaluates a trained model: give its model_*.bin with -e");
+    if (world > 1) fail("--eval 1 runs in one process, not " + std::to_string(world));
+    StateEval eval;
     std::string err;
-    const int L = (o.T - 1) / 2, n = (c.vocab - 1) / 2;
-    if (o.T % 2 != 1 || o.T < 3) fail("--eval 1: -t must be 2L+1 for a task of L group elements, not " + std::to_string(o.T));
-    DataLoader val;
-    if (!dataloader_open(val, o.val_pattern, o.B, o.T, c.vocab, 0, 1, o.seed, err)) fail("-j: " + err);
-    // the layout of every row, checked on every batch; the first batch before the GPU is touched
-    std::vector<int> tokens((size_t)o.B * (o.T + 1));
-    auto check_rows = [&]() {
-        for (int b = 0; b < o.B; b++) {
-            const int* row = tokens.data() + (size_t)b * (o.T + 1);
-            for (int t = 0; t <= o.T; t++) {
-                const bool ok = t == 0 || t == o.T ? row[t] == 0 : t % 2 == 1 ? row[t] >= 1 && row[t] <= n
-                                                                            : row[t] > n && row[t] <= 2 * n;
-                if (!ok) fail("--eval 1: " + std::string(o.val_pattern) + " is not a task shard of " +
-                              std::to_string(n) + "-element groups laid out for -t " + std::to_string(o.T) +
-                              " (token " + std::to_string(row[t]) + " at position " + std::to_string(t) +
-                              " of a row; expected [BOS 0, g 1.." + std::to_string(n) + ", s " +
-                              std::to_string(n + 1) + ".." + std::to_string(2 * n) + ", …])");
-            }
-        }
-    };
-    if (!dataloader_next(val, tokens.data(), err)) fail(err);
-    check_rows();
-    if (!dataloader_restore(val, {0, 0, 0}, err)) fail(err);
+    if (!state_eval_open(eval, o.val_pattern, o.B, o.T, c.vocab, o.seed, err)) fail(err);
     open_gpu(0);
-    GPUModel model;
-    if (!gpu_model_init(model, c, o.B, o.T, err)) fail(err);
-    gpu_model_set_params(model, params.data());
-    std::vector<float> logits((size_t)o.B * o.T * c.Vp);
-    std::vector<int> bucket_end;  // the last position of each bucket
-    for (int end = 64; ; end *= 2) { bucket_end.push_back(std::min(end, L)); if (end >= L) break; }
-    std::vector<long long> right(bucket_end.size(), 0), total(bucket_end.size(), 0);
-    long long sequences = 0, sequences_right = 0;
-    for (int batch = 0; batch < o.val_batches; batch++) {
-        if (!dataloader_next(val, tokens.data(), err)) fail(err);
-        check_rows();
-        gpu_model_forward(model, tokens.data(), 0);
-        gpu_model_get_logits(model, logits.data());
-        for (int b = 0; b < o.B; b++) {
-            const int* row = tokens.data() + (size_t)b * (o.T + 1);
-            bool all_right = true;
-            for (int i = 1, bucket = 0; i <= L; i++) {
-                if (i > bucket_end[bucket]) bucket++;
-                const float* z = logits.data() + ((size_t)b * o.T + 2 * i - 1) * c.Vp;
-                const int predicted = (int)(std::max_element(z, z + c.vocab) - z), target = row[2 * i];
-                right[bucket] += predicted == target;
-                total[bucket]++;
-                all_right = all_right && predicted == target;
-            }
-            sequences++;
-            sequences_right += all_right;
-        }
-    }
-    long long all = 0, all_right = 0;
-    std::string buckets;
-    for (size_t k = 0; k < bucket_end.size(); k++) {
-        all += total[k];
-        all_right += right[k];
-        char buf[64];
-        snprintf(buf, sizeof(buf), " %d-%d:%.2f", k == 0 ? 1 : bucket_end[k - 1] + 1, bucket_end[k],
-                 100.0 * right[k] / total[k]);
-        buckets += buf;
-    }
-    printf("eval L %d sequences %lld state_accuracy %.2f sequence_accuracy %.2f buckets%s\n", L, sequences,
-           100.0 * all_right / all, 100.0 * sequences_right / sequences, buckets.c_str());
-    gpu_model_free(model);
-    dataloader_close(val);
+    if (!state_eval_run(eval, c, params, o.val_batches, err)) fail(err);
 }
 
+// The run's output: stdout and <-o>/train.log, on rank 0 alone.
 struct Log {
     FILE* f = nullptr;
     bool print = true;  // false on every process but rank 0
@@ -376,35 +318,68 @@ struct Log {
     }
 };
 
-int main(int argc, char** argv) {
-    // ---- everything that can be wrong with the input, checked before the GPU is touched
-    Options o = parse_options(argc, argv);
+// One run. main() fills it in the order of the flow above (everything about the input first, then the GPU);
+// the methods are the run's parts, one job each.
+struct Trainer {
+    Options o;
+    DistributedSetup setup;          // this process's rank among `world`, from flags or the launcher
+    // The start point: a preset (params empty until the GPU is up, then initialised from the seed), a model
+    // checkpoint (-e file: its weights) or a whole training state (-y 1: also the AdamW moments, the step, the
+    // data position and the seed).
+    Config c;
+    std::vector<float> params, adam_m, adam_v;
+    TrainingState state;
+    int micro_batches = 0;           // per step, over all processes
+    Tokenizer tokenizer;
+    const char* encoding = nullptr;  // the samples' tiktoken encoding; nullptr: they print token ids
+    DataLoader train, val;
+    std::vector<int> tokens;         // one micro-batch: B rows of T+1
+    cudaDeviceProp prop;
+    Distributed dist;
+    GPUModel model;
+    GPUDecoder decoder;              // only when -g > 0
+    Log log;
+    double flops_per_token = 0, peak = 0;  // for MFU; peak 0: not known
+
+    // before the GPU
+    void resolve_processes();
+    void resolve_start();
+    void resume();
+    void plan_batches();
+    void load_tokenizer();
+    void open_data();
+    // the GPU and the other processes
+    void start_gpu(int argc, char** argv);
+    void open_log();
+    void print_banner();
+    // the run
+    void run();
+    void train_step(int step);
+    void validate(int step);
+    void sample(int step);
+    void save(int step);
+    void finish();
+};
+
+// Rank and world from the flags or the launcher's environment (model/distributed.h); several processes need
+// the file through which NCCL's id reaches them.
+void Trainer::resolve_processes() {
     std::string err;
-    DistributedSetup setup;
     if (!distributed_resolve(o.rank, o.world, o.local_rank, setup, err)) fail(err);
     if (setup.world > 1) speaker = "train_m2rnn: rank " + std::to_string(setup.rank);
     if (setup.world > 1 && !*o.nccl_id)
         fail(std::to_string(setup.world) + " processes (world size from " + setup.world_from + ") need --nccl-id "
              "<a file path every process sees> (scripts/launch.sh gives one; --world 1 runs alone)");
     if (*o.nccl_id && !distributed_check_id_path(o.nccl_id, setup.rank, err)) fail(err);
-    Config c;
-    std::vector<float> params, adam_m, adam_v;
-    TrainingState state{0, 0, 0, 0, (int64_t)o.seed};
+}
+
+// The start point: -y 1 resumes from -o; -e names a checkpoint file (it exists, or looks like a path) or a preset.
+void Trainer::resolve_start() {
+    state = {0, 0, 0, 0, (int64_t)o.seed};
     if (o.resume) {
-        const int64_t step = checkpoint_latest(o.log_dir);
-        if (step < 0) fail(std::string("-y 1: no checkpoint (model_N.bin with its state_N.bin) in ") + o.log_dir);
-        int64_t model_step;
-        if (!checkpoint_read_model(checkpoint_model_path(o.log_dir, step), c, model_step, params, err)) fail(err);
-        if (!checkpoint_read_state(checkpoint_state_path(o.log_dir, step), params.size(), state, adam_m, adam_v, err))
-            fail(err);
-        if (model_step != step || state.step != step)
-            fail("-y 1: " + checkpoint_model_path(o.log_dir, step) + " holds step " + std::to_string(model_step) +
-                 " and its state file step " + std::to_string(state.step) + ": not the pair its names say");
-        if (has_shape_overrides(o)) fail("-y 1: the model shape comes from the checkpoint; drop the shape flags");
-        if (c.T != o.T) fail("-y 1: the checkpoint was trained at T = " + std::to_string(c.T) + ", not -t " +
-                             std::to_string(o.T));
-        o.seed = (unsigned long long)state.seed;
+        resume();
     } else if (file_exists(o.start) || strchr(o.start, '/') || strstr(o.start, ".bin")) {
+        std::string err;
         int64_t step;
         if (!checkpoint_read_model(o.start, c, step, params, err)) fail(err);
         if (has_shape_overrides(o)) fail("-e " + std::string(o.start) + ": a checkpoint fixes the model shape; drop the shape flags");
@@ -412,13 +387,30 @@ int main(int argc, char** argv) {
     } else {
         c = config_from_preset(o);
     }
-    if (!gpu_model_check_config(c, err)) fail("model config: " + err);
-    if (o.eval_states) {
-        if (params.empty()) fail("--eval 1 evaluates a trained model: give its model_*.bin with -e");
-        if (setup.world > 1) fail("--eval 1 runs in one process, not " + std::to_string(setup.world));
-        evaluate_states(o, c, params);
-        return 0;
-    }
+}
+
+// -y 1: the latest model_N.bin + state_N.bin pair in -o, which must agree with each other and with the flags;
+// the run continues with the checkpoint's seed.
+void Trainer::resume() {
+    std::string err;
+    const int64_t step = checkpoint_latest(o.log_dir);
+    if (step < 0) fail(std::string("-y 1: no checkpoint (model_N.bin with its state_N.bin) in ") + o.log_dir);
+    int64_t model_step;
+    if (!checkpoint_read_model(checkpoint_model_path(o.log_dir, step), c, model_step, params, err)) fail(err);
+    if (!checkpoint_read_state(checkpoint_state_path(o.log_dir, step), params.size(), state, adam_m, adam_v, err))
+        fail(err);
+    if (model_step != step || state.step != step)
+        fail("-y 1: " + checkpoint_model_path(o.log_dir, step) + " holds step " + std::to_string(model_step) +
+             " and its state file step " + std::to_string(state.step) + ": not the pair its names say");
+    if (has_shape_overrides(o)) fail("-y 1: the model shape comes from the checkpoint; drop the shape flags");
+    if (c.T != o.T) fail("-y 1: the checkpoint was trained at T = " + std::to_string(c.T) + ", not -t " +
+                         std::to_string(o.T));
+    o.seed = (unsigned long long)state.seed;
+}
+
+// The batch plan: a step of -d tokens (default: one micro-batch on every process) is micro-batches of B·T,
+// split over the processes (batch_owner), so -d must be a whole number of rounds of them.
+void Trainer::plan_batches() {
     const long long tokens_per_micro = (long long)o.B * o.T;
     if (tokens_per_micro > INT_MAX) fail("-b " + std::to_string(o.B) + " x -t " + std::to_string(o.T) + " is too large");
     const long long tokens_per_round = tokens_per_micro * setup.world;  // a micro-batch on every process
@@ -428,50 +420,61 @@ int main(int argc, char** argv) {
              (setup.world > 1 ? " times " + std::to_string(setup.world) + " processes" : std::string()));
     if (o.total_batch / tokens_per_micro > INT_MAX)
         fail("-d " + std::to_string(o.total_batch) + ": more than " + std::to_string(INT_MAX) + " micro-batches per step");
-    const int micro_batches = (int)(o.total_batch / tokens_per_micro);  // per step, over all processes
-    if (state.step >= o.max_steps)
-        fail("the checkpoint is at step " + std::to_string(state.step) + ", not before -x " + std::to_string(o.max_steps));
+    micro_batches = (int)(o.total_batch / tokens_per_micro);
+}
 
-    Tokenizer tokenizer;
-    const char* encoding = encoding_of_vocab(c.vocab);
-    if (o.gen_tokens > 0 && encoding) {
-        const std::string rank_file = std::string("data/tokenizers/") + encoding + ".tiktoken";
-        if (!tokenizer_load(tokenizer, encoding, rank_file.c_str(), err))
-            fail("sampling decodes with " + rank_file + ": " + err +
-                 " (run from the repository root, or turn sampling off with -g 0)");
-    }
+// The rank file that decodes samples, when there are samples and the vocabulary has a tokenizer.
+void Trainer::load_tokenizer() {
+    encoding = encoding_of_vocab(c.vocab);
+    if (o.gen_tokens == 0 || !encoding) return;
+    std::string err;
+    const std::string rank_file = std::string("data/tokenizers/") + encoding + ".tiktoken";
+    if (!tokenizer_load(tokenizer, encoding, rank_file.c_str(), err))
+        fail("sampling decodes with " + rank_file + ": " + err +
+             " (run from the repository root, or turn sampling off with -g 0)");
+}
 
-    DataLoader train, val;
-    if (!dataloader_open(train, o.train_pattern, o.B, o.T, c.vocab, 0, 1, o.seed, err)) fail("-i: " + err);
-    if (!dataloader_open(val, o.val_pattern, o.B, o.T, c.vocab, 0, 1, o.seed, err)) fail("-j: " + err);
+// The train and validation shards, every token checked now; on resume, the train stream where it stopped.
+void Trainer::open_data() {
+    std::string err;
+    if (!dataloader_open(train, o.train_pattern, o.B, o.T, c.vocab, o.seed, err)) fail("-i: " + err);
+    if (!dataloader_open(val, o.val_pattern, o.B, o.T, c.vocab, o.seed, err)) fail("-j: " + err);
     if (o.resume && !dataloader_restore(train, {state.data_epoch, state.data_shard, state.data_window}, err))
         fail("-y 1: " + err);
-    if (setup.rank == 0) check_log_dir(o.log_dir);
+    tokens.resize((size_t)o.B * (o.T + 1));
+}
 
-    // ---- the GPU, and the other processes
-    const cudaDeviceProp prop = open_gpu(setup.local_rank);
-    Distributed dist;
+// This process's GPU, NCCL with the others (which must have been given the same flags), the model's arenas with
+// the start point's weights (or new ones from the seed) and moments, and the decoder of the samples.
+void Trainer::start_gpu(int argc, char** argv) {
+    std::string err;
+    prop = open_gpu(setup.local_rank);
     distributed_init(dist, setup, o.nccl_id, o.nccl_timeout, o.zero);
     distributed_check_same(dist, distributed_flags_hash(argc, argv), "flags");
-    GPUModel model;
     if (!gpu_model_init(model, c, o.B, o.T, err, &dist)) fail(err);
-    const ParameterTable& table = model.table;
     if (params.empty()) {
-        std::vector<double> init(table.total);
-        parameters_init(table, c, o.seed, init.data());
+        std::vector<double> init(model.table.total);
+        parameters_init(model.table, c, o.seed, init.data());
         params.assign(init.begin(), init.end());
     }
     gpu_model_set_params(model, params.data());
-    GPUDecoder decoder;
     if (o.gen_tokens > 0 && !gpu_decoder_init(decoder, model, 1, o.gen_tokens, err)) fail(err);
     if (o.resume) gpu_model_set_optimizer(model, adam_m.data(), adam_v.data(), (int)state.step);
+    flops_per_token = config_flops_per_token(c);
+    peak = peak_flops(prop);
+}
 
-    Log log;
+// <-o>/train.log, appended to on resume; rank 0 alone prints and writes it.
+void Trainer::open_log() {
     const std::string log_path = std::string(o.log_dir) + "/train.log";
     log.print = dist.rank == 0;
     if (log.print && !(log.f = fopen(log_path.c_str(), o.resume ? "a" : "w")))
         fail(log_path + ": cannot open for writing");
-    const double flops_per_token = config_flops_per_token(c), peak = peak_flops(prop);
+}
+
+// The "# ..." lines that open a log: device, model, memory, processes, sampling, batch and data.
+void Trainer::print_banner() {
+    const ParameterTable& table = model.table;
     log.line("# device %s, precision %s\n", prop.name, PRECISION_NAME);
     log.line("# model %s\n", config_describe(c).c_str());
     log.line("# parameters %zu, arenas: parameters %.2f GiB, gradients + AdamW %.2f GiB, activations %.2f GiB\n",
@@ -497,108 +500,150 @@ int main(int argc, char** argv) {
     log.line("# train %s (%lld tokens), val %s (%lld tokens)%s\n", o.train_pattern,
              (long long)dataloader_num_tokens(train), o.val_pattern, (long long)dataloader_num_tokens(val),
              o.resume ? ", resumed" : "");
+}
 
-    // Every process reads every batch in the same order and computes its own share of them (batch_owner).
-    std::vector<int> tokens((size_t)o.B * (o.T + 1));
-    auto validate = [&](int step) {
-        if (!dataloader_restore(val, {0, 0, 0}, err)) fail(err);
-        double loss = 0;
-        for (int i = 0; i < o.val_batches; i++) {
-            if (!dataloader_next(val, tokens.data(), err)) fail(err);
-            if (batch_owner(i, o.val_batches, dist.world) == dist.rank)
-                loss += gpu_model_forward(model, tokens.data(), 0) / o.val_batches;
-        }
-        loss = distributed_sum(dist, loss, dist.timeout_s, "validation loss sum");
-        log.line("step %d val_loss %.6f\n", step, loss);
-    };
-    // -g tokens from <|endoftext|>, each fed back in: one decoder step per token. The draws depend only on the
-    // seed and the step, so a resumed run samples what an unbroken one would. Every process generates the same
-    // sample, so that none waits for rank 0 longer than a collective may; rank 0 prints it.
-    auto sample = [&](int step) {
-        Random rng(o.seed * 1000003ull + (unsigned long long)step);
-        int token = encoding ? (int)tokenizer.eot : 0;
-        std::vector<uint32_t> ids;
-        gpu_decoder_reset(decoder);
-        for (int i = 0; i < o.gen_tokens; i++) {
-            token = sample_softmax(gpu_decoder_step(decoder, &token), c.vocab, rng.uniform());
-            ids.push_back((uint32_t)token);
-        }
-        if (dist.rank != 0) return;
-        std::string text;
-        if (!encoding) {
-            for (uint32_t id : ids) text += std::to_string(id) + " ";
-        } else if (!tokenizer_decode(tokenizer, ids.data(), ids.size(), text, err)) {
-            fail(err);
-        }
-        log.line("step %d sample (%d tokens from %s):\n%s\n---\n", step, o.gen_tokens,
-                 encoding ? "<|endoftext|>" : "token 0", text.c_str());
-    };
-    // Rank 0 writes the whole state (ZeRO-1's moment shards gathered from every process); the others wait for it,
-    // and all stop when it could not be written.
-    auto save = [&](int step) {
-        DataLoaderState ds = dataloader_state(train);
-        TrainingState s{step, ds.epoch, ds.shard, ds.window, (int64_t)o.seed};
-        const bool writer = dist.rank == 0;
-        if (writer) {
-            adam_m.resize(table.total);
-            adam_v.resize(table.total);
-            gpu_model_get_params(model, params.data());
-        }
-        gpu_model_get_optimizer(model, writer ? adam_m.data() : nullptr, writer ? adam_v.data() : nullptr);
-        const bool written = !writer ||
-                             (checkpoint_write_model(checkpoint_model_path(o.log_dir, step), c, step, params, err) &&
-                              checkpoint_write_state(checkpoint_state_path(o.log_dir, step), s, adam_m, adam_v, err));
-        if (distributed_sum(dist, written ? 0 : 1, std::max(dist.timeout_s, CHECKPOINT_WAIT_S),
-                            "waiting for rank 0's checkpoint") > 0)
-            fail(writer ? err : "rank 0 could not write the checkpoint of step " + std::to_string(step));
-        log.line("step %d checkpoint %s\n", step, checkpoint_model_path(o.log_dir, step).c_str());
-    };
-
+// From the start point to step -x, validating, checkpointing and sampling at their intervals, then once more at
+// the end. Every process reads every batch in the same order and computes its own share of them (batch_owner).
+void Trainer::run() {
     for (int step = (int)state.step; step < o.max_steps; step++) {
         if (o.val_every > 0 && step % o.val_every == 0) validate(step);
-        auto t0 = std::chrono::steady_clock::now();
-        const bool profiled = o.profile && step == std::min((int)state.step + 2, o.max_steps - 1);
-        if (profiled) step_timer_start(model.timer);
-        gpu_model_zero_grad(model);
-        double loss = 0;
-        for (int micro = 0; micro < micro_batches; micro++) {
-            if (!dataloader_next(train, tokens.data(), err)) fail(err);
-            if (batch_owner(micro, micro_batches, dist.world) != dist.rank) continue;
-            loss += gpu_model_forward(model, tokens.data(), micro_batches) / micro_batches;
-            gpu_model_backward(model);
-        }
-        const double lr = lr_schedule(step, o.max_steps, o.warmup, o.lr, o.final_frac);
-        const float norm = gpu_model_update(model, (float)lr, 0.9f, 0.95f, 1e-10f, (float)o.weight_decay,
-                                            (float)o.grad_clip);  // the gradients summed over the processes
-        loss = distributed_sum(dist, loss, dist.timeout_s, "training loss sum");
-        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        double family_ms[FAMILY_COUNT] = {};
-        if (profiled) step_timer_stop(model.timer, family_ms);
-        const double tok_per_s = o.total_batch / seconds;
-        size_t free_bytes, total_bytes;
-        cudaCheck(cudaMemGetInfo(&free_bytes, &total_bytes));
-        char mfu[32] = "n/a";
-        if (peak > 0) snprintf(mfu, sizeof(mfu), "%.1f%%", 100.0 * flops_per_token * tok_per_s / (peak * dist.world));
-        log.line("step %d/%d train_loss %.6f grad_norm %.4f lr %.3e ms %.1f tok/s %.0f mfu %s mem_gib %.2f\n", step + 1,
-                 o.max_steps, loss, norm, lr, seconds * 1000, tok_per_s, mfu,
-                 (total_bytes - free_bytes) / 1073741824.0);
-        if (profiled)
-            log.line("step %d profile: GPU time by kernel family (CUDA events on the model's stream)\n%s", step + 1,
-                     step_timer_table(family_ms).c_str());
-        if (!std::isfinite(loss) || !std::isfinite(norm)) fail("the loss or gradient norm is not finite; stopping");
+        train_step(step);
         if ((o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0) || step + 1 == o.max_steps) save(step + 1);
         if (o.gen_tokens > 0 && o.sample_every > 0 && (step + 1) % o.sample_every == 0 && step + 1 < o.max_steps)
             sample(step + 1);
     }
     if (o.val_every > 0) validate(o.max_steps);
-    if (o.gen_tokens > 0) {
-        sample(o.max_steps);
-        gpu_decoder_free(decoder);
+    if (o.gen_tokens > 0) sample(o.max_steps);
+}
+
+// One optimizer step: gradient accumulation over the step's micro-batches, global-norm clipping and AdamW; logs
+// "step N/M train_loss ...", and the kernel-family table when this is the profiled step (--profile 1).
+void Trainer::train_step(int step) {
+    std::string err;
+    auto t0 = std::chrono::steady_clock::now();
+    const bool profiled = o.profile && step == std::min((int)state.step + 2, o.max_steps - 1);
+    if (profiled) step_timer_start(model.timer);
+    gpu_model_zero_grad(model);
+    double loss = 0;
+    for (int micro = 0; micro < micro_batches; micro++) {
+        if (!dataloader_next(train, tokens.data(), err)) fail(err);
+        if (batch_owner(micro, micro_batches, dist.world) != dist.rank) continue;
+        loss += gpu_model_forward(model, tokens.data(), micro_batches) / micro_batches;
+        gpu_model_backward(model);
     }
+    const double lr = lr_schedule(step, o.max_steps, o.warmup, o.lr, o.final_frac);
+    const float norm = gpu_model_update(model, (float)lr, 0.9f, 0.95f, 1e-10f, (float)o.weight_decay,
+                                        (float)o.grad_clip);  // the gradients summed over the processes
+    loss = distributed_sum(dist, loss, dist.timeout_s, "training loss sum");
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    double family_ms[FAMILY_COUNT] = {};
+    if (profiled) step_timer_stop(model.timer, family_ms);
+    const double tok_per_s = o.total_batch / seconds;
+    size_t free_bytes, total_bytes;
+    cudaCheck(cudaMemGetInfo(&free_bytes, &total_bytes));
+    char mfu[32] = "n/a";
+    if (peak > 0) snprintf(mfu, sizeof(mfu), "%.1f%%", 100.0 * flops_per_token * tok_per_s / (peak * dist.world));
+    log.line("step %d/%d train_loss %.6f grad_norm %.4f lr %.3e ms %.1f tok/s %.0f mfu %s mem_gib %.2f\n", step + 1,
+             o.max_steps, loss, norm, lr, seconds * 1000, tok_per_s, mfu, (total_bytes - free_bytes) / 1073741824.0);
+    if (profiled)
+        log.line("step %d profile: GPU time by kernel family (CUDA events on the model's stream)\n%s", step + 1,
+                 step_timer_table(family_ms).c_str());
+    if (!std::isfinite(loss) || !std::isfinite(norm)) fail("the loss or gradient norm is not finite; stopping");
+}
+
+// The mean loss of the first -m validation batches, split over the processes; logs "step N val_loss ...".
+void Trainer::validate(int step) {
+    std::string err;
+    if (!dataloader_restore(val, {0, 0, 0}, err)) fail(err);
+    double loss = 0;
+    for (int i = 0; i < o.val_batches; i++) {
+        if (!dataloader_next(val, tokens.data(), err)) fail(err);
+        if (batch_owner(i, o.val_batches, dist.world) == dist.rank)
+            loss += gpu_model_forward(model, tokens.data(), 0) / o.val_batches;
+    }
+    loss = distributed_sum(dist, loss, dist.timeout_s, "validation loss sum");
+    log.line("step %d val_loss %.6f\n", step, loss);
+}
+
+// -g tokens from <|endoftext|>, each fed back in: one decoder step per token. The draws depend only on the seed and
+// the step, so a resumed run samples what an unbroken one would. Every process generates the same sample, so that
+// none waits for rank 0 longer than a collective may; rank 0 prints it.
+void Trainer::sample(int step) {
+    Random rng(o.seed * 1000003ull + (unsigned long long)step);
+    int token = encoding ? (int)tokenizer.eot : 0;
+    std::vector<uint32_t> ids;
+    gpu_decoder_reset(decoder);
+    for (int i = 0; i < o.gen_tokens; i++) {
+        token = sample_softmax(gpu_decoder_step(decoder, &token), c.vocab, rng.uniform());
+        ids.push_back((uint32_t)token);
+    }
+    if (dist.rank != 0) return;
+    std::string text, err;
+    if (!encoding) {
+        for (uint32_t id : ids) text += std::to_string(id) + " ";
+    } else if (!tokenizer_decode(tokenizer, ids.data(), ids.size(), text, err)) {
+        fail(err);
+    }
+    log.line("step %d sample (%d tokens from %s):\n%s\n---\n", step, o.gen_tokens,
+             encoding ? "<|endoftext|>" : "token 0", text.c_str());
+}
+
+// A checkpoint of the whole state after `step` steps. Rank 0 writes it (ZeRO-1's moment shards gathered from every
+// process); the others wait for it, and all stop when it could not be written.
+void Trainer::save(int step) {
+    std::string err;
+    const DataLoaderState ds = dataloader_state(train);
+    const TrainingState s{step, ds.epoch, ds.shard, ds.window, (int64_t)o.seed};
+    const bool writer = dist.rank == 0;
+    if (writer) {
+        adam_m.resize(model.table.total);
+        adam_v.resize(model.table.total);
+        gpu_model_get_params(model, params.data());
+    }
+    gpu_model_get_optimizer(model, writer ? adam_m.data() : nullptr, writer ? adam_v.data() : nullptr);
+    const bool written = !writer ||
+                         (checkpoint_write_model(checkpoint_model_path(o.log_dir, step), c, step, params, err) &&
+                          checkpoint_write_state(checkpoint_state_path(o.log_dir, step), s, adam_m, adam_v, err));
+    if (distributed_sum(dist, written ? 0 : 1, std::max(dist.timeout_s, CHECKPOINT_WAIT_S),
+                        "waiting for rank 0's checkpoint") > 0)
+        fail(writer ? err : "rank 0 could not write the checkpoint of step " + std::to_string(step));
+    log.line("step %d checkpoint %s\n", step, checkpoint_model_path(o.log_dir, step).c_str());
+}
+
+void Trainer::finish() {
+    if (o.gen_tokens > 0) gpu_decoder_free(decoder);
     gpu_model_free(model);
     distributed_free(dist);
     dataloader_close(train);
     dataloader_close(val);
     if (log.f) fclose(log.f);
+}
+
+int main(int argc, char** argv) {
+    Trainer t;
+    // ---- everything that can be wrong with the input, checked before the GPU is touched
+    t.o = parse_options(argc, argv);
+    t.resolve_processes();
+    t.resolve_start();
+    std::string err;
+    if (!gpu_model_check_config(t.c, err)) fail("model config: " + err);
+    if (t.o.eval_states) {
+        evaluate_states(t.o, t.c, t.params, t.setup.world);
+        return 0;
+    }
+    t.plan_batches();
+    if (t.state.step >= t.o.max_steps)
+        fail("the checkpoint is at step " + std::to_string(t.state.step) + ", not before -x " +
+             std::to_string(t.o.max_steps));
+    t.load_tokenizer();
+    t.open_data();
+    if (t.setup.rank == 0) check_log_dir(t.o.log_dir);
+
+    // ---- the GPU, and the other processes
+    t.start_gpu(argc, argv);
+    t.open_log();
+    t.print_banner();
+    t.run();
+    t.finish();
     return 0;
 }

@@ -67,12 +67,6 @@ bool shard_read_header(const char* path, int& version, int64_t& ntok, std::strin
 // Windows start at multiples of T and need T+1 tokens, so a shard of n tokens holds (n-1)/T of them.
 static int64_t shard_windows(const DataLoader& dl, int64_t file) { return (dl.file_tokens[file] - 1) / dl.T; }
 
-// This rank takes entries rank, rank+world, ... of a shard's window order: ceil((n - rank) / world)
-// of them, which is 0 when n <= rank (n >= 1 and rank < world keep the numerator positive).
-static int64_t rank_windows(const DataLoader& dl, int64_t file) {
-    return (shard_windows(dl, file) - dl.rank + dl.world - 1) / dl.world;
-}
-
 // splitmix64's finalizer: a bijection of 64-bit words that spreads every input bit over the output.
 static uint64_t mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -129,11 +123,10 @@ static bool load_shard(DataLoader& dl, int64_t file, std::string& err) {
     return true;
 }
 
-// Moves the position past shards with no window left for this rank (used up, or fewer windows than
-// world), starting the next epoch after the last shard. Ends because open made sure this rank has
-// a window in some shard.
+// Moves the position past a shard whose windows are used up, starting the next epoch after the last
+// shard. Ends because open made sure every shard holds a window.
 static void settle(DataLoader& dl) {
-    while (dl.window >= rank_windows(dl, dl.shard_order[dl.shard])) {
+    while (dl.window >= shard_windows(dl, dl.shard_order[dl.shard])) {
         dl.window = 0;
         if (++dl.shard == (int64_t)dl.files.size()) {
             dl.shard = 0;
@@ -155,13 +148,10 @@ static bool prepare_shard(DataLoader& dl, std::string& err) {
     return true;
 }
 
-bool dataloader_open(DataLoader& dl, const char* pattern, int B, int T, int vocab, int rank, int world,
-                     uint64_t seed, std::string& err) {
+bool dataloader_open(DataLoader& dl, const char* pattern, int B, int T, int vocab, uint64_t seed, std::string& err) {
     dataloader_close(dl);
     if (B <= 0 || T <= 0 || vocab <= 0)
         return fail(err, pattern, "B, T and vocab must be positive (got B=%d T=%d vocab=%d)", B, T, vocab);
-    if (world < 1 || rank < 0 || rank >= world)
-        return fail(err, pattern, "rank %d is not one of world %d processes", rank, world);
 
     // Filled in a local loader so that dl stays empty unless everything succeeds.
     DataLoader d;
@@ -175,8 +165,7 @@ bool dataloader_open(DataLoader& dl, const char* pattern, int B, int T, int voca
     }
     if (rc != 0) return fail(err, pattern, "glob failed (error %d)", rc);
 
-    d.B = B; d.T = T; d.vocab = vocab; d.rank = rank; d.world = world; d.seed = seed;
-    int64_t windows_here = 0;
+    d.B = B; d.T = T; d.vocab = vocab; d.seed = seed;
     for (const std::string& path : d.files) {
         int version;
         int64_t ntok;
@@ -186,11 +175,7 @@ bool dataloader_open(DataLoader& dl, const char* pattern, int B, int T, int voca
                         T + 1);
         d.file_version.push_back(version);
         d.file_tokens.push_back(ntok);
-        windows_here += rank_windows(d, (int64_t)d.file_tokens.size() - 1);
     }
-    if (windows_here == 0)
-        return fail(err, pattern, "no window of %d tokens falls to rank %d of %d (too little data for %d processes)",
-                    T + 1, rank, world, world);
 
     // every token of every shard against vocab now, so a bad one cannot stop a run midway (one read of the set;
     // a single shard is read below anyway)
@@ -207,7 +192,7 @@ bool dataloader_next(DataLoader& dl, int* tokens, std::string& err) {
     const int row = dl.T + 1;
     for (int b = 0; b < dl.B; b++) {
         if (!prepare_shard(dl, err)) return false;
-        int64_t start = dl.window_order[dl.rank + dl.window * dl.world] * dl.T;
+        int64_t start = dl.window_order[dl.window] * dl.T;
         std::copy(dl.tokens.begin() + start, dl.tokens.begin() + start + row, tokens + (size_t)b * row);
         dl.window++;
         settle(dl);
@@ -223,10 +208,10 @@ bool dataloader_restore(DataLoader& dl, const DataLoaderState& s, std::string& e
         return fail(err, what, "epoch %lld, shard %lld is outside %zu shards", (long long)s.epoch,
                     (long long)s.shard, dl.files.size());
     std::vector<int64_t> order = shard_order_of(dl, s.epoch);
-    int64_t n = rank_windows(dl, order[s.shard]);
+    int64_t n = shard_windows(dl, order[s.shard]);
     if (s.window < 0 || s.window > n)
-        return fail(err, what, "window %lld is outside the %lld windows of shard %lld here (saved with other data, "
-                    "T or world?)", (long long)s.window, (long long)n, (long long)s.shard);
+        return fail(err, what, "window %lld is outside the %lld windows of shard %lld here (saved with other data "
+                    "or T?)", (long long)s.window, (long long)n, (long long)s.shard);
     dl.epoch = s.epoch;
     dl.shard_order = std::move(order);
     dl.shard = s.shard;

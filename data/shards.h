@@ -13,9 +13,8 @@
 // Order: each epoch visits the shards in a shuffled order and, within a shard, its windows in a
 // shuffled order; both are drawn from (seed, epoch) only, so the same seed gives the same batches on
 // every machine, and a position (epoch, shard, window) restores the stream exactly. Batches run on
-// across shard and epoch boundaries. With `world` processes, every process draws the same shuffle of
-// a shard and process `rank` takes entries rank, rank+world, ... of it: the ranks' windows are
-// disjoint and together are all of the shard's windows.
+// across shard and epoch boundaries. Several GPUs read the same stream and split its batches
+// (model/distributed.h, batch_owner), so the loader itself knows of one process only.
 //
 // Every problem (wrong magic or version, short file, count mismatch, a token >= vocab, an empty
 // match) is reported as false plus a message naming the file and the problem. Headers, sizes and the
@@ -41,11 +40,11 @@ struct DataLoader {
     std::vector<std::string> files;   // every matching shard, sorted by name
     std::vector<int64_t> file_tokens; // token count of each file (its header, checked against its size)
     std::vector<int> file_version;    // SHARD_VERSION_U16 or SHARD_VERSION_U32
-    int B = 0, T = 0, vocab = 0, rank = 0, world = 1;
+    int B = 0, T = 0, vocab = 0;
     uint64_t seed = 0;
 
-    // Position: the next row is this rank's `window`-th window of the `shard`-th file of shard_order,
-    // in epoch `epoch`. Kept pointing at a window that exists, so it is also the state to save.
+    // Position: the next row is the `window`-th window (of window_order) of the `shard`-th file of
+    // shard_order, in epoch `epoch`. Kept pointing at a window that exists, so it is also the state to save.
     int64_t epoch = 0, shard = 0, window = 0;
     std::vector<int64_t> shard_order; // file index at each shard position of this epoch
 
@@ -78,18 +77,17 @@ void shard_writer_discard(ShardWriter& w);
 bool shard_read_header(const char* path, int& version, int64_t& ntok, std::string& err);
 
 // Opens every file matching `pattern` (glob), checks each header and size and every token now (one read
-// of the whole set), and reads the first shard. B rows of T+1 tokens per batch; tokens must be < vocab. This process reads only the windows
-// of `rank` among `world` processes (rank 0 of world 1 = all). seed fixes the order of everything.
-bool dataloader_open(DataLoader& dl, const char* pattern, int B, int T, int vocab, int rank, int world,
-                     uint64_t seed, std::string& err);
+// of the whole set), and reads the first shard. B rows of T+1 tokens per batch; tokens must be < vocab.
+// seed fixes the order of everything.
+bool dataloader_open(DataLoader& dl, const char* pattern, int B, int T, int vocab, uint64_t seed, std::string& err);
 
 // Fills tokens[B*(T+1)] with the next batch, row after row. False with `err` when a shard read on
 // the way is bad.
 bool dataloader_next(DataLoader& dl, int* tokens, std::string& err);
 
 // The position before the next batch, for a checkpoint. Restore puts a loader opened with the same
-// files, T, rank, world and seed back there, so the following rows are the ones that followed (B
-// may differ: the position counts windows, not batches), and reads the shard it points into.
+// files, T and seed back there, so the following rows are the ones that followed (B may differ: the
+// position counts windows, not batches), and reads the shard it points into.
 DataLoaderState dataloader_state(const DataLoader& dl);
 bool dataloader_restore(DataLoader& dl, const DataLoaderState& s, std::string& err);
 

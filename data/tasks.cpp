@@ -59,6 +59,15 @@ void task_sequence(const Group& g, int L, Random& rng, std::vector<uint32_t>& ou
     }
 }
 
+int task_row_mismatch(const int* row, int T, int order) {
+    for (int t = 0; t <= T; t++) {
+        const bool ok = t == 0 || t == T ? row[t] == TASK_BOS
+                        : t % 2 == 1 ? task_is_input_token(order, row[t]) : task_is_state_token(order, row[t]);
+        if (!ok) return t;
+    }
+    return -1;
+}
+
 bool task_write_shard(const char* path, const Group& g, int L, int64_t sequences, uint64_t seed, std::string& err) {
     if (L < 1 || sequences < 1) {
         err = std::string(path) + ": need at least one sequence of at least one element (L " + std::to_string(L) +

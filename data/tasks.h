@@ -14,7 +14,7 @@
 //   [BOS, g1, s1, g2, s2, ..., gL, sL]     g_i uniform in the group, s_i = g1∘g2∘...∘g_i (s_i = s_{i-1}∘g_i)
 //
 // Token ids: BOS = 0, input element e -> 1 + e, state element e -> 1 + n + e; vocabulary 2n + 1
-// (parity 5, s3 13, s5 241). The model reads g_i at position 2i-1 and predicts s_i there.
+// (parity 5, s3 13, s5 241). The model reads g_i at position 2i-1 and predicts s_i there, the token at 2i.
 //
 // A shard (shards.h, uint16 tokens: magic 20240520, version 1) holds S sequences back to back and one
 // trailing BOS: S·(2L+1) + 1 tokens. The loader cuts windows of T+1 tokens at multiples of T, so at
@@ -41,16 +41,32 @@ bool group_by_name(const char* name, Group& g, std::string& err);
 
 // Token ids and sizes of a group of `order` elements.
 inline int task_vocab(int order) { return 2 * order + 1; }
+// The inverse of task_vocab, for a model that knows only its vocabulary: (vocab - 1) / 2, the largest order
+// whose tokens all fit.
+inline int task_order_of_vocab(int vocab) { return (vocab - 1) / 2; }
 inline int task_input_token(int e) { return 1 + e; }
 inline int task_state_token(int order, int e) { return 1 + order + e; }
+inline bool task_is_input_token(int order, int token) { return token >= 1 && token <= order; }
 inline bool task_is_state_token(int order, int token) { return token > order && token <= 2 * order; }
 // The element an input or state token stands for; -1 for BOS or a token outside the vocabulary.
 inline int task_token_element(int order, int token) {
-    if (token >= 1 && token <= order) return token - 1;
+    if (task_is_input_token(order, token)) return token - 1;
     return task_is_state_token(order, token) ? token - 1 - order : -1;
 }
 inline int task_sequence_tokens(int L) { return 2 * L + 1; }  // also the T to train and evaluate with
+// The inverse of task_sequence_tokens: L for T = 2L+1 with L >= 1, else -1.
+inline int task_length_of(int T) { return T >= 3 && T % 2 == 1 ? (T - 1) / 2 : -1; }
 inline int64_t task_shard_tokens(int L, int64_t sequences) { return sequences * task_sequence_tokens(L) + 1; }
+
+// Positions in a sequence, BOS at 0, for i = 1..L: g_i at 2i-1, where the model reads it and must predict s_i;
+// s_i at 2i, the target of that position.
+inline int task_input_position(int i) { return 2 * i - 1; }
+inline int task_state_position(int i) { return 2 * i; }
+
+// Checks a row of T+1 tokens as the loader cuts a task shard at T = 2L+1 (its last token is the next
+// sequence's BOS): [BOS, g1, s1, ..., gL, sL, BOS] for a group of `order` elements. Returns the first
+// position that breaks the layout, or -1 when none does.
+int task_row_mismatch(const int* row, int T, int order);
 
 // Appends one sequence of L elements (2L+1 tokens) drawn from rng to out.
 void task_sequence(const Group& g, int L, Random& rng, std::vector<uint32_t>& out);

@@ -7,7 +7,8 @@
 //         norm_squared a single fp32 on the device; scratch global_norm_scratch_floats() fp32.
 //   global_norm_squared:  *norm_squared = Σ_i grads[i]²   deterministic: each block writes its partial sum to
 //                         scratch, sum_partials adds them in a fixed order (no atomics)
-//   adamw_update, per element, with s = min(1, max_norm / sqrt(*norm_squared)) (s = 1 when max_norm <= 0):
+//   adamw_update, per element (model_math.h: adamw_element), with s = min(1, max_norm / sqrt(*norm_squared))
+//   (s = 1 when max_norm <= 0):
 //     g = s · grad;  m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²
 //     p −= lr · ( (m / (1−β1^step)) / (sqrt(v / (1−β2^step)) + ε) + weight_decay · p )      step is 1-based
 //   The caller launches adamw_update once per run of tensors that share a decay setting (weight_decay 0 for
@@ -36,15 +37,13 @@ static __global__ void adamw_kernel(float* params, floatX* params_lowp, const fl
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     const float scale = max_norm > 0.0f ? fminf(1.0f, max_norm / sqrtf(*norm_squared)) : 1.0f;
-    const float g = scale * grads[i];
-    const float mi = beta1 * m[i] + (1.0f - beta1) * g;
-    const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+    float p = params[i], mi = m[i], vi = v[i];
+    adamw_element(p, mi, vi, scale * grads[i], lr, beta1, beta2, eps, weight_decay, bias_correction1,
+                  bias_correction2);
     m[i] = mi;
     v[i] = vi;
-    const float p = params[i];
-    const float p_new = p - lr * ((mi / bias_correction1) / (sqrtf(vi / bias_correction2) + eps) + weight_decay * p);
-    params[i] = p_new;
-    if (params_lowp) params_lowp[i] = from_float<floatX>(p_new);
+    params[i] = p;
+    if (params_lowp) params_lowp[i] = from_float<floatX>(p);
 }
 
 // Floats of scratch global_norm_squared needs: one partial sum per block.

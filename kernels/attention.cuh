@@ -1,5 +1,5 @@
 // Causal softmax attention with RoPE fused in, forward and backward, flash-attention style: the reference steps
-// rope_forward + attention_forward in one launcher, attention_backward + rope_backward in the other.
+// attention_forward and attention_backward (RoPE included, rotations from model/model_math.h).
 //
 // Shapes: qkv, dqkv (B,T,3D) floatX, rows [q | k | v]; each of q, k, v splits into H heads of size hd = D/H (head h
 // is columns h·hd … (h+1)·hd−1); qkv holds q and k unrotated. y, dy (B,T,D) floatX, heads concatenated.
@@ -15,7 +15,7 @@
 //   forward, per (b, h), s ≤ t:  S[t,s] = q_t·k_s / sqrt(hd),  lse_t = log Σ_s exp(S[t,s]),
 //                                y_t = Σ_s P[t,s] v_s  with  P[t,s] = exp(S[t,s] − lse_t)
 //   backward, overwriting all of dqkv:  P recomputed from q, k and lse,  dP[t,s] = dy_t·v_s,
-//     D_t = dy_t·y_t (= Σ_s P[t,s] dP[t,s]),  dS[t,s] = P[t,s] (dP[t,s] − D_t),
+//     δ_t = dy_t·y_t (= Σ_s P[t,s] dP[t,s]),  dS[t,s] = P[t,s] (dP[t,s] − δ_t),
 //     dv_s = Σ_t P[t,s] dy_t,  dk_s = Σ_t dS[t,s] q_t / sqrt(hd),  dq_t = Σ_s dS[t,s] k_s / sqrt(hd)
 //
 // Work split (flash attention 2). A block owns a tile of rows of one (b, h), each warp 16 or 32 of them, and steps
@@ -26,7 +26,7 @@
 //   forward: query tiles of ATTENTION_FORWARD_ROWS rows (the longest rows first), stepping over the key tiles up to
 //     the diagonal with the online softmax: per row a running max and sum, the output rescaled when the max grows.
 //   backward, three kernels, no atomics (deterministic):
-//     row sum: D_t into the first 4 bytes of row t's dq slot of the head (the dq kernel reads it there, then
+//     row sum: δ_t into the first 4 bytes of row t's dq slot of the head (the dq kernel reads it there, then
 //       overwrites the slot with dq, so the backward needs no buffer beyond its output);
 //     dk, dv: key tiles of ATTENTION_BACKWARD_ROWS rows, stepping over the query tiles from the diagonal to T;
 //     dq: query tiles of ATTENTION_BACKWARD_ROWS rows, stepping over the key tiles up to the diagonal (it recomputes
@@ -72,10 +72,9 @@ template <int CH> struct alignas(CH * sizeof(floatX)) AttentionChunk { floatX x[
 
 // ---------------------------------------------------------------- RoPE
 
-// sin and cos of the angle t·ω_i, ω_i = 10000^(−2i/hd), formed and reduced to [−π, π] in double.
+// sin and cos of the angle t·ω_i (model_math.h: rope_angle), reduced to [−π, π] in double.
 static __device__ __forceinline__ void rope_sincos(int t, int i, int hd, float* s, float* c) {
-    const double angle = t * pow(10000.0, -2.0 * i / hd);
-    sincosf((float)remainder(angle, 6.283185307179586), s, c);
+    sincosf((float)remainder(rope_angle(t, i, hd), 6.283185307179586), s, c);
 }
 
 // cos_sin[t][i] = (cos tω_i, sin tω_i). grid ceil(T·hd/2 / ROPE_TABLE_THREADS), block ROPE_TABLE_THREADS
@@ -88,12 +87,9 @@ static __global__ void rope_table_kernel(float2* cos_sin, int T, int hd) {
     cos_sin[idx] = make_float2(c, s);
 }
 
-// The pair (x₁, x₂) = (x[i], x[i + hd/2]) rotated by the angle with cosine and sine cos_sin, or by its negative.
-static __device__ __forceinline__ void rope_rotate(float& x1, float& x2, float2 cos_sin, bool inverse) {
-    const float s = inverse ? -cos_sin.y : cos_sin.y;
-    const float r1 = x1 * cos_sin.x - x2 * s;
-    x2 = x2 * cos_sin.x + x1 * s;
-    x1 = r1;
+// The pair (x₁, x₂) = (x[i], x[i + hd/2]) rotated by the table's angle (cos, sin), or back by its negative.
+static __device__ __forceinline__ void rope_rotate_by(float& x1, float& x2, float2 cos_sin, bool inverse) {
+    rope_rotate(x1, x2, cos_sin.x, inverse ? -cos_sin.y : cos_sin.y);
 }
 
 // ---------------------------------------------------------------- staging and storing rows
@@ -151,7 +147,7 @@ __device__ __forceinline__ void rope_staged_rows(floatX* dst, int row0, int T, c
 #pragma unroll
             for (int v = 0; v < 2; v++) {
                 float a = to_float(x1.x[u + v]), b = to_float(x2.x[u + v]);
-                rope_rotate(a, b, angle[v], false);
+                rope_rotate_by(a, b, angle[v], false);
                 x1.x[u + v] = from_float<floatX>(a);
                 x2.x[u + v] = from_float<floatX>(b);
             }
@@ -194,14 +190,14 @@ __device__ __forceinline__ void store_rows(floatX* out, size_t stride,
 #pragma unroll
                     for (int n = 0; n < HD / 16; n++)
                         if (t < T)
-                            rope_rotate(acc[m][n][e], acc[m][n + HD / 16][e],
+                            rope_rotate_by(acc[m][n][e], acc[m][n + HD / 16][e],
                                         rope_cos_sin[(size_t)t * (HD / 2) + 8 * n + 2 * c + e % 2], true);
                 } else {
                     // hd = 8: columns 2c + e%2 of lanes c = 0, 1 pair with those of lanes c + 2
                     const float other = __shfl_xor_sync(0xffffffff, acc[m][0][e], 2);
                     if (t < T) {
                         float x1 = c < 2 ? acc[m][0][e] : other, x2 = c < 2 ? other : acc[m][0][e];
-                        rope_rotate(x1, x2, rope_cos_sin[(size_t)t * (HD / 2) + (2 * c + e % 2) % (HD / 2)], true);
+                        rope_rotate_by(x1, x2, rope_cos_sin[(size_t)t * (HD / 2) + (2 * c + e % 2) % (HD / 2)], true);
                         acc[m][0][e] = c < 2 ? x1 : x2;
                     }
                 }
@@ -219,7 +215,7 @@ __device__ __forceinline__ void store_rows(floatX* out, size_t stride,
         }
 }
 
-// D_t in the first 4 bytes of row t's dq slot (hd ≥ 2 in bf16); memcpy, as the slot is only floatX-aligned.
+// δ_t in the first 4 bytes of row t's dq slot (hd ≥ 2 in bf16); memcpy, as the slot is only floatX-aligned.
 static __device__ __forceinline__ void store_row_sum(floatX* dq_slot, float d) { memcpy(dq_slot, &d, sizeof(d)); }
 static __device__ __forceinline__ float load_row_sum(const floatX* dq_slot) {
     float d;
@@ -469,7 +465,7 @@ static __global__ void __launch_bounds__(32 * AttentionTiles<HD>::forward_warps,
     store_rows<HD, M>(y + head.rows, D, o, row0, T, 1.0f, nullptr);
 }
 
-// D_t = dy_t·y_t of each (position, head) into its dq slot. grid ceil(BT·heads / ATTENTION_ROW_SUM_THREADS)
+// δ_t = dy_t·y_t of each (position, head) into its dq slot. grid ceil(BT·heads / ATTENTION_ROW_SUM_THREADS)
 template <int HD>
 static __global__ void attention_row_sum_kernel(floatX* dqkv, const floatX* dy, const floatX* y, int BT, int heads) {
     using Chunk = AttentionChunk<AttentionTiles<HD>::chunk>;
@@ -488,7 +484,7 @@ static __global__ void attention_row_sum_kernel(floatX* dqkv, const floatX* dy, 
 
 // dk and dv for a tile of ATTENTION_BACKWARD_ROWS keys (warp w: keys 16w … 16w + 15 of it), stepping over the
 // query tiles from the diagonal to T. The warps compute Sᵀ and dPᵀ (rows keys, columns queries).
-// shared: k and v tiles (ATTENTION_BACKWARD_ROWS rows); q and dy tiles (step rows), lse·log2 e and D (step floats)
+// shared: k and v tiles (ATTENTION_BACKWARD_ROWS rows); q and dy tiles (step rows), lse·log2 e and δ (step floats)
 // × 2 buffers each
 template <int HD>
 static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
@@ -502,7 +498,7 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
     floatX* q_tiles = v_tile + ATTENTION_BACKWARD_ROWS * P;
     floatX* dy_tiles = q_tiles + 2 * QUERIES * P;
     float* lse_tiles = reinterpret_cast<float*>(dy_tiles + 2 * QUERIES * P);  // +inf past T: P = 0 there
-    float* d_tiles = lse_tiles + 2 * QUERIES;
+    float* delta_tiles = lse_tiles + 2 * QUERIES;
     const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
     const AttentionHead head = attention_head<HD>(T, heads);
     const int D = head.D;
@@ -513,7 +509,7 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
     const floatX *k = q + D, *v = q + 2 * D;
     const floatX* dy_bh = dy + head.rows;
     const float* lse_bh = lse + head.lse;
-    floatX* dq = dqkv + head.qkv;  // the dq slots hold D_t
+    floatX* dq = dqkv + head.qkv;  // the dq slots hold δ_t
     const int n_steps = (T - s0 + QUERIES - 1) / QUERIES;
     const float scale = 1.0f / sqrtf((float)HD), scale_log2 = ATTENTION_LOG2E * scale;
     auto stage_queries = [&](int t0, int buf) {
@@ -522,7 +518,7 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
         for (int i = threadIdx.x; i < QUERIES; i += blockDim.x) {
             const int t = t0 + i;
             lse_tiles[buf * QUERIES + i] = t < T ? lse_bh[t] * ATTENTION_LOG2E : INFINITY;
-            d_tiles[buf * QUERIES + i] = t < T ? load_row_sum(dq + t * stride) : 0.0f;
+            delta_tiles[buf * QUERIES + i] = t < T ? load_row_sum(dq + t * stride) : 0.0f;
         }
     };
 
@@ -542,7 +538,7 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
         if (step + 1 < n_steps) stage_queries(t0 + QUERIES, 1 - buf);
         if (t0 + QUERIES - 1 < key0) continue;  // every query of the tile precedes the warp's keys
         const floatX *q_tile = q_tiles + buf * QUERIES * P, *dy_tile = dy_tiles + buf * QUERIES * P;
-        const float *lse_tile = lse_tiles + buf * QUERIES, *d_tile = d_tiles + buf * QUERIES;
+        const float *lse_tile = lse_tiles + buf * QUERIES, *delta_tile = delta_tiles + buf * QUERIES;
         float p[1][NQ][4], ds[1][NQ][4];
         warp_row_dots<1, NQ, W, P>(p, k_tile + (key0 - s0) * P, q_tile);    // Sᵀ
         warp_row_dots<1, NQ, W, P>(ds, v_tile + (key0 - s0) * P, dy_tile);  // dPᵀ
@@ -553,7 +549,7 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
                 const int key = key0 + g + 8 * (e / 2), col = 8 * n + 2 * c + e % 2;
                 const float pe = key <= t0 + col ? exp2f(p[0][n][e] * scale_log2 - lse_tile[col]) : 0.0f;
                 p[0][n][e] = pe;
-                ds[0][n][e] = pe * (ds[0][n][e] - d_tile[col]);
+                ds[0][n][e] = pe * (ds[0][n][e] - delta_tile[col]);
             }
         warp_accumulate<1, NQ, W, P>(dv, p, dy_tile);
         warp_accumulate<1, NQ, W, P>(dk, ds, q_tile);
@@ -564,7 +560,7 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
 }
 
 // dq for a tile of ATTENTION_BACKWARD_ROWS queries (warp w: queries 16w … 16w + 15 of it), stepping over the key
-// tiles up to the diagonal; reads D_t from the dq slots before overwriting them.
+// tiles up to the diagonal; reads δ_t from the dq slots before overwriting them.
 // shared: q and dy tiles (ATTENTION_BACKWARD_ROWS rows); k and v tiles (step rows) × 2 buffers each
 template <int HD>
 static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
@@ -598,12 +594,12 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
         cp_async_wait_all();
         rope_staged_rows<HD, ATTENTION_BACKWARD_ROWS>(q_tile, t0, T, rope_cos_sin);
     }
-    float lse_row[2], d_row[2];  // rows g, g + 8 of the warp: lse·log2 e (+inf past T) and D
+    float lse_row[2], delta_row[2];  // rows g, g + 8 of the warp: lse·log2 e (+inf past T) and δ
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         const int t = row0 + g + 8 * r;
         lse_row[r] = t < T ? lse_bh[t] * ATTENTION_LOG2E : INFINITY;
-        d_row[r] = t < T ? load_row_sum(dq + t * stride) : 0.0f;
+        delta_row[r] = t < T ? load_row_sum(dq + t * stride) : 0.0f;
     }
     float acc[1][W / 8][4] = {};
     for (int step = 0; step < n_steps; step++) {
@@ -626,7 +622,7 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
             for (int e = 0; e < 4; e++) {
                 const int key = s0 + 8 * n + 2 * c + e % 2, r = e / 2;
                 const float pe = key <= row0 + g + 8 * r ? exp2f(p[0][n][e] * scale_log2 - lse_row[r]) : 0.0f;
-                ds[0][n][e] = pe * (ds[0][n][e] - d_row[r]);
+                ds[0][n][e] = pe * (ds[0][n][e] - delta_row[r]);
             }
         warp_accumulate<1, NK, W, P>(acc, ds, k_tile);
     }

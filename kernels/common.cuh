@@ -1,4 +1,5 @@
-// What every kernel header shares: the activation type, error checks, and small device helpers.
+// What every kernel header shares: the activation type, error checks, and small device helpers. The model's
+// element-wise math (silu, the M²RNN step, RoPE, ...) is model/model_math.h, shared with the CPU reference.
 //
 // Precision. Activations and GEMM inputs are floatX: bf16 by default, fp32 when built with
 // PRECISION=FP32 (-DENABLE_FP32, with TF32 off in the GEMMs) for tight checks against the reference.
@@ -21,6 +22,8 @@
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+
+#include "../model/model_math.h"
 
 #if defined(ENABLE_FP32)
 typedef float floatX;
@@ -48,11 +51,6 @@ __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162f
 template <typename T> __device__ __forceinline__ T from_float(float x);
 template <> __device__ __forceinline__ float from_float<float>(float x) { return x; }
 template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16(x); }
-
-__device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
-__device__ __forceinline__ float siluf(float x) { return x * sigmoidf_(x); }
-__device__ __forceinline__ float silu_gradf(float x) { float s = sigmoidf_(x); return s * (1.0f + x * (1.0f - s)); }
-__device__ __forceinline__ float softplusf(float x) { return x > 0.0f ? x + log1pf(expf(-x)) : log1pf(expf(x)); }
 
 // Sum over a warp; every lane gets the total.
 __device__ __forceinline__ float warp_sum(float x) {

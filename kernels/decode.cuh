@@ -1,75 +1,43 @@
-// One new position per sequence, for generation: the model's forward at step t given what the earlier steps
-// left behind, instead of over a whole sequence. The M²RNN layers carry their state and the last three conv
-// inputs, the attention layers a KV cache, so each new token costs O(1) in M layers and O(t) in A layers.
-// Each kernel is the one-step form of a training forward kernel, computing the same values in the same order.
+// One new position per sequence, for generation: what the model's forward needs at step t, given what the earlier
+// steps left behind, where a training kernel cannot simply run at T = 1. The M²RNN layers carry their state (the
+// scan itself runs at T = 1 from it: m2rnn_scan_forward's `state`) and the last three conv inputs, the attention
+// layers a KV cache, so each new token costs O(1) in M layers and O(t) in A layers. The element-wise math is the
+// training kernels' (model/model_math.h: causal_conv, forget_gate, silu, rope_rotate).
 //
-// Shapes: n_seq sequences generated side by side; Cc = Nq·K + Nk·K + N·V, Cp = Cc + N + N·V, NV = N·V.
+// Shapes: n_seq sequences generated side by side; Cc, Cp, N of the M2RNNLayout L.
 //   m2rnn_input_step (m2rnn_input_forward at one step):
 //     proj (n_seq,Cp) floatX, history (n_seq,Cc,3) fp32 = x_{t-3}, x_{t-2}, x_{t-1} of each conv channel (zero
 //     before the first step), updated in place; qkv (n_seq,Cc) floatX = silu(Σ_j conv[c,j] · x_{t-3+j});
 //     f (n_seq,N) fp32 = exp(−exp(A_log) · softplus(f_raw + dt_bias))
-//   m2rnn_scan_step (m2rnn_scan_forward at one step), per (sequence b, head n):
-//     state (n_seq,N,K,V) fp32, H_{t-1} in, H_t out:  H_t = f H_{t-1} + (1 − f) tanh(H_{t-1} W_n + k vᵀ)
-//     y (n_seq,NV) floatX = H_tᵀ q  (the D skip is added by m2rnn_gate_forward, as in training)
-//   attention_step (rope_forward + attention_forward at one step), per (sequence b, head h), hd = D/heads:
+//   attention_step (attention_forward at one step), per (sequence b, head h), hd = D/heads:
 //     qkv (n_seq,3D) floatX of position t; q and k rotated by RoPE at angle t·ω when `rope`; k and v appended to
 //     k_cache, v_cache (n_seq,max_len,D) floatX at row t;  y (n_seq,D) = Σ_{s≤t} softmax_s(q·k_s/sqrt(hd)) v_s
 //     Rotated q and k are rounded to floatX, as the training forward stages them.
 #pragma once
 #include "attention.cuh"
 #include "common.cuh"
-#include "m2rnn_scan.cuh"
 
 static const int DECODE_THREADS = 128;
 
 // grid (ceil((Cc+N)/DECODE_THREADS), n_seq): one thread per conv channel or forget gate of a sequence
 static __global__ void m2rnn_input_step_kernel(floatX* qkv, float* f, float* history, const floatX* proj,
-                                               const float* conv, const float* A_log, const float* dt_bias, int Cc,
-                                               int N, int Cp) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
-    if (c >= Cc + N) return;
-    const float x = to_float(proj[(size_t)b * Cp + c]);
+                                               const float* conv, const float* A_log, const float* dt_bias,
+                                               M2RNNLayout L) {
+    const int Cc = L.Cc(), c = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
+    if (c >= Cc + L.N) return;
+    const float x = to_float(proj[(size_t)b * L.Cp() + c]);
     if (c < Cc) {
-        float* h = history + ((size_t)b * Cc + c) * 3;
-        const float* w = conv + c * 4;
-        const float u = w[0] * h[0] + w[1] * h[1] + w[2] * h[2] + w[3] * x;
-        qkv[(size_t)b * Cc + c] = from_float<floatX>(siluf(u));
-        h[0] = h[1]; h[1] = h[2]; h[2] = x;
+        float* h = history + ((size_t)b * Cc + c) * (CONV_WIDTH - 1);
+        float window[CONV_WIDTH];
+#pragma unroll
+        for (int j = 0; j + 1 < CONV_WIDTH; j++) window[j] = h[j];
+        window[CONV_WIDTH - 1] = x;
+        qkv[(size_t)b * Cc + c] = from_float<floatX>(silu(causal_conv(conv + c * CONV_WIDTH, window)));
+#pragma unroll
+        for (int j = 0; j + 1 < CONV_WIDTH; j++) h[j] = window[j + 1];
     } else {
         const int n = c - Cc;
-        f[(size_t)b * N + n] = expf(-expf(A_log[n]) * softplusf(x + dt_bias[n]));
-    }
-}
-
-// grid n_seq·N, block K·V rounded up to a warp; shared W (V·V), H (K·V), q, k (K), v (V), f (1) floats
-static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE)
-    m2rnn_scan_step_kernel(floatX* y, float* state, const floatX* qkv, const float* f, const float* W, int N, int K,
-                           int V, int Nq, int Nk) {
-    extern __shared__ float smem[];
-    const int KV = K * V, e = threadIdx.x, i = e / V, j = e % V, Cc = (Nq + Nk) * K + N * V;
-    float *Ws = smem, *H = Ws + V * V, *qs = H + KV, *ks = qs + K, *vs = ks + K, *fs = vs + V;
-    const ScanHead hd = scan_head(blockIdx.x / N, blockIdx.x % N, 1, N, K, V, Nq, Nk);
-    float* Hg = state + (size_t)blockIdx.x * KV;
-    scan_stage_W(Ws, W + (size_t)hd.n * V * V, V);
-    if (e < KV) H[e] = Hg[e];
-    scan_stage_rows(qs, qkv, hd.row0, 1, K, Cc, hd.q_col);
-    scan_stage_rows(ks, qkv, hd.row0, 1, K, Cc, hd.k_col);
-    scan_stage_rows(vs, qkv, hd.row0, 1, V, Cc, hd.v_col);
-    scan_stage_rows(fs, f, hd.row0, 1, 1, N, hd.n);
-    __syncthreads();
-    float h = 0.0f;
-    if (e < KV) {
-        float a = ks[i] * vs[j];
-        for (int m = 0; m < V; m++) a += H[i * V + m] * Ws[m * V + j];
-        h = fs[0] * H[e] + (1.0f - fs[0]) * tanhf(a);
-    }
-    __syncthreads();  // every thread has read H_{t-1}
-    if (e < KV) { H[e] = h; Hg[e] = h; }
-    __syncthreads();
-    if (e < V) {
-        float acc = 0.0f;
-        for (int r = 0; r < K; r++) acc += H[r * V + e] * qs[r];
-        y[hd.row0 * N * V + hd.n * V + e] = from_float<floatX>(acc);
+        f[(size_t)b * L.N + n] = forget_gate(expf(A_log[n]), x + dt_bias[n]);
     }
 }
 
@@ -87,11 +55,13 @@ static __global__ void attention_step_kernel(floatX* y, floatX* k_cache, floatX*
     for (int p = threadIdx.x; p < half; p += blockDim.x) {
         float s = 0.0f, c = 1.0f;
         if (rope) rope_sincos(t, p, hd, &s, &c);
-        const float q1 = to_float(q[p]), q2 = to_float(q[p + half]), k1 = to_float(k[p]), k2 = to_float(k[p + half]);
-        qs[p] = to_float(from_float<floatX>(q1 * c - q2 * s));
-        qs[p + half] = to_float(from_float<floatX>(q2 * c + q1 * s));
-        k_row[p] = from_float<floatX>(k1 * c - k2 * s);
-        k_row[p + half] = from_float<floatX>(k2 * c + k1 * s);
+        float q1 = to_float(q[p]), q2 = to_float(q[p + half]), k1 = to_float(k[p]), k2 = to_float(k[p + half]);
+        rope_rotate(q1, q2, c, s);
+        rope_rotate(k1, k2, c, s);
+        qs[p] = to_float(from_float<floatX>(q1));
+        qs[p + half] = to_float(from_float<floatX>(q2));
+        k_row[p] = from_float<floatX>(k1);
+        k_row[p + half] = from_float<floatX>(k2);
     }
     for (int d = threadIdx.x; d < hd; d += blockDim.x) v_row[d] = v[d];
     __syncthreads();  // q staged, and this step's k and v are in the cache for every thread
@@ -121,24 +91,12 @@ static __global__ void attention_step_kernel(floatX* y, floatX* k_cache, floatX*
 
 // ---------------------------------------------------------------- launchers
 
+// qkv, f and the conv history of one position, history (n_seq, Cc, CONV_WIDTH−1) fp32.
 static inline void m2rnn_input_step(floatX* qkv, float* f, float* history, const floatX* proj, const float* conv,
-                                    const float* A_log, const float* dt_bias, int n_seq, int Cc, int N, int NV,
+                                    const float* A_log, const float* dt_bias, const M2RNNLayout& L, int n_seq,
                                     cudaStream_t stream) {
-    const dim3 grid(ceil_div(Cc + N, DECODE_THREADS), n_seq);
-    m2rnn_input_step_kernel<<<grid, DECODE_THREADS, 0, stream>>>(qkv, f, history, proj, conv, A_log, dt_bias, Cc, N,
-                                                                 Cc + N + NV);
-    cudaCheckLaunch();
-}
-
-static inline size_t m2rnn_scan_step_shared_bytes(int K, int V) {
-    return ((size_t)V * V + (size_t)K * V + 2 * K + V + 1) * sizeof(float);
-}
-
-static inline void m2rnn_scan_step(floatX* y, float* state, const floatX* qkv, const float* f, const float* W,
-                                   int n_seq, int N, int K, int V, int Nq, int Nk, cudaStream_t stream) {
-    const size_t smem = m2rnn_scan_step_shared_bytes(K, V);
-    const int block = m2rnn_scan_prepare(m2rnn_scan_step_kernel, smem, N, K, V, Nq, Nk, 1, "m2rnn_scan_step");
-    m2rnn_scan_step_kernel<<<n_seq * N, block, smem, stream>>>(y, state, qkv, f, W, N, K, V, Nq, Nk);
+    const dim3 grid(ceil_div(L.Cc() + L.N, DECODE_THREADS), n_seq);
+    m2rnn_input_step_kernel<<<grid, DECODE_THREADS, 0, stream>>>(qkv, f, history, proj, conv, A_log, dt_bias, L);
     cudaCheckLaunch();
 }
 

@@ -1,22 +1,24 @@
 // The M²RNN recurrence over the whole sequence, forward and backward: the reference steps m2rnn_scan_forward
-// and m2rnn_scan_backward, for every (batch row b, head n) at once.
+// and m2rnn_scan_backward, for every (batch row b, head n) at once, each element's step the reference's
+// m2rnn_step_forward / m2rnn_step_backward (model/model_math.h).
 //
-// Per (b, n), with H_{-1} = 0 ∈ R^{K×V} (fp32), W_n ∈ R^{V×V}, and q_t, k_t (K) and v_t (V) the head's inputs:
+// Per (b, n), with H_{-1} = 0 ∈ R^{K×V} (fp32; or the carried `state`), W_n ∈ R^{V×V}, q_t, k_t (K), v_t (V):
 //   Z_t = tanh(H_{t-1} W_n + k_t v_tᵀ);   H_t = f_t H_{t-1} + (1 - f_t) Z_t;   y_t = H_tᵀ q_t
 // Backward with state-gradient clipping c (0 = none), from G = ∂L/∂H, carry C_{T-1} = 0, t = T-1 down to 0:
 //   G_t = q_t dy_tᵀ + clamp(C_t, -c, c);   dA_t = ((1 - f_t) G_t) ⊙ (1 - Z_t²)   (the gradient at tanh's input)
 //   dq_t = H_t dy_t;   dk_t = dA_t v_t;   dv_t = dA_tᵀ k_t;   df_t = Σ G_t ⊙ (H_{t-1} - Z_t);   dW_n += H_{t-1}ᵀ dA_t
 //   C_{t-1} = f_t G_t + dA_t W_nᵀ
 //
-// Shapes (Cc = (Nq+Nk)·K + N·V; head n reads q at column (n/(N/Nq))·K, k at Nq·K + (n/(N/Nk))·K and v at
-// (Nq+Nk)·K + n·V, so q and k heads are shared by groups of N/Nq and N/Nk heads):
+// Shapes (Cc, NV and the head's q, k, v columns of the M2RNNLayout L):
 //   qkv (B,T,Cc) floatX      the post-conv-silu [q | k | v]
 //   f (B,T,N) fp32           forget gates in (0,1)
 //   W (N,V,V) fp32           W_n row-major: (H W)[i][j] = Σ_m H[i][m] W[m][j]
 //   y (B,T,N·V) floatX       written: head n at columns n·V..n·V+V-1, H_tᵀ q_t only (the D skip is added elsewhere)
-//   checkpoints (B,N,ceil(T/chunk),K,V) fp32   written by the forward: entry c is the state entering step
-//                                              c·chunk (H_{c·chunk-1}; zero for c = 0), read by the backward;
-//                                              the order inside a (b, n) is the kernels' own (m2rnn_scan_tc.cuh)
+//   checkpoints (B,N,ceil(T/chunk),K,V) fp32   written by the forward unless null: entry c is the state entering
+//                                              step c·chunk, read by the backward; the order inside a (b, n) is the
+//                                              kernels' own (the tensor-core kernels' fragment order)
+//   state (B,N,K,V) fp32     null, or a carried state: the forward starts from it and leaves the last state in it
+//                            (generation runs the scan one position at a time); the kernels' own element order
 //   dy (B,T,N·V) floatX;  dqkv (B,T,Cc) fp32 +=;  df (B,T,N) fp32 overwritten;  dW (N,V,V) fp32 +=
 // dq and dk of a shared q/k head sum over the heads of its group; dv has one writer per element.
 //
@@ -78,16 +80,11 @@ __host__ __device__ inline ScanLayout scan_layout(int K, int V, int chunk, bool 
 // dst[s·width + c] = src[(row0 + s)·stride + col + c] as float, for s < len, c < width.
 template <typename Tin>
 __device__ __forceinline__ void scan_stage_rows(float* dst, const Tin* src, size_t row0, int len, int width, int stride,
-                                           int col) {
+                                                int col) {
     for (int o = threadIdx.x; o < len * width; o += blockDim.x) {
         const int s = o / width, c = o % width;
         dst[o] = to_float(src[(row0 + s) * stride + col + c]);
     }
-}
-
-// W_n into shared memory (the one-step kernel of generation reads it there).
-__device__ __forceinline__ void scan_stage_W(float* Ws, const float* W, int V) {
-    for (int o = threadIdx.x; o < V * V; o += blockDim.x) Ws[o] = W[o];
 }
 
 // This thread's column j of W_n (w[m] = W_n[m][j], for H W), or its row (w[m] = W_n[j][m], for dA W_nᵀ), in
@@ -130,43 +127,49 @@ __device__ __forceinline__ void scan_chunk_recurrence(float& h, float* H, float*
     for (int s = 0; s < len; s++) {
         if (e < KV) {
             const float a = scan_row_dot<V>(ks[s * K + i] * vs[s * V + j], H + (size_t)s * KV + i * V, w);
-            const float z = tanhf(a), f = fs[s];
-            h = f * h + (1.0f - f) * z;
+            const M2RNNStep<float> step = m2rnn_step_forward(a, h, fs[s]);
+            h = step.h;
             H[(size_t)(s + 1) * KV + e] = h;
-            if (Z) Z[(size_t)s * KV + e] = z;
+            if (Z) Z[(size_t)s * KV + e] = step.z;
         }
         __syncwarp();
     }
     __syncthreads();
 }
 
-// grid B·N, block K·V rounded up to a warp, dynamic shared memory scan_layout(.., false).total floats
+// The q, k, v and f of head n at positions row0 … row0+len−1 (a chunk of one sequence) into shared memory.
+__device__ __forceinline__ void scan_stage_chunk(float* qs, float* ks, float* vs, float* fs, const floatX* qkv,
+                                                 const float* f, const M2RNNLayout& L, int n, size_t row0, int len) {
+    scan_stage_rows(qs, qkv, row0, len, L.K, L.Cc(), L.q_col(n));
+    scan_stage_rows(ks, qkv, row0, len, L.K, L.Cc(), L.k_col(n));
+    scan_stage_rows(vs, qkv, row0, len, L.V, L.Cc(), L.v_col(n));
+    scan_stage_rows(fs, f, row0, len, 1, L.N, n);
+}
+
+// grid B·N, block K·V rounded up to a warp, dynamic shared memory scan_layout(.., false).total floats;
+// checkpoints and state may be null
 template <int V>
 static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_forward_kernel(
-    floatX* y, float* checkpoints, const floatX* qkv, const float* f, const float* W, int T, int N, int K, int Nq,
-    int Nk, int chunk) {
+    floatX* y, float* checkpoints, float* state, const floatX* qkv, const float* f, const float* W, M2RNNLayout L,
+    int T, int chunk) {
     extern __shared__ __align__(16) float smem[];
-    const ScanLayout L = scan_layout(K, V, chunk, false);
-    float *H = smem + L.H, *qs = smem + L.q, *ks = smem + L.k, *vs = smem + L.v, *fs = smem + L.f;
-    const ScanHead hd = scan_head(blockIdx.x / N, blockIdx.x % N, T, N, K, V, Nq, Nk);
-    const int KV = K * V, e = threadIdx.x, Cc = (Nq + Nk) * K + N * V, NV = N * V;
+    const ScanLayout S = scan_layout(L.K, V, chunk, false);
+    float *H = smem + S.H, *qs = smem + S.q, *ks = smem + S.k, *vs = smem + S.v, *fs = smem + S.f;
+    const int K = L.K, KV = K * V, e = threadIdx.x, b = blockIdx.x / L.N, n = blockIdx.x % L.N;
     const int n_chunks = (T + chunk - 1) / chunk;
-    float* ckpt = checkpoints + (size_t)blockIdx.x * n_chunks * KV;
+    float* ckpt = checkpoints ? checkpoints + (size_t)blockIdx.x * n_chunks * KV : nullptr;
 
     float w[V];
-    scan_load_W<V>(w, W + (size_t)hd.n * V * V, e % V, false);
-    float h = 0.0f;
+    scan_load_W<V>(w, W + (size_t)n * V * V, e % V, false);
+    float h = state && e < KV ? state[(size_t)blockIdx.x * KV + e] : 0.0f;
     for (int c = 0; c < n_chunks; c++) {
         const int t0 = c * chunk, len = min(chunk, T - t0);
-        const size_t row0 = hd.row0 + t0;
+        const size_t row0 = (size_t)b * T + t0;
         if (e < KV) {
-            ckpt[(size_t)c * KV + e] = h;
+            if (ckpt) ckpt[(size_t)c * KV + e] = h;
             H[e] = h;
         }
-        scan_stage_rows(qs, qkv, row0, len, K, Cc, hd.q_col);
-        scan_stage_rows(ks, qkv, row0, len, K, Cc, hd.k_col);
-        scan_stage_rows(vs, qkv, row0, len, V, Cc, hd.v_col);
-        scan_stage_rows(fs, f, row0, len, 1, N, hd.n);
+        scan_stage_chunk(qs, ks, vs, fs, qkv, f, L, n, row0, len);
         __syncthreads();
         scan_chunk_recurrence<V>(h, H, nullptr, w, ks, vs, fs, len, K);
         // y_t = H_tᵀ q_t for the whole chunk
@@ -175,9 +178,57 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_forwar
             const float* Ht = H + (size_t)(s + 1) * KV + j;
             float acc = 0.0f;
             for (int i = 0; i < K; i++) acc += Ht[i * V] * qs[s * K + i];
-            y[(row0 + s) * NV + hd.n * V + j] = from_float<floatX>(acc);
+            y[(row0 + s) * L.NV() + n * V + j] = from_float<floatX>(acc);
         }
         __syncthreads();  // the next chunk overwrites H[0] and the staged inputs
+    }
+    if (state && e < KV) state[(size_t)blockIdx.x * KV + e] = h;
+}
+
+// The backward of a chunk once its serial part is done (dA_t in place of Z_t, the block synchronised), in parallel
+// over the chunk: dq_t = H_t dy_t and dk_t = dA_t v_t per row into this head's partials (dq_heads, dk_heads:
+// (B·T, N, K)), dv_t = dA_tᵀ k_t into dqkv, df_t summed over the warps' partials in warp order, and
+// dW_n += Σ_t H_{t-1}ᵀ dA_t into dWs (each thread owns whole entries).
+template <int V>
+__device__ __forceinline__ void scan_chunk_gradients(float* dq_heads, float* dk_heads, float* dqkv, float* df,
+                                                     float* dWs, const float* H, const float* dA, const float* ks,
+                                                     const float* vs, const float* dys, const float* dfs,
+                                                     const M2RNNLayout& L, int n, size_t row0, int len, int warps) {
+    const int K = L.K, N = L.N, KV = K * V, e = threadIdx.x;
+    for (int o = e; o < len * K; o += blockDim.x) {
+        const int s = o / K, ii = o % K;
+        const float* Ht = H + (size_t)(s + 1) * KV + ii * V;
+        const float* dAt = dA + (size_t)s * KV + ii * V;
+        float dq = 0.0f, dk = 0.0f;
+        for (int jj = 0; jj < V; jj++) {
+            dq += Ht[jj] * dys[s * V + jj];
+            dk += dAt[jj] * vs[s * V + jj];
+        }
+        const size_t head_row = ((row0 + s) * N + n) * K + ii;
+        dq_heads[head_row] = dq;
+        dk_heads[head_row] = dk;
+    }
+    for (int o = e; o < len * V; o += blockDim.x) {
+        const int s = o / V, jj = o % V;
+        const float* dAt = dA + (size_t)s * KV + jj;
+        float dv = 0.0f;
+        for (int ii = 0; ii < K; ii++) dv += dAt[ii * V] * ks[s * K + ii];
+        dqkv[(row0 + s) * L.Cc() + L.v_col(n) + jj] += dv;
+    }
+    for (int o = e; o < len; o += blockDim.x) {
+        float acc = 0.0f;
+        for (int w = 0; w < warps; w++) acc += dfs[o * 32 + w];
+        df[(row0 + o) * N + n] = acc;
+    }
+    for (int o = e; o < V * V; o += blockDim.x) {
+        const int m = o / V, jj = o % V;
+        float acc = 0.0f;
+        for (int s = 0; s < len; s++) {
+            const float* Hprev = H + (size_t)s * KV + m;
+            const float* dAt = dA + (size_t)s * KV + jj;
+            for (int ii = 0; ii < K; ii++) acc += Hprev[ii * V] * dAt[ii * V];
+        }
+        dWs[o] += acc;
     }
 }
 
@@ -185,13 +236,13 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_forwar
 template <int V>
 static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_backward_kernel(
     float* dqkv, float* df, float* scratch, const floatX* dy, const floatX* qkv, const float* f, const float* W,
-    const float* checkpoints, float clip, int T, int N, int K, int Nq, int Nk, int chunk) {
+    const float* checkpoints, float clip, M2RNNLayout L, int T, int chunk) {
     extern __shared__ __align__(16) float smem[];
-    const ScanLayout L = scan_layout(K, V, chunk, true);
-    float *H = smem + L.H, *Z = smem + L.Z, *qs = smem + L.q, *ks = smem + L.k, *vs = smem + L.v, *fs = smem + L.f,
-          *dys = smem + L.dy, *dfs = smem + L.df, *dWs = smem + L.dW;
-    const ScanHead hd = scan_head(blockIdx.x / N, blockIdx.x % N, T, N, K, V, Nq, Nk);
-    const int KV = K * V, e = threadIdx.x, i = e / V, j = e % V, Cc = (Nq + Nk) * K + N * V, NV = N * V;
+    const ScanLayout S = scan_layout(L.K, V, chunk, true);
+    float *H = smem + S.H, *Z = smem + S.Z, *qs = smem + S.q, *ks = smem + S.k, *vs = smem + S.v, *fs = smem + S.f,
+          *dys = smem + S.dy, *dfs = smem + S.df, *dWs = smem + S.dW;
+    const int K = L.K, N = L.N, KV = K * V, e = threadIdx.x, i = e / V, j = e % V, b = blockIdx.x / N,
+              n = blockIdx.x % N;
     const int n_chunks = (T + chunk - 1) / chunk, warps = blockDim.x / 32;
     const float* ckpt = checkpoints + (size_t)blockIdx.x * n_chunks * KV;
     const size_t dW_floats = (size_t)gridDim.x * V * V, dq_floats = (size_t)gridDim.x / N * T * N * K;
@@ -199,80 +250,40 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_backwa
     float* dk_heads = dq_heads + dq_floats;
 
     float w[V], wt[V];  // column j of W_n (recompute) and row j (the carry's dA W_nᵀ)
-    scan_load_W<V>(w, W + (size_t)hd.n * V * V, j, false);
-    scan_load_W<V>(wt, W + (size_t)hd.n * V * V, j, true);
+    scan_load_W<V>(w, W + (size_t)n * V * V, j, false);
+    scan_load_W<V>(wt, W + (size_t)n * V * V, j, true);
     for (int o = e; o < V * V; o += blockDim.x) dWs[o] = 0.0f;
     float carry = 0.0f;  // C_t, this thread's element
     for (int c = n_chunks - 1; c >= 0; c--) {
         const int t0 = c * chunk, len = min(chunk, T - t0);
-        const size_t row0 = hd.row0 + t0;
+        const size_t row0 = (size_t)b * T + t0;
         float h = 0.0f;
         if (e < KV) {
             h = ckpt[(size_t)c * KV + e];
             H[e] = h;
         }
-        scan_stage_rows(qs, qkv, row0, len, K, Cc, hd.q_col);
-        scan_stage_rows(ks, qkv, row0, len, K, Cc, hd.k_col);
-        scan_stage_rows(vs, qkv, row0, len, V, Cc, hd.v_col);
-        scan_stage_rows(fs, f, row0, len, 1, N, hd.n);
-        scan_stage_rows(dys, dy, row0, len, V, NV, hd.n * V);
+        scan_stage_chunk(qs, ks, vs, fs, qkv, f, L, n, row0, len);
+        scan_stage_rows(dys, dy, row0, len, V, L.NV(), n * V);
         __syncthreads();
         scan_chunk_recurrence<V>(h, H, Z, w, ks, vs, fs, len, K);
 
         // The chunk backwards: the serial part is the carry; dA_t replaces Z_t in shared memory.
         for (int s = len - 1; s >= 0; s--) {
-            const float ft = fs[s];
-            float g = 0.0f, df_part = 0.0f;
+            float f_g = 0.0f, df_part = 0.0f;
             if (e < KV) {
-                const float C = clip > 0.0f ? fminf(clip, fmaxf(-clip, carry)) : carry;
-                g = qs[s * K + i] * dys[s * V + j] + C;
-                const float z = Z[(size_t)s * KV + e];
-                df_part = g * (H[(size_t)s * KV + e] - z);
-                Z[(size_t)s * KV + e] = (1.0f - ft) * g * (1.0f - z * z);
+                const M2RNNStepGrad<float> g = m2rnn_step_backward(carry, clip, qs[s * K + i], dys[s * V + j],
+                                                                   Z[(size_t)s * KV + e], H[(size_t)s * KV + e], fs[s]);
+                df_part = g.df;
+                f_g = g.carry;
+                Z[(size_t)s * KV + e] = g.dA;
             }
             df_part = warp_sum(df_part);
             if (e % 32 == 0) dfs[s * 32 + e / 32] = df_part;
             __syncwarp();  // row i of dA_t is complete
-            if (e < KV) carry = scan_row_dot<V>(ft * g, Z + (size_t)s * KV + i * V, wt);
+            if (e < KV) carry = scan_row_dot<V>(f_g, Z + (size_t)s * KV + i * V, wt);
         }
         __syncthreads();  // every dA_t and df_t of the chunk is visible; the rest is parallel over the chunk
-        const float* dA = Z;
-        for (int o = e; o < len * K; o += blockDim.x) {
-            const int s = o / K, ii = o % K;
-            const float* Ht = H + (size_t)(s + 1) * KV + ii * V;
-            const float* dAt = dA + (size_t)s * KV + ii * V;
-            float dq = 0.0f, dk = 0.0f;
-            for (int jj = 0; jj < V; jj++) {
-                dq += Ht[jj] * dys[s * V + jj];
-                dk += dAt[jj] * vs[s * V + jj];
-            }
-            const size_t head_row = ((row0 + s) * N + hd.n) * K + ii;
-            dq_heads[head_row] = dq;
-            dk_heads[head_row] = dk;
-        }
-        for (int o = e; o < len * V; o += blockDim.x) {
-            const int s = o / V, jj = o % V;
-            const float* dAt = dA + (size_t)s * KV + jj;
-            float dv = 0.0f;
-            for (int ii = 0; ii < K; ii++) dv += dAt[ii * V] * ks[s * K + ii];
-            dqkv[(row0 + s) * Cc + hd.v_col + jj] += dv;
-        }
-        for (int o = e; o < len; o += blockDim.x) {
-            float acc = 0.0f;
-            for (int w = 0; w < warps; w++) acc += dfs[o * 32 + w];
-            df[(row0 + o) * N + hd.n] = acc;
-        }
-        // dW_n += Σ_t H_{t-1}ᵀ dA_t over the chunk; each thread owns whole entries of dWs
-        for (int o = e; o < V * V; o += blockDim.x) {
-            const int m = o / V, jj = o % V;
-            float acc = 0.0f;
-            for (int s = 0; s < len; s++) {
-                const float* Hprev = H + (size_t)s * KV + m;
-                const float* dAt = dA + (size_t)s * KV + jj;
-                for (int ii = 0; ii < K; ii++) acc += Hprev[ii * V] * dAt[ii * V];
-            }
-            dWs[o] += acc;
-        }
+        scan_chunk_gradients<V>(dq_heads, dk_heads, dqkv, df, dWs, H, Z, ks, vs, dys, dfs, L, n, row0, len, warps);
         __syncthreads();  // the next chunk overwrites the states, dA and the staged inputs
     }
     for (int o = e; o < V * V; o += blockDim.x) scratch[(size_t)blockIdx.x * V * V + o] = dWs[o];
@@ -284,50 +295,52 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_backwa
 static const int SCAN_GROUP_SUM_THREADS = 256;
 
 static __global__ void m2rnn_scan_group_sum_kernel(float* dqkv, const float* dq_parts, const float* dk_parts,
-                                                   size_t n_pos, int parts, int K, int Nq, int Nk, int Cc) {
-    const size_t QK = (size_t)(Nq + Nk) * K, o = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+                                                   size_t n_pos, int parts, M2RNNLayout L) {
+    const int K = L.K;
+    const size_t QK = (size_t)(L.Nq + L.Nk) * K, o = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (o >= n_pos * QK) return;
     const size_t pos = o / QK;
     const int c = (int)(o % QK), i = c % K;
-    const bool is_q = c < Nq * K;
-    const int group = is_q ? c / K : c / K - Nq, group_size = parts / (is_q ? Nq : Nk);
+    const bool is_q = c < L.Nq * K;  // the q columns come first in a row of qkv, then the k columns
+    const int group = is_q ? c / K : c / K - L.Nq, group_size = parts / (is_q ? L.Nq : L.Nk);
     const float* part = (is_q ? dq_parts : dk_parts) + pos * parts * K + i;
     float acc = 0.0f;
     for (int h = group * group_size; h < (group + 1) * group_size; h++) acc += part[(size_t)h * K];
-    dqkv[pos * Cc + c] += acc;
+    dqkv[pos * L.Cc() + c] += acc;
 }
 
 // Checks the sizes the kernels support and returns the block size; sets the kernel's shared-memory limit.
 template <typename Kernel>
-static inline int m2rnn_scan_prepare(Kernel kernel, size_t smem_bytes, int N, int K, int V, int Nq, int Nk,
-                                     int chunk, const char* who) {
+static inline int m2rnn_scan_prepare(Kernel kernel, size_t smem_bytes, const M2RNNLayout& L, int chunk,
+                                     const char* who) {
     int device = 0, smem_max = 0;
     cudaCheck(cudaGetDevice(&device));
     cudaCheck(cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
     const char* problem = nullptr;
-    if (K < 1 || V < 1 || K * V > M2RNN_SCAN_MAX_STATE)
+    if (L.K < 1 || L.V < 1 || L.K * L.V > M2RNN_SCAN_MAX_STATE)
         problem = "K·V must be in 1..1024 (one thread per state element)";
-    else if (V > 32 || (V & (V - 1)) != 0)
+    else if (L.V > 32 || (L.V & (L.V - 1)) != 0)
         problem = "V must be a power of two up to 32 (a row of the state stays inside one warp)";
     else if (chunk < 1)
         problem = "chunk must be >= 1";
-    else if (Nq < 1 || Nk < 1 || N % Nq != 0 || N % Nk != 0)
+    else if (L.Nq < 1 || L.Nk < 1 || L.N % L.Nq != 0 || L.N % L.Nk != 0)
         problem = "Nq and Nk must divide N";
     else if (smem_bytes > (size_t)smem_max)
         problem = "W and a chunk of states do not fit in shared memory (a smaller chunk may)";
     if (problem) {
         fprintf(stderr, "%s: unsupported size N=%d K=%d V=%d Nq=%d Nk=%d chunk=%d (needs %zu bytes of shared memory, "
-                        "device allows %d): %s\n", who, N, K, V, Nq, Nk, chunk, smem_bytes, smem_max, problem);
+                        "device allows %d): %s\n",
+                who, L.N, L.K, L.V, L.Nq, L.Nk, chunk, smem_bytes, smem_max, problem);
         exit(EXIT_FAILURE);
     }
     if (smem_bytes > 48 * 1024)  // above the default limit a kernel must opt in to more dynamic shared memory
         cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_bytes));
-    return ceil_div(K * V, 32) * 32;
+    return ceil_div(L.K * L.V, 32) * 32;
 }
 
 // Floats of state checkpoints the forward stores for the backward (the state every `chunk` steps).
-static inline size_t m2rnn_scan_checkpoint_floats(int B, int T, int N, int K, int V, int chunk) {
-    return (size_t)B * N * ceil_div(T, chunk) * K * V;
+static inline size_t m2rnn_scan_checkpoint_floats(const M2RNNLayout& L, int B, int T, int chunk) {
+    return (size_t)B * L.N * ceil_div(T, chunk) * L.K * L.V;
 }
 
 // Calls run(std::integral_constant<int, V>()) for the value size V, a compile-time constant in the scan kernels
@@ -345,89 +358,87 @@ static inline void scan_with_V(int V, Run run) {
     }
 }
 
-// y (B,T,N·V) floatX and checkpoints written, from qkv (B,T,Cc) floatX, f (B,T,N) and W (N,V,V) fp32.
-static inline void m2rnn_scan_forward(floatX* y, float* checkpoints, const floatX* qkv, const float* f,
-                                      const float* W, int B, int T, int N, int K, int V, int Nq, int Nk, int chunk,
+// y (B,T,N·V) floatX and checkpoints (unless null) written, from qkv (B,T,Cc) floatX, f (B,T,N) and W (N,V,V) fp32;
+// state (B,N,K,V) fp32, unless null, is the state entering step 0 and is left holding the state after step T−1.
+static inline void m2rnn_scan_forward(floatX* y, float* checkpoints, float* state, const floatX* qkv, const float* f,
+                                      const float* W, const M2RNNLayout& L, int B, int T, int chunk,
                                       cudaStream_t stream) {
 #if !defined(ENABLE_FP32)
-    if (m2rnn_scan_tc_supported(K, V)) {
-        const int R = m2rnn_scan_tc_row_tiles(K, SCAN_TC_FORWARD_TILES), slices = K / (16 * R);
-        const size_t smem = scan_tc_forward_smem(K, chunk, slices);
+    if (m2rnn_scan_tc_supported(L.K, L.V)) {
+        const int R = m2rnn_scan_tc_row_tiles(L.K, SCAN_TC_FORWARD_TILES), slices = L.K / (16 * R);
+        const size_t smem = scan_tc_forward_smem(L.K, chunk, slices);
         scan_tc_with_R(R, [&](auto r) {
             constexpr int RC = decltype(r)::value;
-            m2rnn_scan_prepare(m2rnn_scan_tc_forward_kernel<RC>, smem, N, K, V, Nq, Nk, chunk, "m2rnn_scan_forward");
-            m2rnn_scan_tc_forward_kernel<RC><<<B * N, 32 * slices, smem, stream>>>(y, checkpoints, qkv, f, W, T, N, K,
-                                                                                   Nq, Nk, chunk);
+            m2rnn_scan_prepare(m2rnn_scan_tc_forward_kernel<RC>, smem, L, chunk, "m2rnn_scan_forward");
+            m2rnn_scan_tc_forward_kernel<RC><<<B * L.N, 32 * slices, smem, stream>>>(y, checkpoints, state, qkv, f, W,
+                                                                                     L, T, chunk);
         });
         cudaCheckLaunch();
         return;
     }
 #endif
-    const size_t smem = scan_layout(K, V, chunk, false).total * sizeof(float);
-    scan_with_V(V, [&](auto v) {
+    const size_t smem = scan_layout(L.K, L.V, chunk, false).total * sizeof(float);
+    scan_with_V(L.V, [&](auto v) {
         constexpr int VC = decltype(v)::value;
-        const int block = m2rnn_scan_prepare(m2rnn_scan_forward_kernel<VC>, smem, N, K, V, Nq, Nk, chunk,
-                                             "m2rnn_scan_forward");
-        m2rnn_scan_forward_kernel<VC><<<B * N, block, smem, stream>>>(y, checkpoints, qkv, f, W, T, N, K, Nq, Nk,
-                                                                      chunk);
+        const int block = m2rnn_scan_prepare(m2rnn_scan_forward_kernel<VC>, smem, L, chunk, "m2rnn_scan_forward");
+        m2rnn_scan_forward_kernel<VC><<<B * L.N, block, smem, stream>>>(y, checkpoints, state, qkv, f, W, L, T, chunk);
     });
     cudaCheckLaunch();
 }
 
 // dq and dk partials per position that the backward's scratch holds: one per head, or one per tensor-core block.
-static inline int m2rnn_scan_dqk_parts(int N, int K, int V, int Nq, int Nk) {
-    return m2rnn_scan_tc_supported(K, V) ? N / m2rnn_scan_tc_heads_per_block(N, Nq, Nk) : N;
+static inline int m2rnn_scan_dqk_parts(const M2RNNLayout& L) {
+    return m2rnn_scan_tc_supported(L.K, L.V) ? L.N / m2rnn_scan_tc_heads_per_block(L.N, L.Nq, L.Nk) : L.N;
 }
 
 // dW partials per batch row in the backward's scratch: one, or one per 16-row slice of the state (tensor cores).
-static inline int m2rnn_scan_dW_parts(int K, int V) {
-    return m2rnn_scan_tc_supported(K, V) ? K / (16 * m2rnn_scan_tc_row_tiles(K, SCAN_TC_BACKWARD_TILES)) : 1;
+static inline int m2rnn_scan_dW_parts(const M2RNNLayout& L) {
+    return m2rnn_scan_tc_supported(L.K, L.V) ? L.K / (16 * m2rnn_scan_tc_row_tiles(L.K, SCAN_TC_BACKWARD_TILES)) : 1;
 }
 
 // Floats of scratch m2rnn_scan_backward needs: the dW partials, then the dq and dk partials.
-static inline size_t m2rnn_scan_backward_scratch_floats(int B, int T, int N, int K, int V, int Nq, int Nk) {
-    return (size_t)B * m2rnn_scan_dW_parts(K, V) * N * V * V +
-           2 * (size_t)B * T * m2rnn_scan_dqk_parts(N, K, V, Nq, Nk) * K;
+static inline size_t m2rnn_scan_backward_scratch_floats(const M2RNNLayout& L, int B, int T) {
+    return (size_t)B * m2rnn_scan_dW_parts(L) * L.N * L.V * L.V + 2 * (size_t)B * T * m2rnn_scan_dqk_parts(L) * L.K;
 }
 
 // dqkv (B,T,Cc) fp32 +=, df (B,T,N) fp32 overwritten, dW (N,V,V) fp32 +=, from dy (B,T,N·V) floatX and the
 // forward's inputs and checkpoints (the same chunk); clip 0 = no state-gradient clipping;
-// scratch m2rnn_scan_backward_scratch_floats(B, T, N, K, V, Nq, Nk) floats.
+// scratch m2rnn_scan_backward_scratch_floats(L, B, T) floats.
 static inline void m2rnn_scan_backward(float* dqkv, float* df, float* dW, float* scratch, const floatX* dy,
                                        const floatX* qkv, const float* f, const float* W, const float* checkpoints,
-                                       float clip, int B, int T, int N, int K, int V, int Nq, int Nk, int chunk,
+                                       float clip, const M2RNNLayout& L, int B, int T, int chunk,
                                        cudaStream_t stream) {
-    const int parts = m2rnn_scan_dqk_parts(N, K, V, Nq, Nk);
+    const int parts = m2rnn_scan_dqk_parts(L);
 #if !defined(ENABLE_FP32)
-    if (m2rnn_scan_tc_supported(K, V)) {
-        const int P = N / parts, R = m2rnn_scan_tc_row_tiles(K, SCAN_TC_BACKWARD_TILES), slices = K / (16 * R);
-        const size_t smem = scan_tc_backward_layout(K, chunk, P, R).total;
+    if (m2rnn_scan_tc_supported(L.K, L.V)) {
+        const int P = L.N / parts, R = m2rnn_scan_tc_row_tiles(L.K, SCAN_TC_BACKWARD_TILES), slices = L.K / (16 * R);
+        const size_t smem = scan_tc_backward_layout(L.K, chunk, P, R).total;
         scan_tc_with_R(R, [&](auto r) {
             constexpr int RC = decltype(r)::value;
-            m2rnn_scan_prepare(m2rnn_scan_tc_backward_kernel<RC>, smem, N, K, V, Nq, Nk, chunk, "m2rnn_scan_backward");
+            m2rnn_scan_prepare(m2rnn_scan_tc_backward_kernel<RC>, smem, L, chunk, "m2rnn_scan_backward");
             m2rnn_scan_tc_backward_kernel<RC><<<B * parts, 32 * P * slices, smem, stream>>>(
-                dqkv, df, scratch, dy, qkv, f, W, checkpoints, clip, T, N, K, Nq, Nk, chunk, P);
+                dqkv, df, scratch, dy, qkv, f, W, checkpoints, clip, L, T, chunk, P);
         });
     } else
 #endif
     {
-        const size_t smem = scan_layout(K, V, chunk, true).total * sizeof(float);
-        scan_with_V(V, [&](auto v) {
+        const size_t smem = scan_layout(L.K, L.V, chunk, true).total * sizeof(float);
+        scan_with_V(L.V, [&](auto v) {
             constexpr int VC = decltype(v)::value;
-            const int block = m2rnn_scan_prepare(m2rnn_scan_backward_kernel<VC>, smem, N, K, V, Nq, Nk, chunk,
-                                                 "m2rnn_scan_backward");
-            m2rnn_scan_backward_kernel<VC><<<B * N, block, smem, stream>>>(dqkv, df, scratch, dy, qkv, f, W,
-                                                                           checkpoints, clip, T, N, K, Nq, Nk, chunk);
+            const int block = m2rnn_scan_prepare(m2rnn_scan_backward_kernel<VC>, smem, L, chunk, "m2rnn_scan_backward");
+            m2rnn_scan_backward_kernel<VC><<<B * L.N, block, smem, stream>>>(dqkv, df, scratch, dy, qkv, f, W,
+                                                                             checkpoints, clip, L, T, chunk);
         });
     }
     cudaCheckLaunch();
-    const int dW_parts = B * m2rnn_scan_dW_parts(K, V);
-    const size_t dW_floats = (size_t)dW_parts * N * V * V, n_pos = (size_t)B * T, part_floats = n_pos * parts * K;
+    const int dW_parts = B * m2rnn_scan_dW_parts(L);
+    const size_t dW_floats = (size_t)dW_parts * L.N * L.V * L.V, n_pos = (size_t)B * T;
+    const size_t part_floats = n_pos * parts * L.K;
     const float* dq_parts = scratch + dW_floats;
-    const size_t qk_elements = n_pos * (Nq + Nk) * K;
+    const size_t qk_elements = n_pos * (L.Nq + L.Nk) * L.K;
     m2rnn_scan_group_sum_kernel<<<(unsigned)ceil_div(qk_elements, (size_t)SCAN_GROUP_SUM_THREADS),
                                   SCAN_GROUP_SUM_THREADS, 0, stream>>>(dqkv, dq_parts, dq_parts + part_floats, n_pos,
-                                                                       parts, K, Nq, Nk, (Nq + Nk) * K + N * V);
+                                                                       parts, L);
     cudaCheckLaunch();
-    sum_partials(dW, scratch, dW_parts, (size_t)N * V * V, stream);
+    sum_partials(dW, scratch, dW_parts, (size_t)L.N * L.V * L.V, stream);
 }

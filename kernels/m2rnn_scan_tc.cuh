@@ -1,10 +1,7 @@
 // The M²RNN scan on tensor cores (bf16 builds, V = 16, K a multiple of 16 up to 64): the same math, inputs and
 // outputs as the scalar kernels of m2rnn_scan.cuh, which dispatches here when the shape allows
-// (m2rnn_scan_tc_supported).
-//
-// Per (b, n), with H_{-1} = 0 ∈ R^{K×V} (fp32), W_n ∈ R^{V×V}:
-//   Z_t = tanh(H_{t-1} W_n + k_t v_tᵀ);   H_t = f_t H_{t-1} + (1 - f_t) Z_t;   y_t = H_tᵀ q_t
-// and the backward of m2rnn_scan.cuh's header (G_t, dA_t, dq, dk, dv, df, dW, the carry C_{t-1}).
+// (m2rnn_scan_tc_supported). The element-wise step, forward and backward, is model_math.h's m2rnn_step_forward and
+// m2rnn_step_backward; these kernels differ from the scalar ones in data layout (and tanh.approx) only.
 //
 // Work split. Row i of H_t depends only on row i of H_{t-1} (H W mixes columns), so a (b, n) chain splits by rows
 // across warps: a warp holds R row tiles of 16 rows (R ≤ SCAN_TC_FORWARD_TILES forward, ≤ SCAN_TC_BACKWARD_TILES
@@ -18,19 +15,20 @@
 // reduce-scatters across lanes (log2 of the lanes in shuffles, each level halving what a lane keeps), then across
 // a chain's warps in shared memory, in warp order.
 //
-// Forward (a block per chain, grid B·N): a chunk's inputs are copied to shared memory with cp.async
-// while the previous chunk runs; the state entering each chunk is stored (fp32, in fragment order: the
-// checkpoints' layout is private to these kernels) for the backward.
+// Forward (a block per chain, grid B·N): a chunk's inputs are copied to shared memory with cp.async while the
+// previous chunk runs; the state entering each chunk is stored (fp32, in fragment order: the checkpoints' and the
+// carried state's layout is private to these kernels) for the backward.
 //
 // Backward (a block per P chains of one batch row, P·slices warps; P the largest of 4, 2, 1 dividing the q and k
-// group sizes): chunks last to first; a chunk is split into segments of SCAN_TC_SEGMENT steps, last to first: the state
-// is recomputed from the chunk's checkpoint up to the segment, then through it, keeping each step's H_{t-1} as its
-// A fragment in shared memory (and dq_t = H_t dy_t), then the segment runs backwards: Z_t is recomputed from the
-// stored fragments (the operands the forward used, so the same Z_t), the carry C_{t-1} = f_t G_t + dA_t W_nᵀ is
-// mma with dA_t as the A fragment, and dW_n += H_{t-1}ᵀ dA_t is accumulated in registers by mma on fragments
-// transposed with movmatrix. Per segment, dq and dk are summed over the block's P heads in head order into one
-// partial per block (scratch (B·T, N/P, K) each), which m2rnn_scan.cuh's group sum adds over each q/k group; dW
-// goes to scratch per (b, slice, n) and sum_partials adds it. No atomics: deterministic.
+// group sizes): chunks last to first; a chunk is split into segments of SCAN_TC_SEGMENT steps, last to first:
+// scan_tc_recompute_segment runs the state from the chunk's checkpoint through the segment, keeping each step's
+// H_{t-1} as its A fragment in shared memory (and dq_t = H_t dy_t); scan_tc_reverse_step then runs the segment
+// backwards: Z_t recomputed from the stored fragments (the operands the forward used, so the same Z_t), the
+// carry C_{t-1} = f_t G_t + dA_t W_nᵀ by mma with dA_t as the A fragment, dW_n += H_{t-1}ᵀ dA_t accumulated in
+// registers by mma on fragments transposed with movmatrix; scan_tc_segment_sums adds the segment's df, dv (over a
+// head's slices) and dq, dk (over the block's P heads, in head order, into one partial per block: scratch
+// (B·T, N/P, K) each, which m2rnn_scan.cuh's group sum adds over each q/k group). dW goes to scratch per
+// (b, slice, n) and sum_partials adds it. No atomics: deterministic.
 //
 // Precision: H_{t-1} W_n reads fp16 operands (|H| < 1 always, since H is a running average of tanh values; fp16
 // keeps 3 more bits than bf16 there); dA_t W_nᵀ reads dA_t as two bf16 terms (hi + lo, so ~16 bits, without
@@ -65,23 +63,6 @@ static inline int m2rnn_scan_tc_heads_per_block(int N, int Nq, int Nk) {
     for (int p = SCAN_TC_MAX_HEADS; p > 1; p /= 2)
         if ((N / Nq) % p == 0 && (N / Nk) % p == 0) return p;
     return 1;
-}
-
-// Where head n of batch row b finds its inputs (for these kernels and the scalar ones of m2rnn_scan.cuh).
-struct ScanHead {
-    int n;
-    int q_col, k_col, v_col;  // columns inside a qkv row
-    size_t row0;              // row of step 0 in the (B·T, ...) tensors: b·T
-};
-
-__device__ __forceinline__ ScanHead scan_head(int b, int n, int T, int N, int K, int V, int Nq, int Nk) {
-    ScanHead h;
-    h.n = n;
-    h.q_col = (n / (N / Nq)) * K;
-    h.k_col = Nq * K + (n / (N / Nk)) * K;
-    h.v_col = (Nq + Nk) * K + n * V;
-    h.row0 = (size_t)b * T;
-    return h;
 }
 
 // Row tiles per warp: at most `most` (a power of two), fewer when K/16 is not a multiple of it.
@@ -250,24 +231,26 @@ __device__ __forceinline__ ScanTCInputs scan_tc_inputs_at(char* p, int K, int ch
     return in;
 }
 
-// The block's threads copy steps t0 … t0+len−1 of a head's inputs into `in` with cp.async (rows of q, k, v, dy are
-// 16-byte aligned: K, V and the column offsets are multiples of 8 elements). The caller commits and waits.
+// The block's threads copy steps t0 … t0+len−1 of head n's inputs (sequence b) into `in` with cp.async (rows of q,
+// k, v, dy are 16-byte aligned: K, V and the column offsets are multiples of 8 elements). The caller commits and
+// waits.
 __device__ __forceinline__ void scan_tc_stage(const ScanTCInputs& in, const floatX* qkv, const float* f,
-                                              const floatX* dy, const ScanHead& hd, int t0, int len, int K, int N,
-                                              int Cc) {
-    const int per_row = K / 8, NV = N * SCAN_TC_V;
+                                              const floatX* dy, const M2RNNLayout& L, int b, int n, int T, int t0,
+                                              int len) {
+    const int K = L.K, per_row = K / 8, Cc = L.Cc();
+    const size_t row0 = (size_t)b * T + t0;
     for (int o = threadIdx.x; o < len * per_row; o += blockDim.x) {
         const int s = o / per_row, piece = 8 * (o % per_row);
-        const floatX* row = qkv + (hd.row0 + t0 + s) * Cc;
-        cp_async<16>(in.q + s * K + piece, row + hd.q_col + piece);
-        cp_async<16>(in.k + s * K + piece, row + hd.k_col + piece);
+        const floatX* row = qkv + (row0 + s) * Cc;
+        cp_async<16>(in.q + s * K + piece, row + L.q_col(n) + piece);
+        cp_async<16>(in.k + s * K + piece, row + L.k_col(n) + piece);
     }
     for (int o = threadIdx.x; o < len * 2; o += blockDim.x) {
         const int s = o / 2, piece = 8 * (o % 2);
-        cp_async<16>(in.v + s * SCAN_TC_V + piece, qkv + (hd.row0 + t0 + s) * Cc + hd.v_col + piece);
-        if (dy) cp_async<16>(in.dy + s * SCAN_TC_V + piece, dy + (hd.row0 + t0 + s) * NV + hd.n * SCAN_TC_V + piece);
+        cp_async<16>(in.v + s * SCAN_TC_V + piece, qkv + (row0 + s) * Cc + L.v_col(n) + piece);
+        if (dy) cp_async<16>(in.dy + s * SCAN_TC_V + piece, dy + (row0 + s) * L.NV() + n * SCAN_TC_V + piece);
     }
-    for (int s = threadIdx.x; s < len; s += blockDim.x) cp_async<4>(in.f + s, f + (hd.row0 + t0 + s) * N + hd.n);
+    for (int s = threadIdx.x; s < len; s += blockDim.x) cp_async<4>(in.f + s, f + (row0 + s) * L.N + n);
 }
 
 // 4 consecutive bf16 values (8-byte aligned) as floats.
@@ -311,47 +294,64 @@ __device__ __forceinline__ void scan_tc_step_inputs(ScanTCStep<R>& x, const Scan
     x.f = in.f[s];
 }
 
-// Z_t = tanh(A W_n + k_t v_tᵀ) for the slice's fp16 fragments A of H_{t-1}.
+// tanh.approx as model_math.h's steps take it.
+struct ApproxTanh {
+    __device__ __forceinline__ float operator()(float x) const { return tanh_approx(x); }
+};
+
+// The pre-activations k_t v_tᵀ + A W_n of the slice, for its fp16 fragments A of H_{t-1}.
 template <int R>
-__device__ __forceinline__ void scan_tc_z(ScanTCTile<R>& z, const uint32_t (&a)[R][4], const uint32_t (&w)[2][2],
-                                          const ScanTCStep<R>& x) {
+__device__ __forceinline__ void scan_tc_preactivation(ScanTCTile<R>& pre, const uint32_t (&a)[R][4],
+                                                      const uint32_t (&w)[2][2], const ScanTCStep<R>& x) {
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
         for (int c = 0; c < 2; c++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) z[r][c][e] = x.k[2 * r + e / 2] * x.v[2 * c + e % 2];
-    scan_tc_times<true, R>(z, a, w);
-#pragma unroll
-    for (int r = 0; r < R; r++)
-#pragma unroll
-        for (int c = 0; c < 2; c++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) z[r][c][e] = tanh_approx(z[r][c][e]);
+            for (int e = 0; e < 4; e++) pre[r][c][e] = x.k[2 * r + e / 2] * x.v[2 * c + e % 2];
+    scan_tc_times<true, R>(pre, a, w);
 }
 
-// One forward step of a slice: a = fp16 H_{t-1} (returned: the backward stores it), H_t = f H_{t-1} + (1 − f) Z_t.
+// One forward step of a slice: a = fp16 H_{t-1} (returned: the backward stores it), then H_t by m2rnn_step_forward.
 template <int R>
 __device__ __forceinline__ void scan_tc_step(ScanTCTile<R>& h, uint32_t (&a)[R][4], const uint32_t (&w)[2][2],
                                              const ScanTCStep<R>& x) {
-    ScanTCTile<R> z;
+    ScanTCTile<R> pre;
     scan_tc_pack<true, R>(a, h);
-    scan_tc_z<R>(z, a, w, x);
+    scan_tc_preactivation<R>(pre, a, w, x);
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
         for (int c = 0; c < 2; c++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) h[r][c][e] = z[r][c][e] + x.f * (h[r][c][e] - z[r][c][e]);
+            for (int e = 0; e < 4; e++) h[r][c][e] = m2rnn_step_forward(pre[r][c][e], h[r][c][e], x.f, ApproxTanh()).h;
 }
 
 // This lane's float4s of checkpoint `chunk` of a chain's slice, in fragment order: tile (r, c) at [(2r + c)·32].
-// The order is the state's row tiles, whatever R: the forward and the backward may split rows differently.
+// The order is the state's row tiles, whatever R: the forward and the backward may split rows differently. A
+// carried state (m2rnn_scan_forward's `state`) is one such entry per chain (n_chunks = 1, chunk 0).
 template <int R>
 __device__ __forceinline__ size_t scan_tc_checkpoint(size_t chain, int n_chunks, int chunk, int K, int slice) {
     return ((chain * n_chunks + chunk) * (K / 16) + slice * R) * 2 * 32 + (threadIdx.x & 31);
 }
 
+template <int R> __device__ __forceinline__ void scan_tc_store_tile(float4* p, size_t at, const ScanTCTile<R>& h) {
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int c = 0; c < 2; c++)
+            p[at + (2 * r + c) * 32] = make_float4(h[r][c][0], h[r][c][1], h[r][c][2], h[r][c][3]);
+}
+
+template <int R> __device__ __forceinline__ void scan_tc_load_tile(ScanTCTile<R>& h, const float4* p, size_t at) {
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int c = 0; c < 2; c++) {
+            const float4 v = p[at + (2 * r + c) * 32];
+            h[r][c][0] = v.x; h[r][c][1] = v.y; h[r][c][2] = v.z; h[r][c][3] = v.w;
+        }
+}
 
 template <typename Run>
 static inline void scan_tc_with_R(int R, Run run) {
@@ -370,44 +370,41 @@ __host__ __device__ inline size_t scan_tc_forward_smem(int K, int chunk, int sli
 }
 
 // grid B·N (block b·N + n), block 32·slices (warp = slice of 16R rows), dynamic shared memory
-// scan_tc_forward_smem(K, chunk, slices)
+// scan_tc_forward_smem(K, chunk, slices); checkpoints and state may be null (m2rnn_scan.cuh)
 template <int R>
-static __global__ void __launch_bounds__(128) m2rnn_scan_tc_forward_kernel(floatX* y, float* checkpoints,
+static __global__ void __launch_bounds__(128) m2rnn_scan_tc_forward_kernel(floatX* y, float* checkpoints, float* state,
                                                                            const floatX* qkv, const float* f,
-                                                                           const float* W, int T, int N, int K,
-                                                                           int Nq, int Nk, int chunk) {
+                                                                           const float* W, M2RNNLayout L, int T,
+                                                                           int chunk) {
     extern __shared__ __align__(16) char scan_tc_smem[];
     char* smem = scan_tc_smem;
-    const int slices = blockDim.x / 32, slice = threadIdx.x / 32, lane = threadIdx.x & 31, t = lane & 3;
-    const int Cc = (Nq + Nk) * K + N * SCAN_TC_V, NV = N * SCAN_TC_V;
-    const int b = blockIdx.x / N, n = blockIdx.x % N, n_chunks = (T + chunk - 1) / chunk;
-    const ScanHead hd = scan_head(b, n, T, N, K, SCAN_TC_V, Nq, Nk);
+    const int K = L.K, slices = blockDim.x / 32, slice = threadIdx.x / 32, lane = threadIdx.x & 31, t = lane & 3;
+    const int b = blockIdx.x / L.N, n = blockIdx.x % L.N, n_chunks = (T + chunk - 1) / chunk;
     const size_t in_bytes = scan_tc_inputs_bytes(K, chunk, false);
     auto buffer = [&](int c) { return scan_tc_inputs_at(smem + (c & 1) * in_bytes, K, chunk, false); };
     float* ys = (float*)(smem + 2 * in_bytes);  // (slices, chunk, V)
-    float4* ckpt = reinterpret_cast<float4*>(checkpoints);
+    float4* carried = reinterpret_cast<float4*>(state);
+    const size_t carried_at = scan_tc_checkpoint<R>(blockIdx.x, 1, 0, K, slice);
 
     uint32_t w[2][2];
     scan_tc_load_b<true>(w, W + (size_t)n * SCAN_TC_V * SCAN_TC_V, false);
     ScanTCTile<R> h = {};
-    scan_tc_stage(buffer(0), qkv, f, nullptr, hd, 0, min(chunk, T), K, N, Cc);
+    if (state) scan_tc_load_tile<R>(h, carried, carried_at);
+    scan_tc_stage(buffer(0), qkv, f, nullptr, L, b, n, T, 0, min(chunk, T));
     cp_async_commit();
     for (int c = 0; c < n_chunks; c++) {
         const int t0 = c * chunk, len = min(chunk, T - t0);
         if (c + 1 < n_chunks) {
-            scan_tc_stage(buffer(c + 1), qkv, f, nullptr, hd, t0 + chunk, min(chunk, T - t0 - chunk), K, N, Cc);
+            scan_tc_stage(buffer(c + 1), qkv, f, nullptr, L, b, n, T, t0 + chunk, min(chunk, T - t0 - chunk));
             cp_async_commit();
             cp_async_wait<1>();
         } else {
             cp_async_wait<0>();
         }
         __syncthreads();
-        const size_t at = scan_tc_checkpoint<R>(blockIdx.x, n_chunks, c, K, slice);
-#pragma unroll
-        for (int r = 0; r < R; r++)
-#pragma unroll
-            for (int cc = 0; cc < 2; cc++)
-                ckpt[at + (2 * r + cc) * 32] = make_float4(h[r][cc][0], h[r][cc][1], h[r][cc][2], h[r][cc][3]);
+        if (checkpoints)
+            scan_tc_store_tile<R>(reinterpret_cast<float4*>(checkpoints),
+                                  scan_tc_checkpoint<R>(blockIdx.x, n_chunks, c, K, slice), h);
 
         const ScanTCLane in = scan_tc_lane<R>(buffer(c), slice);
         float* y_out = ys + slice * chunk * SCAN_TC_V + 4 * t;
@@ -431,11 +428,12 @@ static __global__ void __launch_bounds__(128) m2rnn_scan_tc_forward_kernel(float
                 y0 += ys[(p * chunk + s) * SCAN_TC_V + j];
                 y1 += ys[(p * chunk + s) * SCAN_TC_V + j + 1];
             }
-            *reinterpret_cast<__nv_bfloat162*>(y + (hd.row0 + t0 + s) * NV + n * SCAN_TC_V + j) =
+            *reinterpret_cast<__nv_bfloat162*>(y + ((size_t)b * T + t0 + s) * L.NV() + n * SCAN_TC_V + j) =
                 __floats2bfloat162_rn(y0, y1);
         }
         __syncthreads();  // ys and this chunk's inputs are reused
     }
+    if (state) scan_tc_store_tile<R>(carried, carried_at, h);
 }
 
 // ---------------------------------------------------------------- backward
@@ -446,23 +444,189 @@ struct ScanTCBackwardLayout {
     size_t head, inputs, dq, dk;   // one head's part: size `head`; offsets inside it
     size_t warp, states, dv, df;   // one warp's part: size `warp`; offsets inside it
     size_t warps_at, total;        // where the warps' parts start; the block's total
+    __device__ char* head_part(char* smem, int q) const { return smem + q * head; }
+    __device__ char* warp_part(char* smem, int w) const { return smem + warps_at + w * warp; }
 };
 
 __host__ __device__ inline ScanTCBackwardLayout scan_tc_backward_layout(int K, int chunk, int P, int R) {
-    ScanTCBackwardLayout L;
+    ScanTCBackwardLayout S;
     size_t o = 0;
-    L.inputs = o; o += scan_tc_inputs_bytes(K, chunk, true);
-    L.dq = o;     o += (size_t)SCAN_TC_SEGMENT * K * sizeof(float);
-    L.dk = o;     o += (size_t)SCAN_TC_SEGMENT * K * sizeof(float);
-    L.head = o;
+    S.inputs = o; o += scan_tc_inputs_bytes(K, chunk, true);
+    S.dq = o;     o += (size_t)SCAN_TC_SEGMENT * K * sizeof(float);
+    S.dk = o;     o += (size_t)SCAN_TC_SEGMENT * K * sizeof(float);
+    S.head = o;
     o = 0;
-    L.states = o; o += (size_t)SCAN_TC_SEGMENT * R * 32 * sizeof(uint4);  // the fp16 A fragments of H_{t-1}
-    L.dv = o;     o += (size_t)SCAN_TC_SEGMENT * SCAN_TC_V * sizeof(float);
-    L.df = o;     o += ((size_t)SCAN_TC_SEGMENT * sizeof(float) + 15) / 16 * 16;
-    L.warp = o;
-    L.warps_at = P * L.head;
-    L.total = L.warps_at + (size_t)P * (K / (16 * R)) * L.warp;
-    return L;
+    S.states = o; o += (size_t)SCAN_TC_SEGMENT * R * 32 * sizeof(uint4);  // the fp16 A fragments of H_{t-1}
+    S.dv = o;     o += (size_t)SCAN_TC_SEGMENT * SCAN_TC_V * sizeof(float);
+    S.df = o;     o += ((size_t)SCAN_TC_SEGMENT * sizeof(float) + 15) / 16 * 16;
+    S.warp = o;
+    S.warps_at = P * S.head;
+    S.total = S.warps_at + (size_t)P * (K / (16 * R)) * S.warp;
+    return S;
+}
+
+// A backward warp's places in the block's shared memory, at this lane.
+struct ScanTCWarp {
+    ScanTCLane in;           // its head's inputs of the chunk
+    float *dq_out, *dk_out;  // its head's dq_t, dk_t of the segment (rows of all its slices), at the lane's first row
+    uint4* states;           // the segment's fp16 A fragments of H_{t-1}
+    float* dv_out;           // its dv_t partials of the segment, at the lane's first column
+    float* dfs;              // its df_t partials of the segment
+};
+
+// Rows of the state a lane holds after scan_tc_row_sums.
+template <int R> __host__ __device__ constexpr int scan_tc_kept_rows() { return R / 2 > 0 ? R / 2 : 1; }
+
+// Row sums (scan_tc_row_sums) of the segment's step s into a head's dq or dk rows.
+template <int R>
+__device__ __forceinline__ void scan_tc_store_rows(float* out, const float (&part)[2 * R], int first, bool owner,
+                                                   int s, int K) {
+    if (!owner) return;
+#pragma unroll
+    for (int i = first; i < first + scan_tc_kept_rows<R>(); i++) out[s * K + 16 * (i / 2) + i % 2] = part[i - first];
+}
+
+// The states from the chunk's checkpoint (h, on entry) through the segment [seg0, seg0 + seg_len): each of the
+// segment's steps stores H_{t-1} as its fp16 A fragments (the operands the forward used) and dq_t = H_t dy_t.
+template <int R>
+__device__ __forceinline__ void scan_tc_recompute_segment(ScanTCTile<R>& h, const ScanTCWarp& wp,
+                                                          const uint32_t (&w)[2][2], int seg0, int seg_len, int K) {
+    for (int s = 0; s < seg0 + seg_len; s++) {
+        ScanTCStep<R> x;
+        scan_tc_step_inputs<R>(x, wp.in, s, K, s >= seg0);
+        uint32_t a[R][4];
+        scan_tc_step<R>(h, a, w, x);
+        if (s < seg0) continue;
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            wp.states[((s - seg0) * R + r) * 32] = make_uint4(a[r][0], a[r][1], a[r][2], a[r][3]);
+        float part[2 * R];
+        bool owner;
+        const int first = scan_tc_row_sums<R>(part, h, x.dy, owner);
+        scan_tc_store_rows<R>(wp.dq_out, part, first, owner, s - seg0, K);
+    }
+}
+
+// carry += dA W_nᵀ with dA = hi + lo and W_nᵀ = wt + wt_lo, all bf16 (the lo·wt_lo term dropped); hi is returned
+// for dW.
+template <int R>
+__device__ __forceinline__ void scan_tc_carry_product(ScanTCTile<R>& carry, uint32_t (&hi)[R][4],
+                                                      const ScanTCTile<R>& dA, const uint32_t (&wt)[2][2],
+                                                      const uint32_t (&wt_lo)[2][2]) {
+    uint32_t lo[R][4];
+    ScanTCTile<R> dA_lo;
+    scan_tc_pack<false, R>(hi, dA);
+    scan_tc_unpack<false, R>(dA_lo, hi);
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int c = 0; c < 2; c++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) dA_lo[r][c][e] = dA[r][c][e] - dA_lo[r][c][e];
+    scan_tc_pack<false, R>(lo, dA_lo);
+    scan_tc_times<false, R>(carry, lo, wt);
+    scan_tc_times<false, R>(carry, hi, wt_lo);
+    scan_tc_times<false, R>(carry, hi, wt);
+}
+
+// dW_n += H_{t-1}ᵀ dA_t over each row tile's 16 rows: A = (bf16 H_{t-1})ᵀ, B = dA_t (its bf16 hi), both transposed
+// by movmatrix; dW in the mma's D layout: (μ = g + 8(e/2), ν = 8c + 2t + e%2).
+template <int R>
+__device__ __forceinline__ void scan_tc_accumulate_dW(float (&dW)[2][4], const ScanTCTile<R>& hprev,
+                                                      const uint32_t (&hi)[R][4]) {
+    uint32_t hb[R][4];
+    scan_tc_pack<false, R>(hb, hprev);
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const uint32_t at[4] = {movmatrix_trans(hb[r][0]), movmatrix_trans(hb[r][2]), movmatrix_trans(hb[r][1]),
+                                movmatrix_trans(hb[r][3])};
+#pragma unroll
+        for (int c = 0; c < 2; c++) {
+            const uint32_t bt[2] = {movmatrix_trans(hi[r][2 * c]), movmatrix_trans(hi[r][2 * c + 1])};
+            mma_m16n8k16<false>(dW[c], at, bt[0], bt[1]);
+        }
+    }
+}
+
+// Step s of the segment backwards (seg0 its first step): Z_t from the stored fragments of H_{t-1}; per element
+// m2rnn_step_backward (G_t, dA_t, df_t's share, f G_t); then the carry C_{t-1} = f G_t + dA_t W_nᵀ, dW_n += H_{t-1}ᵀ
+// dA_t, and this warp's partials of dk_t = dA_t v_t (per row), dv_t = dA_tᵀ k_t (per column) and df_t.
+template <int R>
+__device__ __forceinline__ void scan_tc_reverse_step(ScanTCTile<R>& carry, float (&dW)[2][4], const ScanTCWarp& wp,
+                                                     const uint32_t (&w)[2][2], const uint32_t (&wt)[2][2],
+                                                     const uint32_t (&wt_lo)[2][2], float clip, int s, int seg0,
+                                                     int K) {
+    ScanTCStep<R> x;
+    scan_tc_step_inputs<R>(x, wp.in, s, K, true);
+    uint32_t a[R][4];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const uint4 v = wp.states[((s - seg0) * R + r) * 32];
+        a[r][0] = v.x; a[r][1] = v.y; a[r][2] = v.z; a[r][3] = v.w;
+    }
+    ScanTCTile<R> pre, hprev, dA;
+    scan_tc_preactivation<R>(pre, a, w, x);
+    scan_tc_unpack<true, R>(hprev, a);
+    float df_part = 0.0f;
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int c = 0; c < 2; c++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float z = m2rnn_step_forward(pre[r][c][e], hprev[r][c][e], x.f, ApproxTanh()).z;
+                const M2RNNStepGrad<float> g = m2rnn_step_backward(carry[r][c][e], clip, x.q[2 * r + e / 2],
+                                                                   x.dy[2 * c + e % 2], z, hprev[r][c][e], x.f);
+                df_part += g.df;
+                dA[r][c][e] = g.dA;
+                carry[r][c][e] = g.carry;
+            }
+    uint32_t hi[R][4];
+    scan_tc_carry_product<R>(carry, hi, dA, wt, wt_lo);
+    scan_tc_accumulate_dW<R>(dW, hprev, hi);
+    float dk_part[2 * R], dv_part[4];
+    bool owner;
+    int first = scan_tc_row_sums<R>(dk_part, dA, x.v, owner);
+    scan_tc_store_rows<R>(wp.dk_out, dk_part, first, owner, s - seg0, K);
+    first = scan_tc_column_sums<R>(dv_part, dA, x.k, owner);
+    if (owner) wp.dv_out[(s - seg0) * SCAN_TC_V + first] = dv_part[0];
+    df_part = warp_sum(df_part);
+    if ((threadIdx.x & 31) == 0) wp.dfs[s - seg0] = df_part;
+}
+
+// After a segment's reverse steps (the block synchronised), from the warps' partials: each head's df_t and dv_t
+// summed over its slices in slice order, into df and dqkv's v columns; dq_t and dk_t summed over the block's P
+// heads (n0 …) in head order, into the block's partials dq_parts, dk_parts ((B·T, N/P, K), this block's column
+// `part`). row_seg: the segment's first position b·T + t.
+__device__ __forceinline__ void scan_tc_segment_sums(float* dqkv, float* df, float* dq_parts, float* dk_parts,
+                                                     const ScanTCBackwardLayout& S, char* smem, const M2RNNLayout& L,
+                                                     int n0, int P, int slices, int part, size_t row_seg,
+                                                     int seg_len) {
+    const int K = L.K, V = SCAN_TC_V;
+    for (int o = threadIdx.x; o < P * seg_len; o += blockDim.x) {
+        const int q = o / seg_len, s = o % seg_len;
+        float acc = 0.0f;
+        for (int sl = 0; sl < slices; sl++) acc += ((const float*)(S.warp_part(smem, q * slices + sl) + S.df))[s];
+        df[(row_seg + s) * L.N + n0 + q] = acc;
+    }
+    for (int o = threadIdx.x; o < P * seg_len * V; o += blockDim.x) {
+        const int q = o / (seg_len * V), s = (o / V) % seg_len, j = o % V;
+        float acc = 0.0f;
+        for (int sl = 0; sl < slices; sl++)
+            acc += ((const float*)(S.warp_part(smem, q * slices + sl) + S.dv))[s * V + j];
+        dqkv[(row_seg + s) * L.Cc() + L.v_col(n0 + q) + j] += acc;
+    }
+    for (int o = threadIdx.x; o < seg_len * K; o += blockDim.x) {
+        const int s = o / K, i = o % K;
+        float sq = 0.0f, sk = 0.0f;
+        for (int q = 0; q < P; q++) {
+            sq += ((const float*)(S.head_part(smem, q) + S.dq))[s * K + i];
+            sk += ((const float*)(S.head_part(smem, q) + S.dk))[s * K + i];
+        }
+        const size_t out = ((row_seg + s) * (L.N / P) + part) * K + i;
+        dq_parts[out] = sq;
+        dk_parts[out] = sk;
+    }
 }
 
 // grid B·N/P (block b·(N/P) + n/P), block 32·P·slices (warp = head p · slices + slice), dynamic shared memory
@@ -471,27 +635,21 @@ __host__ __device__ inline ScanTCBackwardLayout scan_tc_backward_layout(int K, i
 template <int R>
 static __global__ void __launch_bounds__(32 * SCAN_TC_MAX_HEADS * 4 / R) m2rnn_scan_tc_backward_kernel(
     float* dqkv, float* df, float* scratch, const floatX* dy, const floatX* qkv, const float* f, const float* W,
-    const float* checkpoints, float clip, int T, int N, int K, int Nq, int Nk, int chunk, int P) {
+    const float* checkpoints, float clip, M2RNNLayout L, int T, int chunk, int P) {
     constexpr int V = SCAN_TC_V;
-    constexpr int kept = R / 2 > 0 ? R / 2 : 1;  // rows per lane after scan_tc_row_sums
     extern __shared__ __align__(16) char scan_tc_smem[];
     char* smem = scan_tc_smem;
-    const int slices = K / (16 * R), warp = threadIdx.x / 32, p = warp / slices, slice = warp % slices;
+    const int K = L.K, slices = K / (16 * R), warp = threadIdx.x / 32, p = warp / slices, slice = warp % slices;
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int parts = N / P, b = blockIdx.x / parts, n0 = (blockIdx.x % parts) * P, n = n0 + p;
-    const int Cc = (Nq + Nk) * K + N * V, n_chunks = (T + chunk - 1) / chunk;
-    const size_t chain = (size_t)b * N + n;
-    const ScanTCBackwardLayout L = scan_tc_backward_layout(K, chunk, P, R);
-    auto head_part = [&](int q) { return smem + q * L.head; };
-    auto warp_part = [&](int wi) { return smem + L.warps_at + wi * L.warp; };
-    const ScanTCLane in = scan_tc_lane<R>(scan_tc_inputs_at(head_part(p) + L.inputs, K, chunk, true), slice);
+    const int parts = L.N / P, b = blockIdx.x / parts, n0 = (blockIdx.x % parts) * P, n = n0 + p;
+    const int n_chunks = (T + chunk - 1) / chunk;
+    const ScanTCBackwardLayout S = scan_tc_backward_layout(K, chunk, P, R);
     const int row = 16 * R * slice + 2 * g;  // this lane's first row of the state
-    float* dq_out = (float*)(head_part(p) + L.dq) + row;
-    float* dk_out = (float*)(head_part(p) + L.dk) + row;
-    uint4* states = (uint4*)(warp_part(warp) + L.states) + lane;
-    float* dv_out = (float*)(warp_part(warp) + L.dv) + 4 * t;
-    float* dfs = (float*)(warp_part(warp) + L.df);
-    const size_t dW_floats = (size_t)gridDim.x / parts * slices * N * V * V;
+    char *head = S.head_part(smem, p), *mine = S.warp_part(smem, warp);
+    const ScanTCWarp wp{scan_tc_lane<R>(scan_tc_inputs_at(head + S.inputs, K, chunk, true), slice),
+                        (float*)(head + S.dq) + row, (float*)(head + S.dk) + row, (uint4*)(mine + S.states) + lane,
+                        (float*)(mine + S.dv) + 4 * t, (float*)(mine + S.df)};
+    const size_t dW_floats = (size_t)gridDim.x / parts * slices * L.N * V * V;
     float* dq_parts = scratch + dW_floats;
     float* dk_parts = dq_parts + (size_t)T * gridDim.x * K;  // (B·T, N/P, K): gridDim.x = B·N/P
     const float4* ckpt = reinterpret_cast<const float4*>(checkpoints);
@@ -501,142 +659,30 @@ static __global__ void __launch_bounds__(32 * SCAN_TC_MAX_HEADS * 4 / R) m2rnn_s
     scan_tc_load_b<false>(wt, W + (size_t)n * V * V, true);
     scan_tc_load_b<false>(wt_lo, W + (size_t)n * V * V, true, true);
     ScanTCTile<R> carry = {};  // C_t
-    float dW[2][4] = {};       // this slice's dW_n in the mma's D layout: (μ = g + 8(e/2), ν = 8c + 2t + e%2)
+    float dW[2][4] = {};       // this slice's dW_n
     for (int c = n_chunks - 1; c >= 0; c--) {
         const int t0 = c * chunk, len = min(chunk, T - t0);
         for (int q = 0; q < P; q++)
-            scan_tc_stage(scan_tc_inputs_at(head_part(q) + L.inputs, K, chunk, true), qkv, f, dy,
-                          scan_head(b, n0 + q, T, N, K, SCAN_TC_V, Nq, Nk), t0, len, K, N, Cc);
+            scan_tc_stage(scan_tc_inputs_at(S.head_part(smem, q) + S.inputs, K, chunk, true), qkv, f, dy, L, b, n0 + q,
+                          T, t0, len);
         cp_async_commit();
         cp_async_wait<0>();
         __syncthreads();
-        const size_t at = scan_tc_checkpoint<R>(chain, n_chunks, c, K, slice);
+        const size_t at = scan_tc_checkpoint<R>((size_t)b * L.N + n, n_chunks, c, K, slice);
         for (int seg0 = (len - 1) / SCAN_TC_SEGMENT * SCAN_TC_SEGMENT; seg0 >= 0; seg0 -= SCAN_TC_SEGMENT) {
             const int seg_len = min(SCAN_TC_SEGMENT, len - seg0);
             ScanTCTile<R> h;
-#pragma unroll
-            for (int r = 0; r < R; r++)
-#pragma unroll
-                for (int cc = 0; cc < 2; cc++) {
-                    const float4 v = ckpt[at + (2 * r + cc) * 32];
-                    h[r][cc][0] = v.x; h[r][cc][1] = v.y; h[r][cc][2] = v.z; h[r][cc][3] = v.w;
-                }
-            // recompute up to the segment, then through it keeping the fragments of H_{t-1}; dq_t = H_t dy_t
-            for (int s = 0; s < seg0 + seg_len; s++) {
-                ScanTCStep<R> x;
-                scan_tc_step_inputs<R>(x, in, s, K, s >= seg0);
-                uint32_t a[R][4];
-                scan_tc_step<R>(h, a, w, x);
-                if (s < seg0) continue;
-#pragma unroll
-                for (int r = 0; r < R; r++)
-                    states[((s - seg0) * R + r) * 32] = make_uint4(a[r][0], a[r][1], a[r][2], a[r][3]);
-                float part[2 * R];
-                bool owner;
-                const int first = scan_tc_row_sums<R>(part, h, x.dy, owner);
-                if (owner)
-#pragma unroll
-                    for (int i = first; i < first + kept; i++)
-                        dq_out[(s - seg0) * K + 16 * (i / 2) + i % 2] = part[i - first];
-            }
-            // the segment backwards
-            for (int s = seg0 + seg_len - 1; s >= seg0; s--) {
-                ScanTCStep<R> x;
-                scan_tc_step_inputs<R>(x, in, s, K, true);
-                uint32_t a[R][4];
-#pragma unroll
-                for (int r = 0; r < R; r++) {
-                    const uint4 v = states[((s - seg0) * R + r) * 32];
-                    a[r][0] = v.x; a[r][1] = v.y; a[r][2] = v.z; a[r][3] = v.w;
-                }
-                ScanTCTile<R> z, hprev, dA;
-                scan_tc_z<R>(z, a, w, x);
-                scan_tc_unpack<true, R>(hprev, a);
-                float df_part = 0.0f;
-#pragma unroll
-                for (int r = 0; r < R; r++)
-#pragma unroll
-                    for (int cc = 0; cc < 2; cc++)
-#pragma unroll
-                        for (int e = 0; e < 4; e++) {
-                            const float C0 = carry[r][cc][e], C = clip > 0.0f ? fminf(clip, fmaxf(-clip, C0)) : C0;
-                            const float G = x.q[2 * r + e / 2] * x.dy[2 * cc + e % 2] + C;
-                            const float zz = z[r][cc][e];
-                            df_part += G * (hprev[r][cc][e] - zz);
-                            dA[r][cc][e] = (1.0f - x.f) * G * (1.0f - zz * zz);
-                            carry[r][cc][e] = x.f * G;
-                        }
-                // C_{t-1} = f G + dA W_nᵀ, with dA = hi + lo and W_nᵀ = wt + wt_lo in bf16 (lo·wt_lo dropped)
-                uint32_t hi[R][4], lo[R][4];
-                ScanTCTile<R> dA_lo;
-                scan_tc_pack<false, R>(hi, dA);
-                scan_tc_unpack<false, R>(dA_lo, hi);
-#pragma unroll
-                for (int r = 0; r < R; r++)
-#pragma unroll
-                    for (int cc = 0; cc < 2; cc++)
-#pragma unroll
-                        for (int e = 0; e < 4; e++) dA_lo[r][cc][e] = dA[r][cc][e] - dA_lo[r][cc][e];
-                scan_tc_pack<false, R>(lo, dA_lo);
-                scan_tc_times<false, R>(carry, lo, wt);
-                scan_tc_times<false, R>(carry, hi, wt_lo);
-                scan_tc_times<false, R>(carry, hi, wt);
-                // dW_n += H_{t-1}ᵀ dA_t over each row tile's 16 rows: A = (bf16 H)ᵀ, B = dA, both by movmatrix
-                uint32_t hb[R][4];
-                scan_tc_pack<false, R>(hb, hprev);
-#pragma unroll
-                for (int r = 0; r < R; r++) {
-                    const uint32_t at_[4] = {movmatrix_trans(hb[r][0]), movmatrix_trans(hb[r][2]),
-                                             movmatrix_trans(hb[r][1]), movmatrix_trans(hb[r][3])};
-#pragma unroll
-                    for (int cc = 0; cc < 2; cc++) {
-                        const uint32_t bt[2] = {movmatrix_trans(hi[r][2 * cc]), movmatrix_trans(hi[r][2 * cc + 1])};
-                        mma_m16n8k16<false>(dW[cc], at_, bt[0], bt[1]);
-                    }
-                }
-                // dk_t = dA_t v_t (per row), dv_t = dA_tᵀ k_t (per column, this slice's rows), df_t
-                float dk_part[2 * R], dv_part[4];
-                bool owner;
-                int first = scan_tc_row_sums<R>(dk_part, dA, x.v, owner);
-                if (owner)
-#pragma unroll
-                    for (int i = first; i < first + kept; i++)
-                        dk_out[(s - seg0) * K + 16 * (i / 2) + i % 2] = dk_part[i - first];
-                first = scan_tc_column_sums<R>(dv_part, dA, x.k, owner);
-                if (owner) dv_out[(s - seg0) * V + first] = dv_part[0];
-                df_part = warp_sum(df_part);
-                if (lane == 0) dfs[s - seg0] = df_part;
-            }
+            scan_tc_load_tile<R>(h, ckpt, at);
+            scan_tc_recompute_segment<R>(h, wp, w, seg0, seg_len, K);
+            for (int s = seg0 + seg_len - 1; s >= seg0; s--)
+                scan_tc_reverse_step<R>(carry, dW, wp, w, wt, wt_lo, clip, s, seg0, K);
             __syncthreads();  // every warp's dq, dk, dv and df of the segment
-            const size_t row_seg = (size_t)b * T + t0 + seg0;
-            for (int o = threadIdx.x; o < P * seg_len; o += blockDim.x) {
-                const int q = o / seg_len, s = o % seg_len;
-                float acc = 0.0f;
-                for (int sl = 0; sl < slices; sl++) acc += ((const float*)(warp_part(q * slices + sl) + L.df))[s];
-                df[(row_seg + s) * N + n0 + q] = acc;
-            }
-            for (int o = threadIdx.x; o < P * seg_len * V; o += blockDim.x) {
-                const int q = o / (seg_len * V), s = (o / V) % seg_len, j = o % V;
-                float acc = 0.0f;
-                for (int sl = 0; sl < slices; sl++)
-                    acc += ((const float*)(warp_part(q * slices + sl) + L.dv))[s * V + j];
-                dqkv[(row_seg + s) * Cc + scan_head(b, n0 + q, T, N, K, V, Nq, Nk).v_col + j] += acc;
-            }
-            for (int o = threadIdx.x; o < seg_len * K; o += blockDim.x) {
-                const int s = o / K, i = o % K;
-                float sq = 0.0f, sk = 0.0f;
-                for (int q = 0; q < P; q++) {
-                    sq += ((const float*)(head_part(q) + L.dq))[s * K + i];
-                    sk += ((const float*)(head_part(q) + L.dk))[s * K + i];
-                }
-                const size_t out = ((row_seg + s) * parts + blockIdx.x % parts) * K + i;
-                dq_parts[out] = sq;
-                dk_parts[out] = sk;
-            }
+            scan_tc_segment_sums(dqkv, df, dq_parts, dk_parts, S, smem, L, n0, P, slices, blockIdx.x % parts,
+                                 (size_t)b * T + t0 + seg0, seg_len);
             __syncthreads();  // the buffers are reused by the next segment (and the inputs by the next chunk)
         }
     }
-    float* dW_out = scratch + (((size_t)b * slices + slice) * N + n) * V * V;
+    float* dW_out = scratch + (((size_t)b * slices + slice) * L.N + n) * V * V;
 #pragma unroll
     for (int cc = 0; cc < 2; cc++)
 #pragma unroll

@@ -3,10 +3,10 @@
 //
 // Shapes: n rows of C (B·T positions of D, or of N·V for the M²RNN gnorm); x, a, b, residual, out, dout, dx
 // (n, C) floatX; w, dw (C) fp32; rstd (n) fp32, kept by the forward for the backward.
-//   forward:   r = 1 / sqrt(mean_j x_j² + 1e-5);   out = x·r ⊙ w;   rstd = r
+//   forward:   r = 1 / sqrt(mean_j x_j² + 1e-5);   out = x·r ⊙ w;   rstd = r     (model_math.h: rmsnorm_rstd)
 //   fused:     residual = a + b (stored as floatX), then the forward on the stored residual, so that the
 //              backward, which reads residual, sees exactly what was normalised
-//   backward:  dx = r (dout ⊙ w) − r³/C · x · Σ_j (dout ⊙ w ⊙ x)_j
+//   backward:  dx = r (dout ⊙ w) − r³/C · x · Σ_j (dout ⊙ w ⊙ x)_j                (rmsnorm_dx)
 //              overwritten, or added into dx when `accumulate` (dx is then the residual stream's gradient)
 //              dw += Σ_rows dout ⊙ x·r                (a parameter gradient: it accumulates)
 //
@@ -19,14 +19,13 @@
 #pragma once
 #include "common.cuh"
 
-static const float RMSNORM_EPS = 1e-5f;
 static const int RMSNORM_WARPS = 8;            // rows in flight per block
 static const int RMSNORM_BACKWARD_ROWS = 32;   // rows per block in the backward
 
 // One row's second pass, given each lane's partial sum of squares of x: out = x·r ⊙ w, rstd = r.
 static __device__ __forceinline__ void rmsnorm_row(floatX* out, float* rstd, const floatX* x, const float* w,
                                                    float sum_squares, int C, int lane) {
-    const float r = rsqrtf(warp_sum(sum_squares) / C + RMSNORM_EPS);
+    const float r = rmsnorm_rstd(warp_sum(sum_squares), C);
     for (int j = lane; j < C; j += 32) out[j] = from_float<floatX>(to_float(x[j]) * r * w[j]);
     if (lane == 0) *rstd = r;
 }
@@ -70,9 +69,9 @@ static __global__ void rmsnorm_backward_kernel(floatX* dx, float* dw_partials, c
         float dot = 0.0f;
         for (int j = lane; j < C; j += 32) dot += to_float(dout[offset + j]) * w[j] * to_float(x[offset + j]);
         const float r = rstd[row];
-        const float c = r * r * r / C * warp_sum(dot);
+        const float factor = rmsnorm_dx_factor(r, warp_sum(dot), C);
         for (int j = lane; j < C; j += 32) {
-            float g = r * to_float(dout[offset + j]) * w[j] - c * to_float(x[offset + j]);
+            float g = rmsnorm_dx(r, factor, to_float(dout[offset + j]), w[j], to_float(x[offset + j]));
             if (accumulate) g += to_float(dx[offset + j]);
             dx[offset + j] = from_float<floatX>(g);
         }

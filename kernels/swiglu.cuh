@@ -3,7 +3,7 @@
 // Shapes: n rows (B·T positions); up, dup (n, 2F) floatX, each row [a (F) | b (F)]; h, dh (n, F) floatX.
 //   forward:   h = silu(a) ⊙ b
 //   backward:  dup = [dh ⊙ b ⊙ silu'(a) | dh ⊙ silu(a)]      (overwritten: an activation gradient)
-//   with silu(a) = a·σ(a), silu'(a) = σ(a) (1 + a (1 − σ(a))).
+//   with silu and silu' of model_math.h.
 // Each thread owns one element of h (one column j of one row) and reads or writes columns j and F + j of
 // that row of up / dup.
 #pragma once
@@ -16,7 +16,7 @@ static __global__ void swiglu_forward_kernel(floatX* h, const floatX* up, int F,
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
         const floatX* up_row = up + (i / F) * 2 * F;
         const int j = (int)(i % F);
-        h[i] = from_float<floatX>(siluf(to_float(up_row[j])) * to_float(up_row[F + j]));
+        h[i] = from_float<floatX>(silu(to_float(up_row[j])) * to_float(up_row[F + j]));
     }
 }
 
@@ -26,8 +26,8 @@ static __global__ void swiglu_backward_kernel(floatX* dup, const floatX* dh, con
         const size_t row = (i / F) * 2 * F;
         const int j = (int)(i % F);
         const float a = to_float(up[row + j]), b = to_float(up[row + F + j]), g = to_float(dh[i]);
-        dup[row + j] = from_float<floatX>(g * b * silu_gradf(a));
-        dup[row + F + j] = from_float<floatX>(g * siluf(a));
+        dup[row + j] = from_float<floatX>(g * b * silu_grad(a));
+        dup[row + F + j] = from_float<floatX>(g * silu(a));
     }
 }
 

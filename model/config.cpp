@@ -3,12 +3,7 @@
 #include <cstdio>
 #include <cstring>
 
-int config_inproj_rows(const Config& c) { return c.Nq * c.K + c.Nk * c.K + 2 * c.N * c.V + c.N; }
-int config_conv_channels(const Config& c) { return c.Nq * c.K + c.Nk * c.K + c.N * c.V; }
-
-int config_q_channel(const Config& c, int n) { return (n / (c.N / c.Nq)) * c.K; }
-int config_k_channel(const Config& c, int n) { return c.Nq * c.K + (n / (c.N / c.Nk)) * c.K; }
-int config_v_channel(const Config& c, int n) { return (c.Nq + c.Nk) * c.K + n * c.V; }
+M2RNNLayout config_m2rnn_layout(const Config& c) { return M2RNNLayout{c.N, c.K, c.V, c.Nq, c.Nk}; }
 
 int config_count(const Config& c, char mixer) {
     int n = 0;
@@ -40,7 +35,7 @@ struct Preset {
     int D, F, heads, rope, N, K, V, Nq, Nk, vocab, T;
 };
 
-// DESIGN.md's reference configurations. "tiny" is the small hybrid the tests and the CPU trainer use.
+// The reference configurations of docs/model.md §7. "tiny" is a small hybrid for quick runs.
 static const Preset presets[] = {
     {"tiny", "MAM", 64, 128, 4, 0, 4, 8, 4, 1, 1, 50257, 64},
     {"d12-hybrid", "MMMAMMMAMMMA", 768, 2048, 12, 0, 64, 64, 16, 1, 1, 50257, 1024},
@@ -132,7 +127,7 @@ double config_flops_per_token(const Config& c) {
     // A GEMM with an (out, in) weight costs per token 2·out·in FLOPs forward (y = x Wᵀ) and 4·out·in backward
     // (dx = dy W and dW += dyᵀ x): 6 per weight.
     const double mlp = 6.0 * (2.0 * F * D + D * F);                              // up (2F, D), down (D, F)
-    const double m2rnn_gemms = 6.0 * ((double)config_inproj_rows(c) * D + D * N * V);  // in_proj, out_proj
+    const double m2rnn_gemms = 6.0 * ((double)config_m2rnn_layout(c).Cp() * D + D * N * V);  // in_proj, out_proj
     const double attention_gemms = 6.0 * (3.0 * D * D + D * D);                 // qkv (3D, D), attn_out (D, D)
     // Attention's scores and mix, per token over all heads: q kᵀ against T keys (2·T·D) and p v (2·T·D)
     // forward, twice that backward (dq and dk, dp and dv). The causal half that is masked out is counted, as

@@ -1,4 +1,4 @@
-// The model configuration of DESIGN.md: a layer pattern over {M, A} and the sizes of each mixer.
+// The model configuration (docs/model.md §1): a layer pattern over {M, A} and the sizes of each mixer.
 //
 //   pattern   one letter per layer: 'M' = M²RNN mixer, 'A' = causal softmax attention
 //   D, F      model width and SwiGLU hidden width
@@ -11,6 +11,8 @@
 // config_validate names the first bad field and why; every program calls it before using a config.
 #pragma once
 #include <string>
+
+#include "model_math.h"
 
 #define MAX_LAYERS 256
 
@@ -25,15 +27,9 @@ struct Config {
     int T;
 };
 
-// Sizes derived from a config (all in elements).
-int config_inproj_rows(const Config& c);   // Nq·K + Nk·K + 2·N·V + N: [q | k | v | f_raw | g]
-int config_conv_channels(const Config& c); // Nq·K + Nk·K + N·V: the channels that pass the conv
 int config_count(const Config& c, char mixer); // number of layers of that mixer
-// Channel offsets, inside a row of the conv output [q | k | v] (Cc wide), of M²RNN head n's query,
-// key and value: head n uses query head n / (N/Nq) and key head n / (N/Nk).
-int config_q_channel(const Config& c, int n);
-int config_k_channel(const Config& c, int n);
-int config_v_channel(const Config& c, int n);
+// Where an M²RNN layer of this config keeps each head's channels (model_math.h).
+M2RNNLayout config_m2rnn_layout(const Config& c);
 
 // Round a vocabulary up to the padded size (multiple of 128).
 int config_padded_vocab(int vocab);

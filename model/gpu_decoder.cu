@@ -2,40 +2,45 @@
 
 #include "../kernels/decode.cuh"
 #include "../kernels/encoder.cuh"
-#include "../kernels/m2rnn_gate.cuh"
-#include "../kernels/rmsnorm.cuh"
-#include "../kernels/swiglu.cuh"
 #include "arena.h"
 
+// The carry, then one position's activations: a buffer per quantity, which every layer's GPULayer points at (the
+// residual stream is updated in place, so residual and residual2 are one buffer, as are the norms' outputs).
 static void carve_decoder(GPUDecoder& d, const Config& c, Carver& a) {
     const size_t n = d.n_seq;
-    const int Cp = config_inproj_rows(c), Cc = config_conv_channels(c), NV = c.N * c.V;
+    const M2RNNLayout L = config_m2rnn_layout(c);
     const bool has_m = config_count(c, 'M') > 0, has_a = config_count(c, 'A') > 0;
-    d.layers.assign(c.L, GPUDecoderLayer());
+    d.carry.layers.assign(c.L, GPUCarryLayer());
     for (int l = 0; l < c.L; l++) {
-        GPUDecoderLayer& g = d.layers[l];
+        GPUCarryLayer& g = d.carry.layers[l];
         if (c.pattern[l] == 'M') {
             g.state = a.take<float>(n * c.N * c.K * c.V);
-            g.conv_history = a.take<float>(n * Cc * 3);
+            g.conv_history = a.take<float>(n * L.Cc() * (CONV_WIDTH - 1));
         } else {
-            g.k_cache = a.take<floatX>(n * d.max_len * c.D);
-            g.v_cache = a.take<floatX>(n * d.max_len * c.D);
+            g.k_cache = a.take<floatX>(n * d.carry.max_len * c.D);
+            g.v_cache = a.take<floatX>(n * d.carry.max_len * c.D);
         }
     }
     d.tokens = a.take<int>(2 * n);
-    d.residual = a.take<floatX>(n * c.D);
-    d.ln = a.take<floatX>(n * c.D);
-    d.branch_out = a.take<floatX>(n * c.D);
-    d.rstd = a.take<float>(n);
-    d.proj = has_m ? a.take<floatX>(n * Cp) : nullptr;
-    d.qkv = has_m ? a.take<floatX>(n * Cc) : nullptr;
-    d.scan_y = has_m ? a.take<floatX>(n * NV) : nullptr;
-    d.gnorm_out = has_m ? a.take<floatX>(n * NV) : nullptr;
-    d.forget = has_m ? a.take<float>(n * c.N) : nullptr;
-    d.attn_qkv = has_a ? a.take<floatX>(n * 3 * c.D) : nullptr;
-    d.attn_y = has_a ? a.take<floatX>(n * c.D) : nullptr;
-    d.up = a.take<floatX>(n * 2 * c.F);
-    d.swiglu = a.take<floatX>(n * c.F);
+    GPULayer one{};
+    one.residual = one.residual2 = a.take<floatX>(n * c.D);
+    one.ln1 = one.ln2 = a.take<floatX>(n * c.D);
+    one.ln1_rstd = one.ln2_rstd = a.take<float>(n);
+    one.proj = has_m ? a.take<floatX>(n * L.Cp()) : nullptr;
+    one.qkv = has_m ? a.take<floatX>(n * L.Cc()) : nullptr;
+    one.scan_y = has_m ? a.take<floatX>(n * L.NV()) : nullptr;
+    one.gnorm_out = has_m ? a.take<floatX>(n * L.NV()) : nullptr;
+    one.gnorm_rstd = has_m ? a.take<float>(n) : nullptr;
+    one.forget = has_m ? a.take<float>(n * c.N) : nullptr;
+    one.attn_qkv = has_a ? a.take<floatX>(n * 3 * c.D) : nullptr;
+    one.attn_y = has_a ? a.take<floatX>(n * c.D) : nullptr;
+    one.up = a.take<floatX>(n * 2 * c.F);
+    one.swiglu = a.take<floatX>(n * c.F);
+    d.acts.layers.assign(c.L, one);
+    d.acts.final_residual = one.residual;
+    d.acts.lnf = one.ln1;
+    d.acts.lnf_rstd = one.ln1_rstd;
+    d.acts.branch_out = a.take<floatX>(n * c.D);
     d.logits = a.take<floatX>(n * c.Vp);
 }
 
@@ -43,7 +48,7 @@ bool gpu_decoder_init(GPUDecoder& d, GPUModel& m, int n_seq, int max_len, std::s
     const Config& c = m.c;
     d.model = &m;
     d.n_seq = n_seq;
-    d.max_len = max_len;
+    d.carry.max_len = max_len;
     if (config_count(c, 'A') > 0) {
         const int most = attention_step_max_len(c.D, c.heads);
         if (max_len > most) {
@@ -76,58 +81,35 @@ void gpu_decoder_free(GPUDecoder& d) { cudaCheck(cudaFree(d.arena)); }
 
 void gpu_decoder_reset(GPUDecoder& d) {
     // the caches need no clearing: position s is written before any step reads it
-    for (const GPUDecoderLayer& g : d.layers) {
+    const Config& c = d.model->c;
+    for (const GPUCarryLayer& g : d.carry.layers) {
         if (!g.state) continue;
-        const Config& c = d.model->c;
         cudaCheck(cudaMemsetAsync(g.state, 0, sizeof(float) * d.n_seq * c.N * c.K * c.V, d.model->stream));
-        cudaCheck(cudaMemsetAsync(g.conv_history, 0, sizeof(float) * d.n_seq * config_conv_channels(c) * 3,
+        cudaCheck(cudaMemsetAsync(g.conv_history, 0,
+                                  sizeof(float) * d.n_seq * config_m2rnn_layout(c).Cc() * (CONV_WIDTH - 1),
                                   d.model->stream));
     }
-    d.t = 0;
+    d.carry.t = 0;
 }
 
 const float* gpu_decoder_step(GPUDecoder& d, const int* host_tokens) {
     GPUModel& m = *d.model;
     const Config& c = m.c;
-    if (d.t >= d.max_len) {
-        fprintf(stderr, "gpu_decoder_step: position %d is past the %d the decoder was made for\n", d.t, d.max_len);
+    if (d.carry.t >= d.carry.max_len) {
+        fprintf(stderr, "gpu_decoder_step: position %d is past the %d the decoder was made for\n", d.carry.t,
+                d.carry.max_len);
         exit(EXIT_FAILURE);
     }
-    const int n = d.n_seq, D = c.D, NV = c.N * c.V, Cp = config_inproj_rows(c), Cc = config_conv_channels(c);
+    const int n = d.n_seq;
     const ParameterTable& pt = m.table;
     cudaStream_t st = m.stream;
-    auto P = [&](int l, ParamKind kind) { return m.params + param_offset(pt, l, kind); };
-    auto PX = [&](int l, ParamKind kind) { return m.params_lowp + param_offset(pt, l, kind); };
     for (int b = 0; b < n; b++) d.host_tokens[2 * b] = host_tokens[b];
     cudaCheck(cudaMemcpyAsync(d.tokens, d.host_tokens.data(), sizeof(int) * 2 * n, cudaMemcpyHostToDevice, st));
-
-    // the steps of gpu_model_forward at one position, the residual stream updated in place
-    encoder_forward(d.residual, m.params_lowp + pt.tensors[pt.wte].offset, d.tokens, n, 1, D, st);
-    rmsnorm_forward(d.ln, d.rstd, d.residual, P(0, P_LN1), n, D, st);
-    for (int l = 0; l < c.L; l++) {
-        GPUDecoderLayer& g = d.layers[l];
-        if (c.pattern[l] == 'M') {
-            matmul_forward(m.mm, d.proj, d.ln, PX(l, P_IN_PROJ), n, D, Cp, st);
-            m2rnn_input_step(d.qkv, d.forget, g.conv_history, d.proj, P(l, P_CONV), P(l, P_A_LOG), P(l, P_DT_BIAS), n,
-                             Cc, c.N, NV, st);
-            m2rnn_scan_step(d.scan_y, g.state, d.qkv, d.forget, P(l, P_W), n, c.N, c.K, c.V, c.Nq, c.Nk, st);
-            m2rnn_gate_forward(d.gnorm_out, d.rstd, d.scan_y, d.qkv, d.proj, P(l, P_D), P(l, P_GNORM), n, c.N, c.K,
-                               c.V, c.Nq, c.Nk, st);
-            matmul_forward(m.mm, d.branch_out, d.gnorm_out, PX(l, P_OUT_PROJ), n, NV, D, st);
-        } else {
-            matmul_forward(m.mm, d.attn_qkv, d.ln, PX(l, P_QKV), n, D, 3 * D, st);
-            attention_step(d.attn_y, g.k_cache, g.v_cache, d.attn_qkv, d.t, d.max_len, n, D, c.heads, c.rope, st);
-            matmul_forward(m.mm, d.branch_out, d.attn_y, PX(l, P_ATTN_OUT), n, D, D, st);
-        }
-        residual_rmsnorm_forward(d.residual, d.ln, d.rstd, d.residual, d.branch_out, P(l, P_LN2), n, D, st);
-        matmul_forward(m.mm, d.up, d.ln, PX(l, P_UP), n, D, 2 * c.F, st);
-        swiglu_forward(d.swiglu, d.up, n, c.F, st);
-        matmul_forward(m.mm, d.branch_out, d.swiglu, PX(l, P_DOWN), n, c.F, D, st);
-        const float* next_norm = l + 1 < c.L ? P(l + 1, P_LN1) : m.params + pt.tensors[pt.lnf].offset;
-        residual_rmsnorm_forward(d.residual, d.ln, d.rstd, d.residual, d.branch_out, next_norm, n, D, st);
-    }
-    matmul_forward(m.mm, d.logits, d.ln, m.params_lowp + pt.tensors[pt.lm_head].offset, n, D, c.Vp, st);
+    // gpu_model_forward at one position, but for the classifier: the logits alone
+    encoder_forward(d.acts.layers[0].residual, m.params_lowp + pt.tensors[pt.wte].offset, d.tokens, n, 1, c.D, st);
+    gpu_model_layers_forward(m, d.acts, n, 1, &d.carry);
+    matmul_forward(m.mm, d.logits, d.acts.lnf, m.params_lowp + pt.tensors[pt.lm_head].offset, n, c.D, c.Vp, st);
     download_as_float(d.host_logits.data(), d.host_logits_lowp, d.logits, d.host_logits.size(), st);
-    d.t++;
+    d.carry.t++;
     return d.host_logits.data();
 }

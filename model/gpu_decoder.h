@@ -1,6 +1,7 @@
 // Generation on the GPU: the model's forward one position at a time, for sampling. It reads the parameters of a
-// GPUModel (no copy) and keeps, in an arena of its own, what a sequence's earlier positions leave behind:
-//   M²RNN layer:   the state H (N, K, V) fp32 and the last three conv inputs (Cc, 3) fp32 of each sequence,
+// GPUModel (no copy) and runs the model's own layer loop (gpu_model_layers_forward) at T = 1 with a carry
+// (GPUCarry, model/gpu_model.h), kept in an arena of its own, of what a sequence's earlier positions leave behind:
+//   M²RNN layer:   the scan's state (N, K, V) fp32 and the last three conv inputs (Cc, 3) fp32 of each sequence,
 //                  so a new token costs the same at every position
 //   attention:     a KV cache (max_len, D) of k (rotated when RoPE is on) and v per sequence
 // Feeding tokens x_0 … x_t one step at a time gives, at step t, the logits that the full forward over x_0 … x_t
@@ -11,28 +12,15 @@
 
 #include "gpu_model.h"
 
-struct GPUDecoderLayer {
-    float* state;          // M: (n_seq, N, K, V)
-    float* conv_history;   // M: (n_seq, Cc, 3) x_{t-3}, x_{t-2}, x_{t-1}
-    floatX* k_cache;       // A: (n_seq, max_len, D)
-    floatX* v_cache;       // A: (n_seq, max_len, D)
-};
-
 struct GPUDecoder {
     GPUModel* model;       // parameters, cuBLASLt handle and workspace, stream
-    int n_seq, max_len;
-    int t;                 // positions fed so far
+    int n_seq;
     size_t arena_bytes;
     char* arena;
-    std::vector<GPUDecoderLayer> layers;
-    // one position's activations, reused by every layer
+    GPUCarry carry;
+    // one position's activations, every layer's pointers aliasing the same buffers
+    GPUActivations acts;
     int* tokens;                               // (n_seq, 2): encoder_forward's (B, T+1) layout at T = 1
-    floatX *residual, *ln, *branch_out;        // (n_seq, D)
-    float* rstd;                               // (n_seq), not needed after the step
-    floatX *proj, *qkv, *scan_y, *gnorm_out;   // M: (n_seq, Cp), (n_seq, Cc), (n_seq, N·V) × 2
-    float* forget;                             // M: (n_seq, N)
-    floatX *attn_qkv, *attn_y;                 // A: (n_seq, 3D), (n_seq, D)
-    floatX *up, *swiglu;                       // (n_seq, 2F), (n_seq, F)
     floatX* logits;                            // (n_seq, Vp)
     std::vector<int> host_tokens;              // (n_seq, 2), staged for the upload
     std::vector<floatX> host_logits_lowp;

@@ -7,6 +7,7 @@
 #include "../kernels/adamw.cuh"
 #include "../kernels/attention.cuh"
 #include "../kernels/crossentropy.cuh"
+#include "../kernels/decode.cuh"
 #include "../kernels/encoder.cuh"
 #include "../kernels/m2rnn_gate.cuh"
 #include "../kernels/m2rnn_input.cuh"
@@ -55,20 +56,21 @@ static int classifier_chunk_rows(const Config& c, int BT) {
 static void carve_activations(GPUModel& m, Carver& a) {
     const Config& c = m.c;
     const size_t BT = (size_t)m.B * m.T;
-    const int Cp = config_inproj_rows(c), Cc = config_conv_channels(c), NV = c.N * c.V;
-    m.layers.assign(c.L, GPULayer());
+    const M2RNNLayout L = config_m2rnn_layout(c);
+    GPUActivations& x = m.acts;
+    x.layers.assign(c.L, GPULayer());
     for (int l = 0; l < c.L; l++) {
-        GPULayer& g = m.layers[l];
+        GPULayer& g = x.layers[l];
         g.residual = a.take<floatX>(BT * c.D);
         g.ln1 = a.take<floatX>(BT * c.D);
         g.ln1_rstd = a.take<float>(BT);
         if (c.pattern[l] == 'M') {
-            g.proj = a.take<floatX>(BT * Cp);
-            g.qkv = a.take<floatX>(BT * Cc);
+            g.proj = a.take<floatX>(BT * L.Cp());
+            g.qkv = a.take<floatX>(BT * L.Cc());
             g.forget = a.take<float>(BT * c.N);
-            g.scan_y = a.take<floatX>(BT * NV);
-            g.checkpoints = a.take<float>(m2rnn_scan_checkpoint_floats(m.B, m.T, c.N, c.K, c.V, m.chunk));
-            g.gnorm_out = a.take<floatX>(BT * NV);
+            g.scan_y = a.take<floatX>(BT * L.NV());
+            g.checkpoints = a.take<float>(m2rnn_scan_checkpoint_floats(L, m.B, m.T, m.chunk));
+            g.gnorm_out = a.take<floatX>(BT * L.NV());
             g.gnorm_rstd = a.take<float>(BT);
         } else {
             g.attn_qkv = a.take<floatX>(BT * 3 * c.D);
@@ -81,9 +83,10 @@ static void carve_activations(GPUModel& m, Carver& a) {
         g.up = a.take<floatX>(BT * 2 * c.F);
         g.swiglu = a.take<floatX>(BT * c.F);
     }
-    m.final_residual = a.take<floatX>(BT * c.D);
-    m.lnf = a.take<floatX>(BT * c.D);
-    m.lnf_rstd = a.take<float>(BT);
+    x.final_residual = a.take<floatX>(BT * c.D);
+    x.lnf = a.take<floatX>(BT * c.D);
+    x.lnf_rstd = a.take<float>(BT);
+    x.branch_out = a.take<floatX>(BT * c.D);
     m.logits = a.take<floatX>((size_t)classifier_chunk_rows(c, (int)BT) * c.Vp);
     m.losses = a.take<float>(BT);
     m.tokens = a.take<int>((size_t)m.B * (m.T + 1));
@@ -91,24 +94,23 @@ static void carve_activations(GPUModel& m, Carver& a) {
 
     const bool has_m = config_count(c, 'M') > 0, has_a = config_count(c, 'A') > 0;
     GPUScratch& s = m.s;
-    s.branch_out = a.take<floatX>(BT * c.D);
     s.dresidual = a.take<floatX>(BT * c.D);
     s.dln = a.take<floatX>(BT * c.D);
     s.dswiglu = a.take<floatX>(BT * c.F);
     s.dup = a.take<floatX>(BT * 2 * c.F);
-    s.dgnorm_out = has_m ? a.take<floatX>(BT * NV) : nullptr;
-    s.dscan_y = has_m ? a.take<floatX>(BT * NV) : nullptr;
-    s.dproj = has_m ? a.take<floatX>(BT * Cp) : nullptr;
-    s.dqkv = has_m ? a.take<float>(BT * Cc) : nullptr;
+    s.dgnorm_out = has_m ? a.take<floatX>(BT * L.NV()) : nullptr;
+    s.dscan_y = has_m ? a.take<floatX>(BT * L.NV()) : nullptr;
+    s.dproj = has_m ? a.take<floatX>(BT * L.Cp()) : nullptr;
+    s.dqkv = has_m ? a.take<float>(BT * L.Cc()) : nullptr;
     s.dforget = has_m ? a.take<float>(BT * c.N) : nullptr;
     s.dattn_y = has_a ? a.take<floatX>(BT * c.D) : nullptr;
     s.dattn_qkv = has_a ? a.take<floatX>(BT * 3 * c.D) : nullptr;
     s.rope_cos_sin = has_a && c.rope ? a.take<float2>((size_t)m.T * (c.D / c.heads / 2)) : nullptr;
     size_t partials = std::max(rmsnorm_backward_scratch_floats((int)BT, c.D), global_norm_scratch_floats());
     if (has_m)
-        partials = std::max({partials, m2rnn_gate_backward_scratch_floats((int)BT, c.N, c.V),
-                             m2rnn_input_backward_scratch_floats(m.B, m.T, Cc, c.N),
-                             m2rnn_scan_backward_scratch_floats(m.B, m.T, c.N, c.K, c.V, c.Nq, c.Nk)});
+        partials = std::max({partials, m2rnn_gate_backward_scratch_floats(L, (int)BT),
+                             m2rnn_input_backward_scratch_floats(L, m.B, m.T),
+                             m2rnn_scan_backward_scratch_floats(L, m.B, m.T)});
     s.partials = a.take<float>(partials);
     m.mm.workspace = a.take<char>(MATMUL_WORKSPACE_BYTES);
 }
@@ -248,6 +250,82 @@ void gpu_model_set_optimizer(GPUModel& m, const float* host_m, const float* host
     m.adam_step = adam_step;
 }
 
+// ---------------------------------------------------------------- the steps
+
+// Marks the start of a launch group of `family` for the step profile (model/step_timer.h) and returns the stream
+// to launch it on, so that every launch names its family where it is made.
+static cudaStream_t timed(GPUModel& m, StepFamily family) {
+    step_timer_mark(m.timer, family);
+    return m.stream;
+}
+
+// Layer l's tensor of a kind: its fp32 master copy, its floatX copy (the GEMM weights), its gradient.
+static const float* param(const GPUModel& m, int l, ParamKind kind) {
+    return m.params + param_offset(m.table, l, kind);
+}
+static const floatX* weight(const GPUModel& m, int l, ParamKind kind) {
+    return m.params_lowp + param_offset(m.table, l, kind);
+}
+static float* grad(GPUModel& m, int l, ParamKind kind) { return m.grads + param_offset(m.table, l, kind); }
+// The same for the model's global tensors (wte, lnf, lm_head), by their index in the table.
+static size_t global_offset(const GPUModel& m, int index) { return m.table.tensors[index].offset; }
+
+static void m2rnn_mixer_forward(GPUModel& m, GPULayer& a, int l, floatX* out, int B, int T, GPUCarryLayer* carry) {
+    const M2RNNLayout L = config_m2rnn_layout(m.c);
+    const int n = B * T;
+    matmul_forward(m.mm, a.proj, a.ln1, weight(m, l, P_IN_PROJ), n, m.c.D, L.Cp(), timed(m, FAMILY_GEMM));
+    if (carry)
+        m2rnn_input_step(a.qkv, a.forget, carry->conv_history, a.proj, param(m, l, P_CONV), param(m, l, P_A_LOG),
+                         param(m, l, P_DT_BIAS), L, B, timed(m, FAMILY_M2RNN_IO));
+    else
+        m2rnn_input_forward(a.qkv, a.forget, a.proj, param(m, l, P_CONV), param(m, l, P_A_LOG), param(m, l, P_DT_BIAS),
+                            L, B, T, timed(m, FAMILY_M2RNN_IO));
+    m2rnn_scan_forward(a.scan_y, a.checkpoints, carry ? carry->state : nullptr, a.qkv, a.forget, param(m, l, P_W), L,
+                       B, T, m.chunk, timed(m, FAMILY_SCAN));
+    m2rnn_gate_forward(a.gnorm_out, a.gnorm_rstd, a.scan_y, a.qkv, a.proj, param(m, l, P_SKIP), param(m, l, P_GNORM), L,
+                       n, timed(m, FAMILY_M2RNN_IO));
+    matmul_forward(m.mm, out, a.gnorm_out, weight(m, l, P_OUT_PROJ), n, L.NV(), m.c.D, timed(m, FAMILY_GEMM));
+}
+
+static void attention_mixer_forward(GPUModel& m, GPULayer& a, int l, floatX* out, int B, int T, GPUCarry* carry) {
+    const Config& c = m.c;
+    const int n = B * T;
+    matmul_forward(m.mm, a.attn_qkv, a.ln1, weight(m, l, P_QKV), n, c.D, 3 * c.D, timed(m, FAMILY_GEMM));
+    if (carry)
+        attention_step(a.attn_y, carry->layers[l].k_cache, carry->layers[l].v_cache, a.attn_qkv, carry->t,
+                       carry->max_len, B, c.D, c.heads, c.rope, timed(m, FAMILY_ATTENTION));
+    else
+        attention_forward(a.attn_y, a.attn_lse, a.attn_qkv, m.s.rope_cos_sin, B, T, c.D, c.heads,
+                          timed(m, FAMILY_ATTENTION));
+    matmul_forward(m.mm, out, a.attn_y, weight(m, l, P_ATTN_OUT), n, c.D, c.D, timed(m, FAMILY_GEMM));
+}
+
+void gpu_model_layers_forward(GPUModel& m, GPUActivations& x, int B, int T, GPUCarry* carry) {
+    const Config& c = m.c;
+    const int n = B * T, D = c.D;
+    rmsnorm_forward(x.layers[0].ln1, x.layers[0].ln1_rstd, x.layers[0].residual, param(m, 0, P_LN1), n, D,
+                    timed(m, FAMILY_NORM));
+    for (int l = 0; l < c.L; l++) {
+        GPULayer& a = x.layers[l];
+        if (c.pattern[l] == 'M')
+            m2rnn_mixer_forward(m, a, l, x.branch_out, B, T, carry ? &carry->layers[l] : nullptr);
+        else
+            attention_mixer_forward(m, a, l, x.branch_out, B, T, carry);
+        residual_rmsnorm_forward(a.residual2, a.ln2, a.ln2_rstd, a.residual, x.branch_out, param(m, l, P_LN2), n, D,
+                                 timed(m, FAMILY_NORM));
+        matmul_forward(m.mm, a.up, a.ln2, weight(m, l, P_UP), n, D, 2 * c.F, timed(m, FAMILY_GEMM));
+        swiglu_forward(a.swiglu, a.up, n, c.F, timed(m, FAMILY_MLP));
+        matmul_forward(m.mm, x.branch_out, a.swiglu, weight(m, l, P_DOWN), n, c.F, D, timed(m, FAMILY_GEMM));
+        // the MLP's output joins the residual, normalised by the next layer's ln1 or by lnf after the last
+        if (l + 1 < c.L)
+            residual_rmsnorm_forward(x.layers[l + 1].residual, x.layers[l + 1].ln1, x.layers[l + 1].ln1_rstd,
+                                     a.residual2, x.branch_out, param(m, l + 1, P_LN1), n, D, timed(m, FAMILY_NORM));
+        else
+            residual_rmsnorm_forward(x.final_residual, x.lnf, x.lnf_rstd, a.residual2, x.branch_out,
+                                     m.params + global_offset(m, m.table.lnf), n, D, timed(m, FAMILY_NORM));
+    }
+}
+
 // Logits of the positions r0 … r0+rows−1 into m.logits: those rows of lnf times lm_headᵀ.
 static void classifier_logits(GPUModel& m, int r0, int rows) {
     if (m.classifier_rows < 1 || m.classifier_rows > classifier_chunk_rows(m.c, m.B * m.T)) {
@@ -255,88 +333,44 @@ static void classifier_logits(GPUModel& m, int r0, int rows) {
                 m.classifier_rows, classifier_chunk_rows(m.c, m.B * m.T));
         exit(EXIT_FAILURE);
     }
-    const floatX* lm_head = m.params_lowp + m.table.tensors[m.table.lm_head].offset;
-    matmul_forward(m.mm, m.logits, m.lnf + (size_t)r0 * m.c.D, lm_head, rows, m.c.D, m.c.Vp, m.stream);
+    const floatX* lm_head = m.params_lowp + global_offset(m, m.table.lm_head);
+    matmul_forward(m.mm, m.logits, m.acts.lnf + (size_t)r0 * m.c.D, lm_head, rows, m.c.D, m.c.Vp,
+                   timed(m, FAMILY_CLASSIFIER));
+}
+
+// The classifier chunk by chunk: logits and cross-entropy losses; with dloss > 0 (a training forward) each
+// chunk's backward follows while its dlogits exist: its rows of dlnf (into s.dln, where gpu_model_backward
+// starts) and its part of lm_head's gradient.
+static void classifier_forward_backward(GPUModel& m, float dloss) {
+    const int BT = m.B * m.T, D = m.c.D;
+    for (int r0 = 0; r0 < BT; r0 += m.classifier_rows) {
+        const int rows = std::min(m.classifier_rows, BT - r0);
+        classifier_logits(m, r0, rows);
+        crossentropy_forward_backward(m.losses + r0, m.logits, m.tokens, r0, rows, m.T, m.c.vocab, m.c.Vp, dloss,
+                                      timed(m, FAMILY_CLASSIFIER));
+        if (dloss > 0.0f)
+            matmul_backward(m.mm, m.s.dln + (size_t)r0 * D, m.grads + global_offset(m, m.table.lm_head), m.logits,
+                            m.acts.lnf + (size_t)r0 * D, m.params_lowp + global_offset(m, m.table.lm_head), rows, D,
+                            m.c.Vp, timed(m, FAMILY_CLASSIFIER));
+    }
 }
 
 float gpu_model_forward(GPUModel& m, const int* host_tokens, int grad_accum_steps) {
     const Config& c = m.c;
-    const int B = m.B, T = m.T, BT = B * T, D = c.D, NV = c.N * c.V;
-    const int Cp = config_inproj_rows(c), Cc = config_conv_channels(c);
-    const ParameterTable& pt = m.table;
-    cudaStream_t st = m.stream;
-    auto P = [&](int l, ParamKind kind) { return m.params + param_offset(pt, l, kind); };       // fp32 master
-    auto PX = [&](int l, ParamKind kind) { return m.params_lowp + param_offset(pt, l, kind); };  // GEMM copy
-    step_timer_mark(m.timer, FAMILY_OTHER);
+    const int B = m.B, T = m.T, BT = B * T;
+    cudaStream_t st = timed(m, FAMILY_OTHER);
     cudaCheck(cudaMemcpyAsync(m.tokens, host_tokens, sizeof(int) * B * (T + 1), cudaMemcpyHostToDevice, st));
     if (grad_accum_steps > 0) {
         m.n_token_groups = encoder_group_positions(m.host_token_groups.data(), host_tokens, B, T);
         cudaCheck(cudaMemcpyAsync(m.token_groups, m.host_token_groups.data(), sizeof(int) * m.host_token_groups.size(),
                                   cudaMemcpyHostToDevice, st));
     }
-
-    if (m.s.rope_cos_sin) {  // RoPE's cos and sin, for every attention layer
-        step_timer_mark(m.timer, FAMILY_ATTENTION);
-        rope_table(m.s.rope_cos_sin, T, D / c.heads, st);
-    }
-    step_timer_mark(m.timer, FAMILY_EMBEDDING);
-    encoder_forward(m.layers[0].residual, m.params_lowp + pt.tensors[pt.wte].offset, m.tokens, B, T, D, st);
-    step_timer_mark(m.timer, FAMILY_NORM);
-    rmsnorm_forward(m.layers[0].ln1, m.layers[0].ln1_rstd, m.layers[0].residual, P(0, P_LN1), BT, D, st);
-    for (int l = 0; l < c.L; l++) {
-        GPULayer& a = m.layers[l];
-        if (c.pattern[l] == 'M') {
-            step_timer_mark(m.timer, FAMILY_GEMM);
-            matmul_forward(m.mm, a.proj, a.ln1, PX(l, P_IN_PROJ), BT, D, Cp, st);
-            step_timer_mark(m.timer, FAMILY_M2RNN_IO);
-            m2rnn_input_forward(a.qkv, a.forget, a.proj, P(l, P_CONV), P(l, P_A_LOG), P(l, P_DT_BIAS), B, T, Cc, c.N,
-                                NV, st);
-            step_timer_mark(m.timer, FAMILY_SCAN);
-            m2rnn_scan_forward(a.scan_y, a.checkpoints, a.qkv, a.forget, P(l, P_W), B, T, c.N, c.K, c.V, c.Nq, c.Nk,
-                               m.chunk, st);
-            step_timer_mark(m.timer, FAMILY_M2RNN_IO);
-            m2rnn_gate_forward(a.gnorm_out, a.gnorm_rstd, a.scan_y, a.qkv, a.proj, P(l, P_D), P(l, P_GNORM), BT, c.N,
-                               c.K, c.V, c.Nq, c.Nk, st);
-            step_timer_mark(m.timer, FAMILY_GEMM);
-            matmul_forward(m.mm, m.s.branch_out, a.gnorm_out, PX(l, P_OUT_PROJ), BT, NV, D, st);
-        } else {
-            step_timer_mark(m.timer, FAMILY_GEMM);
-            matmul_forward(m.mm, a.attn_qkv, a.ln1, PX(l, P_QKV), BT, D, 3 * D, st);
-            step_timer_mark(m.timer, FAMILY_ATTENTION);
-            attention_forward(a.attn_y, a.attn_lse, a.attn_qkv, m.s.rope_cos_sin, B, T, D, c.heads, st);
-            step_timer_mark(m.timer, FAMILY_GEMM);
-            matmul_forward(m.mm, m.s.branch_out, a.attn_y, PX(l, P_ATTN_OUT), BT, D, D, st);
-        }
-        step_timer_mark(m.timer, FAMILY_NORM);
-        residual_rmsnorm_forward(a.residual2, a.ln2, a.ln2_rstd, a.residual, m.s.branch_out, P(l, P_LN2), BT, D, st);
-        step_timer_mark(m.timer, FAMILY_GEMM);
-        matmul_forward(m.mm, a.up, a.ln2, PX(l, P_UP), BT, D, 2 * c.F, st);
-        step_timer_mark(m.timer, FAMILY_MLP);
-        swiglu_forward(a.swiglu, a.up, BT, c.F, st);
-        step_timer_mark(m.timer, FAMILY_GEMM);
-        matmul_forward(m.mm, m.s.branch_out, a.swiglu, PX(l, P_DOWN), BT, c.F, D, st);
-        step_timer_mark(m.timer, FAMILY_NORM);
-        // the MLP's output joins the residual, normalised by the next layer's ln1 or by lnf after the last
-        if (l + 1 < c.L)
-            residual_rmsnorm_forward(m.layers[l + 1].residual, m.layers[l + 1].ln1, m.layers[l + 1].ln1_rstd,
-                                     a.residual2, m.s.branch_out, P(l + 1, P_LN1), BT, D, st);
-        else
-            residual_rmsnorm_forward(m.final_residual, m.lnf, m.lnf_rstd, a.residual2, m.s.branch_out,
-                                     m.params + pt.tensors[pt.lnf].offset, BT, D, st);
-    }
-    step_timer_mark(m.timer, FAMILY_CLASSIFIER);
-    // the classifier chunk by chunk; in a training forward each chunk's backward follows while its dlogits exist:
-    // its rows of dlnf (into s.dln, where gpu_model_backward starts) and its part of lm_head's gradient
-    const float dloss = grad_accum_steps > 0 ? 1.0f / ((float)BT * grad_accum_steps) : 0.0f;
-    for (int r0 = 0; r0 < BT; r0 += m.classifier_rows) {
-        const int rows = std::min(m.classifier_rows, BT - r0);
-        classifier_logits(m, r0, rows);
-        crossentropy_forward_backward(m.losses + r0, m.logits, m.tokens, r0, rows, T, c.vocab, c.Vp, dloss, st);
-        if (grad_accum_steps > 0)
-            matmul_backward(m.mm, m.s.dln + (size_t)r0 * D, m.grads + pt.tensors[pt.lm_head].offset, m.logits,
-                            m.lnf + (size_t)r0 * D, m.params_lowp + pt.tensors[pt.lm_head].offset, rows, D, c.Vp, st);
-    }
-    step_timer_mark(m.timer, FAMILY_OTHER);
+    if (m.s.rope_cos_sin) rope_table(m.s.rope_cos_sin, T, c.D / c.heads, timed(m, FAMILY_ATTENTION));
+    encoder_forward(m.acts.layers[0].residual, m.params_lowp + global_offset(m, m.table.wte), m.tokens, B, T, c.D,
+                    timed(m, FAMILY_EMBEDDING));
+    gpu_model_layers_forward(m, m.acts, B, T, nullptr);
+    classifier_forward_backward(m, grad_accum_steps > 0 ? 1.0f / ((float)BT * grad_accum_steps) : 0.0f);
+    st = timed(m, FAMILY_OTHER);
     cudaCheck(cudaMemcpyAsync(m.host_losses.data(), m.losses, sizeof(float) * BT, cudaMemcpyDeviceToHost, st));
     cudaCheck(cudaStreamSynchronize(st));
     double loss = 0;
@@ -358,80 +392,80 @@ void gpu_model_zero_grad(GPUModel& m) {
     cudaCheck(cudaMemsetAsync(m.grads, 0, m.table.total * sizeof(float), m.stream));
 }
 
+// The M²RNN mixer's backward, from the gradient of its output (the residual stream's, dresidual) to dln.
+static void m2rnn_mixer_backward(GPUModel& m, const GPULayer& a, int l) {
+    const M2RNNLayout L = config_m2rnn_layout(m.c);
+    const int B = m.B, T = m.T, BT = B * T;
+    GPUScratch& s = m.s;
+    matmul_backward(m.mm, s.dgnorm_out, grad(m, l, P_OUT_PROJ), s.dresidual, a.gnorm_out, weight(m, l, P_OUT_PROJ), BT,
+                    L.NV(), m.c.D, timed(m, FAMILY_GEMM));
+    cudaStream_t st = timed(m, FAMILY_M2RNN_IO);
+    cudaCheck(cudaMemsetAsync(s.dqkv, 0, sizeof(float) * BT * L.Cc(), st));  // the gate and the scan add into it
+    m2rnn_gate_backward(s.dscan_y, s.dqkv, s.dproj, grad(m, l, P_SKIP), grad(m, l, P_GNORM), s.partials, s.dgnorm_out,
+                        a.scan_y, a.qkv, a.proj, param(m, l, P_SKIP), param(m, l, P_GNORM), a.gnorm_rstd, L, BT, st);
+    m2rnn_scan_backward(s.dqkv, s.dforget, grad(m, l, P_W), s.partials, s.dscan_y, a.qkv, a.forget, param(m, l, P_W),
+                        a.checkpoints, (float)m.c.clip, L, B, T, m.chunk, timed(m, FAMILY_SCAN));
+    m2rnn_input_backward(s.dproj, grad(m, l, P_CONV), grad(m, l, P_A_LOG), grad(m, l, P_DT_BIAS), s.partials, s.dqkv,
+                         s.dforget, a.proj, param(m, l, P_CONV), param(m, l, P_A_LOG), param(m, l, P_DT_BIAS), L, B, T,
+                         timed(m, FAMILY_M2RNN_IO));
+    matmul_backward(m.mm, s.dln, grad(m, l, P_IN_PROJ), s.dproj, a.ln1, weight(m, l, P_IN_PROJ), BT, m.c.D, L.Cp(),
+                    timed(m, FAMILY_GEMM));
+}
+
+// The attention mixer's backward, from dresidual to dln.
+static void attention_mixer_backward(GPUModel& m, const GPULayer& a, int l) {
+    const Config& c = m.c;
+    const int BT = m.B * m.T;
+    GPUScratch& s = m.s;
+    matmul_backward(m.mm, s.dattn_y, grad(m, l, P_ATTN_OUT), s.dresidual, a.attn_y, weight(m, l, P_ATTN_OUT), BT, c.D,
+                    c.D, timed(m, FAMILY_GEMM));
+    attention_backward(s.dattn_qkv, s.dattn_y, a.attn_y, a.attn_lse, a.attn_qkv, s.rope_cos_sin, m.B, m.T, c.D,
+                       c.heads, timed(m, FAMILY_ATTENTION));
+    matmul_backward(m.mm, s.dln, grad(m, l, P_QKV), s.dattn_qkv, a.ln1, weight(m, l, P_QKV), BT, c.D, 3 * c.D,
+                    timed(m, FAMILY_GEMM));
+}
+
 void gpu_model_backward(GPUModel& m) {
     const Config& c = m.c;
-    const int B = m.B, T = m.T, BT = B * T, D = c.D, NV = c.N * c.V;
-    const int Cp = config_inproj_rows(c), Cc = config_conv_channels(c);
-    const ParameterTable& pt = m.table;
-    cudaStream_t st = m.stream;
+    const int BT = m.B * m.T, D = c.D;
     GPUScratch& s = m.s;
-    auto P = [&](int l, ParamKind kind) { return m.params + param_offset(pt, l, kind); };
-    auto PX = [&](int l, ParamKind kind) { return m.params_lowp + param_offset(pt, l, kind); };
-    auto G = [&](int l, ParamKind kind) { return m.grads + param_offset(pt, l, kind); };
-
+    GPUActivations& x = m.acts;
     // the training forward ran the classifier's backward: dlnf is in s.dln, lm_head's gradient in the arena
-    step_timer_mark(m.timer, FAMILY_NORM);
-    rmsnorm_backward(s.dresidual, m.grads + pt.tensors[pt.lnf].offset, s.partials, s.dln, m.final_residual,
-                     m.params + pt.tensors[pt.lnf].offset, m.lnf_rstd, BT, D, false, st);
+    rmsnorm_backward(s.dresidual, m.grads + global_offset(m, m.table.lnf), s.partials, s.dln, x.final_residual,
+                     m.params + global_offset(m, m.table.lnf), x.lnf_rstd, BT, D, false, timed(m, FAMILY_NORM));
     for (int l = c.L - 1; l >= 0; l--) {
-        GPULayer& a = m.layers[l];
-        step_timer_mark(m.timer, FAMILY_GEMM);
-        matmul_backward(m.mm, s.dswiglu, G(l, P_DOWN), s.dresidual, a.swiglu, PX(l, P_DOWN), BT, c.F, D, st);
-        step_timer_mark(m.timer, FAMILY_MLP);
-        swiglu_backward(s.dup, s.dswiglu, a.up, BT, c.F, st);
-        step_timer_mark(m.timer, FAMILY_GEMM);
-        matmul_backward(m.mm, s.dln, G(l, P_UP), s.dup, a.ln2, PX(l, P_UP), BT, D, 2 * c.F, st);
-        step_timer_mark(m.timer, FAMILY_NORM);
-        rmsnorm_backward(s.dresidual, G(l, P_LN2), s.partials, s.dln, a.residual2, P(l, P_LN2), a.ln2_rstd, BT, D,
-                         true, st);
+        const GPULayer& a = x.layers[l];
+        matmul_backward(m.mm, s.dswiglu, grad(m, l, P_DOWN), s.dresidual, a.swiglu, weight(m, l, P_DOWN), BT, c.F, D,
+                        timed(m, FAMILY_GEMM));
+        swiglu_backward(s.dup, s.dswiglu, a.up, BT, c.F, timed(m, FAMILY_MLP));
+        matmul_backward(m.mm, s.dln, grad(m, l, P_UP), s.dup, a.ln2, weight(m, l, P_UP), BT, D, 2 * c.F,
+                        timed(m, FAMILY_GEMM));
+        rmsnorm_backward(s.dresidual, grad(m, l, P_LN2), s.partials, s.dln, a.residual2, param(m, l, P_LN2),
+                         a.ln2_rstd, BT, D, true, timed(m, FAMILY_NORM));
         // the mixer's output joined the residual unchanged: its gradient is dresidual
-        if (c.pattern[l] == 'M') {
-            step_timer_mark(m.timer, FAMILY_GEMM);
-            matmul_backward(m.mm, s.dgnorm_out, G(l, P_OUT_PROJ), s.dresidual, a.gnorm_out, PX(l, P_OUT_PROJ), BT,
-                            NV, D, st);
-            step_timer_mark(m.timer, FAMILY_M2RNN_IO);
-            cudaCheck(cudaMemsetAsync(s.dqkv, 0, sizeof(float) * BT * Cc, st));
-            m2rnn_gate_backward(s.dscan_y, s.dqkv, s.dproj, G(l, P_D), G(l, P_GNORM), s.partials, s.dgnorm_out,
-                                a.scan_y, a.qkv, a.proj, P(l, P_D), P(l, P_GNORM), a.gnorm_rstd, BT, c.N, c.K, c.V,
-                                c.Nq, c.Nk, st);
-            step_timer_mark(m.timer, FAMILY_SCAN);
-            m2rnn_scan_backward(s.dqkv, s.dforget, G(l, P_W), s.partials, s.dscan_y, a.qkv, a.forget, P(l, P_W),
-                                a.checkpoints, (float)c.clip, B, T, c.N, c.K, c.V, c.Nq, c.Nk, m.chunk, st);
-            step_timer_mark(m.timer, FAMILY_M2RNN_IO);
-            m2rnn_input_backward(s.dproj, G(l, P_CONV), G(l, P_A_LOG), G(l, P_DT_BIAS), s.partials, s.dqkv,
-                                 s.dforget, a.proj, P(l, P_CONV), P(l, P_A_LOG), P(l, P_DT_BIAS), B, T, Cc, c.N, NV,
-                                 st);
-            step_timer_mark(m.timer, FAMILY_GEMM);
-            matmul_backward(m.mm, s.dln, G(l, P_IN_PROJ), s.dproj, a.ln1, PX(l, P_IN_PROJ), BT, D, Cp, st);
-        } else {
-            step_timer_mark(m.timer, FAMILY_GEMM);
-            matmul_backward(m.mm, s.dattn_y, G(l, P_ATTN_OUT), s.dresidual, a.attn_y, PX(l, P_ATTN_OUT), BT, D, D, st);
-            step_timer_mark(m.timer, FAMILY_ATTENTION);
-            attention_backward(s.dattn_qkv, s.dattn_y, a.attn_y, a.attn_lse, a.attn_qkv, m.s.rope_cos_sin, B, T, D,
-                               c.heads, st);
-            step_timer_mark(m.timer, FAMILY_GEMM);
-            matmul_backward(m.mm, s.dln, G(l, P_QKV), s.dattn_qkv, a.ln1, PX(l, P_QKV), BT, D, 3 * D, st);
-        }
-        step_timer_mark(m.timer, FAMILY_NORM);
-        rmsnorm_backward(s.dresidual, G(l, P_LN1), s.partials, s.dln, a.residual, P(l, P_LN1), a.ln1_rstd, BT, D,
-                         true, st);
+        if (c.pattern[l] == 'M')
+            m2rnn_mixer_backward(m, a, l);
+        else
+            attention_mixer_backward(m, a, l);
+        rmsnorm_backward(s.dresidual, grad(m, l, P_LN1), s.partials, s.dln, a.residual, param(m, l, P_LN1), a.ln1_rstd,
+                         BT, D, true, timed(m, FAMILY_NORM));
     }
-    step_timer_mark(m.timer, FAMILY_EMBEDDING);
-    encoder_backward(m.grads + pt.tensors[pt.wte].offset, s.dresidual, m.token_groups, m.n_token_groups, B, T, D, st);
+    encoder_backward(m.grads + global_offset(m, m.table.wte), s.dresidual, m.token_groups, m.n_token_groups, m.B, m.T,
+                     D, timed(m, FAMILY_EMBEDDING));
 }
 
 float gpu_model_update(GPUModel& m, float lr, float beta1, float beta2, float eps, float weight_decay,
                        float max_grad_norm) {
     m.adam_step++;
-    step_timer_mark(m.timer, FAMILY_COMMS);
     // the global batch's gradient: the sum over processes, each of which scaled its loss by its share
+    cudaStream_t st = timed(m, FAMILY_COMMS);
     if (m.zero)
-        distributed_reduce_scatter_sum(*m.dist, m.grads, m.shard_numel, m.stream, "gradient reduce-scatter");
+        distributed_reduce_scatter_sum(*m.dist, m.grads, m.shard_numel, st, "gradient reduce-scatter");
     else if (m.dist)
-        distributed_all_reduce_sum(*m.dist, m.grads, m.table.total, m.stream, "gradient all-reduce");
-    step_timer_mark(m.timer, FAMILY_OPTIMIZER);
-    global_norm_squared(m.norm_squared, m.s.partials, m.grads + m.shard_offset, m.shard_numel, m.stream);
-    if (m.zero) distributed_all_reduce_sum(*m.dist, m.norm_squared, 1, m.stream, "gradient norm all-reduce");
+        distributed_all_reduce_sum(*m.dist, m.grads, m.table.total, st, "gradient all-reduce");
+    st = timed(m, FAMILY_OPTIMIZER);
+    global_norm_squared(m.norm_squared, m.s.partials, m.grads + m.shard_offset, m.shard_numel, st);
+    if (m.zero) distributed_all_reduce_sum(*m.dist, m.norm_squared, 1, st, "gradient norm all-reduce");
     for (const DecayRun& r : m.decay_runs) {
         const IndexRange part = range_in_shard(r.offset, r.numel, m.shard_numel, m.zero ? m.dist->rank : 0);
         if (part.numel == 0) continue;
@@ -442,13 +476,13 @@ float gpu_model_update(GPUModel& m, float lr, float beta1, float beta2, float ep
 #endif
         adamw_update(m.params + i, lowp, m.grads + i, m.adam_m + in_shard, m.adam_v + in_shard, part.numel,
                      m.adam_step, lr, beta1, beta2, eps, r.decay ? weight_decay : 0.0f, m.norm_squared,
-                     max_grad_norm, m.stream);
+                     max_grad_norm, st);
     }
-    step_timer_mark(m.timer, FAMILY_COMMS);
     if (m.zero) {
-        distributed_all_gather(*m.dist, m.params, m.shard_numel, m.stream, "parameter all-gather");
+        st = timed(m, FAMILY_COMMS);
+        distributed_all_gather(*m.dist, m.params, m.shard_numel, st, "parameter all-gather");
 #if !defined(ENABLE_FP32)
-        copy_to_floatX(m.params_lowp, m.params, m.table.total, m.stream);
+        copy_to_floatX(m.params_lowp, m.params, m.table.total, st);
 #endif
     }
     float norm_squared = 0;

@@ -1,6 +1,26 @@
 // The model on the GPU: three arenas allocated once from the config, then forward, backward and the
 // AdamW update as straight sequences of kernel launches, step for step the CPU reference
-// (model/reference.cpp) with the same names in the same order.
+// (model/reference.cpp) with the same names in the same order. Each GPU launch and the reference steps it
+// computes (every launcher in kernels/ takes the reference step's name; a launcher that fuses several steps
+// joins their names):
+//
+//   GPU launch (kernels/)               reference steps (model/reference.cpp)
+//   encoder_forward                     encoder_forward
+//   rmsnorm_forward                     rmsnorm_forward (ln1 of layer 0)
+//   matmul_forward                      matmul_forward (every projection)
+//   m2rnn_input_forward                 m2rnn_input_forward (causal conv + silu, forget gate)
+//   m2rnn_scan_forward                  m2rnn_scan_forward
+//   m2rnn_gate_forward                  m2rnn_gate_forward (D skip, silu(g), gnorm)
+//   attention_forward                   attention_forward (RoPE included)
+//   residual_rmsnorm_forward            residual_forward + rmsnorm_forward (ln2, the next layer's ln1, lnf)
+//   swiglu_forward                      swiglu_forward
+//   per chunk of classifier_rows rows:  matmul_forward (lm_head) + crossentropy_forward, and in a training forward
+//     matmul_forward, crossentropy_     crossentropy_backward + matmul_backward (lm_head): the classifier's backward
+//     forward_backward, matmul_backward runs inside gpu_model_forward while the chunk's dlogits exist
+//   rmsnorm_backward, matmul_backward,  the backward steps of the same names, in the reference's order
+//   swiglu_backward, m2rnn_gate_backward, m2rnn_scan_backward, m2rnn_input_backward, attention_backward,
+//   encoder_backward
+//   global_norm_squared + adamw_update  reference_grad_norm + reference_adamw
 //
 // Arenas (sizes printed at start-up; nothing is allocated inside a step):
 //   1. parameters: the fp32 master copy in canonical order, and (bf16 builds) its floatX copy for the GEMMs
@@ -10,9 +30,7 @@
 //      losses, the cuBLASLt workspace
 //
 // The classifier runs in chunks of `classifier_rows` rows of the B·T positions, so the (B·T, Vp) logits never
-// exist at once: per chunk, logits = lnf lm_headᵀ, cross-entropy (losses, and in a training forward dlogits in
-// place), and in a training forward at once the classifier's backward for the chunk: its rows of dlnf and
-// lm_head's gradient (accumulated over the chunks). gpu_model_backward then starts from dlnf.
+// exist at once. gpu_model_backward starts from the dlnf the training forward left.
 //
 // A training step is deterministic: the same inputs give bitwise the same loss, gradients and parameters
 // on every run (no kernel sums with atomics; see kernels/common.cuh).
@@ -37,7 +55,7 @@ struct GPULayer {
     floatX* qkv;                     // (B,T,Cc) silu(conv)
     float* forget;                   // (B,T,N)
     floatX* scan_y;                  // (B,T,N·V) H_tᵀq_t
-    float* checkpoints;              // the state every `chunk` steps
+    float* checkpoints;              // the state every `chunk` steps (null: none kept)
     floatX* gnorm_out; float* gnorm_rstd;  // (B,T,N·V), (B,T)
     // attention
     floatX* attn_qkv;                // (B,T,3D) q, k unrotated: the attention kernels apply RoPE
@@ -50,9 +68,30 @@ struct GPULayer {
     floatX* swiglu;                  // (B,T,F)
 };
 
+// One forward's activations over B·T positions: every layer's, the final norm's input and output, and the buffer a
+// mixer or MLP writes before its output joins the residual. The model keeps a set for its B×T; the decoder
+// (model/gpu_decoder.h) one for a position of each sequence, every layer's pointers aliasing the same buffers.
+struct GPUActivations {
+    std::vector<GPULayer> layers;
+    floatX* final_residual; floatX* lnf; float* lnf_rstd;  // (B,T,D), (B,T,D), (B,T)
+    floatX* branch_out;                                    // (B,T,D)
+};
+
+// What generation carries from one position to the next (model/gpu_decoder.h), per layer.
+struct GPUCarryLayer {
+    float* state;          // M: (n_seq, N, K, V) the scan's state (m2rnn_scan_forward's `state`)
+    float* conv_history;   // M: (n_seq, Cc, 3) x_{t-3}, x_{t-2}, x_{t-1} of the conv's channels
+    floatX* k_cache;       // A: (n_seq, max_len, D), k rotated when RoPE is on
+    floatX* v_cache;       // A: (n_seq, max_len, D)
+};
+struct GPUCarry {
+    std::vector<GPUCarryLayer> layers;
+    int t;                 // positions fed so far: the next one's position
+    int max_len;           // positions the KV caches hold
+};
+
 // The backward's scratch, reused by every layer.
 struct GPUScratch {
-    floatX* branch_out;              // (B,T,D) a mixer's or an MLP's output before it joins the residual
     floatX* dresidual;               // (B,T,D) gradient of the residual stream
     floatX* dln;                     // (B,T,D) gradient of a norm's output; a training forward leaves dlnf here
     floatX* dswiglu;                 // (B,T,F)
@@ -96,9 +135,8 @@ struct GPUModel {
     bool zero;
     size_t padded_total, shard_offset, shard_numel;
 
-    std::vector<GPULayer> layers;
+    GPUActivations acts;
     GPUScratch s;
-    floatX* final_residual; floatX* lnf; float* lnf_rstd;
     int classifier_rows;   // rows of the (B·T, Vp) logits per classifier chunk: gpu_model_init's default keeps a
                            // chunk within 256 MiB; tests may set fewer
     floatX* logits;        // (classifier_rows, Vp): one chunk's logits (in a training forward, then its dlogits)
@@ -158,3 +196,9 @@ void gpu_model_backward(GPUModel& m);
 // the shards, AdamW updates this process's shard and the parameters are all-gathered.
 float gpu_model_update(GPUModel& m, float lr, float beta1, float beta2, float eps, float weight_decay,
                        float max_grad_norm);
+
+// The layers' forward over B sequences of T positions, the part of gpu_model_forward between the embedding and
+// the classifier, which the decoder runs too: from x.layers[0].residual (the embedded tokens) to x.lnf. With a
+// carry (generation: T = 1, one position of each of B sequences) the M²RNN layers continue from its states and
+// conv inputs, and attention reads and extends its KV caches at position carry->t.
+void gpu_model_layers_forward(GPUModel& m, GPUActivations& x, int B, int T, GPUCarry* carry);

@@ -33,12 +33,12 @@ ParameterTable parameter_table_build(const Config& c) {
     for (int l = 0; l < c.L; l++) {
         add(t, P_LN1, l, "ln1", c.D, 1, 1, 1, INIT_ONES, no_decay);
         if (c.pattern[l] == 'M') {
-            add(t, P_IN_PROJ, l, "in_proj", config_inproj_rows(c), c.D, 1, 2, INIT_NORMAL, decay);
-            add(t, P_CONV, l, "conv", config_conv_channels(c), 4, 1, 2, INIT_NORMAL, no_decay);
+            add(t, P_IN_PROJ, l, "in_proj", config_m2rnn_layout(c).Cp(), c.D, 1, 2, INIT_NORMAL, decay);
+            add(t, P_CONV, l, "conv", config_m2rnn_layout(c).Cc(), CONV_WIDTH, 1, 2, INIT_NORMAL, no_decay);
             add(t, P_A_LOG, l, "A_log", c.N, 1, 1, 1, INIT_A_LOG, no_decay);
             add(t, P_DT_BIAS, l, "dt_bias", c.N, 1, 1, 1, INIT_DT_BIAS, no_decay);
             add(t, P_W, l, "W", c.N, c.V, c.V, 3, INIT_IDENTITY, decay);
-            add(t, P_D, l, "D", c.N, c.V, 1, 2, INIT_ONES, no_decay);
+            add(t, P_SKIP, l, "D", c.N, c.V, 1, 2, INIT_ONES, no_decay);
             add(t, P_GNORM, l, "gnorm", c.N * c.V, 1, 1, 1, INIT_ONES, no_decay);
             add(t, P_OUT_PROJ, l, "out_proj", c.D, c.N * c.V, 1, 2, INIT_NORMAL_RESIDUAL, decay);
         } else {

@@ -1,11 +1,11 @@
-// The parameter table: every tensor of the model, in DESIGN.md's canonical order, with its shape,
+// The parameter table: every tensor of the model, in the canonical order of docs/model.md §4, with its shape,
 // initialisation rule and weight-decay flag. Checkpoints, the parameter arena, the CPU reference and
 // the GPU code all take offsets from this one table, so they cannot disagree on layout.
 //
 //   wte (Vp, D)
 //   per layer l:  ln1 (D)
 //                 M: in_proj (Nq·K+Nk·K+2·N·V+N, D), conv (Nq·K+Nk·K+N·V, 4), A_log (N), dt_bias (N),
-//                    W (N, V, V), D (N, V), gnorm (N·V), out_proj (D, N·V)
+//                    W (N, V, V), D (N, V) (the skip vector D_skip, kind P_SKIP), gnorm (N·V), out_proj (D, N·V)
 //                 A: qkv (3D, D), attn_out (D, D)
 //                 ln2 (D), up (2F, D), down (D, F)
 //   lnf (D), lm_head (Vp, D)
@@ -18,7 +18,7 @@
 
 enum ParamKind {
     P_WTE, P_LN1,
-    P_IN_PROJ, P_CONV, P_A_LOG, P_DT_BIAS, P_W, P_D, P_GNORM, P_OUT_PROJ,  // M layers
+    P_IN_PROJ, P_CONV, P_A_LOG, P_DT_BIAS, P_W, P_SKIP, P_GNORM, P_OUT_PROJ,  // M layers
     P_QKV, P_ATTN_OUT,                                                    // A layers
     P_LN2, P_UP, P_DOWN, P_LNF, P_LM_HEAD,
     NUM_PARAM_KINDS

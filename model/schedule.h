@@ -1,4 +1,4 @@
-// The learning-rate schedule of DESIGN.md: linear warmup over `warmup` steps, then cosine decay from
+// The learning-rate schedule (docs/model.md §8): linear warmup over `warmup` steps, then cosine decay from
 // lr to lr·final_frac at the last step. Steps count from 0.
 #pragma once
 #include <cmath>

@@ -17,7 +17,7 @@
 enum StepFamily {
     FAMILY_GEMM,        // matmul_forward / matmul_backward of the layers (cuBLASLt)
     FAMILY_SCAN,        // the M²RNN scan, forward and backward
-    FAMILY_M2RNN_IO,    // the M²RNN input (conv + silu + forget gate) and gate (D skip, silu(g), group norm)
+    FAMILY_M2RNN_IO,    // m2rnn_input (conv + silu, forget gate) and m2rnn_gate (D skip, silu(g), gnorm)
     FAMILY_ATTENTION,   // attention and RoPE
     FAMILY_NORM,        // RMSNorm, fused with the residual add
     FAMILY_MLP,         // SwiGLU's elementwise step

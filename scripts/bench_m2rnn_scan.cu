@@ -68,7 +68,8 @@ int main() {
            "floor f+b", "x fwd", "x f+b");
     Random rng(1);
     for (const Shape& s : shapes) {
-        const size_t BT = (size_t)s.B * s.T, Cc = (size_t)(Nq + Nk) * s.K + (size_t)s.N * s.V, NV = (size_t)s.N * s.V;
+        const M2RNNLayout L{s.N, s.K, s.V, Nq, Nk};
+        const size_t BT = (size_t)s.B * s.T, Cc = L.Cc(), NV = L.NV();
         std::vector<float> W = random_normal((size_t)s.N * s.V * s.V, rng, 0.0, 0.1);
         for (int n = 0; n < s.N; n++)
             for (int j = 0; j < s.V; j++) W[((size_t)n * s.V + j) * s.V + j] += 1.0f;
@@ -80,8 +81,8 @@ int main() {
         float* d_W = upload<float>(W);
         floatX* y = nullptr;
         float *checkpoints = nullptr, *dqkv = nullptr, *df = nullptr, *dW = nullptr, *scratch = nullptr;
-        const size_t ckpt = m2rnn_scan_checkpoint_floats(s.B, s.T, s.N, s.K, s.V, chunk);
-        const size_t scratch_floats = m2rnn_scan_backward_scratch_floats(s.B, s.T, s.N, s.K, s.V, Nq, Nk);
+        const size_t ckpt = m2rnn_scan_checkpoint_floats(L, s.B, s.T, chunk);
+        const size_t scratch_floats = m2rnn_scan_backward_scratch_floats(L, s.B, s.T);
         cudaCheck(cudaMalloc(&y, BT * NV * sizeof(floatX)));
         cudaCheck(cudaMalloc(&checkpoints, ckpt * sizeof(float)));
         cudaCheck(cudaMalloc(&dqkv, BT * Cc * sizeof(float)));
@@ -91,12 +92,11 @@ int main() {
         cudaCheck(cudaMemset(dqkv, 0, BT * Cc * sizeof(float)));
         cudaCheck(cudaMemset(dW, 0, (size_t)s.N * s.V * s.V * sizeof(float)));
         auto forward = [&]() {
-            m2rnn_scan_forward(y, checkpoints, qkv, d_f, d_W, s.B, s.T, s.N, s.K, s.V, Nq, Nk, chunk, 0);
+            m2rnn_scan_forward(y, checkpoints, nullptr, qkv, d_f, d_W, L, s.B, s.T, chunk, 0);
         };
         auto forward_backward = [&]() {
             forward();
-            m2rnn_scan_backward(dqkv, df, dW, scratch, dy, qkv, d_f, d_W, checkpoints, 1.0f, s.B, s.T, s.N, s.K, s.V,
-                                Nq, Nk, chunk, 0);
+            m2rnn_scan_backward(dqkv, df, dW, scratch, dy, qkv, d_f, d_W, checkpoints, 1.0f, L, s.B, s.T, chunk, 0);
         };
         const float fwd = median_ms(forward), both = median_ms(forward_backward);
         const double tanh_count = (double)BT * s.N * s.K * s.V;

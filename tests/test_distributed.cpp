@@ -138,8 +138,8 @@ void check_batch_split(TestReport& r, const std::string& pattern, int world, int
     std::string err;
     DataLoader one;
     std::vector<DataLoader> processes(world);
-    bool ok = dataloader_open(one, pattern.c_str(), B, T, vocab, 0, 1, seed, err);
-    for (DataLoader& p : processes) ok = ok && dataloader_open(p, pattern.c_str(), B, T, vocab, 0, 1, seed, err);
+    bool ok = dataloader_open(one, pattern.c_str(), B, T, vocab, seed, err);
+    for (DataLoader& p : processes) ok = ok && dataloader_open(p, pattern.c_str(), B, T, vocab, seed, err);
     std::vector<int> tokens((size_t)B * (T + 1));
     int differing_steps = 0, moved_apart = 0, computed = 0;
     for (int step = 0; ok && step < steps; step++) {

@@ -1,5 +1,5 @@
-// GPU checks of kernels/attention.cuh against the reference steps rope_forward + attention_forward and
-// attention_backward + rope_backward (double precision) on fresh random inputs, RoPE off and on: the fused forward's
+// GPU checks of kernels/attention.cuh against the reference steps attention_forward and attention_backward (double
+// precision, RoPE by rope_rotate_heads) on fresh random inputs, RoPE off and on: the fused forward's
 // y and per-row log-sum-exp lse, the fused backward's dqkv.
 // The reference sees what the kernels compute from: qkv and dy rounded to floatX and, with RoPE, the rotated q and k
 // rounded to floatX again (the kernels stage them so). The reference's backward runs on its own probabilities; the
@@ -59,7 +59,7 @@ void test_attention(TestReport& r, int B, int T, int D, int heads, bool rope, Ra
     if (rope) {
         d_rope = device_poisoned<float2>((size_t)T * (hd / 2));
         rope_table(d_rope, T, hd, 0);
-        rope_forward(qkv.data(), B, T, D, heads);
+        rope_rotate_heads(qkv.data(), B, T, D, heads, +1.0);
         round_to<floatX>(qkv);
     }
 
@@ -67,15 +67,15 @@ void test_attention(TestReport& r, int B, int T, int D, int heads, bool rope, Ra
     float* d_lse = device_poisoned<float>(n_lse);
     attention_forward(d_y, d_lse, d_qkv, d_rope, B, T, D, heads, 0);
     std::vector<double> y(BTD), prob((size_t)B * heads * T * T);
-    attention_forward(y.data(), prob.data(), qkv.data(), B, T, D, heads);
+    attention_forward(y.data(), prob.data(), qkv.data(), B, T, D, heads, false);  // on q, k rotated above
     check_err(r, device_download(d_y, BTD), y, "attention_forward y", shape);
     check_err(r, device_download(d_lse, n_lse), reference_lse(qkv, B, T, D, heads), "attention_forward lse", shape);
 
     floatX* d_dqkv = device_poisoned<floatX>(n_qkv);
     attention_backward(d_dqkv, d_dy, d_y, d_lse, d_qkv, d_rope, B, T, D, heads, 0);
     std::vector<double> dqkv(n_qkv);
-    attention_backward(dqkv.data(), dy.data(), qkv.data(), prob.data(), B, T, D, heads);
-    if (rope) rope_backward(dqkv.data(), B, T, D, heads);
+    attention_backward(dqkv.data(), dy.data(), qkv.data(), prob.data(), B, T, D, heads, false);
+    if (rope) rope_rotate_heads(dqkv.data(), B, T, D, heads, -1.0);
     check_err(r, device_download(d_dqkv, n_qkv), dqkv, "attention_backward dqkv", shape);
 
     for (void* p : {(void*)d_qkv, (void*)d_dy, (void*)d_rope, (void*)d_y, (void*)d_lse, (void*)d_dqkv})

@@ -18,23 +18,19 @@
 namespace {
 
 struct MixerShape {
-    int B, T, N, K, V, Nq, Nk;
-    int NV() const { return N * V; }
-    int Cc() const { return (Nq + Nk) * K + N * V; }
-    int Cp() const { return Cc() + N + N * V; }
-    int v_col() const { return (Nq + Nk) * K; }
-    int g_col() const { return Cc() + N; }
+    int B, T;
+    M2RNNLayout L;
     int n_pos() const { return B * T; }
 };
 
 const MixerShape SHAPES[] = {
-    {2, 29, 4, 8, 4, 1, 1},     // tiny, shared q/k
-    {3, 65, 3, 6, 5, 3, 3},     // per-head q/k; the last time chunk of the conv is one step long
-    {2, 101, 84, 64, 16, 1, 1}, // the paper's 410M mixer: gate rows of 1344
+    {2, 29, {4, 8, 4, 1, 1}},     // tiny, shared q/k
+    {3, 65, {3, 6, 5, 3, 3}},     // per-head q/k; the last time chunk of the conv is one step long
+    {2, 101, {84, 64, 16, 1, 1}}, // the paper's 410M mixer: gate rows of 1344
 };
 
 void describe(char* buf, size_t size, const MixerShape& s) {
-    snprintf(buf, size, "B=%d T=%d N=%d K=%d V=%d Nq=%d Nk=%d", s.B, s.T, s.N, s.K, s.V, s.Nq, s.Nk);
+    snprintf(buf, size, "B=%d T=%d N=%d K=%d V=%d Nq=%d Nk=%d", s.B, s.T, s.L.N, s.L.K, s.L.V, s.L.Nq, s.L.Nk);
 }
 
 // Elements of columns [c0, c1) of a (rows, stride) floatX device tensor that are no longer poison (all 0xFF).
@@ -65,12 +61,13 @@ std::vector<double> random_params(size_t n, Random& rng, double mean, double sca
 void test_input(TestReport& r, const MixerShape& s, Random& rng) {
     char shape[128];
     describe(shape, sizeof(shape), s);
-    const int B = s.B, T = s.T, N = s.N, NV = s.NV(), Cc = s.Cc(), Cp = s.Cp();
+    const M2RNNLayout& L = s.L;
+    const int B = s.B, T = s.T, N = L.N, Cc = L.Cc(), Cp = L.Cp();
     const size_t BT = s.n_pos();
 
     std::vector<double> proj = random_vector(BT * Cp, rng, 1.0);
     round_to<floatX>(proj);
-    std::vector<double> conv = random_params((size_t)Cc * 4, rng, 0.0, 0.5);
+    std::vector<double> conv = random_params((size_t)Cc * CONV_WIDTH, rng, 0.0, 0.5);
     std::vector<double> A_log(N), dt_bias(N);
     for (int n = 0; n < N; n++) {
         A_log[n] = log(rng.uniform(0.5, 4.0));
@@ -81,8 +78,8 @@ void test_input(TestReport& r, const MixerShape& s, Random& rng) {
 
     // forward
     std::vector<double> pre(BT * Cc), qkv(BT * Cc), f(BT * N);
-    causal_conv_silu_forward(pre.data(), qkv.data(), proj.data(), conv.data(), B, T, Cp, Cc);
-    forget_gate_forward(f.data(), proj.data() + Cc, Cp, A_log.data(), dt_bias.data(), (int)BT, N);
+    m2rnn_input_forward(qkv.data(), pre.data(), f.data(), proj.data(), conv.data(), A_log.data(), dt_bias.data(), L, B,
+                        T);
 
     floatX* d_proj = device_upload<floatX>(proj);
     float* d_conv = device_upload<float>(conv);
@@ -90,7 +87,7 @@ void test_input(TestReport& r, const MixerShape& s, Random& rng) {
     float* d_dt_bias = device_upload<float>(dt_bias);
     floatX* d_qkv = device_poisoned<floatX>(BT * Cc);
     float* d_f = device_poisoned<float>(BT * N);
-    m2rnn_input_forward(d_qkv, d_f, d_proj, d_conv, d_A_log, d_dt_bias, B, T, Cc, N, NV, 0);
+    m2rnn_input_forward(d_qkv, d_f, d_proj, d_conv, d_A_log, d_dt_bias, L, B, T, 0);
     check_err(r, device_download(d_qkv, BT * Cc), qkv, "m2rnn_input_forward qkv", shape);
     check_err(r, device_download(d_f, BT * N), f, "m2rnn_input_forward f", shape);
 
@@ -98,11 +95,10 @@ void test_input(TestReport& r, const MixerShape& s, Random& rng) {
     std::vector<double> dqkv = random_vector(BT * Cc, rng, 1.0), df = random_vector(BT * N, rng, 1.0);
     round_to<float>(dqkv);
     round_to<float>(df);
-    std::vector<double> dproj(BT * Cp, 0.0), dconv_inc((size_t)Cc * 4, 0.0), dA_log_inc(N, 0.0), ddt_bias_inc(N, 0.0);
-    forget_gate_backward(dproj.data() + Cc, Cp, dA_log_inc.data(), ddt_bias_inc.data(), df.data(), f.data(),
-                         proj.data() + Cc, Cp, A_log.data(), dt_bias.data(), (int)BT, N);
-    causal_conv_silu_backward(dproj.data(), dconv_inc.data(), dqkv.data(), pre.data(), proj.data(), conv.data(), B, T,
-                              Cp, Cc);
+    std::vector<double> dproj(BT * Cp, 0.0), dconv_inc((size_t)Cc * CONV_WIDTH, 0.0), dA_log_inc(N, 0.0),
+        ddt_bias_inc(N, 0.0);
+    m2rnn_input_backward(dproj.data(), dconv_inc.data(), dA_log_inc.data(), ddt_bias_inc.data(), dqkv.data(), df.data(),
+                         pre.data(), proj.data(), conv.data(), A_log.data(), dt_bias.data(), L, B, T);
     const std::vector<double> dconv0 = prefill<float>(dconv_inc, rng), dA_log0 = prefill<float>(dA_log_inc, rng),
                               ddt_bias0 = prefill<float>(ddt_bias_inc, rng);
 
@@ -112,9 +108,9 @@ void test_input(TestReport& r, const MixerShape& s, Random& rng) {
     float* d_dconv = device_upload<float>(dconv0);
     float* d_dA_log = device_upload<float>(dA_log0);
     float* d_ddt_bias = device_upload<float>(ddt_bias0);
-    float* d_scratch = device_poisoned<float>(m2rnn_input_backward_scratch_floats(B, T, Cc, N));
-    m2rnn_input_backward(d_dproj, d_dconv, d_dA_log, d_ddt_bias, d_scratch, d_dqkv, d_df, d_proj, d_conv, d_A_log, d_dt_bias, B,
-                         T, Cc, N, NV, 0);
+    float* d_scratch = device_poisoned<float>(m2rnn_input_backward_scratch_floats(L, B, T));
+    m2rnn_input_backward(d_dproj, d_dconv, d_dA_log, d_ddt_bias, d_scratch, d_dqkv, d_df, d_proj, d_conv, d_A_log,
+                         d_dt_bias, L, B, T, 0);
     const std::vector<double> got_dproj = device_download(d_dproj, BT * Cp);
     check_err(r, columns(got_dproj, BT, Cp, 0, Cc), columns(dproj, BT, Cp, 0, Cc),
               "m2rnn_input_backward dproj q|k|v columns", shape);
@@ -122,7 +118,7 @@ void test_input(TestReport& r, const MixerShape& s, Random& rng) {
               "m2rnn_input_backward dproj f_raw columns", shape);
     const size_t touched = count_written(d_dproj, BT, Cp, Cc + N, Cp);
     r.check(touched == 0, "m2rnn_input_backward dproj g columns left alone (%s): %zu of %zu written", shape, touched,
-            BT * NV);
+            BT * L.NV());
     check_err(r, device_download(d_dconv, dconv0.size()), plus(dconv0, dconv_inc), "m2rnn_input_backward dconv +=",
               shape);
     check_err(r, device_download(d_dA_log, N), plus(dA_log0, dA_log_inc), "m2rnn_input_backward dA_log +=", shape);
@@ -140,7 +136,8 @@ void test_input(TestReport& r, const MixerShape& s, Random& rng) {
 void test_gate(TestReport& r, const MixerShape& s, Random& rng) {
     char shape[128];
     describe(shape, sizeof(shape), s);
-    const int NV = s.NV(), Cc = s.Cc(), Cp = s.Cp(), v_col = s.v_col(), g_col = s.g_col(), n_pos = s.n_pos();
+    const M2RNNLayout& L = s.L;
+    const int NV = L.NV(), Cc = L.Cc(), Cp = L.Cp(), v_col = L.v_col(0), g_col = L.g_col(0), n_pos = s.n_pos();
     const size_t BT = n_pos;
 
     std::vector<double> y = random_vector(BT * NV, rng, 1.0), qkv = random_vector(BT * Cc, rng, 1.0),
@@ -148,22 +145,21 @@ void test_gate(TestReport& r, const MixerShape& s, Random& rng) {
     round_to<floatX>(y);
     round_to<floatX>(qkv);
     round_to<floatX>(proj);
-    const std::vector<double> Dskip = random_params(NV, rng, 1.0, 0.5), gnorm = random_params(NV, rng, 1.0, 0.5);
+    const std::vector<double> skip = random_params(NV, rng, 1.0, 0.5), gnorm = random_params(NV, rng, 1.0, 0.5);
 
-    // forward: the reference adds the D skip into its y in place (y2 below)
-    std::vector<double> y2 = y, gated(BT * NV), out(BT * NV), rstd(BT);
-    m2rnn_gate_forward(gated.data(), y2.data(), qkv.data() + v_col, Cc, proj.data() + g_col, Cp, Dskip.data(), n_pos,
-                       NV);
-    rmsnorm_forward(out.data(), rstd.data(), gated.data(), gnorm.data(), n_pos, NV);
+    // forward
+    std::vector<double> gated(BT * NV), out(BT * NV), rstd(BT);
+    m2rnn_gate_forward(out.data(), rstd.data(), gated.data(), y.data(), qkv.data(), proj.data(), skip.data(),
+                       gnorm.data(), L, n_pos);
 
     floatX* d_y = device_upload<floatX>(y);
     floatX* d_qkv = device_upload<floatX>(qkv);
     floatX* d_proj = device_upload<floatX>(proj);
-    float* d_Dskip = device_upload<float>(Dskip);
+    float* d_skip = device_upload<float>(skip);
     float* d_gnorm = device_upload<float>(gnorm);
     floatX* d_out = device_poisoned<floatX>(BT * NV);
     float* d_rstd = device_poisoned<float>(BT);
-    m2rnn_gate_forward(d_out, d_rstd, d_y, d_qkv, d_proj, d_Dskip, d_gnorm, n_pos, s.N, s.K, s.V, s.Nq, s.Nk, 0);
+    m2rnn_gate_forward(d_out, d_rstd, d_y, d_qkv, d_proj, d_skip, d_gnorm, L, n_pos, 0);
     check_err(r, device_download(d_out, BT * NV), out, "m2rnn_gate_forward out", shape);
     check_err(r, device_download(d_rstd, BT), rstd, "m2rnn_gate_forward rstd", shape);
 
@@ -171,13 +167,12 @@ void test_gate(TestReport& r, const MixerShape& s, Random& rng) {
     std::vector<double> dout = random_vector(BT * NV, rng, 1.0);
     round_to<floatX>(dout);
     round_to<float>(rstd);
-    std::vector<double> dgated(BT * NV), dgnorm_inc(NV, 0.0), dy(BT * NV), dqkv_inc(BT * Cc, 0.0), dproj(BT * Cp, 0.0),
-        dD_inc(NV, 0.0);
-    rmsnorm_backward(dgated.data(), dgnorm_inc.data(), dout.data(), gated.data(), gnorm.data(), rstd.data(), n_pos, NV,
-                     false);
-    m2rnn_gate_backward(dy.data(), dqkv_inc.data() + v_col, Cc, dproj.data() + g_col, Cp, dD_inc.data(), dgated.data(),
-                        y2.data(), qkv.data() + v_col, Cc, proj.data() + g_col, Cp, Dskip.data(), n_pos, NV);
-    const std::vector<double> dqkv0 = prefill<float>(dqkv_inc, rng), dD0 = prefill<float>(dD_inc, rng),
+    std::vector<double> dgnorm_inc(NV, 0.0), dy(BT * NV), dqkv_inc(BT * Cc, 0.0), dproj(BT * Cp, 0.0),
+        dskip_inc(NV, 0.0);
+    m2rnn_gate_backward(dy.data(), dqkv_inc.data(), dproj.data(), dskip_inc.data(), dgnorm_inc.data(), dout.data(),
+                        y.data(), qkv.data(), proj.data(), skip.data(), gnorm.data(), gated.data(), rstd.data(), L,
+                        n_pos);
+    const std::vector<double> dqkv0 = prefill<float>(dqkv_inc, rng), dskip0 = prefill<float>(dskip_inc, rng),
                               dgnorm0 = prefill<float>(dgnorm_inc, rng);
 
     floatX* d_dout = device_upload<floatX>(dout);
@@ -185,11 +180,11 @@ void test_gate(TestReport& r, const MixerShape& s, Random& rng) {
     floatX* d_dy = device_poisoned<floatX>(BT * NV);
     float* d_dqkv = device_upload<float>(dqkv0);
     floatX* d_dproj = device_poisoned<floatX>(BT * Cp);
-    float* d_dD = device_upload<float>(dD0);
+    float* d_dskip = device_upload<float>(dskip0);
     float* d_dgnorm = device_upload<float>(dgnorm0);
-    float* d_scratch = device_poisoned<float>(m2rnn_gate_backward_scratch_floats(n_pos, s.N, s.V));
-    m2rnn_gate_backward(d_dy, d_dqkv, d_dproj, d_dD, d_dgnorm, d_scratch, d_dout, d_y, d_qkv, d_proj, d_Dskip, d_gnorm,
-                        d_rstd_ref, n_pos, s.N, s.K, s.V, s.Nq, s.Nk, 0);
+    float* d_scratch = device_poisoned<float>(m2rnn_gate_backward_scratch_floats(L, n_pos));
+    m2rnn_gate_backward(d_dy, d_dqkv, d_dproj, d_dskip, d_dgnorm, d_scratch, d_dout, d_y, d_qkv, d_proj, d_skip,
+                        d_gnorm, d_rstd_ref, L, n_pos, 0);
     check_err(r, device_download(d_dy, BT * NV), dy, "m2rnn_gate_backward dy", shape);
     const std::vector<double> got_dqkv = device_download(d_dqkv, BT * Cc), want_dqkv = plus(dqkv0, dqkv_inc);
     check_err(r, columns(got_dqkv, BT, Cc, v_col, Cc), columns(want_dqkv, BT, Cc, v_col, Cc),
@@ -205,12 +200,12 @@ void test_gate(TestReport& r, const MixerShape& s, Random& rng) {
     const size_t touched = count_written(d_dproj, BT, Cp, 0, g_col);
     r.check(touched == 0, "m2rnn_gate_backward dproj q|k|v|f_raw columns left alone (%s): %zu of %zu written", shape,
             touched, BT * g_col);
-    check_err(r, device_download(d_dD, NV), plus(dD0, dD_inc), "m2rnn_gate_backward dD +=", shape);
+    check_err(r, device_download(d_dskip, NV), plus(dskip0, dskip_inc), "m2rnn_gate_backward dD_skip +=", shape);
     check_err(r, device_download(d_dgnorm, NV), plus(dgnorm0, dgnorm_inc), "m2rnn_gate_backward dgnorm +=", shape);
 
-    for (void* p : {(void*)d_y, (void*)d_qkv, (void*)d_proj, (void*)d_Dskip, (void*)d_gnorm, (void*)d_out,
+    for (void* p : {(void*)d_y, (void*)d_qkv, (void*)d_proj, (void*)d_skip, (void*)d_gnorm, (void*)d_out,
                     (void*)d_rstd, (void*)d_dout, (void*)d_rstd_ref, (void*)d_dy, (void*)d_dqkv, (void*)d_dproj,
-                    (void*)d_dD, (void*)d_dgnorm, (void*)d_scratch})
+                    (void*)d_dskip, (void*)d_dgnorm, (void*)d_scratch})
         cudaCheck(cudaFree(p));
 }
 

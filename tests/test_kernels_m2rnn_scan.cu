@@ -1,11 +1,13 @@
 // GPU checks of kernels/m2rnn_scan.cuh against the reference steps m2rnn_scan_forward / m2rnn_scan_backward
-// (double precision, called per (b, n) with a ScanView as reference_forward / reference_backward do) on fresh
-// random inputs, rounded to what the kernels read before the reference sees them. y and df start poisoned, so
-// an unwritten element fails; dqkv and dW start from known random values and what the kernel added to them is
-// compared with the reference's increment, so overwriting instead of adding fails. The backward reads the
-// checkpoints the GPU forward wrote. Each shape runs with clipping off and with a clip that bites.
+// (double precision, called as reference_forward / reference_backward call them) on fresh random inputs, rounded
+// to what the kernels read before the reference sees them. y and df start poisoned, so an unwritten element fails;
+// dqkv and dW start from known random values and what the kernel added to them is compared with the reference's
+// increment, so overwriting instead of adding fails. The backward reads the checkpoints the GPU forward wrote.
+// Each shape runs with clipping off and with a clip that bites. A carried state (generation's one position at a
+// time) is checked by running a sequence in two calls, the second starting from the state the first left.
 #include "test_kernels_m2rnn_scan.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <vector>
@@ -17,45 +19,28 @@
 namespace {
 
 struct ScanShape {
-    int B, T, N, K, V, Nq, Nk, chunk;
-    int NV() const { return N * V; }
-    int Cc() const { return (Nq + Nk) * K + N * V; }
-    int q_col(int n) const { return (n / (N / Nq)) * K; }
-    int k_col(int n) const { return Nq * K + (n / (N / Nk)) * K; }
-    int v_col(int n) const { return (Nq + Nk) * K + n * V; }
+    int B, T;
+    M2RNNLayout L;
+    int chunk;
     size_t BT() const { return (size_t)B * T; }
 };
 
 const ScanShape SHAPES[] = {
-    {2, 37, 4, 8, 4, 1, 1, 8},     // tiny, all heads share q and k; the last chunk is 5 steps
-    {3, 29, 6, 6, 4, 3, 3, 5},     // q/k shared by pairs of heads; K·V = 24 is no multiple of a warp
-    {2, 64, 3, 64, 16, 1, 1, 16},  // the real head size (K·V = 1024 threads); bf16: tensor cores, 1 head a block
+    {2, 37, {4, 8, 4, 1, 1}, 8},     // tiny, all heads share q and k; the last chunk is 5 steps
+    {3, 29, {6, 6, 4, 3, 3}, 5},     // q/k shared by pairs of heads; K·V = 24 is no multiple of a warp
+    {2, 64, {3, 64, 16, 1, 1}, 16},  // the real head size (K·V = 1024 threads); bf16: tensor cores, 1 head a block
     // bf16 builds run these on the tensor-core kernels (V = 16, K = 16, 32, 64), fp32 builds on the scalar ones
-    {2, 45, 8, 64, 16, 1, 1, 16},  // 4 heads a backward block; the last chunk (13 steps) is 2 segments, 8 + 5
-    {1, 50, 4, 64, 16, 1, 2, 24},  // q shared by 4 heads, k by 2: 2 heads a block; 3 segments a chunk
-    {3, 23, 4, 32, 16, 2, 2, 6},   // K = 32; a chunk shorter than a segment
-    {2, 20, 2, 16, 16, 2, 2, 16},  // K = 16, no sharing: 1 head a block, each head its own q and k
-    {2, 33, 4, 48, 16, 1, 1, 16},  // K = 48: three 16-row slices of the state per head, one warp each
+    {2, 45, {8, 64, 16, 1, 1}, 16},  // 4 heads a backward block; the last chunk (13 steps) is 2 segments, 8 + 5
+    {1, 50, {4, 64, 16, 1, 2}, 24},  // q shared by 4 heads, k by 2: 2 heads a block; 3 segments a chunk
+    {3, 23, {4, 32, 16, 2, 2}, 6},   // K = 32; a chunk shorter than a segment
+    {2, 20, {2, 16, 16, 2, 2}, 16},  // K = 16, no sharing: 1 head a block, each head its own q and k
+    {2, 33, {4, 48, 16, 1, 1}, 16},  // K = 48: three 16-row slices of the state per head, one warp each
 };
 const double CLIP_BITES = 0.05;
 
 void describe(char* buf, size_t size, const ScanShape& s, double clip) {
-    snprintf(buf, size, "B=%d T=%d N=%d K=%d V=%d Nq=%d Nk=%d chunk %d, clip %g", s.B, s.T, s.N, s.K, s.V, s.Nq,
-             s.Nk, s.chunk, clip);
-}
-
-// Head n of batch row b, as the reference model's scan_view builds it.
-ScanView scan_view(const ScanShape& s, const std::vector<double>& qkv, const std::vector<double>& f, int b, int n) {
-    const double* row = qkv.data() + (size_t)b * s.T * s.Cc();
-    ScanView v;
-    v.T = s.T; v.K = s.K; v.V = s.V;
-    v.q = row + s.q_col(n);
-    v.k = row + s.k_col(n);
-    v.v = row + s.v_col(n);
-    v.f = f.data() + (size_t)b * s.T * s.N + n;
-    v.sq = v.sk = v.sv = s.Cc();
-    v.sf = s.N;
-    return v;
+    snprintf(buf, size, "B=%d T=%d N=%d K=%d V=%d Nq=%d Nk=%d chunk %d, clip %g", s.B, s.T, s.L.N, s.L.K, s.L.V,
+             s.L.Nq, s.L.Nk, s.chunk, clip);
 }
 
 struct ScanInputs {
@@ -66,38 +51,14 @@ struct ScanGrads {
     std::vector<double> dqkv, df, dW;  // what the backward adds (df: writes)
 };
 
-// The reference forward for every (b, n): y (B,T,N·V), and the states H and Z (B,N,T,K,V) for the backward.
-void reference_scan_forward(const ScanShape& s, const ScanInputs& in, std::vector<double>& y, std::vector<double>& H,
-                            std::vector<double>& Z) {
-    const size_t KV = (size_t)s.K * s.V;
-    y.assign(s.BT() * s.NV(), 0.0);
-    H.assign((size_t)s.B * s.N * s.T * KV, 0.0);
-    Z.assign(H.size(), 0.0);
-    for (int b = 0; b < s.B; b++)
-        for (int n = 0; n < s.N; n++) {
-            const size_t chain = ((size_t)b * s.N + n) * s.T * KV;
-            m2rnn_scan_forward(scan_view(s, in.qkv, in.f, b, n), in.W.data() + (size_t)n * s.V * s.V,
-                               H.data() + chain, Z.data() + chain, y.data() + (size_t)b * s.T * s.NV() + n * s.V,
-                               s.NV());
-        }
-}
-
 ScanGrads reference_scan_backward(const ScanShape& s, const ScanInputs& in, const std::vector<double>& H,
                                   const std::vector<double>& Z, double clip) {
-    const size_t KV = (size_t)s.K * s.V;
     ScanGrads g;
-    g.dqkv.assign(s.BT() * s.Cc(), 0.0);
-    g.df.assign(s.BT() * s.N, 0.0);
-    g.dW.assign((size_t)s.N * s.V * s.V, 0.0);
-    for (int b = 0; b < s.B; b++)
-        for (int n = 0; n < s.N; n++) {
-            const size_t chain = ((size_t)b * s.N + n) * s.T * KV;
-            double* drow = g.dqkv.data() + (size_t)b * s.T * s.Cc();
-            m2rnn_scan_backward(scan_view(s, in.qkv, in.f, b, n), in.W.data() + (size_t)n * s.V * s.V,
-                                H.data() + chain, Z.data() + chain, in.dy.data() + (size_t)b * s.T * s.NV() + n * s.V,
-                                s.NV(), clip, drow + s.q_col(n), drow + s.k_col(n), drow + s.v_col(n),
-                                g.df.data() + (size_t)b * s.T * s.N + n, g.dW.data() + (size_t)n * s.V * s.V);
-        }
+    g.dqkv.assign(s.BT() * s.L.Cc(), 0.0);
+    g.df.assign(s.BT() * s.L.N, 0.0);
+    g.dW.assign((size_t)s.L.N * s.L.V * s.L.V, 0.0);
+    m2rnn_scan_backward(g.dqkv.data(), g.df.data(), g.dW.data(), in.dy.data(), in.qkv.data(), in.f.data(), in.W.data(),
+                        H.data(), Z.data(), clip, s.L, s.B, s.T);
     return g;
 }
 
@@ -118,34 +79,35 @@ std::vector<double> prefill_by_columns(const std::vector<double>& increment, siz
 void test_scan(TestReport& r, const ScanShape& s, double clip, Random& rng) {
     char shape[160];
     describe(shape, sizeof(shape), s, clip);
+    const M2RNNLayout& L = s.L;
     const size_t BT = s.BT();
-    const int Cc = s.Cc(), NV = s.NV(), V = s.V;
-    const int q_end = s.Nq * s.K, k_end = (s.Nq + s.Nk) * s.K;
+    const int Cc = L.Cc(), NV = L.NV(), V = L.V;
+    const int q_end = L.Nq * L.K, k_end = (L.Nq + L.Nk) * L.K;
 
     ScanInputs in;
     in.qkv = random_vector(BT * Cc, rng, 0.5);
     round_to<floatX>(in.qkv);
-    in.f.resize(BT * s.N);
+    in.f.resize(BT * L.N);
     for (double& x : in.f) x = rng.uniform(0.05, 0.95);
     round_to<float>(in.f);
     // W = I + noise of entries 0.2/√V (spectral size about 0.4 whatever V): with a W much farther from I the
     // unclipped backward over 64 steps is so ill-conditioned that fp32 rounding alone moves it by 1e-4
-    in.W = random_vector((size_t)s.N * V * V, rng, 0.2 / sqrt((double)V));
-    for (int n = 0; n < s.N; n++)
+    in.W = random_vector((size_t)L.N * V * V, rng, 0.2 / sqrt((double)V));
+    for (int n = 0; n < L.N; n++)
         for (int m = 0; m < V; m++) in.W[((size_t)n * V + m) * V + m] += 1.0;
     round_to<float>(in.W);
     in.dy = random_vector(BT * NV, rng, 1.0);
     round_to<floatX>(in.dy);
 
     // forward
-    std::vector<double> y, H, Z;
-    reference_scan_forward(s, in, y, H, Z);
+    std::vector<double> y(BT * NV), H((size_t)s.B * L.N * s.T * L.K * V), Z(H.size());
+    m2rnn_scan_forward(y.data(), H.data(), Z.data(), in.qkv.data(), in.f.data(), in.W.data(), L, s.B, s.T);
     floatX* d_qkv = device_upload<floatX>(in.qkv);
     float* d_f = device_upload<float>(in.f);
     float* d_W = device_upload<float>(in.W);
     floatX* d_y = device_poisoned<floatX>(BT * NV);
-    float* d_checkpoints = device_poisoned<float>(m2rnn_scan_checkpoint_floats(s.B, s.T, s.N, s.K, V, s.chunk));
-    m2rnn_scan_forward(d_y, d_checkpoints, d_qkv, d_f, d_W, s.B, s.T, s.N, s.K, V, s.Nq, s.Nk, s.chunk, 0);
+    float* d_checkpoints = device_poisoned<float>(m2rnn_scan_checkpoint_floats(L, s.B, s.T, s.chunk));
+    m2rnn_scan_forward(d_y, d_checkpoints, nullptr, d_qkv, d_f, d_W, L, s.B, s.T, s.chunk, 0);
     check_err(r, device_download(d_y, BT * NV), y, "m2rnn_scan_forward y", shape);
 
     // backward
@@ -165,11 +127,11 @@ void test_scan(TestReport& r, const ScanShape& s, double clip, Random& rng) {
     const std::vector<double> dW0 = prefill_by_columns(want.dW, 1, (int)want.dW.size(), {0, (int)want.dW.size()}, rng);
     floatX* d_dy = device_upload<floatX>(in.dy);
     float* d_dqkv = device_upload<float>(dqkv0);
-    float* d_df = device_poisoned<float>(BT * s.N);
+    float* d_df = device_poisoned<float>(BT * L.N);
     float* d_dW = device_upload<float>(dW0);
-    float* d_scratch = device_poisoned<float>(m2rnn_scan_backward_scratch_floats(s.B, s.T, s.N, s.K, V, s.Nq, s.Nk));
-    m2rnn_scan_backward(d_dqkv, d_df, d_dW, d_scratch, d_dy, d_qkv, d_f, d_W, d_checkpoints, (float)clip, s.B, s.T,
-                        s.N, s.K, V, s.Nq, s.Nk, s.chunk, 0);
+    float* d_scratch = device_poisoned<float>(m2rnn_scan_backward_scratch_floats(L, s.B, s.T));
+    m2rnn_scan_backward(d_dqkv, d_df, d_dW, d_scratch, d_dy, d_qkv, d_f, d_W, d_checkpoints, (float)clip, L, s.B, s.T,
+                        s.chunk, 0);
     const std::vector<double> added = minus(device_download(d_dqkv, BT * Cc), dqkv0);
     check_err(r, columns(added, BT, Cc, 0, q_end), columns(want.dqkv, BT, Cc, 0, q_end),
               "m2rnn_scan_backward dqkv q columns +=", shape);
@@ -177,12 +139,61 @@ void test_scan(TestReport& r, const ScanShape& s, double clip, Random& rng) {
               "m2rnn_scan_backward dqkv k columns +=", shape);
     check_err(r, columns(added, BT, Cc, k_end, Cc), columns(want.dqkv, BT, Cc, k_end, Cc),
               "m2rnn_scan_backward dqkv v columns +=", shape);
-    check_err(r, device_download(d_df, BT * s.N), want.df, "m2rnn_scan_backward df", shape);
+    check_err(r, device_download(d_df, BT * L.N), want.df, "m2rnn_scan_backward df", shape);
     check_err(r, minus(device_download(d_dW, dW0.size()), dW0), want.dW, "m2rnn_scan_backward dW +=", shape);
 
     for (void* p : {(void*)d_qkv, (void*)d_f, (void*)d_W, (void*)d_y, (void*)d_checkpoints, (void*)d_dy,
                     (void*)d_dqkv, (void*)d_df, (void*)d_dW, (void*)d_scratch})
         cudaCheck(cudaFree(p));
+}
+
+// Positions [t0, t0 + len) of every sequence of a (B, T, width) tensor, as a (B, len, width) tensor.
+std::vector<double> time_slice(const std::vector<double>& x, int B, int T, int width, int t0, int len) {
+    std::vector<double> out;
+    for (int b = 0; b < B; b++)
+        out.insert(out.end(), x.begin() + ((size_t)b * T + t0) * width, x.begin() + ((size_t)b * T + t0 + len) * width);
+    return out;
+}
+
+// The forward in two calls, [0, T1) from a zero state and [T1, T) from the state the first call left (no
+// checkpoints kept), against the reference's y of the whole sequence.
+void test_scan_carried_state(TestReport& r, const ScanShape& s, Random& rng) {
+    char shape[160];
+    describe(shape, sizeof(shape), s, 0.0);
+    const M2RNNLayout& L = s.L;
+    const int T1 = s.T / 3, T2 = s.T - T1, Cc = L.Cc(), NV = L.NV();
+    std::vector<double> qkv = random_vector(s.BT() * Cc, rng, 0.5), f(s.BT() * L.N);
+    std::vector<double> W = random_vector((size_t)L.N * L.V * L.V, rng, 0.2 / sqrt((double)L.V));
+    round_to<floatX>(qkv);
+    for (double& x : f) x = rng.uniform(0.05, 0.95);
+    round_to<float>(f);
+    for (int n = 0; n < L.N; n++)
+        for (int m = 0; m < L.V; m++) W[((size_t)n * L.V + m) * L.V + m] += 1.0;
+    round_to<float>(W);
+    std::vector<double> y(s.BT() * NV), H((size_t)s.B * L.N * s.T * L.K * L.V), Z(H.size());
+    m2rnn_scan_forward(y.data(), H.data(), Z.data(), qkv.data(), f.data(), W.data(), L, s.B, s.T);
+
+    float* d_W = device_upload<float>(W);
+    float* d_state = device_upload<float>(std::vector<double>((size_t)s.B * L.N * L.K * L.V, 0.0));
+    std::vector<double> got(s.BT() * NV);
+    for (int part = 0; part < 2; part++) {
+        const int t0 = part == 0 ? 0 : T1, len = part == 0 ? T1 : T2;
+        floatX* d_qkv = device_upload<floatX>(time_slice(qkv, s.B, s.T, Cc, t0, len));
+        float* d_f = device_upload<float>(time_slice(f, s.B, s.T, L.N, t0, len));
+        floatX* d_y = device_poisoned<floatX>((size_t)s.B * len * NV);
+        m2rnn_scan_forward(d_y, nullptr, d_state, d_qkv, d_f, d_W, L, s.B, len, s.chunk, 0);
+        const std::vector<double> y_part = device_download(d_y, (size_t)s.B * len * NV);
+        for (int b = 0; b < s.B; b++)
+            std::copy(y_part.begin() + (size_t)b * len * NV, y_part.begin() + (size_t)(b + 1) * len * NV,
+                      got.begin() + ((size_t)b * s.T + t0) * NV);
+        for (void* p : {(void*)d_qkv, (void*)d_f, (void*)d_y}) cudaCheck(cudaFree(p));
+    }
+    char what[96];
+    snprintf(what, sizeof(what), "m2rnn_scan_forward y, steps 0-%d then %d-%d from the carried state", T1 - 1, T1,
+             s.T - 1);
+    check_err(r, got, y, what, shape);
+    cudaCheck(cudaFree(d_W));
+    cudaCheck(cudaFree(d_state));
 }
 
 }  // namespace
@@ -195,4 +206,6 @@ void test_m2rnn_scan_kernels(TestReport& r) {
         test_scan(r, s, 0.0, rng);
         test_scan(r, s, CLIP_BITES, rng);
     }
+    test_scan_carried_state(r, SHAPES[1], rng);  // the scalar kernels
+    test_scan_carried_state(r, SHAPES[3], rng);  // bf16 builds: the tensor-core kernels
 }

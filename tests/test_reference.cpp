@@ -1,8 +1,9 @@
-// Checks of the CPU reference: it computes DESIGN.md's model (golden vectors), its gradient is the
-// derivative of its loss (finite differences), its state-gradient clipping is DESIGN.md's rule
+// Checks of the CPU reference: it computes docs/model.md's model (golden vectors), its gradient is the
+// derivative of its loss (finite differences), its state-gradient clipping is docs/model.md's rule
 // (an independent unrolled computation), and it learns (a short run on tinyshakespeare).
 #include "test_reference.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -217,7 +218,7 @@ static Mat combine(double s, const Mat& x, double t, const Mat& y) {
     return z;
 }
 
-// DESIGN.md's clamp rule written out step by step for T = 3 (K = 3, V = 2, one head), from whole
+// docs/model.md's clamp rule written out step by step for T = 3 (K = 3, V = 2, one head), from whole
 // matrices, and compared with m2rnn_scan_backward. The clip is small enough that it bites.
 static void test_state_gradient_clipping(TestReport& r) {
     const int T = 3, K = 3, V = 2;
@@ -282,23 +283,33 @@ static void test_state_gradient_clipping(TestReport& r) {
         want_df.push_back(s);
     }
 
-    // the reference, with and without the clip
-    std::vector<double> qf, kf, vf, dyf;
+    // the reference, with and without the clip: one batch row, one head, rows [q | k | v] of Cc = 2K + V channels
+    const M2RNNLayout L{1, K, V, 1, 1};
+    const int Cc = L.Cc();
+    std::vector<double> qkv((size_t)T * Cc);
     for (int t = 0; t < T; t++) {
-        qf.insert(qf.end(), q[t].begin(), q[t].end());
-        kf.insert(kf.end(), k[t].begin(), k[t].end());
-        vf.insert(vf.end(), v[t].begin(), v[t].end());
-        dyf.insert(dyf.end(), dy[t].begin(), dy[t].end());
+        std::copy(q[t].begin(), q[t].end(), qkv.begin() + (size_t)t * Cc + L.q_col(0));
+        std::copy(k[t].begin(), k[t].end(), qkv.begin() + (size_t)t * Cc + L.k_col(0));
+        std::copy(v[t].begin(), v[t].end(), qkv.begin() + (size_t)t * Cc + L.v_col(0));
     }
-    ScanView s{T, K, V, qf.data(), kf.data(), vf.data(), f.data(), K, K, V, 1};
+    std::vector<double> dyf;
+    for (int t = 0; t < T; t++) dyf.insert(dyf.end(), dy[t].begin(), dy[t].end());
     std::vector<double> Hs(T * K * V), Zs(T * K * V), y(T * V);
-    m2rnn_scan_forward(s, W.a.data(), Hs.data(), Zs.data(), y.data(), V);
+    m2rnn_scan_forward(y.data(), Hs.data(), Zs.data(), qkv.data(), f.data(), W.a.data(), L, 1, T);
+    // out: dq, dk, dv (columns of dqkv), df, dW
     auto run_backward = [&](double c, std::vector<double>* out) {
-        for (int i = 0; i < 5; i++) out[i].clear();
-        out[0].assign(T * K, 0); out[1].assign(T * K, 0); out[2].assign(T * V, 0); out[3].assign(T, 0);
+        std::vector<double> dqkv((size_t)T * Cc, 0.0);
+        out[3].assign(T, 0);
         out[4].assign(V * V, 0);
-        m2rnn_scan_backward(s, W.a.data(), Hs.data(), Zs.data(), dyf.data(), V, c, out[0].data(), out[1].data(),
-                            out[2].data(), out[3].data(), out[4].data());
+        m2rnn_scan_backward(dqkv.data(), out[3].data(), out[4].data(), dyf.data(), qkv.data(), f.data(), W.a.data(),
+                            Hs.data(), Zs.data(), c, L, 1, T);
+        const int begin[3] = {L.q_col(0), L.k_col(0), L.v_col(0)}, width[3] = {K, K, V};
+        for (int part = 0; part < 3; part++) {
+            out[part].clear();
+            for (int t = 0; t < T; t++)
+                out[part].insert(out[part].end(), dqkv.begin() + (size_t)t * Cc + begin[part],
+                                 dqkv.begin() + (size_t)t * Cc + begin[part] + width[part]);
+        }
     };
     std::vector<double> clipped[5], exact[5];
     run_backward(clip, clipped);
@@ -329,7 +340,7 @@ static void test_reference_training(TestReport& r) {
     DataLoader dl;
     std::string err;
     const char* path = "data/tinyshakespeare/tiny_shakespeare_train.bin";
-    if (!r.check(dataloader_open(dl, path, B, T, c.vocab, 0, 1, 1337, err), "open %s %s", path, err.c_str())) return;
+    if (!r.check(dataloader_open(dl, path, B, T, c.vocab, 1337, err), "open %s %s", path, err.c_str())) return;
     ParameterTable t = parameter_table_build(c);
     std::vector<double> params(t.total), grads(t.total), m(t.total, 0.0), v(t.total, 0.0);
     parameters_init(t, c, 1337, params.data());

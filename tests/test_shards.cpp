@@ -143,7 +143,7 @@ void check_refused(TestReport& r, const char* what, const std::string& pattern, 
                    const char* word, int T = 16, int vocab = 50257) {
     DataLoader dl;
     std::string err;
-    bool opened = dataloader_open(dl, pattern.c_str(), 2, T, vocab, 0, 1, 1, err);
+    bool opened = dataloader_open(dl, pattern.c_str(), 2, T, vocab, 1, err);
     r.check(!opened && contains(err, file) && contains(err, word), "shards: %s refused, naming file and '%s': %s",
             what, word, opened ? "(opened!)" : err.c_str());
     dataloader_close(dl);
@@ -175,15 +175,15 @@ void test_shard_loader(TestReport& r) {
     {
         std::string err;
         DataLoader dl;
-        bool ok = dataloader_open(dl, fx.path("u16.bin").c_str(), 4, T, 50257, 0, 1, 7, err);
+        bool ok = dataloader_open(dl, fx.path("u16.bin").c_str(), 4, T, 50257, 7, err);
         r.check(ok && dataloader_num_tokens(dl) == 992, "shards: uint16 v1 shard opens, %lld tokens (expected 992) %s",
                 (long long)dataloader_num_tokens(dl), err.c_str());
         if (ok) check_one_epoch(r, "uint16 v1", dl, {u16});
-        ok = dataloader_open(dl, fx.path("u32.bin").c_str(), 4, T, 100277, 0, 1, 7, err);
+        ok = dataloader_open(dl, fx.path("u32.bin").c_str(), 4, T, 100277, 7, err);
         r.check(ok && dataloader_num_tokens(dl) == 1000, "shards: uint32 v7 shard opens, %lld tokens (expected 1000) %s",
                 (long long)dataloader_num_tokens(dl), err.c_str());
         if (ok) check_one_epoch(r, "uint32 v7", dl, {u32});
-        ok = dataloader_open(dl, pair_glob.c_str(), 4, T, 50257, 0, 1, 7, err);
+        ok = dataloader_open(dl, pair_glob.c_str(), 4, T, 50257, 7, err);
         r.check(ok && dl.files.size() == 2 && dataloader_num_tokens(dl) == 797,
                 "shards: glob of a uint16 and a uint32 shard opens %zu files, %lld tokens (expected 2, 797) %s",
                 dl.files.size(), (long long)dataloader_num_tokens(dl), err.c_str());
@@ -195,9 +195,9 @@ void test_shard_loader(TestReport& r) {
     {
         std::string err;
         DataLoader a, b, c;
-        bool ok = dataloader_open(a, pair_glob.c_str(), 7, T, 50257, 0, 1, 42, err) &&
-                  dataloader_open(b, pair_glob.c_str(), 7, T, 50257, 0, 1, 42, err) &&
-                  dataloader_open(c, pair_glob.c_str(), 7, T, 50257, 0, 1, 43, err);
+        bool ok = dataloader_open(a, pair_glob.c_str(), 7, T, 50257, 42, err) &&
+                  dataloader_open(b, pair_glob.c_str(), 7, T, 50257, 42, err) &&
+                  dataloader_open(c, pair_glob.c_str(), 7, T, 50257, 43, err);
         std::vector<int> ra = read_batches(a, 21, err), rb = read_batches(b, 21, err), rc = read_batches(c, 21, err);
         r.check(ok && ra.size() == (size_t)21 * 7 * (T + 1) && ra == rb,
                 "shards: same seed, same 21 batches over 3 epochs (%zu tokens each) %s", ra.size(), err.c_str());
@@ -217,18 +217,18 @@ void test_shard_loader(TestReport& r) {
     for (int k : {3, 12}) {
         std::string err;
         DataLoader a, b;
-        bool ok = dataloader_open(a, pair_glob.c_str(), 5, T, 50257, 0, 1, 9, err);
+        bool ok = dataloader_open(a, pair_glob.c_str(), 5, T, 50257, 9, err);
         read_batches(a, k, err);
         DataLoaderState s = dataloader_state(a);
         std::vector<int> after = read_batches(a, 15, err);
-        ok = ok && dataloader_open(b, pair_glob.c_str(), 5, T, 50257, 0, 1, 9, err) &&
+        ok = ok && dataloader_open(b, pair_glob.c_str(), 5, T, 50257, 9, err) &&
              dataloader_restore(b, s, err);
         std::vector<int> resumed = read_batches(b, 15, err);
         r.check(ok && after.size() == (size_t)15 * 5 * (T + 1) && resumed == after,
                 "shards: restore after %d batches (epoch %lld shard %lld window %lld), next 15 batches identical %s",
                 k, (long long)s.epoch, (long long)s.shard, (long long)s.window, err.c_str());
         DataLoader one;
-        ok = dataloader_open(one, pair_glob.c_str(), 1, T, 50257, 0, 1, 9, err) && dataloader_restore(one, s, err);
+        ok = dataloader_open(one, pair_glob.c_str(), 1, T, 50257, 9, err) && dataloader_restore(one, s, err);
         std::vector<int> rows = read_batches(one, 5, err);
         r.check(ok && std::equal(rows.begin(), rows.end(), after.begin()),
                 "shards: restore after %d batches into a B=1 loader gives the same 5 rows %s", k, err.c_str());
@@ -239,33 +239,10 @@ void test_shard_loader(TestReport& r) {
     {
         std::string err;
         DataLoader dl;
-        bool ok = dataloader_open(dl, pair_glob.c_str(), 5, T, 50257, 0, 1, 9, err);
+        bool ok = dataloader_open(dl, pair_glob.c_str(), 5, T, 50257, 9, err);
         ok = ok && !dataloader_restore(dl, DataLoaderState{0, 5, 0}, err);
         r.check(ok, "shards: restore of a position outside the data refused: %s", err.c_str());
         dataloader_close(dl);
-    }
-
-    // Ranks: with world 2 each rank reads its own windows of an epoch; together they are all windows.
-    {
-        std::string err;
-        std::multiset<Window> both;
-        size_t counts[2] = {0, 0};
-        bool ok = true;
-        for (int rank = 0; rank < 2; rank++) {
-            DataLoader dl;
-            ok = ok && dataloader_open(dl, pair_glob.c_str(), 1, T, 50257, rank, 2, 5, err);
-            while (ok && dataloader_state(dl).epoch == 0) {
-                std::vector<int> row = read_batches(dl, 1, err);
-                ok = !row.empty();
-                if (ok) both.insert(identify(row.data(), T, pair));
-                counts[rank]++;
-            }
-            dataloader_close(dl);
-        }
-        std::multiset<Window> all = all_windows(pair, T);
-        r.check(ok && both == all,
-                "shards: world 2: rank 0 reads %zu windows, rank 1 %zu, disjoint and together all %zu of world 1 %s",
-                counts[0], counts[1], all.size(), err.c_str());
     }
 
     // Bad inputs, each in its own file so the message must name the right one.
@@ -295,7 +272,7 @@ void test_shard_loader(TestReport& r) {
         std::string err;
         DataLoader dl;
         std::string where = "open";
-        bool failed = !dataloader_open(dl, fx.path("mixed_*.bin").c_str(), 2, T, 50257, 0, 1, 3, err);
+        bool failed = !dataloader_open(dl, fx.path("mixed_*.bin").c_str(), 2, T, 50257, 3, err);
         for (int i = 0; !failed && i < 10; i++) {
             std::vector<int> tokens(2 * (T + 1));
             failed = !dataloader_next(dl, tokens.data(), err);
@@ -309,11 +286,10 @@ void test_shard_loader(TestReport& r) {
         std::string err;
         DataLoader dl;
         std::string good = fx.path("u16.bin");
-        bool refused = !dataloader_open(dl, good.c_str(), 0, T, 50257, 0, 1, 1, err) &&
-                       !dataloader_open(dl, good.c_str(), 2, 0, 50257, 0, 1, 1, err) &&
-                       !dataloader_open(dl, good.c_str(), 2, T, 0, 0, 1, 1, err) &&
-                       !dataloader_open(dl, good.c_str(), 2, T, 50257, 2, 2, 1, err);
-        r.check(refused, "shards: B, T or vocab <= 0 and rank >= world refused (last: %s)", err.c_str());
+        bool refused = !dataloader_open(dl, good.c_str(), 0, T, 50257, 1, err) &&
+                       !dataloader_open(dl, good.c_str(), 2, 0, 50257, 1, err) &&
+                       !dataloader_open(dl, good.c_str(), 2, T, 0, 1, err);
+        r.check(refused, "shards: B, T or vocab <= 0 refused (last: %s)", err.c_str());
     }
     fx.remove_all();
 
@@ -322,7 +298,7 @@ void test_shard_loader(TestReport& r) {
         std::string err;
         DataLoader dl;
         const char* val = "data/tinyshakespeare/tiny_shakespeare_val.bin";
-        bool ok = dataloader_open(dl, val, 4, 64, 50257, 0, 1, 1, err);
+        bool ok = dataloader_open(dl, val, 4, 64, 50257, 1, err);
         std::vector<int> rows = ok ? read_batches(dl, 1, err) : std::vector<int>();
         r.check(ok && dataloader_num_tokens(dl) == 32768 && rows.size() == 4 * 65,
                 "shards: %s opens with vocab 50257, %lld tokens (header 32768) %s", val,

@@ -162,6 +162,69 @@ void check_sequences(TestReport& r, const Group& g) {
             name, lo, hi, 500 * n);
 }
 
+// The layout helpers on a row as the loader cuts it from a shard at T = 2L+1 (a sequence, then the next
+// sequence's BOS), and task_row_mismatch on that row with one token changed at a time.
+void check_row_layout(TestReport& r, const Group& g) {
+    const int n = g.order, L = 7, T = task_sequence_tokens(L);
+    const char* name = g.name.c_str();
+    Random rng(3);
+    std::vector<uint32_t> sequence;
+    task_sequence(g, L, rng, sequence);
+    std::vector<int> row(sequence.begin(), sequence.end());
+    row.push_back(TASK_BOS);
+
+    bool sizes = task_order_of_vocab(task_vocab(n)) == n && task_order_of_vocab(task_vocab(n) + 1) == n &&
+                 task_length_of(T) == L && task_length_of(3) == 1 && task_length_of(1025) == 512;
+    for (int not_2l1 : {-3, 0, 1, 2, 64, 1024}) sizes = sizes && task_length_of(not_2l1) == -1;
+    r.check(sizes, "tasks: %s: order of vocab %d is %d, of %d also; L of T = 2L+1 for T 3, %d, 1025; -1 for T -3, 0, "
+            "1, 2, 64, 1024", name, task_vocab(n), task_order_of_vocab(task_vocab(n)), task_vocab(n) + 1, T);
+
+    // every g_i and s_i where the helpers put them, s_i the target of g_i's position, together positions 1..2L
+    int misplaced = 0;
+    std::vector<int> seen(T + 1, 0);
+    for (int i = 1; i <= L; i++) {
+        misplaced += !task_is_input_token(n, row[task_input_position(i)]);
+        misplaced += !task_is_state_token(n, row[task_state_position(i)]);
+        misplaced += task_state_position(i) != task_input_position(i) + 1;
+        seen[task_input_position(i)]++;
+        seen[task_state_position(i)]++;
+    }
+    for (int t = 1; t < T; t++) misplaced += seen[t] != 1;
+    r.check(misplaced == 0 && task_input_position(1) == 1 && task_state_position(1) == 2 &&
+                task_state_position(L) == T - 1,
+            "tasks: %s: g_i at task_input_position(i) = 2i-1, s_i at task_state_position(i) = 2i, for i = 1..%d: "
+            "%d misplaced", name, L, misplaced);
+
+    struct Change { int position, token; const char* what; };
+    const Change changes[] = {
+        {0, task_input_token(0), "BOS -> g"},
+        {task_input_position(2), task_state_token(n, 0), "g_2 -> s"},
+        {task_input_position(3), TASK_BOS, "g_3 -> BOS"},
+        {task_state_position(2), task_input_token(n - 1), "s_2 -> g"},
+        {task_state_position(3), task_vocab(n), "s_3 -> a token outside the vocabulary"},
+        {T, task_state_token(n, 0), "the next BOS -> s"},
+    };
+    int wrong = task_row_mismatch(row.data(), T, n) != -1;
+    std::string wrong_changes;
+    for (const Change& c : changes) {
+        std::vector<int> changed = row;
+        changed[c.position] = c.token;
+        const int got = task_row_mismatch(changed.data(), T, n);
+        if (got != c.position)
+            wrong_changes += std::string(" ") + c.what + " at " + std::to_string(c.position) + " gave " +
+                             std::to_string(got) + ";";
+        wrong += got != c.position;
+    }
+    std::vector<int> two = row;
+    two[task_input_position(5)] = two[task_input_position(2)] = TASK_BOS;
+    wrong += task_row_mismatch(two.data(), T, n) != task_input_position(2);
+    // the same tokens read at T - 2 end on g_L where a BOS belongs
+    wrong += task_row_mismatch(row.data(), T - 2, n) != T - 2;
+    r.check(wrong == 0, "tasks: %s: task_row_mismatch: -1 for a row of L %d; the position of one changed token (BOS, "
+            "g, s, outside the vocabulary, the next BOS), the first of two, T - 2 at a shorter T: %d wrong%s", name, L,
+            wrong, wrong_changes.c_str());
+}
+
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // Shards of s3, L 10: bytes, header, determinism, and the loader at T = 2L+1.
@@ -199,7 +262,7 @@ void check_shards(TestReport& r, const Group& g) {
 
     // One epoch of the loader at T = 2L+1 is every sequence once, each followed by a BOS as its last target.
     DataLoader dl;
-    ok = dataloader_open(dl, a.c_str(), 5, T, task_vocab(g.order), 0, 1, 3, err);
+    ok = dataloader_open(dl, a.c_str(), 5, T, task_vocab(g.order), 3, err);
     std::vector<std::vector<int>> rows, sequences;
     std::vector<int> batch(5 * (T + 1));
     for (int i = 0; ok && i < S / 5; i++) {
@@ -255,6 +318,7 @@ void test_tasks(TestReport& r) {
             continue;
         check_group(r, g);
         check_sequences(r, g);
+        check_row_layout(r, g);
         if (g.name == "s3") s3 = g;
     }
     {
@@ -277,7 +341,7 @@ void test_tasks(TestReport& r) {
     for (int token = -1; token <= 2 * 6 + 1; token++) {
         const int e = task_token_element(6, token);
         const bool input = token >= 1 && token <= 6, state = token >= 7 && token <= 12;
-        mismatched += task_is_state_token(6, token) != state;
+        mismatched += task_is_input_token(6, token) != input || task_is_state_token(6, token) != state;
         mismatched += input ? e != token - 1 || task_input_token(e) != token
                             : state ? e != token - 7 || task_state_token(6, e) != token : e != -1;
     }

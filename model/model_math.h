@@ -1,0 +1,186 @@
+// The model's math, written once for the CPU reference (double) and the GPU kernels (float): every formula
+// that is applied element by element (the M²RNN step forward and backward, the causal conv, the forget gate, the
+// output gate, silu, RMSNorm's row factor and input gradient, RoPE's rotation, AdamW) is a function here, and
+// model/reference.cpp and kernels/*.cuh both call it; so is the M²RNN layer's channel layout. docs/model.md
+// has the math step by step with its shapes.
+//
+// A kernel that computes in another precision (the tensor-core scan's tanh.approx) passes its own function
+// for that one operation; everything else is the same code on both sides.
+#pragma once
+#include <cmath>
+
+#if defined(__CUDACC__)
+#define MODEL_FN __host__ __device__ __forceinline__
+#else
+#define MODEL_FN inline
+#endif
+
+// ---------------------------------------------------------------- scalar functions, float or double
+
+MODEL_FN float math_exp(float x) { return expf(x); }
+MODEL_FN double math_exp(double x) { return exp(x); }
+MODEL_FN float math_log1p(float x) { return log1pf(x); }
+MODEL_FN double math_log1p(double x) { return log1p(x); }
+MODEL_FN float math_tanh(float x) { return tanhf(x); }
+MODEL_FN double math_tanh(double x) { return tanh(x); }
+MODEL_FN float math_sqrt(float x) { return sqrtf(x); }
+MODEL_FN double math_sqrt(double x) { return sqrt(x); }
+MODEL_FN float math_min(float a, float b) { return fminf(a, b); }
+MODEL_FN double math_min(double a, double b) { return fmin(a, b); }
+MODEL_FN float math_max(float a, float b) { return fmaxf(a, b); }
+MODEL_FN double math_max(double a, double b) { return fmax(a, b); }
+MODEL_FN float math_rsqrt(float x) {
+#if defined(__CUDA_ARCH__)
+    return rsqrtf(x);
+#else
+    return 1.0f / sqrtf(x);
+#endif
+}
+MODEL_FN double math_rsqrt(double x) { return 1.0 / sqrt(x); }
+
+template <typename T> MODEL_FN T sigmoid(T x) { return T(1) / (T(1) + math_exp(-x)); }
+template <typename T> MODEL_FN T silu(T x) { return x * sigmoid(x); }
+template <typename T> MODEL_FN T silu_grad(T x) {
+    const T s = sigmoid(x);
+    return s * (T(1) + x * (T(1) - s));
+}
+// log(1 + eˣ), without overflow for large x
+template <typename T> MODEL_FN T softplus(T x) {
+    return x > T(0) ? x + math_log1p(math_exp(-x)) : math_log1p(math_exp(x));
+}
+
+// ---------------------------------------------------------------- RMSNorm
+
+static constexpr double RMSNORM_EPS = 1e-5;
+
+// r = 1 / sqrt(mean(x²) + eps) of a row of C elements from its Σ x²; the norm's output is x·r ⊙ w.
+template <typename T> MODEL_FN T rmsnorm_rstd(T sum_squares, int C) {
+    return math_rsqrt(sum_squares / T(C) + T(RMSNORM_EPS));
+}
+// The backward: dx = r (dout ⊙ w) − (r³/C Σ_j dout_j w_j x_j) x. The factor in parentheses, from the row's sum:
+template <typename T> MODEL_FN T rmsnorm_dx_factor(T r, T dot, int C) { return r * r * r / T(C) * dot; }
+// and one element of dx
+template <typename T> MODEL_FN T rmsnorm_dx(T r, T factor, T dout, T w, T x) { return r * dout * w - factor * x; }
+
+// ---------------------------------------------------------------- the M²RNN layer
+
+// Where an M²RNN layer keeps each head's channels. A row of in_proj's output is [q | k | v | f_raw | g] of widths
+// Nq·K, Nk·K, N·V, N, N·V (head-major inside each part); the first Cc channels, [q | k | v], pass the causal
+// conv (a row of its output is Cc wide). Head n reads query head n / (N/Nq) and key head n / (N/Nk).
+struct M2RNNLayout {
+    int N, K, V, Nq, Nk;
+    MODEL_FN int NV() const { return N * V; }
+    MODEL_FN int Cc() const { return (Nq + Nk) * K + N * V; }       // conv channels [q | k | v]
+    MODEL_FN int Cp() const { return Cc() + N + N * V; }            // in_proj rows
+    MODEL_FN int q_col(int n) const { return n / (N / Nq) * K; }
+    MODEL_FN int k_col(int n) const { return Nq * K + n / (N / Nk) * K; }
+    MODEL_FN int v_col(int n) const { return (Nq + Nk) * K + n * V; }
+    MODEL_FN int f_col(int n) const { return Cc() + n; }            // columns of in_proj's output
+    MODEL_FN int g_col(int n) const { return Cc() + N + n * V; }
+};
+
+// The causal conv's width: step t mixes x_{t−3} … x_t of each channel.
+static constexpr int CONV_WIDTH = 4;
+
+// u_t = Σ_j w[j] x_{t−3+j} of one channel, window[j] = x_{t−3+j} (zero before the sequence starts).
+template <typename W, typename X> MODEL_FN X causal_conv(const W* w, const X* window) {
+    X u = X(0);
+    for (int j = 0; j < CONV_WIDTH; j++) u += w[j] * window[j];
+    return u;
+}
+// Its input gradient at step s from the gradients du at its outputs: dx_s = Σ_j w[j] du_{s+3−j}, with
+// ahead[k] = du_{s+k} (zero past the sequence's end).
+template <typename W, typename X> MODEL_FN X causal_conv_input_grad(const W* w, const X* ahead) {
+    X dx = X(0);
+    for (int j = 0; j < CONV_WIDTH; j++) dx += w[j] * ahead[CONV_WIDTH - 1 - j];
+    return dx;
+}
+// and its weight gradient from step t: dw[j] += du_t x_{t−3+j}
+template <typename X> MODEL_FN void causal_conv_weight_grad(X* dw, X du, const X* window) {
+    for (int j = 0; j < CONV_WIDTH; j++) dw[j] += du * window[j];
+}
+
+// The forget gate f = exp(−a · softplus(x)) ∈ (0, 1), with a = exp(A_log) the head's decay rate and
+// x = f_raw + dt_bias.
+template <typename T> MODEL_FN T forget_gate(T a, T x) { return math_exp(-a * softplus(x)); }
+
+template <typename T> struct ForgetGateGrad {
+    T dx;      // df · ∂f/∂x = −a f σ(x) df: the gradient of f_raw and of dt_bias
+    T dA_log;  // df · ∂f/∂A_log = −a f softplus(x) df
+};
+template <typename T> MODEL_FN ForgetGateGrad<T> forget_gate_backward(T df, T a, T x) {
+    const T sp = softplus(x), g = -a * df * math_exp(-a * sp);  // −a · f · df
+    return {g * sigmoid(x), g * sp};
+}
+
+// One element (i, j) of the recurrence's step t, from its pre-activation a = (H_{t−1} W_n)_ij + k_i v_j:
+//   Z_t = tanh(a),   H_t = f_t H_{t−1} + (1 − f_t) Z_t,   written Z_t + f_t (H_{t−1} − Z_t): two operations.
+// `tanh_fn` is the caller's tanh: the exact one (the reference, the fp32 kernels) or tanh.approx (m2rnn_scan_tc).
+template <typename T> struct M2RNNStep { T z, h; };
+
+struct ExactTanh {
+    template <typename T> MODEL_FN T operator()(T x) const { return math_tanh(x); }
+};
+
+template <typename T, typename Tanh = ExactTanh>
+MODEL_FN M2RNNStep<T> m2rnn_step_forward(T a, T h_prev, T f, Tanh tanh_fn = Tanh()) {
+    const T z = tanh_fn(a);
+    return {z, z + f * (h_prev - z)};
+}
+
+// The state-gradient clip: the carried gradient C clamped to [−c, c]; c = 0 is no clip (the exact gradient).
+template <typename T> MODEL_FN T m2rnn_clip_carry(T carry, T clip) {
+    return clip > T(0) ? math_min(clip, math_max(-clip, carry)) : carry;
+}
+
+// The backward of one element at step t, from C_t (the gradient carried back from step t+1, before the clip),
+// q_i and dy_j of step t, and the forward's Z_t and H_{t−1}:
+//   G_t = q_i dy_j + clamp(C_t, −c, c)        ∂L/∂H_t
+//   dA = (1 − f) G_t (1 − Z_t²)               the gradient at tanh's input: dk, dv, dW and the carry follow from it
+//   df = G_t (H_{t−1} − Z_t)                  this element's share of ∂L/∂f_t
+//   carry = f G_t                             C_{t−1} = f G_t + (dA W_nᵀ)_ij: the caller adds the product
+template <typename T> struct M2RNNStepGrad { T dA, df, carry; };
+
+template <typename T>
+MODEL_FN M2RNNStepGrad<T> m2rnn_step_backward(T carry, T clip, T q_i, T dy_j, T z, T h_prev, T f) {
+    const T G = q_i * dy_j + m2rnn_clip_carry(carry, clip);
+    return {(T(1) - f) * G * (T(1) - z * z), G * (h_prev - z), f * G};
+}
+
+// The output gate of one element of a position's N·V vector, from the scan's output y, the head's v and g:
+//   gated = (y + D_skip ⊙ v) ⊙ silu(g)      (an RMSNorm over the whole vector follows)
+template <typename T> MODEL_FN T m2rnn_gated(T y, T skip, T v, T g) { return (y + skip * v) * silu(g); }
+
+// Its backward from dgated: dy = dgated silu(g), which is also what the skip path sees (dv += dy D_skip,
+// dD_skip += dy v), and dg = dgated (y + D_skip v) silu'(g).
+template <typename T> struct M2RNNGatedGrad { T dy, dg; };
+template <typename T> MODEL_FN M2RNNGatedGrad<T> m2rnn_gated_backward(T dgated, T y, T skip, T v, T g) {
+    return {dgated * silu(g), dgated * (y + skip * v) * silu_grad(g)};
+}
+
+// ---------------------------------------------------------------- RoPE
+
+// The angle t·ω_i of pair i at position t, ω_i = 10000^(−2i/hd), in double: in fp32 the angle's rounding alone
+// would cost ~1e-4 at T ~ 1000.
+MODEL_FN double rope_angle(int t, int i, int hd) { return t * pow(10000.0, -2.0 * i / hd); }
+
+// The pair (x₁, x₂) = (x[i], x[i + hd/2]) of a head vector rotated by the angle of cosine c and sine s:
+// [x₁ c − x₂ s, x₂ c + x₁ s] (the rotate-half convention); s → −s rotates back.
+template <typename T> MODEL_FN void rope_rotate(T& x1, T& x2, T c, T s) {
+    const T r1 = x1 * c - x2 * s;
+    x2 = x2 * c + x1 * s;
+    x1 = r1;
+}
+
+// ---------------------------------------------------------------- AdamW
+
+// One AdamW update of parameter p with moments m, v from its gradient g (already scaled by the global-norm
+// clip); bias_correction1 = 1 − β1^step, bias_correction2 = 1 − β2^step, step 1-based:
+//   m = β1 m + (1−β1) g,  v = β2 v + (1−β2) g²,  p −= lr (m / bc1 / (sqrt(v / bc2) + ε) + weight_decay · p)
+template <typename T>
+MODEL_FN void adamw_element(T& p, T& m, T& v, T g, T lr, T beta1, T beta2, T eps, T weight_decay,
+                            T bias_correction1, T bias_correction2) {
+    m = beta1 * m + (T(1) - beta1) * g;
+    v = beta2 * v + (T(1) - beta2) * g * g;
+    p -= lr * ((m / bias_correction1) / (math_sqrt(v / bias_correction2) + eps) + weight_decay * p);
+}

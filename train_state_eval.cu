@@ -1,0 +1,115 @@
+// train_m2rnn --eval 1 (train_state_eval.h): check the rows, run the model, score the predictions of the states.
+#include "train_state_eval.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "data/tasks.h"
+#include "model/gpu_model.h"
+
+// True when every row of the batch in e.tokens is laid out as a task's at e.T; else false with a message that
+// shows the first offending token and the layout expected.
+static bool rows_are_task_rows(const StateEval& e, std::string& err) {
+    for (int b = 0; b < e.B; b++) {
+        const int* row = e.tokens.data() + (size_t)b * (e.T + 1);
+        const int t = task_row_mismatch(row, e.T, e.order);
+        if (t < 0) continue;
+        const int n = e.order;
+        err = "--eval 1: " + e.pattern + " is not a task shard of " + std::to_string(n) +
+              "-element groups laid out for -t " + std::to_string(e.T) + " (token " + std::to_string(row[t]) +
+              " at position " + std::to_string(t) + " of a row; expected [BOS " + std::to_string(TASK_BOS) + ", g " +
+              std::to_string(task_input_token(0)) + ".." + std::to_string(task_input_token(n - 1)) + ", s " +
+              std::to_string(task_state_token(n, 0)) + ".." + std::to_string(task_state_token(n, n - 1)) + ", …])";
+        return false;
+    }
+    return true;
+}
+
+bool state_eval_open(StateEval& e, const char* pattern, int B, int T, int vocab, uint64_t seed, std::string& err) {
+    e.pattern = pattern;
+    e.B = B;
+    e.T = T;
+    e.L = task_length_of(T);
+    e.order = task_order_of_vocab(vocab);
+    if (e.L < 1) {
+        err = "--eval 1: -t must be 2L+1 for a task of L group elements, not " + std::to_string(T);
+        return false;
+    }
+    if (!dataloader_open(e.shard, pattern, B, T, vocab, seed, err)) {
+        err = "-j: " + err;
+        return false;
+    }
+    e.tokens.resize((size_t)B * (T + 1));
+    return dataloader_next(e.shard, e.tokens.data(), err) && rows_are_task_rows(e, err) &&
+           dataloader_restore(e.shard, {0, 0, 0}, err);
+}
+
+// Right and counted predictions of the s_i by bucket of i, and whole sequences right.
+struct Score {
+    std::vector<int> bucket_end;  // the last i of each bucket: 64, 128, 256, ..., L
+    std::vector<long long> right, total;
+    long long sequences = 0, sequences_right = 0;
+};
+
+static Score score_init(int L) {
+    Score s;
+    for (int end = 64; ; end *= 2) {
+        s.bucket_end.push_back(std::min(end, L));
+        if (end >= L) break;
+    }
+    s.right.assign(s.bucket_end.size(), 0);
+    s.total.assign(s.bucket_end.size(), 0);
+    return s;
+}
+
+// Scores the batch in e.tokens from its logits (B, T, Vp): the prediction of s_i is the argmax over the vocabulary
+// at the position that reads g_i.
+static void score_batch(Score& s, const StateEval& e, const float* logits, int Vp, int vocab) {
+    for (int b = 0; b < e.B; b++) {
+        const int* row = e.tokens.data() + (size_t)b * (e.T + 1);
+        bool all_right = true;
+        for (int i = 1, bucket = 0; i <= e.L; i++) {
+            if (i > s.bucket_end[bucket]) bucket++;
+            const float* z = logits + ((size_t)b * e.T + task_input_position(i)) * Vp;
+            const int predicted = (int)(std::max_element(z, z + vocab) - z), target = row[task_state_position(i)];
+            s.right[bucket] += predicted == target;
+            s.total[bucket]++;
+            all_right = all_right && predicted == target;
+        }
+        s.sequences++;
+        s.sequences_right += all_right;
+    }
+}
+
+static void print_score(const Score& s, int L) {
+    long long all = 0, all_right = 0;
+    std::string buckets;
+    for (size_t k = 0; k < s.bucket_end.size(); k++) {
+        all += s.total[k];
+        all_right += s.right[k];
+        char buf[64];
+        snprintf(buf, sizeof(buf), " %d-%d:%.2f", k == 0 ? 1 : s.bucket_end[k - 1] + 1, s.bucket_end[k],
+                 100.0 * s.right[k] / s.total[k]);
+        buckets += buf;
+    }
+    printf("eval L %d sequences %lld state_accuracy %.2f sequence_accuracy %.2f buckets%s\n", L, s.sequences,
+           100.0 * all_right / all, 100.0 * s.sequences_right / s.sequences, buckets.c_str());
+}
+
+bool state_eval_run(StateEval& e, const Config& c, const std::vector<float>& params, int batches, std::string& err) {
+    GPUModel model;
+    if (!gpu_model_init(model, c, e.B, e.T, err)) return false;
+    gpu_model_set_params(model, params.data());
+    std::vector<float> logits((size_t)e.B * e.T * c.Vp);
+    Score s = score_init(e.L);
+    for (int batch = 0; batch < batches; batch++) {
+        if (!dataloader_next(e.shard, e.tokens.data(), err) || !rows_are_task_rows(e, err)) return false;
+        gpu_model_forward(model, e.tokens.data(), 0);
+        gpu_model_get_logits(model, logits.data());
+        score_batch(s, e, logits.data(), c.Vp, c.vocab);
+    }
+    print_score(s, e.L);
+    gpu_model_free(model);
+    dataloader_close(e.shard);
+    return true;
+}
