@@ -12,11 +12,14 @@
 //
 // Work split: one warp per row, its lanes striding the columns, so the row's sum is a warp reduction and
 // each pass re-reads the row from cache rather than holding a variable number of values per thread. The
-// backward gives each block RMSNORM_BACKWARD_ROWS rows: a warp per row for dx, then a thread per column sums
-// the block's rows in order (re-read from cache) into its partial of dw.
+// backward gives each block RMSNORM_BACKWARD_ROWS rows: a warp per row for dx, then a thread per column (per
+// 16-byte pack of columns, when C is a multiple of one) sums the block's rows in order (re-read from cache) into
+// its partial of dw.
 // Deterministic: the partials (ceil(n / RMSNORM_BACKWARD_ROWS), C) go to scratch
 // (rmsnorm_backward_scratch_floats) and sum_partials adds them into dw in a fixed order; no atomics.
 #pragma once
+#include <cstdint>
+
 #include "common.cuh"
 
 static const int RMSNORM_WARPS = 8;            // rows in flight per block
@@ -59,28 +62,55 @@ static __global__ void residual_rmsnorm_forward_kernel(floatX* residual, floatX*
     rmsnorm_row(out + offset, rstd + row, residual + offset, w, sum_squares, C, lane);
 }
 
-// grid ceil(n / RMSNORM_BACKWARD_ROWS), block 32·RMSNORM_WARPS; dw_partials row blockIdx.x (C floats) written
-static __global__ void rmsnorm_backward_kernel(floatX* dx, float* dw_partials, const floatX* dout, const floatX* x,
-                                               const float* w, const float* rstd, int n, int C, bool accumulate) {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+// W consecutive floatX moved as one access: W = RMSNORM_VECTOR (16 bytes) when a row is a whole number of them.
+static const int RMSNORM_VECTOR = 16 / (int)sizeof(floatX);
+template <int W> struct alignas(W * sizeof(floatX)) RMSNormPack { floatX v[W]; };
+
+// grid ceil(n / RMSNORM_BACKWARD_ROWS), block 32·RMSNORM_WARPS; dw_partials row blockIdx.x (C floats) written.
+// Each lane moves W elements an access: with 2-byte accesses (W = 1) too few bytes are in flight to reach DRAM's
+// bandwidth (docs/perf.md: 1.3 ms where the bytes need 0.09), so rows of a multiple of RMSNORM_VECTOR take W = that.
+template <int W>
+static __global__ void rmsnorm_backward_kernel(floatX* __restrict__ dx, float* __restrict__ dw_partials,
+                                               const floatX* __restrict__ dout, const floatX* __restrict__ x,
+                                               const float* __restrict__ w, const float* __restrict__ rstd, int n,
+                                               int C, bool accumulate) {
+    using Pack = RMSNormPack<W>;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, packs = C / W;
     const int row_begin = blockIdx.x * RMSNORM_BACKWARD_ROWS, row_end = min(row_begin + RMSNORM_BACKWARD_ROWS, n);
     for (int row = row_begin + warp; row < row_end; row += RMSNORM_WARPS) {
-        const size_t offset = (size_t)row * C;
+        const Pack* d_row = reinterpret_cast<const Pack*>(dout + (size_t)row * C);
+        const Pack* x_row = reinterpret_cast<const Pack*>(x + (size_t)row * C);
+        Pack* dx_row = reinterpret_cast<Pack*>(dx + (size_t)row * C);
         float dot = 0.0f;
-        for (int j = lane; j < C; j += 32) dot += to_float(dout[offset + j]) * w[j] * to_float(x[offset + j]);
+        for (int p = lane; p < packs; p += 32) {
+            const Pack d = d_row[p], xv = x_row[p];
+#pragma unroll
+            for (int u = 0; u < W; u++) dot += to_float(d.v[u]) * w[p * W + u] * to_float(xv.v[u]);
+        }
         const float r = rstd[row];
         const float factor = rmsnorm_dx_factor(r, warp_sum(dot), C);
-        for (int j = lane; j < C; j += 32) {
-            float g = rmsnorm_dx(r, factor, to_float(dout[offset + j]), w[j], to_float(x[offset + j]));
-            if (accumulate) g += to_float(dx[offset + j]);
-            dx[offset + j] = from_float<floatX>(g);
+        for (int p = lane; p < packs; p += 32) {
+            const Pack d = d_row[p], xv = x_row[p];
+            Pack out;
+            if (accumulate) out = dx_row[p];
+#pragma unroll
+            for (int u = 0; u < W; u++) {
+                const float g = rmsnorm_dx(r, factor, to_float(d.v[u]), w[p * W + u], to_float(xv.v[u]));
+                out.v[u] = from_float<floatX>(accumulate ? g + to_float(out.v[u]) : g);
+            }
+            dx_row[p] = out;
         }
     }
-    for (int j = threadIdx.x; j < C; j += blockDim.x) {
-        float acc = 0.0f;
-        for (int row = row_begin; row < row_end; row++)
-            acc += to_float(dout[(size_t)row * C + j]) * to_float(x[(size_t)row * C + j]) * rstd[row];
-        dw_partials[(size_t)blockIdx.x * C + j] = acc;
+    for (int p = threadIdx.x; p < packs; p += blockDim.x) {
+        float acc[W] = {};
+        for (int row = row_begin; row < row_end; row++) {
+            const Pack d = reinterpret_cast<const Pack*>(dout + (size_t)row * C)[p];
+            const Pack xv = reinterpret_cast<const Pack*>(x + (size_t)row * C)[p];
+#pragma unroll
+            for (int u = 0; u < W; u++) acc[u] += to_float(d.v[u]) * to_float(xv.v[u]) * rstd[row];
+        }
+#pragma unroll
+        for (int u = 0; u < W; u++) dw_partials[(size_t)blockIdx.x * C + p * W + u] = acc[u];
     }
 }
 
@@ -109,8 +139,15 @@ static inline void rmsnorm_backward(floatX* dx, float* dw, float* scratch, const
                                     const float* w, const float* rstd, int n, int C, bool accumulate,
                                     cudaStream_t stream) {
     const int blocks = ceil_div(n, RMSNORM_BACKWARD_ROWS);
-    rmsnorm_backward_kernel<<<blocks, 32 * RMSNORM_WARPS, 0, stream>>>(dx, scratch, dout, x, w, rstd, n, C,
-                                                                       accumulate);
+    const bool vector = C % RMSNORM_VECTOR == 0 &&
+                        (reinterpret_cast<uintptr_t>(dx) | reinterpret_cast<uintptr_t>(dout) |
+                         reinterpret_cast<uintptr_t>(x)) % 16 == 0;
+    if (vector)
+        rmsnorm_backward_kernel<RMSNORM_VECTOR><<<blocks, 32 * RMSNORM_WARPS, 0, stream>>>(dx, scratch, dout, x, w,
+                                                                                           rstd, n, C, accumulate);
+    else
+        rmsnorm_backward_kernel<1><<<blocks, 32 * RMSNORM_WARPS, 0, stream>>>(dx, scratch, dout, x, w, rstd, n, C,
+                                                                              accumulate);
     cudaCheckLaunch();
     sum_partials(dw, scratch, blocks, C, stream);
 }
