@@ -67,8 +67,6 @@ template <int HD> struct AttentionTiles {
     static constexpr int forward_warps = ATTENTION_FORWARD_ROWS / (16 * forward_row_tiles);
 };
 
-// `CH` consecutive elements, copied as one vector.
-template <int CH> struct alignas(CH * sizeof(floatX)) AttentionChunk { floatX x[CH]; };
 
 // ---------------------------------------------------------------- RoPE
 
@@ -101,7 +99,7 @@ template <int HD, int ROWS>
 __device__ __forceinline__ void stage_rows(floatX* dst, const floatX* src, size_t stride, int row0, int T) {
     using Tiles = AttentionTiles<HD>;
     constexpr int CH = Tiles::chunk, P = Tiles::pitch, PAIRS = HD / 2 / CH;  // chunk pairs per row
-    using Chunk = AttentionChunk<CH>;
+    using Chunk = FloatXPack<CH>;
     for (int e = threadIdx.x; e < ROWS * PAIRS; e += blockDim.x) {
         const int r = e / PAIRS, t = row0 + r;
 #pragma unroll
@@ -129,7 +127,7 @@ template <int HD, int ROWS>
 __device__ __forceinline__ void rope_staged_rows(floatX* dst, int row0, int T, const float2* rope_cos_sin) {
     using Tiles = AttentionTiles<HD>;
     constexpr int CH = Tiles::chunk, P = Tiles::pitch, PAIRS = HD / 2 / CH;
-    using Chunk = AttentionChunk<CH>;
+    using Chunk = FloatXPack<CH>;
     for (int e = threadIdx.x; e < ROWS * PAIRS; e += blockDim.x) {
         const int r = e / PAIRS, i = e % PAIRS * CH;
         if (row0 + r >= T) continue;
@@ -146,10 +144,10 @@ __device__ __forceinline__ void rope_staged_rows(floatX* dst, int row0, int T, c
                                      make_float2(p.z * q.z - p.w * q.w, p.w * q.z + p.z * q.w)};
 #pragma unroll
             for (int v = 0; v < 2; v++) {
-                float a = to_float(x1.x[u + v]), b = to_float(x2.x[u + v]);
+                float a = to_float(x1.v[u + v]), b = to_float(x2.v[u + v]);
                 rope_rotate_by(a, b, angle[v], false);
-                x1.x[u + v] = from_float<floatX>(a);
-                x2.x[u + v] = from_float<floatX>(b);
+                x1.v[u + v] = from_float<floatX>(a);
+                x2.v[u + v] = from_float<floatX>(b);
             }
         }
         *x1_chunk = x1;
@@ -468,7 +466,7 @@ static __global__ void __launch_bounds__(32 * AttentionTiles<HD>::forward_warps,
 // δ_t = dy_t·y_t of each (position, head) into its dq slot. grid ceil(BT·heads / ATTENTION_ROW_SUM_THREADS)
 template <int HD>
 static __global__ void attention_row_sum_kernel(floatX* dqkv, const floatX* dy, const floatX* y, int BT, int heads) {
-    using Chunk = AttentionChunk<AttentionTiles<HD>::chunk>;
+    using Chunk = FloatXPack<AttentionTiles<HD>::chunk>;
     const size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (idx >= (size_t)BT * heads) return;
     const size_t row = idx / heads, D = (size_t)heads * HD, offset = row * D + idx % heads * HD;
@@ -477,7 +475,7 @@ static __global__ void attention_row_sum_kernel(floatX* dqkv, const floatX* dy, 
         const Chunk a = *reinterpret_cast<const Chunk*>(dy + offset + i);
         const Chunk b = *reinterpret_cast<const Chunk*>(y + offset + i);
 #pragma unroll
-        for (int u = 0; u < AttentionTiles<HD>::chunk; u++) sum += to_float(a.x[u]) * to_float(b.x[u]);
+        for (int u = 0; u < AttentionTiles<HD>::chunk; u++) sum += to_float(a.v[u]) * to_float(b.v[u]);
     }
     store_row_sum(dqkv + row * 3 * D + idx % heads * HD, sum);
 }

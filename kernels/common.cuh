@@ -83,6 +83,11 @@ __device__ __forceinline__ float block_max(float x, float* scratch) {
     return warp_max(x);
 }
 
+// N consecutive floatX moved as one access: 16 bytes at N = FLOATX_PACK, for the kernels that stream rows (a warp
+// of 2-byte accesses keeps too few bytes in flight to reach the memory's bandwidth).
+static const int FLOATX_PACK = 16 / (int)sizeof(floatX);
+template <int N> struct alignas(N * sizeof(floatX)) FloatXPack { floatX v[N]; };
+
 // Second stage of a deterministic reduction: out[j] += Σ_p partials[p·n + j] for j < n, p < n_parts.
 // Block (SUM_PARTIALS_COLUMNS, SUM_PARTIALS_SLICES): thread (x, y) sums the parts p ≡ y (mod slices) of column
 // x in increasing p; the slices' totals are then added in increasing y. The order depends only on n_parts.

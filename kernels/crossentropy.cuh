@@ -22,12 +22,9 @@
 #include "common.cuh"
 
 static const int CROSSENTROPY_THREADS = 512;
-static const int LOGIT_PACK = 16 / sizeof(floatX);  // logits per 16-byte load
 static const float LOGIT_FLOOR = -3.4e38f;          // below any logit; finite, so FLOOR − FLOOR is 0, not NaN
 
-struct alignas(16) LogitPack {
-    floatX v[LOGIT_PACK];
-};
+using LogitPack = FloatXPack<FLOATX_PACK>;  // 16 bytes of logits
 
 // The softmax statistics of a set of logits: their max m and s = Σ exp(z − m).
 struct LogitStats {
@@ -71,17 +68,17 @@ static __global__ void crossentropy_forward_backward_kernel(float* losses, float
     const float target_logit = threadIdx.x == 0 ? to_float(z_row[target]) : 0.0f;
 
     LogitStats s{LOGIT_FLOOR, 0.0f};
-    for (int p = threadIdx.x; p * LOGIT_PACK < vocab; p += blockDim.x) {
+    for (int p = threadIdx.x; p * FLOATX_PACK < vocab; p += blockDim.x) {
         const LogitPack z = row[p];
-        const int j0 = p * LOGIT_PACK;
+        const int j0 = p * FLOATX_PACK;
         float pack_max = LOGIT_FLOOR;
 #pragma unroll
-        for (int k = 0; k < LOGIT_PACK; k++)
+        for (int k = 0; k < FLOATX_PACK; k++)
             if (j0 + k < vocab) pack_max = fmaxf(pack_max, to_float(z.v[k]));
         const float m = fmaxf(s.max, pack_max);
         float sum = s.sum * expf(s.max - m);
 #pragma unroll
-        for (int k = 0; k < LOGIT_PACK; k++)
+        for (int k = 0; k < FLOATX_PACK; k++)
             if (j0 + k < vocab) sum += expf(to_float(z.v[k]) - m);
         s = LogitStats{m, sum};
     }
@@ -90,11 +87,11 @@ static __global__ void crossentropy_forward_backward_kernel(float* losses, float
     if (dloss <= 0.0f) return;
 
     const float inv_sum = 1.0f / s.sum;
-    for (int p = threadIdx.x; p < Vp / LOGIT_PACK; p += blockDim.x) {
+    for (int p = threadIdx.x; p < Vp / FLOATX_PACK; p += blockDim.x) {
         LogitPack z = row[p];
 #pragma unroll
-        for (int k = 0; k < LOGIT_PACK; k++) {
-            const int j = p * LOGIT_PACK + k;
+        for (int k = 0; k < FLOATX_PACK; k++) {
+            const int j = p * FLOATX_PACK + k;
             const float prob = expf(to_float(z.v[k]) - s.max) * inv_sum;
             const float d = j < vocab ? (prob - (j == target ? 1.0f : 0.0f)) * dloss : 0.0f;
             z.v[k] = from_float<floatX>(d);
@@ -109,9 +106,9 @@ static __global__ void crossentropy_forward_backward_kernel(float* losses, float
 // > 0 the logits are overwritten by dlogits = (p − onehot)·dloss, when 0 they are left unchanged.
 static inline void crossentropy_forward_backward(float* losses, floatX* logits, const int* tokens, int row0, int rows,
                                                  int T, int vocab, int Vp, float dloss, cudaStream_t stream) {
-    if (Vp % LOGIT_PACK != 0 || reinterpret_cast<size_t>(logits) % 16 != 0 || vocab > Vp) {
+    if (Vp % FLOATX_PACK != 0 || reinterpret_cast<size_t>(logits) % 16 != 0 || vocab > Vp) {
         fprintf(stderr, "crossentropy_forward_backward: needs 16-byte aligned logits rows (Vp %d a multiple of %d) "
-                        "and vocab %d <= Vp\n", Vp, LOGIT_PACK, vocab);
+                        "and vocab %d <= Vp\n", Vp, FLOATX_PACK, vocab);
         exit(EXIT_FAILURE);
     }
     crossentropy_forward_backward_kernel<<<rows, CROSSENTROPY_THREADS, 0, stream>>>(

@@ -62,19 +62,15 @@ static __global__ void residual_rmsnorm_forward_kernel(floatX* residual, floatX*
     rmsnorm_row(out + offset, rstd + row, residual + offset, w, sum_squares, C, lane);
 }
 
-// W consecutive floatX moved as one access: W = RMSNORM_VECTOR (16 bytes) when a row is a whole number of them.
-static const int RMSNORM_VECTOR = 16 / (int)sizeof(floatX);
-template <int W> struct alignas(W * sizeof(floatX)) RMSNormPack { floatX v[W]; };
-
 // grid ceil(n / RMSNORM_BACKWARD_ROWS), block 32·RMSNORM_WARPS; dw_partials row blockIdx.x (C floats) written.
 // Each lane moves W elements an access: with 2-byte accesses (W = 1) too few bytes are in flight to reach DRAM's
-// bandwidth (docs/perf.md: 1.3 ms where the bytes need 0.09), so rows of a multiple of RMSNORM_VECTOR take W = that.
+// bandwidth (docs/perf.md: 1.3 ms where the bytes need 0.09), so rows of a multiple of FLOATX_PACK take W = that.
 template <int W>
 static __global__ void rmsnorm_backward_kernel(floatX* __restrict__ dx, float* __restrict__ dw_partials,
                                                const floatX* __restrict__ dout, const floatX* __restrict__ x,
                                                const float* __restrict__ w, const float* __restrict__ rstd, int n,
                                                int C, bool accumulate) {
-    using Pack = RMSNormPack<W>;
+    using Pack = FloatXPack<W>;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, packs = C / W;
     const int row_begin = blockIdx.x * RMSNORM_BACKWARD_ROWS, row_end = min(row_begin + RMSNORM_BACKWARD_ROWS, n);
     for (int row = row_begin + warp; row < row_end; row += RMSNORM_WARPS) {
@@ -139,11 +135,11 @@ static inline void rmsnorm_backward(floatX* dx, float* dw, float* scratch, const
                                     const float* w, const float* rstd, int n, int C, bool accumulate,
                                     cudaStream_t stream) {
     const int blocks = ceil_div(n, RMSNORM_BACKWARD_ROWS);
-    const bool vector = C % RMSNORM_VECTOR == 0 &&
+    const bool vector = C % FLOATX_PACK == 0 &&
                         (reinterpret_cast<uintptr_t>(dx) | reinterpret_cast<uintptr_t>(dout) |
                          reinterpret_cast<uintptr_t>(x)) % 16 == 0;
     if (vector)
-        rmsnorm_backward_kernel<RMSNORM_VECTOR><<<blocks, 32 * RMSNORM_WARPS, 0, stream>>>(dx, scratch, dout, x, w,
+        rmsnorm_backward_kernel<FLOATX_PACK><<<blocks, 32 * RMSNORM_WARPS, 0, stream>>>(dx, scratch, dout, x, w,
                                                                                            rstd, n, C, accumulate);
     else
         rmsnorm_backward_kernel<1><<<blocks, 32 * RMSNORM_WARPS, 0, stream>>>(dx, scratch, dout, x, w, rstd, n, C,
