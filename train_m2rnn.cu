@@ -397,7 +397,8 @@ void Trainer::resume() {
     if (step < 0) fail(std::string("-y 1: no checkpoint (model_N.bin with its state_N.bin) in ") + o.log_dir);
     int64_t model_step;
     if (!checkpoint_read_model(checkpoint_model_path(o.log_dir, step), c, model_step, params, err)) fail(err);
-    if (!checkpoint_read_state(checkpoint_state_path(o.log_dir, step), params.size(), state, adam_m, adam_v, err))
+    if (!checkpoint_read_state(checkpoint_state_path(o.log_dir, step), parameter_table_build(c), state, adam_m, adam_v,
+                               err))
         fail(err);
     if (model_step != step || state.step != step)
         fail("-y 1: " + checkpoint_model_path(o.log_dir, step) + " holds step " + std::to_string(model_step) +
@@ -478,7 +479,7 @@ void Trainer::print_banner() {
     log.line("# device %s, precision %s\n", prop.name, PRECISION_NAME);
     log.line("# model %s\n", config_describe(c).c_str());
     log.line("# parameters %zu, arenas: parameters %.2f GiB, gradients + AdamW %.2f GiB, activations %.2f GiB\n",
-             table.total, model.arena_bytes[0] / 1073741824.0, model.arena_bytes[1] / 1073741824.0,
+             table.count, model.arena_bytes[0] / 1073741824.0, model.arena_bytes[1] / 1073741824.0,
              model.arena_bytes[2] / 1073741824.0);
     if (dist.comm)
         log.line("# data parallel: %d process(es) (world size from %s) through NCCL, gradients %s\n", dist.world,
@@ -486,7 +487,7 @@ void Trainer::print_banner() {
     if (model.zero)
         log.line("# ZeRO-1: optimizer state %.2f GiB per GPU instead of %.2f GiB\n",
                  2.0 * model.shard_numel * sizeof(float) / 1073741824.0,
-                 2.0 * table.total * sizeof(float) / 1073741824.0);
+                 2.0 * table.count * sizeof(float) / 1073741824.0);
     if (o.gen_tokens > 0)
         log.line("# sampling: %d tokens every %d steps and at the end, decoder arena %.1f MiB, %s\n", o.gen_tokens,
                  o.sample_every, decoder.arena_bytes / 1048576.0,
@@ -603,7 +604,8 @@ void Trainer::save(int step) {
     gpu_model_get_optimizer(model, writer ? adam_m.data() : nullptr, writer ? adam_v.data() : nullptr);
     const bool written = !writer ||
                          (checkpoint_write_model(checkpoint_model_path(o.log_dir, step), c, step, params, err) &&
-                          checkpoint_write_state(checkpoint_state_path(o.log_dir, step), s, adam_m, adam_v, err));
+                          checkpoint_write_state(checkpoint_state_path(o.log_dir, step), model.table, s, adam_m,
+                                                 adam_v, err));
     if (distributed_sum(dist, written ? 0 : 1, std::max(dist.timeout_s, CHECKPOINT_WAIT_S),
                         "waiting for rank 0's checkpoint") > 0)
         fail(writer ? err : "rank 0 could not write the checkpoint of step " + std::to_string(step));

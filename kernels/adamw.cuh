@@ -12,7 +12,9 @@
 //     g = s · grad;  m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²
 //     p −= lr · ( (m / (1−β1^step)) / (sqrt(v / (1−β2^step)) + ε) + weight_decay · p )      step is 1-based
 //   The caller launches adamw_update once per run of tensors that share a decay setting (weight_decay 0 for
-//   the others), after one global_norm_squared over the whole gradient arena.
+//   the others), after one global_norm_squared over the whole gradient arena. A thread updates W consecutive
+//   elements: W = 4 (16-byte accesses of the fp32 arrays) when n and the pointers allow it, as the runs of the
+//   parameter arena do (model/parameters.h: PARAM_ALIGN); the kernel only streams memory.
 #pragma once
 #include "common.cuh"
 
@@ -30,20 +32,34 @@ static __global__ void global_norm_squared_kernel(float* partials, const float* 
     if (threadIdx.x == 0) partials[blockIdx.x] = acc;
 }
 
-static __global__ void adamw_kernel(float* params, floatX* params_lowp, const float* grads, float* m, float* v,
+// W consecutive fp32 values moved as one access
+template <int W> struct alignas(W * sizeof(float)) FloatPack { float v[W]; };
+
+// grid ceil(n / (W·ADAMW_THREADS)), block ADAMW_THREADS; n a multiple of W
+template <int W>
+static __global__ void adamw_kernel(float* __restrict__ params, floatX* __restrict__ params_lowp,
+                                    const float* __restrict__ grads, float* __restrict__ m, float* __restrict__ v,
                                     size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
                                     float bias_correction1, float bias_correction2, const float* norm_squared,
                                     float max_norm) {
+    using Pack = FloatPack<W>;
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
+    if (i >= n / W) return;
     const float scale = max_norm > 0.0f ? fminf(1.0f, max_norm / sqrtf(*norm_squared)) : 1.0f;
-    float p = params[i], mi = m[i], vi = v[i];
-    adamw_element(p, mi, vi, scale * grads[i], lr, beta1, beta2, eps, weight_decay, bias_correction1,
-                  bias_correction2);
-    m[i] = mi;
-    v[i] = vi;
-    params[i] = p;
-    if (params_lowp) params_lowp[i] = from_float<floatX>(p);
+    Pack p = reinterpret_cast<Pack*>(params)[i], mi = reinterpret_cast<Pack*>(m)[i],
+         vi = reinterpret_cast<Pack*>(v)[i];
+    const Pack g = reinterpret_cast<const Pack*>(grads)[i];
+    FloatXPack<W> lowp;
+#pragma unroll
+    for (int u = 0; u < W; u++) {
+        adamw_element(p.v[u], mi.v[u], vi.v[u], scale * g.v[u], lr, beta1, beta2, eps, weight_decay,
+                      bias_correction1, bias_correction2);
+        lowp.v[u] = from_float<floatX>(p.v[u]);
+    }
+    reinterpret_cast<Pack*>(m)[i] = mi;
+    reinterpret_cast<Pack*>(v)[i] = vi;
+    reinterpret_cast<Pack*>(params)[i] = p;
+    if (params_lowp) reinterpret_cast<FloatXPack<W>*>(params_lowp)[i] = lowp;
 }
 
 // Floats of scratch global_norm_squared needs: one partial sum per block.
@@ -67,8 +83,16 @@ static inline void adamw_update(float* params, floatX* params_lowp, const float*
     if (n == 0) return;
     const float bias_correction1 = (float)(1.0 - pow((double)beta1, step));
     const float bias_correction2 = (float)(1.0 - pow((double)beta2, step));
-    adamw_kernel<<<ceil_div(n, (size_t)ADAMW_THREADS), ADAMW_THREADS, 0, stream>>>(
-        params, params_lowp, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2,
-        norm_squared, max_norm);
+    const bool packed = n % 4 == 0 && (reinterpret_cast<uintptr_t>(params) | reinterpret_cast<uintptr_t>(grads) |
+                                       reinterpret_cast<uintptr_t>(m) | reinterpret_cast<uintptr_t>(v)) % 16 == 0 &&
+                        reinterpret_cast<uintptr_t>(params_lowp) % (4 * sizeof(floatX)) == 0;
+    if (packed)
+        adamw_kernel<4><<<ceil_div(n, (size_t)4 * ADAMW_THREADS), ADAMW_THREADS, 0, stream>>>(
+            params, params_lowp, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, bias_correction1,
+            bias_correction2, norm_squared, max_norm);
+    else
+        adamw_kernel<1><<<ceil_div(n, (size_t)ADAMW_THREADS), ADAMW_THREADS, 0, stream>>>(
+            params, params_lowp, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, bias_correction1,
+            bias_correction2, norm_squared, max_norm);
     cudaCheckLaunch();
 }

@@ -18,6 +18,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <algorithm>
+#include <cstdint>
+#include <initializer_list>
 #include <vector>
 
 #include <cuda_bf16.h>
@@ -87,6 +89,14 @@ __device__ __forceinline__ float block_max(float x, float* scratch) {
 // of 2-byte accesses keeps too few bytes in flight to reach the memory's bandwidth).
 static const int FLOATX_PACK = 16 / (int)sizeof(floatX);
 template <int N> struct alignas(N * sizeof(floatX)) FloatXPack { floatX v[N]; };
+
+// Whether rows of C floatX at these addresses can be moved in FLOATX_PACK packs: C a multiple of the pack and every
+// address 16-byte aligned (then every row is too). The launchers choose the packed kernel or the 1-wide one by it.
+static inline bool floatx_packable(int C, std::initializer_list<const void*> rows) {
+    bool aligned = C % FLOATX_PACK == 0;
+    for (const void* p : rows) aligned = aligned && reinterpret_cast<uintptr_t>(p) % 16 == 0;
+    return aligned;
+}
 
 // Second stage of a deterministic reduction: out[j] += Σ_p partials[p·n + j] for j < n, p < n_parts.
 // Block (SUM_PARTIALS_COLUMNS, SUM_PARTIALS_SLICES): thread (x, y) sums the parts p ≡ y (mod slices) of column

@@ -25,7 +25,7 @@ static __global__ void m2rnn_input_step_kernel(floatX* qkv, float* f, float* his
                                                M2RNNLayout L) {
     const int Cc = L.Cc(), c = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
     if (c >= Cc + L.N) return;
-    const float x = to_float(proj[(size_t)b * L.Cp() + c]);
+    const float x = to_float(proj[(size_t)b * L.Cp_stride() + c]);
     if (c < Cc) {
         float* h = history + ((size_t)b * Cc + c) * (CONV_WIDTH - 1);
         float window[CONV_WIDTH];

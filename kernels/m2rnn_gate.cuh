@@ -5,7 +5,7 @@
 // Shapes (n_pos = B·T positions; NV, Cc, Cp of the M2RNNLayout L):
 //   y     (n_pos, NV) floatX  the scan output H_tᵀ q_t (the D skip is not in it)
 //   qkv   (n_pos, Cc) floatX  v of head n at column L.v_col(n)
-//   proj  (n_pos, Cp) floatX  g of head n at column L.g_col(n)
+//   proj  (n_pos, Cp) floatX  g of head n at column L.g_col(n), rows L.Cp_stride() apart (as dproj's)
 //   skip (NV), gnorm (NV) fp32 parameters (D_skip and the norm's weight);  out (n_pos, NV) floatX;  rstd (n_pos) fp32
 // Forward, per position:
 //   gated = (y + D_skip ⊙ v) ⊙ silu(g);   r = 1/sqrt(mean(gated²) + 1e-5);   out = gated · r ⊙ gnorm
@@ -36,7 +36,7 @@ struct GateRow {
 static __device__ __forceinline__ GateRow gate_row(const floatX* y, const floatX* qkv, const floatX* proj, int i,
                                                    const M2RNNLayout& L) {
     return GateRow{y + (size_t)i * L.NV(), qkv + (size_t)i * L.Cc() + L.v_col(0),
-                   proj + (size_t)i * L.Cp() + L.g_col(0)};
+                   proj + (size_t)i * L.Cp_stride() + L.g_col(0)};
 }
 
 static __device__ __forceinline__ float gate_value(const GateRow& row, const float* skip, int j) {
@@ -86,7 +86,7 @@ static __global__ void m2rnn_gate_backward_kernel(floatX* dy, float* dqkv, float
             const M2RNNGatedGrad<float> g = m2rnn_gated_backward(rmsnorm_dx(r, factor, d, gnorm[j], gated),
                                                                  to_float(row.y[j]), skip[j], v, to_float(row.g[j]));
             dy[(size_t)i * NV + j] = from_float<floatX>(g.dy);
-            dproj[(size_t)i * L.Cp() + L.g_col(0) + j] = from_float<floatX>(g.dg);
+            dproj[(size_t)i * L.Cp_stride() + L.g_col(0) + j] = from_float<floatX>(g.dg);
             dqkv[(size_t)i * L.Cc() + L.v_col(0) + j] += g.dy * skip[j];
             dskip_part[j] += g.dy * v;
             dgnorm_part[j] += d * gated * r;

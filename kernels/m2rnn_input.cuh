@@ -3,7 +3,8 @@
 // of model/model_math.h (causal_conv, forget_gate and their gradients).
 //
 // Shapes (B batch, T time; Cc, Cp, N of the M2RNNLayout L):
-//   proj     (B,T,Cp) floatX  in_proj output, rows [q | k | v | f_raw | g]: f_raw of head n at column L.f_col(n)
+//   proj     (B,T,Cp) floatX  in_proj output, rows [q | k | v | f_raw | g]: f_raw of head n at column L.f_col(n);
+//                             rows L.Cp_stride() apart (as dproj's)
 //   qkv      (B,T,Cc) floatX  silu(u) with u_t[c] = Σ_j conv[c,j] · x_{t−3+j}[c],  x = proj[..., c], x_{<0} = 0
 //   f        (B,T,N)  fp32    f_t,n = exp(−a_n · softplus(f_raw_t,n + dt_bias[n])),  a_n = exp(A_log[n])
 //   conv (Cc,CONV_WIDTH), A_log (N), dt_bias (N): fp32 parameters
@@ -50,7 +51,7 @@ static __device__ __forceinline__ void conv_start(float (&w)[CONV_WIDTH], float 
 // grid (ceil((Cc+N)/INPUT_THREADS), ceil(T/INPUT_TIME_CHUNK), B)
 static __global__ void m2rnn_input_forward_kernel(floatX* qkv, float* f, const floatX* proj, const float* conv,
                                                   const float* A_log, const float* dt_bias, M2RNNLayout L, int T) {
-    const int Cc = L.Cc(), Cp = L.Cp(), c = blockIdx.x * blockDim.x + threadIdx.x;
+    const int Cc = L.Cc(), Cp = L.Cp_stride(), c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= Cc + L.N) return;
     const int t0 = blockIdx.y * INPUT_TIME_CHUNK, t1 = min(t0 + INPUT_TIME_CHUNK, T);
     const size_t row0 = (size_t)blockIdx.z * T;  // first position of this sequence
@@ -75,7 +76,7 @@ static __global__ void m2rnn_input_forward_kernel(floatX* qkv, float* f, const f
 static __global__ void m2rnn_input_backward_kernel(floatX* dproj, float* scratch, const float* dqkv, const float* df,
                                                    const floatX* proj, const float* conv, const float* A_log,
                                                    const float* dt_bias, M2RNNLayout L, int T) {
-    const int Cc = L.Cc(), Cp = L.Cp(), c = blockIdx.x * blockDim.x + threadIdx.x;
+    const int Cc = L.Cc(), Cp = L.Cp_stride(), c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= Cc + L.N) return;
     const int t0 = blockIdx.y * INPUT_TIME_CHUNK, t1 = min(t0 + INPUT_TIME_CHUNK, T);
     const size_t row0 = (size_t)blockIdx.z * T;

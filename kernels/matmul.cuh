@@ -1,6 +1,7 @@
 // Every GEMM of the model, through cuBLASLt. Weights are stored PyTorch-style (out, in), row-major.
 //
 //   matmul_forward:   out (n, O) = x (n, I) Wᵀ                     W (O, I)
+//                     out (n, O) = residual (n, O) + x Wᵀ          (the residual add in cuBLASLt's epilogue)
 //   matmul_backward:  dx (n, I) = dout (n, O) W      (overwritten)
 //                     dW (O, I) += doutᵀ x           (fp32, accumulated: gradient accumulation is free)
 //
@@ -117,13 +118,15 @@ static inline MatmulPlan matmul_plan(Matmul& mm, MatmulPlan key) {
     return p;
 }
 
-// D (m×n, column-major, leading dim m) = alpha · op(A) op(B) + beta · D, with A, B floatX and D of type TD.
-// A is (transA ? k×m : m×k) with leading dimension lda; B is (transB ? n×k : k×n) with ldb.
+// D (m×n, column-major, leading dim m) = op(A) op(B) + C, with A, B floatX and C, D of type TD (C laid out as D,
+// possibly D itself; nullptr for none). A is (transA ? k×m : m×k) with leading dimension lda; B is (transB ? n×k :
+// k×n) with ldb.
 template <typename TD>
-static inline void matmul_cublaslt(Matmul& mm, TD* d, const floatX* a, const floatX* b, int m, int n, int k, bool transA,
-                            bool transB, int lda, int ldb, float beta, cudaStream_t stream) {
-    const MatmulPlan key{m, n, k, lda, ldb, transA, transB, cuda_type<TD>(), matmul_alignment(a), matmul_alignment(b),
-                         matmul_alignment(d), nullptr, nullptr, nullptr, nullptr, {}};
+static inline void matmul_cublaslt(Matmul& mm, TD* d, const TD* c, const floatX* a, const floatX* b, int m, int n,
+                                   int k, bool transA, bool transB, int lda, int ldb, cudaStream_t stream) {
+    const MatmulPlan key{m, n, k, lda, ldb, transA, transB, cuda_type<TD>(), matmul_alignment(a),
+                         matmul_alignment(b), std::min(matmul_alignment(d), c ? matmul_alignment(c) : 256u), nullptr,
+                         nullptr, nullptr, nullptr, {}};
     const MatmulPlan* plan = nullptr;
     for (const MatmulPlan& p : mm.plans)
         if (p.m == m && p.n == n && p.k == k && p.lda == lda && p.ldb == ldb && p.transA == transA &&
@@ -136,20 +139,26 @@ static inline void matmul_cublaslt(Matmul& mm, TD* d, const floatX* a, const flo
         mm.plans.push_back(matmul_plan(mm, key));
         plan = &mm.plans.back();
     }
-    const float alpha = 1.0f;
-    cublasCheck(cublasLtMatmul(mm.handle, plan->desc, &alpha, a, plan->la, b, plan->lb, &beta, d, plan->ld, d,
+    const float alpha = 1.0f, beta = c ? 1.0f : 0.0f;
+    cublasCheck(cublasLtMatmul(mm.handle, plan->desc, &alpha, a, plan->la, b, plan->lb, &beta, c ? c : d, plan->ld, d,
                                plan->ld, &plan->algo, mm.workspace, MATMUL_WORKSPACE_BYTES, stream));
 }
 
 // out (n, O) = x (n, I) Wᵀ
 static inline void matmul_forward(Matmul& mm, floatX* out, const floatX* x, const floatX* W, int n, int I, int O,
-                           cudaStream_t stream) {
-    matmul_cublaslt(mm, out, W, x, O, n, I, true, false, I, I, 0.0f, stream);
+                                  cudaStream_t stream) {
+    matmul_cublaslt<floatX>(mm, out, nullptr, W, x, O, n, I, true, false, I, I, stream);
+}
+
+// out (n, O) = residual (n, O) + x (n, I) Wᵀ, rounded once; out may be residual itself
+static inline void matmul_forward_residual(Matmul& mm, floatX* out, const floatX* residual, const floatX* x,
+                                           const floatX* W, int n, int I, int O, cudaStream_t stream) {
+    matmul_cublaslt<floatX>(mm, out, residual, W, x, O, n, I, true, false, I, I, stream);
 }
 
 // dx (n, I) = dout W (overwritten); dW (O, I) += doutᵀ x (fp32)
-static inline void matmul_backward(Matmul& mm, floatX* dx, float* dW, const floatX* dout, const floatX* x, const floatX* W,
-                            int n, int I, int O, cudaStream_t stream) {
-    matmul_cublaslt(mm, dx, W, dout, I, n, O, false, false, I, O, 0.0f, stream);
-    matmul_cublaslt(mm, dW, x, dout, I, O, n, false, true, I, O, 1.0f, stream);
+static inline void matmul_backward(Matmul& mm, floatX* dx, float* dW, const floatX* dout, const floatX* x,
+                                   const floatX* W, int n, int I, int O, cudaStream_t stream) {
+    matmul_cublaslt<floatX>(mm, dx, nullptr, W, dout, I, n, O, false, false, I, O, stream);
+    matmul_cublaslt<float>(mm, dW, dW, x, dout, I, O, n, false, true, I, O, stream);
 }

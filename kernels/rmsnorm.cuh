@@ -1,65 +1,50 @@
-// RMSNorm over the last dimension, alone or fused with the residual add before it: the reference steps
-// rmsnorm_forward, residual_forward + rmsnorm_forward, and rmsnorm_backward.
+// RMSNorm over the last dimension: the reference steps rmsnorm_forward and rmsnorm_backward. (The residual add
+// before a norm runs in the GEMM epilogue that writes the residual: kernels/matmul.cuh, matmul_forward_residual.)
 //
-// Shapes: n rows of C (B·T positions of D, or of N·V for the M²RNN gnorm); x, a, b, residual, out, dout, dx
-// (n, C) floatX; w, dw (C) fp32; rstd (n) fp32, kept by the forward for the backward.
+// Shapes: n rows of C (B·T positions of D, or of N·V for the M²RNN gnorm); x, out, dout, dx (n, C) floatX;
+// w, dw (C) fp32; rstd (n) fp32, kept by the forward for the backward.
 //   forward:   r = 1 / sqrt(mean_j x_j² + 1e-5);   out = x·r ⊙ w;   rstd = r     (model_math.h: rmsnorm_rstd)
-//   fused:     residual = a + b (stored as floatX), then the forward on the stored residual, so that the
-//              backward, which reads residual, sees exactly what was normalised
 //   backward:  dx = r (dout ⊙ w) − r³/C · x · Σ_j (dout ⊙ w ⊙ x)_j                (rmsnorm_dx)
 //              overwritten, or added into dx when `accumulate` (dx is then the residual stream's gradient)
 //              dw += Σ_rows dout ⊙ x·r                (a parameter gradient: it accumulates)
 //
-// Work split: one warp per row, its lanes striding the columns, so the row's sum is a warp reduction and
-// each pass re-reads the row from cache rather than holding a variable number of values per thread. The
-// backward gives each block RMSNORM_BACKWARD_ROWS rows: a warp per row for dx, then a thread per column (per
-// 16-byte pack of columns, when C is a multiple of one) sums the block's rows in order (re-read from cache) into
-// its partial of dw.
+// Work split: one warp per row, its lanes striding the columns in 16-byte packs where the rows allow, so the row's
+// sum is a warp reduction and each pass re-reads the row from cache rather than holding a variable number of
+// values per thread. The backward gives each block RMSNORM_BACKWARD_ROWS rows: a warp per row for dx, then a
+// thread per column (per pack of columns) sums the block's rows in order (re-read from cache) into its partial of dw.
 // Deterministic: the partials (ceil(n / RMSNORM_BACKWARD_ROWS), C) go to scratch
 // (rmsnorm_backward_scratch_floats) and sum_partials adds them into dw in a fixed order; no atomics.
 #pragma once
-#include <cstdint>
-
 #include "common.cuh"
 
 static const int RMSNORM_WARPS = 8;            // rows in flight per block
 static const int RMSNORM_BACKWARD_ROWS = 32;   // rows per block in the backward
 
-// One row's second pass, given each lane's partial sum of squares of x: out = x·r ⊙ w, rstd = r.
-static __device__ __forceinline__ void rmsnorm_row(floatX* out, float* rstd, const floatX* x, const float* w,
-                                                   float sum_squares, int C, int lane) {
-    const float r = rmsnorm_rstd(warp_sum(sum_squares), C);
-    for (int j = lane; j < C; j += 32) out[j] = from_float<floatX>(to_float(x[j]) * r * w[j]);
-    if (lane == 0) *rstd = r;
-}
-
-// grid ceil(n / RMSNORM_WARPS), block 32·RMSNORM_WARPS: one warp per row
-static __global__ void rmsnorm_forward_kernel(floatX* out, float* rstd, const floatX* x, const float* w, int n,
-                                              int C) {
-    const int row = blockIdx.x * RMSNORM_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
+// grid ceil(n / RMSNORM_WARPS), block 32·RMSNORM_WARPS: one warp per row, each lane moving W elements an access
+// (W = FLOATX_PACK when the rows allow it: with 2-byte accesses too few bytes are in flight, docs/perf.md)
+template <int W>
+static __global__ void rmsnorm_forward_kernel(floatX* __restrict__ out, float* __restrict__ rstd,
+                                              const floatX* __restrict__ x, const float* __restrict__ w, int n, int C) {
+    using Pack = FloatXPack<W>;
+    const int row = blockIdx.x * RMSNORM_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32, packs = C / W;
     if (row >= n) return;  // the whole warp leaves together
-    const floatX* x_row = x + (size_t)row * C;
+    const Pack* x_row = reinterpret_cast<const Pack*>(x + (size_t)row * C);
+    Pack* out_row = reinterpret_cast<Pack*>(out + (size_t)row * C);
     float sum_squares = 0.0f;
-    for (int j = lane; j < C; j += 32) {
-        const float v = to_float(x_row[j]);
-        sum_squares += v * v;
+    for (int p = lane; p < packs; p += 32) {
+        const Pack v = x_row[p];
+#pragma unroll
+        for (int u = 0; u < W; u++) sum_squares += to_float(v.v[u]) * to_float(v.v[u]);
     }
-    rmsnorm_row(out + (size_t)row * C, rstd + row, x_row, w, sum_squares, C, lane);
-}
-
-// grid ceil(n / RMSNORM_WARPS), block 32·RMSNORM_WARPS: one warp per row
-static __global__ void residual_rmsnorm_forward_kernel(floatX* residual, floatX* out, float* rstd, const floatX* a,
-                                                       const floatX* b, const float* w, int n, int C) {
-    const int row = blockIdx.x * RMSNORM_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row >= n) return;
-    const size_t offset = (size_t)row * C;
-    float sum_squares = 0.0f;
-    for (int j = lane; j < C; j += 32) {
-        const floatX v = from_float<floatX>(to_float(a[offset + j]) + to_float(b[offset + j]));
-        residual[offset + j] = v;
-        sum_squares += to_float(v) * to_float(v);
+    const float r = rmsnorm_rstd(warp_sum(sum_squares), C);
+    for (int p = lane; p < packs; p += 32) {
+        const Pack v = x_row[p];
+        Pack o;
+#pragma unroll
+        for (int u = 0; u < W; u++) o.v[u] = from_float<floatX>(to_float(v.v[u]) * r * w[p * W + u]);
+        out_row[p] = o;
     }
-    rmsnorm_row(out + offset, rstd + row, residual + offset, w, sum_squares, C, lane);
+    if (lane == 0) rstd[row] = r;
 }
 
 // grid ceil(n / RMSNORM_BACKWARD_ROWS), block 32·RMSNORM_WARPS; dw_partials row blockIdx.x (C floats) written.
@@ -113,15 +98,11 @@ static __global__ void rmsnorm_backward_kernel(floatX* __restrict__ dx, float* _
 // out (n, C) floatX, rstd (n) fp32 from x (n, C) and w (C).
 static inline void rmsnorm_forward(floatX* out, float* rstd, const floatX* x, const float* w, int n, int C,
                                    cudaStream_t stream) {
-    rmsnorm_forward_kernel<<<ceil_div(n, RMSNORM_WARPS), 32 * RMSNORM_WARPS, 0, stream>>>(out, rstd, x, w, n, C);
-    cudaCheckLaunch();
-}
-
-// residual = a + b, then out, rstd = rmsnorm_forward(residual; w); all activations (n, C).
-static inline void residual_rmsnorm_forward(floatX* residual, floatX* out, float* rstd, const floatX* a,
-                                            const floatX* b, const float* w, int n, int C, cudaStream_t stream) {
-    residual_rmsnorm_forward_kernel<<<ceil_div(n, RMSNORM_WARPS), 32 * RMSNORM_WARPS, 0, stream>>>(
-        residual, out, rstd, a, b, w, n, C);
+    const int blocks = ceil_div(n, RMSNORM_WARPS);
+    if (floatx_packable(C, {out, x}))
+        rmsnorm_forward_kernel<FLOATX_PACK><<<blocks, 32 * RMSNORM_WARPS, 0, stream>>>(out, rstd, x, w, n, C);
+    else
+        rmsnorm_forward_kernel<1><<<blocks, 32 * RMSNORM_WARPS, 0, stream>>>(out, rstd, x, w, n, C);
     cudaCheckLaunch();
 }
 
@@ -135,10 +116,7 @@ static inline void rmsnorm_backward(floatX* dx, float* dw, float* scratch, const
                                     const float* w, const float* rstd, int n, int C, bool accumulate,
                                     cudaStream_t stream) {
     const int blocks = ceil_div(n, RMSNORM_BACKWARD_ROWS);
-    const bool vector = C % FLOATX_PACK == 0 &&
-                        (reinterpret_cast<uintptr_t>(dx) | reinterpret_cast<uintptr_t>(dout) |
-                         reinterpret_cast<uintptr_t>(x)) % 16 == 0;
-    if (vector)
+    if (floatx_packable(C, {dx, dout, x}))
         rmsnorm_backward_kernel<FLOATX_PACK><<<blocks, 32 * RMSNORM_WARPS, 0, stream>>>(dx, scratch, dout, x, w,
                                                                                            rstd, n, C, accumulate);
     else

@@ -4,48 +4,74 @@
 //   forward:   h = silu(a) ⊙ b
 //   backward:  dup = [dh ⊙ b ⊙ silu'(a) | dh ⊙ silu(a)]      (overwritten: an activation gradient)
 //   with silu and silu' of model_math.h.
-// Each thread owns one element of h (one column j of one row) and reads or writes columns j and F + j of
-// that row of up / dup.
+// Work split: a block owns SWIGLU_ROWS rows and its threads stride over their (row, pack) pairs, a pack being W
+// consecutive columns j of h and the same columns j and F + j of up / dup. W = FLOATX_PACK (16-byte accesses)
+// when F and the pointers allow it: the kernel only streams memory, and 2-byte accesses keep too few bytes in
+// flight to reach the bandwidth (docs/perf.md). Row and pack come from one 32-bit division per pack.
 #pragma once
 #include "common.cuh"
 
 static const int SWIGLU_THREADS = 256;
+static const int SWIGLU_ROWS = 8;
 
-// grid-stride over the n·F elements of h
-static __global__ void swiglu_forward_kernel(floatX* h, const floatX* up, int F, size_t total) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-        const floatX* up_row = up + (i / F) * 2 * F;
-        const int j = (int)(i % F);
-        h[i] = from_float<floatX>(silu(to_float(up_row[j])) * to_float(up_row[F + j]));
+// grid ceil(n / SWIGLU_ROWS), block SWIGLU_THREADS
+template <int W>
+static __global__ void swiglu_forward_kernel(floatX* __restrict__ h, const floatX* __restrict__ up, int n, int F) {
+    using Pack = FloatXPack<W>;
+    const int packs = F / W, row0 = blockIdx.x * SWIGLU_ROWS;
+    const int count = min(SWIGLU_ROWS, n - row0) * packs;
+    for (int i = threadIdx.x; i < count; i += blockDim.x) {
+        const int row = row0 + i / packs, p = i % packs;
+        const Pack* up_row = reinterpret_cast<const Pack*>(up + (size_t)row * 2 * F);
+        const Pack a = up_row[p], b = up_row[packs + p];
+        Pack out;
+#pragma unroll
+        for (int u = 0; u < W; u++) out.v[u] = from_float<floatX>(silu(to_float(a.v[u])) * to_float(b.v[u]));
+        reinterpret_cast<Pack*>(h + (size_t)row * F)[p] = out;
     }
 }
 
-// grid-stride over the n·F elements of dh
-static __global__ void swiglu_backward_kernel(floatX* dup, const floatX* dh, const floatX* up, int F, size_t total) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-        const size_t row = (i / F) * 2 * F;
-        const int j = (int)(i % F);
-        const float a = to_float(up[row + j]), b = to_float(up[row + F + j]), g = to_float(dh[i]);
-        dup[row + j] = from_float<floatX>(g * b * silu_grad(a));
-        dup[row + F + j] = from_float<floatX>(g * silu(a));
+// grid ceil(n / SWIGLU_ROWS), block SWIGLU_THREADS
+template <int W>
+static __global__ void swiglu_backward_kernel(floatX* __restrict__ dup, const floatX* __restrict__ dh,
+                                              const floatX* __restrict__ up, int n, int F) {
+    using Pack = FloatXPack<W>;
+    const int packs = F / W, row0 = blockIdx.x * SWIGLU_ROWS;
+    const int count = min(SWIGLU_ROWS, n - row0) * packs;
+    for (int i = threadIdx.x; i < count; i += blockDim.x) {
+        const int row = row0 + i / packs, p = i % packs;
+        const Pack* up_row = reinterpret_cast<const Pack*>(up + (size_t)row * 2 * F);
+        Pack* dup_row = reinterpret_cast<Pack*>(dup + (size_t)row * 2 * F);
+        const Pack a = up_row[p], b = up_row[packs + p], g = reinterpret_cast<const Pack*>(dh + (size_t)row * F)[p];
+        Pack da, db;
+#pragma unroll
+        for (int u = 0; u < W; u++) {
+            const float av = to_float(a.v[u]), gv = to_float(g.v[u]);
+            da.v[u] = from_float<floatX>(gv * to_float(b.v[u]) * silu_grad(av));
+            db.v[u] = from_float<floatX>(gv * silu(av));
+        }
+        dup_row[p] = da;
+        dup_row[packs + p] = db;
     }
-}
-
-static inline int swiglu_grid(size_t total) {
-    return (int)std::min<size_t>(ceil_div(total, (size_t)SWIGLU_THREADS), 65536);
 }
 
 // h (n, F) from up (n, 2F).
 static inline void swiglu_forward(floatX* h, const floatX* up, int n, int F, cudaStream_t stream) {
-    const size_t total = (size_t)n * F;
-    swiglu_forward_kernel<<<swiglu_grid(total), SWIGLU_THREADS, 0, stream>>>(h, up, F, total);
+    const int blocks = ceil_div(n, SWIGLU_ROWS);
+    if (floatx_packable(F, {h, up}))
+        swiglu_forward_kernel<FLOATX_PACK><<<blocks, SWIGLU_THREADS, 0, stream>>>(h, up, n, F);
+    else
+        swiglu_forward_kernel<1><<<blocks, SWIGLU_THREADS, 0, stream>>>(h, up, n, F);
     cudaCheckLaunch();
 }
 
 // dup (n, 2F) overwritten from dh (n, F) and up (n, 2F).
 static inline void swiglu_backward(floatX* dup, const floatX* dh, const floatX* up, int n, int F,
                                    cudaStream_t stream) {
-    const size_t total = (size_t)n * F;
-    swiglu_backward_kernel<<<swiglu_grid(total), SWIGLU_THREADS, 0, stream>>>(dup, dh, up, F, total);
+    const int blocks = ceil_div(n, SWIGLU_ROWS);
+    if (floatx_packable(F, {dup, dh, up}))
+        swiglu_backward_kernel<FLOATX_PACK><<<blocks, SWIGLU_THREADS, 0, stream>>>(dup, dh, up, n, F);
+    else
+        swiglu_backward_kernel<1><<<blocks, SWIGLU_THREADS, 0, stream>>>(dup, dh, up, n, F);
     cudaCheckLaunch();
 }

@@ -30,28 +30,37 @@ static bool write_atomically(const std::string& path, const std::vector<std::pai
     return true;
 }
 
+// The arena-layout tensor (t.total elements) back to back, as files hold it.
+static std::vector<float> packed(const ParameterTable& t, const std::vector<float>& arena) {
+    std::vector<float> out(t.count);
+    parameters_pack(t, arena.data(), out.data());
+    return out;
+}
+
 bool checkpoint_write_model(const std::string& path, const Config& c, int64_t step, const std::vector<float>& params,
                             std::string& err) {
+    const std::vector<float> file_params = packed(parameter_table_build(c), params);
     int32_t h[256] = {0};
     h[0] = CHECKPOINT_MODEL_MAGIC; h[1] = CHECKPOINT_VERSION; h[2] = (int32_t)step;
     h[3] = c.L; h[4] = c.D; h[5] = c.F; h[6] = c.heads; h[7] = c.rope; h[8] = c.N; h[9] = c.K; h[10] = c.V;
     h[11] = c.Nq; h[12] = c.Nk; h[13] = c.vocab; h[14] = c.Vp; h[15] = c.T;
     float clip = (float)c.clip;
     memcpy(&h[16], &clip, 4);
-    const uint64_t count = params.size();
+    const uint64_t count = file_params.size();
     h[17] = (int32_t)(count & 0xFFFFFFFFu);
     h[18] = (int32_t)(count >> 32);
     memcpy(&h[64], c.pattern, c.L);
-    return write_atomically(path, {{h, sizeof(h)}, {params.data(), params.size() * sizeof(float)}}, err);
+    return write_atomically(path, {{h, sizeof(h)}, {file_params.data(), count * sizeof(float)}}, err);
 }
 
-bool checkpoint_write_state(const std::string& path, const TrainingState& s, const std::vector<float>& adam_m,
-                            const std::vector<float>& adam_v, std::string& err) {
+bool checkpoint_write_state(const std::string& path, const ParameterTable& t, const TrainingState& s,
+                            const std::vector<float>& adam_m, const std::vector<float>& adam_v, std::string& err) {
+    const std::vector<float> m = packed(t, adam_m), v = packed(t, adam_v);
     int64_t h[16] = {0};
-    h[0] = CHECKPOINT_STATE_MAGIC; h[1] = CHECKPOINT_VERSION; h[2] = s.step; h[3] = (int64_t)adam_m.size();
+    h[0] = CHECKPOINT_STATE_MAGIC; h[1] = CHECKPOINT_VERSION; h[2] = s.step; h[3] = (int64_t)t.count;
     h[4] = s.data_epoch; h[5] = s.data_shard; h[6] = s.data_window; h[7] = s.seed;
-    return write_atomically(path, {{h, sizeof(h)}, {adam_m.data(), adam_m.size() * sizeof(float)},
-                                   {adam_v.data(), adam_v.size() * sizeof(float)}}, err);
+    return write_atomically(path, {{h, sizeof(h)}, {m.data(), m.size() * sizeof(float)},
+                                   {v.data(), v.size() * sizeof(float)}}, err);
 }
 
 // Opens a file and checks its size is exactly `expected` bytes.
@@ -104,7 +113,8 @@ bool checkpoint_read_model(const std::string& path, Config& c, int64_t& step, st
     if (h[3] != c.L || !config_validate(c, perr)) { fclose(f); err = path + ": bad config in header: " + perr; return false; }
     step = h[2];
     const uint64_t count = (uint32_t)h[17] | ((uint64_t)(uint32_t)h[18] << 32);
-    const size_t expected = parameter_table_build(c).total;
+    const ParameterTable t = parameter_table_build(c);
+    const size_t expected = t.count;
     if (count != expected) {
         fclose(f);
         err = path + ": the header says " + std::to_string(count) + " parameters but its config has " +
@@ -117,15 +127,18 @@ bool checkpoint_read_model(const std::string& path, Config& c, int64_t& step, st
               " parameters = " + std::to_string(sizeof(h) + expected * sizeof(float)) + " (truncated or corrupted)";
         return false;
     }
-    params.resize(expected);
-    bool ok = fread(params.data(), sizeof(float), expected, f) == expected;
+    std::vector<float> file_params(expected);
+    bool ok = fread(file_params.data(), sizeof(float), expected, f) == expected;
     fclose(f);
     if (!ok) { err = path + ": read failed"; return false; }
+    params.resize(t.total);
+    parameters_unpack(t, file_params.data(), params.data());
     return true;
 }
 
-bool checkpoint_read_state(const std::string& path, size_t count, TrainingState& s, std::vector<float>& adam_m,
-                           std::vector<float>& adam_v, std::string& err) {
+bool checkpoint_read_state(const std::string& path, const ParameterTable& t, TrainingState& s,
+                           std::vector<float>& adam_m, std::vector<float>& adam_v, std::string& err) {
+    const size_t count = t.count;
     long size = 0;
     int64_t h[16];
     FILE* f = open_sized(path, (long)(sizeof(h) + 2 * count * sizeof(float)), size, err);
@@ -144,12 +157,14 @@ bool checkpoint_read_state(const std::string& path, size_t count, TrainingState&
               std::to_string(count) + ")";
         return false;
     }
-    adam_m.resize(count);
-    adam_v.resize(count);
-    ok = ok && fread(adam_m.data(), sizeof(float), count, f) == count &&
-         fread(adam_v.data(), sizeof(float), count, f) == count;
+    std::vector<float> m(count), v(count);
+    ok = ok && fread(m.data(), sizeof(float), count, f) == count && fread(v.data(), sizeof(float), count, f) == count;
     fclose(f);
     if (!ok) { err = path + ": read failed"; return false; }
+    adam_m.resize(t.total);
+    adam_v.resize(t.total);
+    parameters_unpack(t, m.data(), adam_m.data());
+    parameters_unpack(t, v.data(), adam_v.data());
     s.step = h[2]; s.data_epoch = h[4]; s.data_shard = h[5]; s.data_window = h[6]; s.seed = h[7];
     return true;
 }

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "config.h"
+#include "parameters.h"
 
 #define CHECKPOINT_MODEL_MAGIC 20261123
 #define CHECKPOINT_STATE_MAGIC 20261124
@@ -31,16 +32,18 @@ struct TrainingState {
     int64_t seed;
 };
 
+// params, adam_m, adam_v are in the arena's layout (model/parameters.h: table.total elements); the files hold the
+// tensors back to back (table.count), so the format does not depend on the arena's alignment.
 bool checkpoint_write_model(const std::string& path, const Config& c, int64_t step, const std::vector<float>& params,
                             std::string& err);
-bool checkpoint_write_state(const std::string& path, const TrainingState& s, const std::vector<float>& adam_m,
-                            const std::vector<float>& adam_v, std::string& err);
+bool checkpoint_write_state(const std::string& path, const ParameterTable& t, const TrainingState& s,
+                            const std::vector<float>& adam_m, const std::vector<float>& adam_v, std::string& err);
 // Reads a model file: its config, step and parameters; false with `err` naming the file and the problem
 // (missing, wrong magic or version, an invalid config, a size that does not match).
 bool checkpoint_read_model(const std::string& path, Config& c, int64_t& step, std::vector<float>& params,
                            std::string& err);
-bool checkpoint_read_state(const std::string& path, size_t count, TrainingState& s, std::vector<float>& adam_m,
-                           std::vector<float>& adam_v, std::string& err);
+bool checkpoint_read_state(const std::string& path, const ParameterTable& t, TrainingState& s,
+                           std::vector<float>& adam_m, std::vector<float>& adam_v, std::string& err);
 // The highest step with both files in `dir`, or -1 when there is none.
 int64_t checkpoint_latest(const std::string& dir);
 std::string checkpoint_model_path(const std::string& dir, int64_t step);

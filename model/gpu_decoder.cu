@@ -26,7 +26,7 @@ static void carve_decoder(GPUDecoder& d, const Config& c, Carver& a) {
     one.residual = one.residual2 = a.take<floatX>(n * c.D);
     one.ln1 = one.ln2 = a.take<floatX>(n * c.D);
     one.ln1_rstd = one.ln2_rstd = a.take<float>(n);
-    one.proj = has_m ? a.take<floatX>(n * L.Cp()) : nullptr;
+    one.proj = has_m ? a.take<floatX>(n * L.Cp_stride()) : nullptr;
     one.qkv = has_m ? a.take<floatX>(n * L.Cc()) : nullptr;
     one.scan_y = has_m ? a.take<floatX>(n * L.NV()) : nullptr;
     one.gnorm_out = has_m ? a.take<floatX>(n * L.NV()) : nullptr;
@@ -40,7 +40,6 @@ static void carve_decoder(GPUDecoder& d, const Config& c, Carver& a) {
     d.acts.final_residual = one.residual;
     d.acts.lnf = one.ln1;
     d.acts.lnf_rstd = one.ln1_rstd;
-    d.acts.branch_out = a.take<floatX>(n * c.D);
     d.logits = a.take<floatX>(n * c.Vp);
 }
 

@@ -45,12 +45,16 @@ static void carve_gradients(GPUModel& m, Carver& a) {
     m.norm_squared = a.take<float>(1);
 }
 
-// The classifier's chunk: a multiple of 128 rows (the GEMM's tile) whose logits take at most
-// CLASSIFIER_CHUNK_BYTES (at least 128 rows), or all B·T rows when they fit.
-static const size_t CLASSIFIER_CHUNK_BYTES = 256ull << 20;
+// The classifier's chunk: the B·T rows split evenly into as few chunks as keep each chunk's logits within
+// CLASSIFIER_CHUNK_BYTES, rounded up to a multiple of 128 rows (the GEMM's tile). Few large chunks, because every
+// chunk's lm_head gradient GEMM reads and writes the whole fp32 gradient (Vp·D, 392 MiB at the 410M shape):
+// at 256 MiB chunks that was 26 passes a step (docs/perf.md).
+static const size_t CLASSIFIER_CHUNK_BYTES = 2048ull << 20;
 static int classifier_chunk_rows(const Config& c, int BT) {
-    const size_t rows = CLASSIFIER_CHUNK_BYTES / (sizeof(floatX) * c.Vp) / 128 * 128;
-    return (int)std::min<size_t>(std::max<size_t>(rows, 128), BT);
+    const size_t bytes = (size_t)BT * c.Vp * sizeof(floatX);
+    const size_t chunks = std::max<size_t>(ceil_div(bytes, CLASSIFIER_CHUNK_BYTES), 1);
+    const size_t rows = ceil_div(ceil_div((size_t)BT, chunks), (size_t)128) * 128;
+    return (int)std::min<size_t>(rows, BT);
 }
 
 static void carve_activations(GPUModel& m, Carver& a) {
@@ -65,7 +69,7 @@ static void carve_activations(GPUModel& m, Carver& a) {
         g.ln1 = a.take<floatX>(BT * c.D);
         g.ln1_rstd = a.take<float>(BT);
         if (c.pattern[l] == 'M') {
-            g.proj = a.take<floatX>(BT * L.Cp());
+            g.proj = a.take<floatX>(BT * L.Cp_stride());
             g.qkv = a.take<floatX>(BT * L.Cc());
             g.forget = a.take<float>(BT * c.N);
             g.scan_y = a.take<floatX>(BT * L.NV());
@@ -86,7 +90,6 @@ static void carve_activations(GPUModel& m, Carver& a) {
     x.final_residual = a.take<floatX>(BT * c.D);
     x.lnf = a.take<floatX>(BT * c.D);
     x.lnf_rstd = a.take<float>(BT);
-    x.branch_out = a.take<floatX>(BT * c.D);
     m.logits = a.take<floatX>((size_t)classifier_chunk_rows(c, (int)BT) * c.Vp);
     m.losses = a.take<float>(BT);
     m.tokens = a.take<int>((size_t)m.B * (m.T + 1));
@@ -100,7 +103,7 @@ static void carve_activations(GPUModel& m, Carver& a) {
     s.dup = a.take<floatX>(BT * 2 * c.F);
     s.dgnorm_out = has_m ? a.take<floatX>(BT * L.NV()) : nullptr;
     s.dscan_y = has_m ? a.take<floatX>(BT * L.NV()) : nullptr;
-    s.dproj = has_m ? a.take<floatX>(BT * L.Cp()) : nullptr;
+    s.dproj = has_m ? a.take<floatX>(BT * L.Cp_stride()) : nullptr;
     s.dqkv = has_m ? a.take<float>(BT * L.Cc()) : nullptr;
     s.dforget = has_m ? a.take<float>(BT * c.N) : nullptr;
     s.dattn_y = has_a ? a.take<floatX>(BT * c.D) : nullptr;
@@ -189,13 +192,7 @@ bool gpu_model_init(GPUModel& m, const Config& c, int B, int T, std::string& err
     m.host_losses.assign((size_t)B * T, 0.0f);
     m.host_token_groups.assign(encoder_groups_ints(B, T), 0);
     m.n_token_groups = 0;
-    m.decay_runs.clear();
-    for (const ParamTensor& t : m.table.tensors) {
-        if (!m.decay_runs.empty() && m.decay_runs.back().decay == t.decay)
-            m.decay_runs.back().numel += t.numel;
-        else
-            m.decay_runs.push_back({t.offset, t.numel, t.decay});
-    }
+    m.decay_runs = parameter_decay_runs(m.table);
     return true;
 }
 
@@ -270,10 +267,12 @@ static float* grad(GPUModel& m, int l, ParamKind kind) { return m.grads + param_
 // The same for the model's global tensors (wte, lnf, lm_head), by their index in the table.
 static size_t global_offset(const GPUModel& m, int index) { return m.table.tensors[index].offset; }
 
-static void m2rnn_mixer_forward(GPUModel& m, GPULayer& a, int l, floatX* out, int B, int T, GPUCarryLayer* carry) {
+// The mixer's output joins the residual in its out-projection's epilogue: a.residual2 = a.residual + mixer(ln1).
+static void m2rnn_mixer_forward(GPUModel& m, GPULayer& a, int l, int B, int T, GPUCarryLayer* carry) {
     const M2RNNLayout L = config_m2rnn_layout(m.c);
     const int n = B * T;
-    matmul_forward(m.mm, a.proj, a.ln1, weight(m, l, P_IN_PROJ), n, m.c.D, L.Cp(), timed(m, FAMILY_GEMM));
+    // over in_proj's zero rows too (model_math.h: Cp_stride), for the GEMM's sake
+    matmul_forward(m.mm, a.proj, a.ln1, weight(m, l, P_IN_PROJ), n, m.c.D, L.Cp_stride(), timed(m, FAMILY_GEMM));
     if (carry)
         m2rnn_input_step(a.qkv, a.forget, carry->conv_history, a.proj, param(m, l, P_CONV), param(m, l, P_A_LOG),
                          param(m, l, P_DT_BIAS), L, B, timed(m, FAMILY_M2RNN_IO));
@@ -284,10 +283,11 @@ static void m2rnn_mixer_forward(GPUModel& m, GPULayer& a, int l, floatX* out, in
                        B, T, m.chunk, timed(m, FAMILY_SCAN));
     m2rnn_gate_forward(a.gnorm_out, a.gnorm_rstd, a.scan_y, a.qkv, a.proj, param(m, l, P_SKIP), param(m, l, P_GNORM), L,
                        n, timed(m, FAMILY_M2RNN_IO));
-    matmul_forward(m.mm, out, a.gnorm_out, weight(m, l, P_OUT_PROJ), n, L.NV(), m.c.D, timed(m, FAMILY_GEMM));
+    matmul_forward_residual(m.mm, a.residual2, a.residual, a.gnorm_out, weight(m, l, P_OUT_PROJ), n, L.NV(), m.c.D,
+                            timed(m, FAMILY_GEMM));
 }
 
-static void attention_mixer_forward(GPUModel& m, GPULayer& a, int l, floatX* out, int B, int T, GPUCarry* carry) {
+static void attention_mixer_forward(GPUModel& m, GPULayer& a, int l, int B, int T, GPUCarry* carry) {
     const Config& c = m.c;
     const int n = B * T;
     matmul_forward(m.mm, a.attn_qkv, a.ln1, weight(m, l, P_QKV), n, c.D, 3 * c.D, timed(m, FAMILY_GEMM));
@@ -297,7 +297,8 @@ static void attention_mixer_forward(GPUModel& m, GPULayer& a, int l, floatX* out
     else
         attention_forward(a.attn_y, a.attn_lse, a.attn_qkv, m.s.rope_cos_sin, B, T, c.D, c.heads,
                           timed(m, FAMILY_ATTENTION));
-    matmul_forward(m.mm, out, a.attn_y, weight(m, l, P_ATTN_OUT), n, c.D, c.D, timed(m, FAMILY_GEMM));
+    matmul_forward_residual(m.mm, a.residual2, a.residual, a.attn_y, weight(m, l, P_ATTN_OUT), n, c.D, c.D,
+                            timed(m, FAMILY_GEMM));
 }
 
 void gpu_model_layers_forward(GPUModel& m, GPUActivations& x, int B, int T, GPUCarry* carry) {
@@ -308,21 +309,24 @@ void gpu_model_layers_forward(GPUModel& m, GPUActivations& x, int B, int T, GPUC
     for (int l = 0; l < c.L; l++) {
         GPULayer& a = x.layers[l];
         if (c.pattern[l] == 'M')
-            m2rnn_mixer_forward(m, a, l, x.branch_out, B, T, carry ? &carry->layers[l] : nullptr);
+            m2rnn_mixer_forward(m, a, l, B, T, carry ? &carry->layers[l] : nullptr);
         else
-            attention_mixer_forward(m, a, l, x.branch_out, B, T, carry);
-        residual_rmsnorm_forward(a.residual2, a.ln2, a.ln2_rstd, a.residual, x.branch_out, param(m, l, P_LN2), n, D,
-                                 timed(m, FAMILY_NORM));
+            attention_mixer_forward(m, a, l, B, T, carry);
+        rmsnorm_forward(a.ln2, a.ln2_rstd, a.residual2, param(m, l, P_LN2), n, D, timed(m, FAMILY_NORM));
         matmul_forward(m.mm, a.up, a.ln2, weight(m, l, P_UP), n, D, 2 * c.F, timed(m, FAMILY_GEMM));
         swiglu_forward(a.swiglu, a.up, n, c.F, timed(m, FAMILY_MLP));
-        matmul_forward(m.mm, x.branch_out, a.swiglu, weight(m, l, P_DOWN), n, c.F, D, timed(m, FAMILY_GEMM));
-        // the MLP's output joins the residual, normalised by the next layer's ln1 or by lnf after the last
-        if (l + 1 < c.L)
-            residual_rmsnorm_forward(x.layers[l + 1].residual, x.layers[l + 1].ln1, x.layers[l + 1].ln1_rstd,
-                                     a.residual2, x.branch_out, param(m, l + 1, P_LN1), n, D, timed(m, FAMILY_NORM));
+        // the MLP's output joins the residual in the down-projection's epilogue, normalised by the next layer's
+        // ln1 or by lnf after the last
+        const bool last = l + 1 == c.L;
+        floatX* next = last ? x.final_residual : x.layers[l + 1].residual;
+        matmul_forward_residual(m.mm, next, a.residual2, a.swiglu, weight(m, l, P_DOWN), n, c.F, D,
+                                timed(m, FAMILY_GEMM));
+        if (last)
+            rmsnorm_forward(x.lnf, x.lnf_rstd, next, m.params + global_offset(m, m.table.lnf), n, D,
+                            timed(m, FAMILY_NORM));
         else
-            residual_rmsnorm_forward(x.final_residual, x.lnf, x.lnf_rstd, a.residual2, x.branch_out,
-                                     m.params + global_offset(m, m.table.lnf), n, D, timed(m, FAMILY_NORM));
+            rmsnorm_forward(x.layers[l + 1].ln1, x.layers[l + 1].ln1_rstd, next, param(m, l + 1, P_LN1), n, D,
+                            timed(m, FAMILY_NORM));
     }
 }
 
@@ -408,8 +412,9 @@ static void m2rnn_mixer_backward(GPUModel& m, const GPULayer& a, int l) {
     m2rnn_input_backward(s.dproj, grad(m, l, P_CONV), grad(m, l, P_A_LOG), grad(m, l, P_DT_BIAS), s.partials, s.dqkv,
                          s.dforget, a.proj, param(m, l, P_CONV), param(m, l, P_A_LOG), param(m, l, P_DT_BIAS), L, B, T,
                          timed(m, FAMILY_M2RNN_IO));
-    matmul_backward(m.mm, s.dln, grad(m, l, P_IN_PROJ), s.dproj, a.ln1, weight(m, l, P_IN_PROJ), BT, m.c.D, L.Cp(),
-                    timed(m, FAMILY_GEMM));
+    // dproj's extra columns are zero: they add nothing to dln, and in_proj's extra gradient rows stay zero
+    matmul_backward(m.mm, s.dln, grad(m, l, P_IN_PROJ), s.dproj, a.ln1, weight(m, l, P_IN_PROJ), BT, m.c.D,
+                    L.Cp_stride(), timed(m, FAMILY_GEMM));
 }
 
 // The attention mixer's backward, from dresidual to dln.
@@ -430,6 +435,11 @@ void gpu_model_backward(GPUModel& m) {
     const int BT = m.B * m.T, D = c.D;
     GPUScratch& s = m.s;
     GPUActivations& x = m.acts;
+    // dproj's columns past Cp, which no kernel writes, must be zero for in_proj's backward GEMM (Cp_stride)
+    const M2RNNLayout L = config_m2rnn_layout(c);
+    if (s.dproj && L.Cp_stride() > L.Cp())
+        cudaCheck(cudaMemset2DAsync(s.dproj + L.Cp(), sizeof(floatX) * L.Cp_stride(), 0,
+                                    sizeof(floatX) * (L.Cp_stride() - L.Cp()), BT, timed(m, FAMILY_M2RNN_IO)));
     // the training forward ran the classifier's backward: dlnf is in s.dln, lm_head's gradient in the arena
     rmsnorm_backward(s.dresidual, m.grads + global_offset(m, m.table.lnf), s.partials, s.dln, x.final_residual,
                      m.params + global_offset(m, m.table.lnf), x.lnf_rstd, BT, D, false, timed(m, FAMILY_NORM));

@@ -7,12 +7,14 @@
 //   GPU launch (kernels/)               reference steps (model/reference.cpp)
 //   encoder_forward                     encoder_forward
 //   rmsnorm_forward                     rmsnorm_forward (ln1 of layer 0)
-//   matmul_forward                      matmul_forward (every projection)
+//   matmul_forward                      matmul_forward (in_proj, qkv, up)
+//   matmul_forward_residual             matmul_forward + residual_forward (out_proj, attn_out, down: the branch's
+//                                       output joins the residual in the GEMM's epilogue)
 //   m2rnn_input_forward                 m2rnn_input_forward (causal conv + silu, forget gate)
 //   m2rnn_scan_forward                  m2rnn_scan_forward
 //   m2rnn_gate_forward                  m2rnn_gate_forward (D skip, silu(g), gnorm)
 //   attention_forward                   attention_forward (RoPE included)
-//   residual_rmsnorm_forward            residual_forward + rmsnorm_forward (ln2, the next layer's ln1, lnf)
+//   rmsnorm_forward                     rmsnorm_forward (ln2, the next layer's ln1, lnf)
 //   swiglu_forward                      swiglu_forward
 //   per chunk of classifier_rows rows:  matmul_forward (lm_head) + crossentropy_forward, and in a training forward
 //     matmul_forward, crossentropy_     crossentropy_backward + matmul_backward (lm_head): the classifier's backward
@@ -68,13 +70,12 @@ struct GPULayer {
     floatX* swiglu;                  // (B,T,F)
 };
 
-// One forward's activations over B·T positions: every layer's, the final norm's input and output, and the buffer a
-// mixer or MLP writes before its output joins the residual. The model keeps a set for its B×T; the decoder
-// (model/gpu_decoder.h) one for a position of each sequence, every layer's pointers aliasing the same buffers.
+// One forward's activations over B·T positions: every layer's, and the final norm's input and output. The model
+// keeps a set for its B×T; the decoder (model/gpu_decoder.h) one for a position of each sequence, every layer's
+// pointers aliasing the same buffers.
 struct GPUActivations {
     std::vector<GPULayer> layers;
     floatX* final_residual; floatX* lnf; float* lnf_rstd;  // (B,T,D), (B,T,D), (B,T)
-    floatX* branch_out;                                    // (B,T,D)
 };
 
 // What generation carries from one position to the next (model/gpu_decoder.h), per layer.
@@ -107,12 +108,6 @@ struct GPUScratch {
     float* partials;                 // the partial sums of the deterministic reductions (sized for the largest)
 };
 
-// A run of consecutive parameter tensors that share a weight-decay setting: one AdamW launch each.
-struct DecayRun {
-    size_t offset, numel;
-    bool decay;
-};
-
 struct GPUModel {
     Config c;
     ParameterTable table;
@@ -138,7 +133,7 @@ struct GPUModel {
     GPUActivations acts;
     GPUScratch s;
     int classifier_rows;   // rows of the (B·T, Vp) logits per classifier chunk: gpu_model_init's default keeps a
-                           // chunk within 256 MiB; tests may set fewer
+                           // chunk within 2 GiB; tests may set fewer
     floatX* logits;        // (classifier_rows, Vp): one chunk's logits (in a training forward, then its dlogits)
     float* losses;         // (B,T)
     int* tokens;           // (B,T+1)

@@ -67,11 +67,22 @@ template <typename T> MODEL_FN T rmsnorm_dx(T r, T factor, T dout, T w, T x) { r
 // Where an M²RNN layer keeps each head's channels. A row of in_proj's output is [q | k | v | f_raw | g] of widths
 // Nq·K, Nk·K, N·V, N, N·V (head-major inside each part); the first Cc channels, [q | k | v], pass the causal
 // conv (a row of its output is Cc wide). Head n reads query head n / (N/Nq) and key head n / (N/Nk).
+// Rows of a 2-D parameter tensor (a GEMM weight) occupy a multiple of this many rows of the parameter arena, the
+// extra rows zero (model/parameters.h), and in_proj's output has as many columns: cuBLASLt's Hopper kernels want a
+// GEMM's output dimension a multiple of 8 (at in_proj's Cp = 2900 it fell back to Ampere kernels at a third of the
+// speed: docs/perf.md).
+static constexpr int WEIGHT_ROWS_MULTIPLE = 8;
+
 struct M2RNNLayout {
     int N, K, V, Nq, Nk;
     MODEL_FN int NV() const { return N * V; }
     MODEL_FN int Cc() const { return (Nq + Nk) * K + N * V; }       // conv channels [q | k | v]
     MODEL_FN int Cp() const { return Cc() + N + N * V; }            // in_proj rows
+    // The GPU's in_proj output width (proj, dproj): Cp rounded up to WEIGHT_ROWS_MULTIPLE, the rows of in_proj's
+    // slot in the arena; the GEMM computes the extra columns from zero weight rows, and dproj's stay zero.
+    MODEL_FN int Cp_stride() const {
+        return (Cp() + WEIGHT_ROWS_MULTIPLE - 1) / WEIGHT_ROWS_MULTIPLE * WEIGHT_ROWS_MULTIPLE;
+    }
     MODEL_FN int q_col(int n) const { return n / (N / Nq) * K; }
     MODEL_FN int k_col(int n) const { return Nq * K + n / (N / Nk) * K; }
     MODEL_FN int v_col(int n) const { return (Nq + Nk) * K + n * V; }

@@ -15,9 +15,14 @@ static void add(ParameterTable& t, ParamKind kind, int layer, const char* name, 
     p.ndim = ndim;
     p.numel = (size_t)d0 * d1 * d2;
     p.offset = t.total;
+    p.file_offset = t.count;
     p.init = init;
     p.decay = decay;
-    t.total += p.numel;
+    const size_t rows_multiple = ndim == 2 ? WEIGHT_ROWS_MULTIPLE : 1;
+    const size_t rows = (d0 + rows_multiple - 1) / rows_multiple * rows_multiple;
+    const size_t slot = rows * d1 * d2;
+    t.total += (slot + PARAM_ALIGN - 1) / PARAM_ALIGN * PARAM_ALIGN;
+    t.count += p.numel;
     int index = (int)t.tensors.size();
     t.tensors.push_back(p);
     if (layer >= 0) t.by_layer[layer][kind] = index;
@@ -26,6 +31,7 @@ static void add(ParameterTable& t, ParamKind kind, int layer, const char* name, 
 ParameterTable parameter_table_build(const Config& c) {
     ParameterTable t;
     t.total = 0;
+    t.count = 0;
     t.by_layer.assign(c.L, std::vector<int>(NUM_PARAM_KINDS, -1));
     const bool decay = true, no_decay = false;
     t.wte = (int)t.tensors.size();
@@ -54,6 +60,18 @@ ParameterTable parameter_table_build(const Config& c) {
     t.lm_head = (int)t.tensors.size();
     add(t, P_LM_HEAD, -1, "lm_head", c.Vp, c.D, 1, 2, INIT_NORMAL, decay);
     return t;
+}
+
+std::vector<DecayRun> parameter_decay_runs(const ParameterTable& t) {
+    std::vector<DecayRun> runs;
+    for (size_t i = 0; i < t.tensors.size(); i++) {
+        const size_t offset = t.tensors[i].offset, end = i + 1 < t.tensors.size() ? t.tensors[i + 1].offset : t.total;
+        if (!runs.empty() && runs.back().decay == t.tensors[i].decay)
+            runs.back().numel = end - runs.back().offset;
+        else
+            runs.push_back({offset, end - offset, t.tensors[i].decay});
+    }
+    return runs;
 }
 
 size_t param_offset(const ParameterTable& t, int layer, ParamKind kind) {

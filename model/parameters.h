@@ -2,6 +2,12 @@
 // initialisation rule and weight-decay flag. Checkpoints, the parameter arena, the CPU reference and
 // the GPU code all take offsets from this one table, so they cannot disagree on layout.
 //
+// In memory (the arena) every tensor starts at a multiple of PARAM_ALIGN elements: 256 bytes of the GEMMs' bf16
+// copy, 512 of fp32, the alignment cuBLASLt's fastest kernels assume and whole 16-byte packs for the optimizer;
+// a 2-D tensor's slot has its rows rounded up to WEIGHT_ROWS_MULTIPLE (model_math.h), so a GEMM may run over the
+// extra rows. The gaps hold zeros, belong to no tensor and stay zero (zero gradient, zero moments). Files hold
+// the tensors back to back, in the same order (parameters_pack / parameters_unpack).
+//
 //   wte (Vp, D)
 //   per layer l:  ln1 (D)
 //                 M: in_proj (Nq·K+Nk·K+2·N·V+N, D), conv (Nq·K+Nk·K+N·V, 4), A_log (N), dt_bias (N),
@@ -11,6 +17,7 @@
 //   lnf (D), lm_head (Vp, D)
 #pragma once
 #include <cstddef>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -40,7 +47,8 @@ struct ParamTensor {
     int shape[3];          // unused trailing dims are 1
     int ndim;
     size_t numel;
-    size_t offset;         // in elements, from the start of the parameter arena
+    size_t offset;         // in elements, from the start of the parameter arena (a multiple of PARAM_ALIGN)
+    size_t file_offset;    // in elements, in files: the tensors back to back
     InitRule init;
     bool decay;            // AdamW weight decay applies
 };
@@ -49,10 +57,30 @@ struct ParameterTable {
     std::vector<ParamTensor> tensors;   // canonical order
     std::vector<std::vector<int>> by_layer;  // by_layer[l][kind] = index into tensors, or -1
     int wte, lnf, lm_head;              // indices of the global tensors
-    size_t total;                       // elements in all
+    size_t total;                       // arena elements, the gaps included (a multiple of PARAM_ALIGN)
+    size_t count;                       // parameters: the tensors' elements, as files hold them
 };
 
+static const size_t PARAM_ALIGN = 128;
+
 ParameterTable parameter_table_build(const Config& c);
+
+// The arena's tensors back to back (packed: count elements) and back (arena: total elements, the gaps zeroed).
+template <typename T> void parameters_pack(const ParameterTable& t, const T* arena, T* packed) {
+    for (const ParamTensor& p : t.tensors) memcpy(packed + p.file_offset, arena + p.offset, p.numel * sizeof(T));
+}
+template <typename T> void parameters_unpack(const ParameterTable& t, const T* packed, T* arena) {
+    memset(arena, 0, t.total * sizeof(T));
+    for (const ParamTensor& p : t.tensors) memcpy(arena + p.offset, packed + p.file_offset, p.numel * sizeof(T));
+}
+
+// A run of consecutive tensors that share a weight-decay setting (one AdamW launch each), with the gap after each
+// tensor, so that the runs tile the arena [0, total) in multiples of PARAM_ALIGN (the gaps stay zero in AdamW).
+struct DecayRun {
+    size_t offset, numel;
+    bool decay;
+};
+std::vector<DecayRun> parameter_decay_runs(const ParameterTable& t);
 
 // Offset of layer l's tensor of a kind (the kind must exist in that layer).
 size_t param_offset(const ParameterTable& t, int layer, ParamKind kind);

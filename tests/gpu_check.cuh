@@ -96,6 +96,14 @@ static inline std::vector<double> columns(const std::vector<double>& x, size_t r
     return out;
 }
 
+// A (rows, width) tensor laid out with rows `stride` apart, the padding NaN (a kernel that reads it fails).
+static inline std::vector<double> padded_rows(const std::vector<double>& x, size_t rows, int width, int stride) {
+    std::vector<double> out(rows * stride, NAN);
+    for (size_t i = 0; i < rows; i++)
+        for (int c = 0; c < width; c++) out[i * stride + c] = x[i * width + c];
+    return out;
+}
+
 static inline std::vector<double> plus(const std::vector<double>& a, const std::vector<double>& b) {
     std::vector<double> out(a.size());
     for (size_t i = 0; i < a.size(); i++) out[i] = a[i] + b[i];

@@ -206,34 +206,37 @@ void test_shard_layout(TestReport& r) {
             "no larger than needed, worst padding %zu elements (%d bad)", cases, worst_padding, bad);
 }
 
-// AdamW's runs of equal weight decay (as gpu_model_init merges them) cut by every shard (as gpu_model_update cuts
-// them): the pieces tile [0, total) in order, each inside its shard and its run.
+// AdamW's runs of equal weight decay (parameter_decay_runs) cut by every shard (as gpu_model_update cuts them):
+// the pieces tile [0, total) in order, each inside its shard and its run and covering every tensor of its decay
+// setting, with offsets and lengths multiples of 4 (AdamW's packed path).
 void test_runs_in_shards(TestReport& r, const char* name, const Config& c) {
     const ParameterTable t = parameter_table_build(c);
-    struct Run { size_t offset, numel; bool decay; };
-    std::vector<Run> runs;
-    for (const ParamTensor& p : t.tensors) {
-        if (!runs.empty() && runs.back().decay == p.decay) runs.back().numel += p.numel;
-        else runs.push_back({p.offset, p.numel, p.decay});
-    }
+    const std::vector<DecayRun> runs = parameter_decay_runs(t);
     int bad = 0, pieces = 0;
+    for (const ParamTensor& p : t.tensors) {
+        int covering = 0;
+        for (const DecayRun& run : runs)
+            covering += run.decay == p.decay && run.offset <= p.offset && p.offset + p.numel <= run.offset + run.numel;
+        bad += covering != 1;
+    }
     for (int shards : {1, 2, 3, 5, 8}) {
         const ShardLayout l = shard_layout(t.total, shards);
         size_t next = 0;  // where the next piece must start
         for (int s = 0; s < shards; s++)
-            for (const Run& run : runs) {
+            for (const DecayRun& run : runs) {
                 const IndexRange piece = range_in_shard(run.offset, run.numel, l.shard_numel, s);
                 if (piece.numel == 0) continue;
                 pieces++;
                 bad += piece.offset != next;
                 bad += piece.offset < s * l.shard_numel || piece.offset + piece.numel > (s + 1) * l.shard_numel;
                 bad += piece.offset < run.offset || piece.offset + piece.numel > run.offset + run.numel;
+                bad += piece.offset % 4 != 0 || piece.numel % 4 != 0;
                 next = piece.offset + piece.numel;
             }
         bad += next != t.total;
     }
-    r.check(bad == 0, "distributed: %s (%zu parameters, %zu decay runs) over 1, 2, 3, 5, 8 shards: %d pieces tile "
-            "the arena, each in its shard and run (%d bad)", name, t.total, runs.size(), pieces, bad);
+    r.check(bad == 0, "distributed: %s (arena of %zu elements, %zu decay runs) over 1, 2, 3, 5, 8 shards: %d pieces "
+            "tile the arena, each in its shard and run (%d bad)", name, t.total, runs.size(), pieces, bad);
 }
 
 // The moments as a checkpoint carries them: set_optimizer keeps range_in_shard of the full array in a shard buffer

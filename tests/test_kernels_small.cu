@@ -1,5 +1,5 @@
-// GPU checks of kernels/encoder.cuh, rmsnorm.cuh, swiglu.cuh and crossentropy.cuh against the reference steps
-// (double precision) on fresh random inputs, rounded to what the kernels read before the reference sees them.
+// GPU checks of kernels/encoder.cuh, rmsnorm.cuh, matmul.cuh, swiglu.cuh and crossentropy.cuh against the reference
+// steps (double precision) on fresh random inputs, rounded to what the kernels read before the reference sees them.
 // Outputs start poisoned (NaN), so an unwritten element fails; accumulated outputs start from known random
 // values of the increment's scale, so overwriting instead of adding fails. Sizes are not multiples of 32 or of
 // the 16-byte pack, except where the kernel requires it (Vp), and include the model's realistic ones.
@@ -11,6 +11,7 @@
 
 #include "../kernels/crossentropy.cuh"
 #include "../kernels/encoder.cuh"
+#include "../kernels/matmul.cuh"
 #include "../kernels/rmsnorm.cuh"
 #include "../kernels/swiglu.cuh"
 #include "../model/reference.h"
@@ -86,27 +87,8 @@ void test_rmsnorm(TestReport& r, int n, int C, Random& rng) {
     check_err(r, device_download(d_out, nC), out, "rmsnorm_forward out", shape);
     check_err(r, device_download(d_rstd, n), rstd, "rmsnorm_forward rstd", shape);
 
-    // residual_rmsnorm_forward: the reference normalises the residual as stored (floatX), as the kernel does
-    const std::vector<double> a = random_rounded<floatX>(nC, rng, 1.0);
-    const std::vector<double> b = random_rounded<floatX>(nC, rng, 0.5);
-    std::vector<double> residual(nC);
-    residual_forward(residual.data(), a.data(), b.data(), nC);
-    std::vector<double> residual_stored = residual;
-    round_to<floatX>(residual_stored);
-    rmsnorm_forward(out.data(), rstd.data(), residual_stored.data(), w.data(), n, C);
-    floatX* d_a = device_upload<floatX>(a);
-    floatX* d_b = device_upload<floatX>(b);
-    floatX* d_residual = device_poisoned<floatX>(nC);
-    cudaCheck(cudaMemset(d_out, 0xFF, nC * sizeof(floatX)));
-    cudaCheck(cudaMemset(d_rstd, 0xFF, n * sizeof(float)));
-    residual_rmsnorm_forward(d_residual, d_out, d_rstd, d_a, d_b, d_w, n, C, 0);
-    check_err(r, device_download(d_residual, nC), residual, "residual_rmsnorm_forward residual", shape);
-    check_err(r, device_download(d_out, nC), out, "residual_rmsnorm_forward out", shape);
-    check_err(r, device_download(d_rstd, n), rstd, "residual_rmsnorm_forward rstd", shape);
-
-    // rmsnorm_backward of the first forward, dx overwritten and then accumulated
-    std::vector<double> rstd_in(n);
-    rmsnorm_forward(out.data(), rstd_in.data(), x.data(), w.data(), n, C);
+    // rmsnorm_backward of that forward, dx overwritten and then accumulated
+    std::vector<double> rstd_in = rstd;
     round_to<float>(rstd_in);
     const std::vector<double> dout = random_rounded<floatX>(nC, rng, 1.0);
     floatX* d_dout = device_upload<floatX>(dout);
@@ -128,8 +110,54 @@ void test_rmsnorm(TestReport& r, int n, int C, Random& rng) {
         cudaCheck(cudaFree(d_dw));
     }
 
-    for (void* p : {(void*)d_w, (void*)d_x, (void*)d_out, (void*)d_rstd, (void*)d_a, (void*)d_b, (void*)d_residual,
-                    (void*)d_dout, (void*)d_rstd_in, (void*)d_scratch})
+    for (void* p : {(void*)d_w, (void*)d_x, (void*)d_out, (void*)d_rstd, (void*)d_dout, (void*)d_rstd_in,
+                    (void*)d_scratch})
+        cudaCheck(cudaFree(p));
+}
+
+// ---------------------------------------------------------------- matmul
+
+// The model's GEMMs (cuBLASLt): matmul_forward, matmul_forward_residual (the residual add in the epilogue, rounded
+// once) and matmul_backward (dx overwritten, dW accumulated).
+void test_matmul(TestReport& r, int n, int I, int O, Random& rng) {
+    char shape[64];
+    snprintf(shape, sizeof(shape), "n=%d I=%d O=%d", n, I, O);
+    const std::vector<double> x = random_rounded<floatX>((size_t)n * I, rng, 1.0);
+    const std::vector<double> W = random_rounded<floatX>((size_t)O * I, rng, 0.5);
+    const std::vector<double> residual = random_rounded<floatX>((size_t)n * O, rng, 1.0);
+    const std::vector<double> dout = random_rounded<floatX>((size_t)n * O, rng, 1.0);
+    std::vector<double> out((size_t)n * O), joined((size_t)n * O), dx((size_t)n * I), dW_increment((size_t)O * I, 0.0);
+    matmul_forward(out.data(), x.data(), W.data(), n, I, O);
+    residual_forward(joined.data(), residual.data(), out.data(), joined.size());
+    matmul_backward(dx.data(), dW_increment.data(), dout.data(), x.data(), W.data(), n, I, O);
+    const std::vector<double> dW0 = prefill<float>(dW_increment, rng);
+
+    Matmul mm;
+    char* workspace = nullptr;
+    cudaCheck(cudaMalloc(&workspace, MATMUL_WORKSPACE_BYTES));
+    matmul_init(mm, workspace);
+    floatX* d_x = device_upload<floatX>(x);
+    floatX* d_W = device_upload<floatX>(W);
+    floatX* d_residual = device_upload<floatX>(residual);
+    floatX* d_dout = device_upload<floatX>(dout);
+    floatX* d_out = device_poisoned<floatX>(out.size());
+    floatX* d_joined = device_poisoned<floatX>(joined.size());
+    floatX* d_dx = device_poisoned<floatX>(dx.size());
+    float* d_dW = device_upload<float>(dW0);
+    matmul_forward(mm, d_out, d_x, d_W, n, I, O, 0);
+    matmul_forward_residual(mm, d_joined, d_residual, d_x, d_W, n, I, O, 0);
+    matmul_backward(mm, d_dx, d_dW, d_dout, d_x, d_W, n, I, O, 0);
+    check_err(r, device_download(d_out, out.size()), out, "matmul_forward out", shape);
+    check_err(r, device_download(d_joined, joined.size()), joined, "matmul_forward_residual out", shape);
+    check_err(r, device_download(d_dx, dx.size()), dx, "matmul_backward dx", shape);
+    check_err(r, device_download(d_dW, dW0.size()), plus(dW0, dW_increment), "matmul_backward dW (+=)", shape);
+    // in place, as the decoder runs it: out = out + x Wᵀ
+    matmul_forward_residual(mm, d_residual, d_residual, d_x, d_W, n, I, O, 0);
+    check_err(r, device_download(d_residual, joined.size()), joined, "matmul_forward_residual in place", shape);
+    matmul_destroy(mm);
+
+    for (void* p : {(void*)workspace, (void*)d_x, (void*)d_W, (void*)d_residual, (void*)d_dout, (void*)d_out,
+                    (void*)d_joined, (void*)d_dx, (void*)d_dW})
         cudaCheck(cudaFree(p));
 }
 
@@ -213,13 +241,15 @@ void test_crossentropy(TestReport& r, int B, int T, int vocab, int Vp, double sc
 
 void test_small_kernels(TestReport& r) {
     const unsigned long long seed = (unsigned long long)test_seed();
-    printf("encoder / rmsnorm / swiglu / crossentropy kernels (%s), seed %llu\n", PRECISION_NAME, seed);
+    printf("encoder / rmsnorm / matmul / swiglu / crossentropy kernels (%s), seed %llu\n", PRECISION_NAME, seed);
     Random rng(seed);
     test_encoder(r, 3, 37, 53, 20, 128, rng);          // many repeated tokens: long groups of positions per row
     test_encoder(r, 2, 1024, 768, 4000, 4096, rng);
     test_rmsnorm(r, 37, 53, rng);
     test_rmsnorm(r, 37, 1344, rng);                    // the M²RNN gnorm width N·V of the 410M model
     test_rmsnorm(r, 1031, 768, rng);
+    test_matmul(r, 37, 53, 29, rng);
+    test_matmul(r, 1031, 768, 1344, rng);       // the 410M model's out_proj, transposed: N·V = 1344
     test_swiglu(r, 37, 53, rng);
     test_swiglu(r, 1031, 2048, rng);
     test_crossentropy(r, 3, 13, 1000, 1024, 2.0, rng);

@@ -89,18 +89,22 @@ static void test_golden(TestReport& r) {
         if (!r.check(golden_load(std::string("tests/golden/") + name, g, err), "load: %s", err.c_str())) continue;
         printf("  config: %s, B=%d\n", config_describe(g.c).c_str(), g.B);
         ParameterTable t = parameter_table_build(g.c);
-        bool layout = t.total == g.P && t.tensors.size() == g.tensors.size();
+        // the golden files hold the tensors back to back, as checkpoints do
+        bool layout = t.count == g.P && t.tensors.size() == g.tensors.size();
         for (size_t i = 0; layout && i < t.tensors.size(); i++)
             layout = t.tensors[i].name == g.tensors[i].first &&
-                     param_shape_string(t.tensors[i]) + " " + std::to_string(t.tensors[i].offset) == g.tensors[i].second;
+                     param_shape_string(t.tensors[i]) + " " + std::to_string(t.tensors[i].file_offset) ==
+                         g.tensors[i].second;
         r.check(layout, "parameter table matches the golden tensor list (%zu tensors, %zu elements)",
-                t.tensors.size(), t.total);
+                t.tensors.size(), t.count);
         if (!layout) continue;
+        std::vector<double> params(t.total);
+        parameters_unpack(t, g.params.data(), params.data());
         Reference m;
         reference_init(m, g.c, g.B, g.T);
-        double loss = reference_forward(m, g.params.data(), g.tokens.data());
+        double loss = reference_forward(m, params.data(), g.tokens.data());
         std::vector<double> grads(t.total, 0.0);
-        reference_backward(m, g.params.data(), grads.data());
+        reference_backward(m, params.data(), grads.data());
         printf("  %-16s %-10s %s\n", "tensor", "shape", "max rel err");
         double worst = 0;
         double e = fabs(loss - g.loss) / fabs(g.loss);
@@ -110,7 +114,7 @@ static void test_golden(TestReport& r) {
         printf("  %-16s %-10s %.2e\n", "logits", "B*T*Vp", e);
         worst = fmax(worst, e);
         for (const ParamTensor& p : t.tensors) {
-            e = max_rel_err(grads.data() + p.offset, g.grads.data() + p.offset, p.numel);
+            e = max_rel_err(grads.data() + p.offset, g.grads.data() + p.file_offset, p.numel);
             printf("  %-16s %-10s %.2e\n", ("d" + p.name).c_str(), param_shape_string(p).c_str(), e);
             if (!(e <= worst)) worst = e;
         }
