@@ -91,8 +91,8 @@ tokenize: $(TOKENIZE_OBJS)
 make_tasks: $(MAKE_TASKS_OBJS)
 	$(CXX) $(CXXFLAGS) -o $@ $^
 
-# the bad-input table of train_m2rnn (scripts/check_bad_inputs.sh), then the test binary
-test: $(TEST) $(TRAIN)
+# the bad-input table of train_m2rnn and the tools (scripts/check_bad_inputs.sh), then the test binary
+test: $(TEST) $(TRAIN) tokenize make_tasks
 	@bash scripts/check_bad_inputs.sh ./$(TRAIN) > $(BUILD)/bad_inputs$(SUFFIX).md || { cat $(BUILD)/bad_inputs$(SUFFIX).md; exit 1; }
 	@echo "$$(tail -n 1 $(BUILD)/bad_inputs$(SUFFIX).md) (./$(TRAIN), table in $(BUILD)/bad_inputs$(SUFFIX).md)"
 	./$(TEST)

@@ -3,7 +3,8 @@
 # non-zero exit: no crash, no hang, no files left in the log directory. The binary runs with no GPU
 # visible (CUDA_VISIBLE_DEVICES=""), so input that is accepted gets as far as the GPU and stops with
 # "no CUDA device found": that is how the good baselines (and inputs wrongly accepted) show up, on any
-# machine. `make test` runs it.
+# machine. Then the other programs' bad inputs and rough edges: tokenize, make_tasks and bench_m2rnn_scan, from
+# the trainer's directory (a row is skipped for a program not built). `make test` runs it.
 #
 #   bash scripts/check_bad_inputs.sh [path/to/train_m2rnn]      (from the repository root; bash + python3)
 #
@@ -288,6 +289,57 @@ fresh; check bad "failing run with a new -o dir (is it left behind?)" -o "$L/new
 fresh; touch "$L/file"; check bad "-o below a regular file" -o "$L/file/sub"
 if [ "$(id -u)" = 0 ]; then skip "-o a read-only dir (chmod 555)" "-o ro (chmod 555)" "running as root: chmod does not block writes"
 else fresh; chmod 555 "$L"; check bad "-o a read-only dir (chmod 555)" -o "$L"; chmod 755 "$L"; fi
+
+# ---- the other programs: tokenize, make_tasks, bench_m2rnn_scan (from beside the trainer)
+# tool KIND "what a new user tried" PROGRAM ARGS...: runs PROGRAM ARGS in a fresh empty directory $L (cases name their
+# files in it). KIND: bad (exit 1, a "PROGRAM: " message, nothing left in $L but what was there), good (exit 0),
+# quiet (exit 0 and no output at all). With EXPECT set, the output must contain that text.
+tool() {
+    local kind=$1 what=$2 prog=$3; shift 3
+    n=$((n + 1))
+    local path=$TOOLS/$prog$( [ "$prog" = bench_m2rnn_scan ] && printf '%s' "$SUFFIX") out rc msg verdict before after
+    if [ ! -x "$path" ]; then skip "$what" "$prog $*" "$prog not built"; return; fi
+    before=$(ls -A "$L")
+    out=$(cd "$L" && timeout 20 "$path" "$@" 2>&1 < /dev/null); rc=$?
+    after=$(ls -A "$L")
+    msg=$(printf '%s\n' "$out" | grep -m1 . | cut -c1-220)
+    case $kind in
+        bad) if [ $rc != 1 ]; then verdict="FAIL (exit $rc, not 1)"
+             elif ! grep -q "^$prog: " <<<"$out"; then verdict="FAIL (no '$prog:' message)"
+             elif [ "$before" != "$after" ]; then verdict="FAIL (left files: $(comm -13 <(echo "$before") <(echo "$after") | tr '\n' ' '))"
+             else verdict=PASS; fi ;;
+        good) [ $rc = 0 ] && verdict=PASS || verdict="FAIL (exit $rc)" ;;
+        quiet) if [ $rc != 0 ]; then verdict="FAIL (exit $rc)"; elif [ -n "$out" ]; then verdict="FAIL (printed: $msg)"
+               else verdict="PASS (silent)"; fi ;;
+    esac
+    if [ -n "${EXPECT:-}" ] && ! grep -qF -- "$EXPECT" <<<"$out"; then verdict="FAIL (the output does not say '$EXPECT')"; fi
+    case $verdict in PASS*) passed=$((passed + 1)) ;; *) failed=$((failed + 1)) ;; esac
+    row "$what" "$prog $*" "$rc" "$msg" "$verdict"
+}
+TOOLS=$(dirname "$BIN") SUFFIX=${BIN##*/train_m2rnn}
+RANKS=$PWD/data/tokenizers TEXT=$PWD/data/tinyshakespeare/input.txt
+head -c 20000 "$TEXT" > "$F/text.txt"
+fresh; tool quiet "tokenize -q: quiet" tokenize -q -r "$RANKS/gpt2.tiktoken" -o small "$F/text.txt"
+fresh; tool quiet "tokenize -q of cl100k_base: a uint32 shard" tokenize -q -e cl100k_base -r "$RANKS/cl100k_base.tiktoken" \
+    -o "$F/cl100k" "$F/text.txt"
+fresh; EXPECT="First Citizen" tool good "tokenize --decode of a uint32 shard, no -e" tokenize --decode \
+    -r "$RANKS/cl100k_base.tiktoken" "$F/cl100k_train.bin"
+fresh; EXPECT="pass -e cl100k_base" tool bad "tokenize --decode -e gpt2 of a uint32 shard" tokenize --decode -e gpt2 \
+    -r "$RANKS/gpt2.tiktoken" "$F/cl100k_train.bin"
+fresh; EXPECT="looks like text" tool bad "tokenize --decode of a text file" tokenize --decode -r "$RANKS/gpt2.tiktoken" \
+    "$F/text.txt"
+fresh; EXPECT="looks binary" tool bad "tokenize of a binary file (a shard)" tokenize -r "$RANKS/gpt2.tiktoken" -o bin \
+    "$PWD/$TRAIN_SHARD"
+fresh; tool quiet "tokenize --binary of a binary file" tokenize -q --binary -r "$RANKS/gpt2.tiktoken" -o bin "$PWD/$TRAIN_SHARD"
+fresh; EXPECT="takes all 6048 tokens" tool bad "tokenize --val-tokens more than the input's tokens" tokenize \
+    -r "$RANKS/gpt2.tiktoken" --val-tokens 100000 -o small "$F/text.txt"
+fresh; EXPECT="takes all 6048 tokens" tool bad "tokenize --val-tokens = the input's tokens" tokenize \
+    -r "$RANKS/gpt2.tiktoken" --val-tokens 6048 -o small "$F/text.txt"
+fresh; mkdir "$L/out"; EXPECT="is a directory" tool bad "tokenize -o a directory" tokenize -r "$RANKS/gpt2.tiktoken" \
+    -o out "$F/text.txt"
+fresh; EXPECT="from 1 to 2147483647" tool bad "make_tasks --sequences 10^11" make_tasks --sequences 100000000000 -o t.bin
+fresh; EXPECT="no NVIDIA GPU or driver found" CUDA_VISIBLE_DEVICES="" tool bad "bench_m2rnn_scan without a GPU" \
+    bench_m2rnn_scan
 
 echo "| # | bad input (as a new user would try it) | command (short) | exit | message (first line) | verdict |"
 echo "|---|---|---|---|---|---|"
