@@ -47,7 +47,8 @@ struct Options {
     const char* log_dir = "log";
     int B = 8, T = 512;
     long long total_batch = -1;          // tokens per step; -1 = B·T on every process (no accumulation)
-    int max_steps = 2000, warmup = 100, val_every = 100, val_batches = 20, checkpoint_every = 0, resume = 0;
+    // The default run (d12-hybrid on tinyshakespeare, 74 steps an epoch) ends before it memorises: README, Training.
+    int max_steps = 250, warmup = 100, val_every = 25, val_batches = 20, checkpoint_every = 0, resume = 0;
     int sample_every = 500, gen_tokens = 256;
     int eval_states = 0;                 // --eval 1: evaluate a checkpoint on a state-tracking task, no training
     int profile = 0;                     // --profile 1: time one step by kernel family (model/step_timer.h)
