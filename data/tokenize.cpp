@@ -36,10 +36,11 @@ static void usage(FILE* out) {
             "  --shard-tokens N     training shards of at most N tokens, PREFIX_train_000000.bin, ... (default: one)\n"
             "  -t, --threads N      encoding threads (default: every core)\n"
             "  -q, --quiet          nothing on standard output or progress lines: errors only\n"
-            "  --binary             encode input that looks binary (over 10%% of its first MB NUL bytes or\n"
+            "  --binary             encode input that looks binary (over %.0f%% of its first MB NUL bytes or\n"
             "                       invalid UTF-8) instead of refusing it\n"
             "  -h, --help\n"
-            "Text that is not valid UTF-8 is read as tiktoken's callers decode it: each bad sequence is U+FFFD.\n");
+            "Text that is not valid UTF-8 is read as tiktoken's callers decode it: each bad sequence is U+FFFD.\n",
+            100 * BINARY_FRACTION);
 }
 
 static int fail(const std::string& msg) {
