@@ -4,7 +4,8 @@
 # titled with the GPU; then the default with other -x, to show where the default's step count sits. Prints, per run,
 # the best val loss (and its step), the final val loss and final / best, a table for the README, and each run's
 # median step time. Fails when the default run ends more than 2% above its best val loss (the README's promise).
-# About 2 minutes on an H200 (d12-hybrid ≈ 25 ms a step; 2,050 steps in all, plus start-up and validation).
+# About 2 minutes on an H200 once built (d12-hybrid ≈ 25 ms a step; 2,050 steps in all, plus start-up and
+# validation), the build first when needed.
 #
 #   scripts/default_run.sh            (from anywhere; needs an NVIDIA GPU; builds train_m2rnn)
 #   env: SWEEP (default "150 200 300 400 500"), the other step counts; SWEEP="" runs the two default runs only
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 SWEEP=${SWEEP-150 200 300 400 500}
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1) || true
 [ -n "$GPU" ] || { echo "default_run: no NVIDIA GPU found (nvidia-smi); the default run is a GPU run" >&2; exit 1; }
-make -s train_m2rnn
+make -s -j"$(nproc)" train_m2rnn
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 
