@@ -3,17 +3,19 @@
 # state-tracking shards), clean.
 #   make PRECISION=FP32 ...   fp32 activations and GEMMs (TF32 off), for tight checks: builds *_fp32 binaries
 #   make SM=80 ...            code for Ampere (sm_80) instead of Hopper (sm_90a): builds *_sm80 binaries
-# nvcc comes from CUDA_HOME (default /usr/local/cuda).
+# nvcc comes from CUDA_HOME (default /usr/local/cuda); NCCL's libnccl.so from NCCL_HOME/lib (default CUDA_HOME).
 
 CUDA_HOME ?= /usr/local/cuda
+NCCL_HOME ?= $(CUDA_HOME)
 NVCC      := $(CUDA_HOME)/bin/nvcc
 CXX       ?= g++
 PRECISION ?= BF16
 SM        ?= 90a
 WARN      := -Wall -Wextra
 CXXFLAGS  := -std=c++17 -O2 $(WARN)
-NVCCFLAGS := -std=c++17 -O2 -gencode arch=compute_$(SM),code=sm_$(SM) -Xcompiler "$(WARN)"
-LDLIBS    := -L$(CUDA_HOME)/lib -Xlinker -rpath,$(CUDA_HOME)/lib -lnccl -lcublasLt -lcudart
+NVCCFLAGS := -std=c++17 -O2 -gencode arch=compute_$(SM),code=sm_$(SM) -Xcompiler "$(WARN)" -isystem $(NCCL_HOME)/include
+LDLIBS    := -L$(CUDA_HOME)/lib -Xlinker -rpath,$(CUDA_HOME)/lib -L$(NCCL_HOME)/lib -Xlinker -rpath,$(NCCL_HOME)/lib \
+             -lnccl -lcublasLt -lcudart
 
 SUFFIX    :=
 ifeq ($(PRECISION),FP32)
@@ -73,7 +75,7 @@ $(BUILD)/%.o: %.cpp
 	$(CXX) $(CXXFLAGS) -MMD -MP -c $< -o $@
 
 # the host checks of model/distributed.h, which declares NCCL's and CUDA's types
-$(BUILD)/tests/test_distributed.o: CXXFLAGS += -isystem $(CUDA_HOME)/include
+$(BUILD)/tests/test_distributed.o: CXXFLAGS += -isystem $(CUDA_HOME)/include -isystem $(NCCL_HOME)/include
 
 $(GPU_BUILD)/%.o: %.cu
 	@mkdir -p $(dir $@)
@@ -91,8 +93,8 @@ tokenize: $(TOKENIZE_OBJS)
 make_tasks: $(MAKE_TASKS_OBJS)
 	$(CXX) $(CXXFLAGS) -o $@ $^
 
-# the bad-input table of train_m2rnn (scripts/check_bad_inputs.sh), then the test binary
-test: $(TEST) $(TRAIN)
+# the bad-input table of train_m2rnn and the tools (scripts/check_bad_inputs.sh), then the test binary
+test: $(TEST) $(TRAIN) tokenize make_tasks
 	@bash scripts/check_bad_inputs.sh ./$(TRAIN) > $(BUILD)/bad_inputs$(SUFFIX).md || { cat $(BUILD)/bad_inputs$(SUFFIX).md; exit 1; }
 	@echo "$$(tail -n 1 $(BUILD)/bad_inputs$(SUFFIX).md) (./$(TRAIN), table in $(BUILD)/bad_inputs$(SUFFIX).md)"
 	./$(TEST)

@@ -22,8 +22,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <vector>
 
 #include "data/shards.h"
@@ -45,7 +47,8 @@ struct Options {
     const char* log_dir = "log";
     int B = 8, T = 512;
     long long total_batch = -1;          // tokens per step; -1 = B·T on every process (no accumulation)
-    int max_steps = 2000, warmup = 100, val_every = 100, val_batches = 20, checkpoint_every = 0, resume = 0;
+    // The default run (d12-hybrid on tinyshakespeare, 74 steps an epoch) ends before it memorises: README, Training.
+    int max_steps = 250, warmup = 100, val_every = 25, val_batches = 20, checkpoint_every = 0, resume = 0;
     int sample_every = 500, gen_tokens = 256;
     int eval_states = 0;                 // --eval 1: evaluate a checkpoint on a state-tracking task, no training
     int profile = 0;                     // --profile 1: time one step by kernel family (model/step_timer.h)
@@ -71,14 +74,30 @@ static void fail(const std::string& msg) {
     exit(EXIT_FAILURE);
 }
 
+// One line per preset: its shape and parameter count (at its own vocabulary; T does not change the count).
+static void print_presets() {
+    printf("  %-20s %-24s %5s %5s %5s %4s %3s %3s %3s %6s %12s\n", "preset (-e)", "pattern", "D", "F", "heads", "rope", "N", "K", "V", "vocab", "parameters");
+    const std::string names = config_preset_names();
+    for (size_t at = 0; at < names.size();) {
+        const size_t end = std::min(names.find(", ", at), names.size());
+        const std::string name = names.substr(at, end - at);
+        at = end + 2;
+        Config c;
+        std::string err;
+        config_preset(name.c_str(), c, err);
+        printf("  %-20s %-24s %5d %5d %5d %4d %3d %3d %3d %6d %12zu\n", name.c_str(), c.pattern, c.D, c.F, c.heads,
+               c.rope, c.N, c.K, c.V, c.vocab, parameter_table_build(c).total);
+    }
+}
+
 static void usage() {
     Options o;
-    printf("usage: ./train_m2rnn [flags]\n"
+    printf("usage: ./train_m2rnn [flags]     (each flag at most once)\n"
            "data and run\n"
            "  -i <glob>    train shards (llm.c format)                  default %s\n"
            "  -j <glob>    validation shards                            default %s\n"
-           "  -e <name>    preset (%s) or a model_*.bin checkpoint to start from   default %s\n"
-           "  -o <dir>     log and checkpoint directory                 default %s\n"
+           "  -e <name>    a preset (below) or a model_*.bin checkpoint to start from   default %s\n"
+           "  -o <dir>     log and checkpoint directory (parents made)  default %s\n"
            "  -b <int>     micro-batch size B                           default %d\n"
            "  -t <int>     sequence length T                            default %d\n"
            "  -d <int>     total batch in tokens (gradient accumulation) default B*T x processes\n"
@@ -93,28 +112,31 @@ static void usage() {
            "  -g <int>     tokens to generate per sample (0: no samples) default %d\n"
            "  -n <int>     checkpoint every N steps (0: only at the end) default %d\n"
            "  -y <0|1>     resume from the latest checkpoint in -o      default %d\n"
-           "  --eval <0|1> evaluate the -e checkpoint on the -j state-tracking shard (make_tasks) at -t = 2L+1:\n"
+           "  --eval <0|1> 1: evaluate the -e checkpoint on the -j state-tracking shard (make_tasks) at -t = 2L+1:\n"
            "               argmax accuracy of every state token, by position and whole sequences; -m batches of -b\n"
-           "  --profile <0|1> time the third step of the run (the last, if fewer) by kernel family and print a\n"
-           "               table: family, ms, %% of the step's GPU time\n"
-           "model shape (override the preset; a checkpoint fixes them)\n"
+           "               instead of training                          default %d\n"
+           "  --profile <0|1> 1: time the third step of the run (the last, if fewer) by kernel family and print\n"
+           "               a table: family, ms, %% of the step's GPU time default %d\n"
+           "model shape: each overrides the preset's value (table below); a checkpoint fixes them\n"
            "  --pattern <MA..>  layer mixers     --dim <D>      --ffn <F>      --heads <attention heads>\n"
            "  --m2rnn-heads <N> --key <K>        --value <V>    --q-heads <Nq> --k-heads <Nk>\n"
-           "  --clip <c>   M2RNN state-gradient clip, 0 = none  --rope <0|1>  RoPE on attention\n"
+           "  --clip <c>   M2RNN state-gradient clip, 0 = none (presets: 1)  --rope <0|1>  RoPE on attention\n"
            "  --vocab <n>  vocabulary size (padded to a multiple of 128 inside)\n"
            "  --seed <int> initialisation and data order                default %llu\n"
            "several GPUs: one process per GPU, started by scripts/launch.sh, mpirun or srun (README: Several GPUs)\n"
-           "  --world <n> --rank <r> --local-rank <i>  processes, this one's rank, its GPU on this host; by default\n"
+           "  --world <n> --rank <r> --local-rank <i>  processes, this one's rank, its GPU on this host; default\n"
            "               from RANK/WORLD_SIZE/LOCAL_RANK, OMPI_COMM_WORLD_RANK/_SIZE/_LOCAL_RANK or\n"
            "               SLURM_PROCID/_NTASKS/_LOCALID, else one process\n"
            "  --nccl-id <file>  where rank 0 leaves NCCL's id for the others (a path every host sees); needed\n"
-           "               for more than one process; with one, runs the multi-GPU path through NCCL on one GPU\n"
+           "               for more than one process; with one, runs the multi-GPU path through NCCL on one GPU;\n"
+           "               default none (no NCCL)\n"
            "  --nccl-timeout <s>  longest wait for the other processes before all exit   default %g\n"
            "  --zero <0|1> ZeRO-1: AdamW's moments sharded over the processes           default %d\n"
            "  -h           this help\n",
-           o.train_pattern, o.val_pattern, config_preset_names(), o.start, o.log_dir, o.B, o.T, o.max_steps, o.lr,
-           o.warmup, o.final_frac, o.weight_decay, o.val_every, o.val_batches, o.sample_every, o.gen_tokens, o.checkpoint_every, o.resume, o.seed,
-           o.nccl_timeout, o.zero);
+           o.train_pattern, o.val_pattern, o.start, o.log_dir, o.B, o.T, o.max_steps, o.lr, o.warmup, o.final_frac,
+           o.weight_decay, o.val_every, o.val_batches, o.sample_every, o.gen_tokens, o.checkpoint_every, o.resume,
+           o.eval_states, o.profile, o.seed, o.nccl_timeout, o.zero);
+    print_presets();
 }
 
 static long long parse_int(const std::string& flag, const char* s, long long lo, long long hi) {
@@ -143,56 +165,66 @@ static double parse_float(const std::string& flag, const char* s, double lo, dou
 static Options parse_options(int argc, char** argv) {
     Options o;
     const int BIG = 1 << 30;
+    std::map<std::string, std::string> given;  // flag -> its value, to refuse a flag given twice
     for (int i = 1; i < argc; i++) {
         const std::string flag = argv[i];
-        if (flag == "-h" || flag == "--help") { usage(); exit(EXIT_SUCCESS); }
-        if (i + 1 >= argc) fail(flag + " needs a value (see -h)");
-        const char* v = argv[++i];
-        if (flag == "-i") o.train_pattern = v;
-        else if (flag == "-j") o.val_pattern = v;
-        else if (flag == "-e") o.start = v;
-        else if (flag == "-o") o.log_dir = v;
-        else if (flag == "-b") o.B = (int)parse_int(flag, v, 1, BIG);
-        else if (flag == "-t") o.T = (int)parse_int(flag, v, 1, BIG);
-        else if (flag == "-d") o.total_batch = parse_int(flag, v, 1, 1ll << 40);
-        else if (flag == "-x") o.max_steps = (int)parse_int(flag, v, 1, BIG);
-        else if (flag == "-l") o.lr = parse_float(flag, v, 1e-12, 10);
-        else if (flag == "-u") o.warmup = (int)parse_int(flag, v, 0, BIG);
-        else if (flag == "-q") o.final_frac = parse_float(flag, v, 0, 1);
-        else if (flag == "-c") o.weight_decay = parse_float(flag, v, 0, 10);
-        else if (flag == "-v") o.val_every = (int)parse_int(flag, v, 0, BIG);
-        else if (flag == "-m") o.val_batches = (int)parse_int(flag, v, 1, BIG);
-        else if (flag == "-s") o.sample_every = (int)parse_int(flag, v, 0, BIG);
-        else if (flag == "-g") o.gen_tokens = (int)parse_int(flag, v, 0, MAX_GEN_TOKENS);
-        else if (flag == "-n") o.checkpoint_every = (int)parse_int(flag, v, 0, BIG);
-        else if (flag == "-y") o.resume = (int)parse_int(flag, v, 0, 1);
-        else if (flag == "--eval") o.eval_states = (int)parse_int(flag, v, 0, 1);
-        else if (flag == "--profile") o.profile = (int)parse_int(flag, v, 0, 1);
+        if (flag == "-h" || flag == "--help" || flag == "-help" || flag == "help") { usage(); exit(EXIT_SUCCESS); }
+        // Only a known flag takes the next argument as its value, so "-zzz" at the end is an unknown flag.
+        auto value = [&]() -> const char* {
+            if (i + 1 >= argc) fail(flag + " needs a value (see -h)");
+            const char* v = argv[++i];
+            if (!given.emplace(flag, v).second)
+                fail(flag + " is given twice (" + given[flag] + ", then " + v + "); give each flag once");
+            return v;
+        };
+        if (flag == "-i") o.train_pattern = value();
+        else if (flag == "-j") o.val_pattern = value();
+        else if (flag == "-e") o.start = value();
+        else if (flag == "-o") o.log_dir = value();
+        else if (flag == "-b") o.B = (int)parse_int(flag, value(), 1, BIG);
+        else if (flag == "-t") o.T = (int)parse_int(flag, value(), 1, BIG);
+        else if (flag == "-d") o.total_batch = parse_int(flag, value(), 1, 1ll << 40);
+        else if (flag == "-x") o.max_steps = (int)parse_int(flag, value(), 1, BIG);
+        else if (flag == "-l") o.lr = parse_float(flag, value(), 1e-12, 10);
+        else if (flag == "-u") o.warmup = (int)parse_int(flag, value(), 0, BIG);
+        else if (flag == "-q") o.final_frac = parse_float(flag, value(), 0, 1);
+        else if (flag == "-c") o.weight_decay = parse_float(flag, value(), 0, 10);
+        else if (flag == "-v") o.val_every = (int)parse_int(flag, value(), 0, BIG);
+        else if (flag == "-m") o.val_batches = (int)parse_int(flag, value(), 1, BIG);
+        else if (flag == "-s") o.sample_every = (int)parse_int(flag, value(), 0, BIG);
+        else if (flag == "-g") o.gen_tokens = (int)parse_int(flag, value(), 0, MAX_GEN_TOKENS);
+        else if (flag == "-n") o.checkpoint_every = (int)parse_int(flag, value(), 0, BIG);
+        else if (flag == "-y") o.resume = (int)parse_int(flag, value(), 0, 1);
+        else if (flag == "--eval") o.eval_states = (int)parse_int(flag, value(), 0, 1);
+        else if (flag == "--profile") o.profile = (int)parse_int(flag, value(), 0, 1);
         else if (flag == "--pattern") {
+            const char* v = value();
             if (*v == '\0') fail("--pattern is empty; give one letter per layer, M (M2RNN) or A (attention)");
             o.pattern = v;
         }
-        else if (flag == "--dim") o.D = (int)parse_int(flag, v, 1, BIG);
-        else if (flag == "--ffn") o.F = (int)parse_int(flag, v, 1, BIG);
-        else if (flag == "--heads") o.heads = (int)parse_int(flag, v, 1, BIG);
-        else if (flag == "--m2rnn-heads") o.N = (int)parse_int(flag, v, 1, BIG);
-        else if (flag == "--key") o.K = (int)parse_int(flag, v, 1, BIG);
-        else if (flag == "--value") o.V = (int)parse_int(flag, v, 1, BIG);
-        else if (flag == "--q-heads") o.Nq = (int)parse_int(flag, v, 1, BIG);
-        else if (flag == "--k-heads") o.Nk = (int)parse_int(flag, v, 1, BIG);
-        else if (flag == "--clip") o.clip = parse_float(flag, v, 0, 1e30);
-        else if (flag == "--rope") o.rope = (int)parse_int(flag, v, 0, 1);
-        else if (flag == "--vocab") o.vocab = (int)parse_int(flag, v, 1, 1 << 24);
-        else if (flag == "--seed") o.seed = (unsigned long long)parse_int(flag, v, 0, 1ll << 62);
-        else if (flag == "--world") o.world = (int)parse_int(flag, v, 1, 1 << 20);
-        else if (flag == "--rank") o.rank = (int)parse_int(flag, v, 0, 1 << 20);
-        else if (flag == "--local-rank") o.local_rank = (int)parse_int(flag, v, 0, 1 << 20);
+        else if (flag == "--dim") o.D = (int)parse_int(flag, value(), 1, BIG);
+        else if (flag == "--ffn") o.F = (int)parse_int(flag, value(), 1, BIG);
+        else if (flag == "--heads") o.heads = (int)parse_int(flag, value(), 1, BIG);
+        else if (flag == "--m2rnn-heads") o.N = (int)parse_int(flag, value(), 1, BIG);
+        else if (flag == "--key") o.K = (int)parse_int(flag, value(), 1, BIG);
+        else if (flag == "--value") o.V = (int)parse_int(flag, value(), 1, BIG);
+        else if (flag == "--q-heads") o.Nq = (int)parse_int(flag, value(), 1, BIG);
+        else if (flag == "--k-heads") o.Nk = (int)parse_int(flag, value(), 1, BIG);
+        else if (flag == "--clip") o.clip = parse_float(flag, value(), 0, 1e30);
+        else if (flag == "--rope") o.rope = (int)parse_int(flag, value(), 0, 1);
+        else if (flag == "--vocab") o.vocab = (int)parse_int(flag, value(), 1, 1 << 24);
+        else if (flag == "--seed") o.seed = (unsigned long long)parse_int(flag, value(), 0, 1ll << 62);
+        else if (flag == "--world") o.world = (int)parse_int(flag, value(), 1, 1 << 20);
+        else if (flag == "--rank") o.rank = (int)parse_int(flag, value(), 0, 1 << 20);
+        else if (flag == "--local-rank") o.local_rank = (int)parse_int(flag, value(), 0, 1 << 20);
         else if (flag == "--nccl-id") {
+            const char* v = value();
             if (*v == '\0') fail("--nccl-id is empty; give a file path every process sees");
             o.nccl_id = v;
         }
-        else if (flag == "--nccl-timeout") o.nccl_timeout = parse_float(flag, v, 1, 86400);
-        else if (flag == "--zero") o.zero = (int)parse_int(flag, v, 0, 1);
+        else if (flag == "--nccl-timeout") o.nccl_timeout = parse_float(flag, value(), 1, 86400);
+        else if (flag == "--zero") o.zero = (int)parse_int(flag, value(), 0, 1);
+        else if (flag[0] != '-') fail("'" + flag + "' is not a flag: train_m2rnn takes flags only (see -h)");
         else fail("unknown flag '" + flag + "' (see -h)");
     }
     return o;
@@ -230,10 +262,24 @@ static bool file_exists(const char* path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-// Creates the log directory if needed and proves it writable with a probe file.
+// The log directories this run created (outermost first), removed at exit if they are still empty: a run
+// that stops before it writes anything (bad input found later, no GPU, too little memory) leaves none behind.
+static std::vector<std::string> created_log_dirs;
+
+static void remove_empty_created_log_dirs() {
+    for (size_t i = created_log_dirs.size(); i-- > 0;) rmdir(created_log_dirs[i].c_str());  // fails if not empty
+}
+
+// Creates the log directory and its missing parents (mkdir -p) and proves it writable with a probe file.
 static void check_log_dir(const std::string& dir) {
-    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
-        fail("-o " + dir + ": cannot create the directory (" + strerror(errno) + ")");
+    if (dir.empty()) fail("-o is empty; give a directory for the log and checkpoints");
+    atexit(remove_empty_created_log_dirs);
+    for (size_t slash = dir.find('/', 1);; slash = dir.find('/', slash + 1)) {
+        const std::string part = dir.substr(0, slash);
+        if (mkdir(part.c_str(), 0755) == 0) created_log_dirs.push_back(part);
+        else if (errno != EEXIST) fail("-o " + dir + ": cannot create " + part + " (" + strerror(errno) + ")");
+        if (slash == std::string::npos) break;
+    }
     struct stat st;
     if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) fail("-o " + dir + ": exists and is not a directory");
     const std::string probe = dir + "/.write_probe";

@@ -74,9 +74,11 @@ int main(int argc, char** argv) {
         const std::string bad = "bad value '" + std::string(v) + "' for " + a;
         if (a == "--task") task = v;
         else if (a == "--length") {
-            if (!parse_int(v, 1, (INT32_MAX - 1) / 2, length)) return fail(bad + ": a count of at least 1");
+            const long long most = (INT32_MAX - 1) / 2;  // a sequence of 2L+1 tokens is one row of -t 2L+1
+            if (!parse_int(v, 1, most, length)) return fail(bad + ": a count from 1 to " + std::to_string(most));
         } else if (a == "--sequences") {
-            if (!parse_int(v, 1, INT32_MAX, sequences)) return fail(bad + ": a count of at least 1");
+            if (!parse_int(v, 1, INT32_MAX, sequences))
+                return fail(bad + ": a count from 1 to " + std::to_string(INT32_MAX));
         } else if (a == "--seed") {
             if (!parse_u64(v, seed)) return fail(bad + ": an integer 0 .. 2^64-1");
         } else {

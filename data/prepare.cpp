@@ -221,13 +221,25 @@ bool prepare_shards(const Tokenizer& tok, const PrepareOptions& opt, PrepareStat
         FILE* f = is_stdin ? stdin : fopen(path.c_str(), "rb");
         if (!f) { err = path + ": cannot open: " + strerror(errno); ok = false; break; }
         raw.clear();
-        for (;;) {
+        for (bool first = true;; first = false) {
             size_t got = fread(buf.data(), 1, buf.size(), f);
             if (ferror(f)) { err = path + ": read error: " + strerror(errno); ok = false; break; }
             bool eof = got < buf.size() && feof(f);
             stats.bytes += got;
             raw.append(buf.data(), got);
-            size_t held = utf8_repair(raw.data(), raw.size(), eof, chunker.pending);
+            size_t invalid = 0;
+            size_t held = utf8_repair(raw.data(), raw.size(), eof, chunker.pending, &invalid);
+            if (first && !opt.binary) {
+                const size_t bad = invalid + std::count(buf.data(), buf.data() + got, '\0');
+                if (bad > BINARY_FRACTION * got) {
+                    char what[160];
+                    snprintf(what, sizeof what, "looks binary, not text: %zu of its first %zu bytes are NUL or "
+                             "invalid UTF-8; pass --binary to encode it anyway", bad, got);
+                    err = path + ": " + what;
+                    ok = false;
+                    break;
+                }
+            }
             raw.erase(0, raw.size() - held);
             chunker.feed(eof);
             if (!drain(false)) { ok = false; break; }
@@ -235,7 +247,15 @@ bool prepare_shards(const Tokenizer& tok, const PrepareOptions& opt, PrepareStat
         }
         if (!is_stdin) fclose(f);
     }
-    ok = ok && drain(true) && out.finish(err);
+    ok = ok && drain(true);
+    if (ok && opt.val_tokens > 0 && stats.tokens <= opt.val_tokens) {
+        err = "--val-tokens " + std::to_string(opt.val_tokens) + " takes all " + std::to_string(stats.tokens) +
+              " tokens of the input, leaving none to train on; give fewer than " + std::to_string(stats.tokens);
+        ok = false;
+        for (const std::string& o : out.written) remove(o.c_str());  // a full validation shard: write nothing
+        out.written.clear();
+    }
+    ok = ok && out.finish(err);
     if (progress_shown) {
         double s = seconds(Clock::now() - start);
         fprintf(stderr, "\rtokenize: %.1f MB read, %.2fM tokens, %.1f MB/s, %.1f s\n", stats.bytes / 1e6,

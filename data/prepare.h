@@ -34,7 +34,12 @@ struct PrepareOptions {
     int64_t shard_tokens = 0;         // 0: a single training shard
     int threads = 1;
     bool progress = false;            // a progress line on stderr for inputs that take over a second
+    bool binary = false;              // encode input that looks binary (below) instead of refusing it
 };
+
+// An input looks binary when over BINARY_FRACTION of its first block (1 MB) are NUL bytes or bytes of
+// invalid UTF-8: an executable or a shard, not text (a text with a few bad bytes stays far below it).
+const double BINARY_FRACTION = 0.1;
 
 struct PrepareStats {
     int64_t bytes = 0, tokens = 0, documents = 0;

@@ -16,7 +16,7 @@ static const int64_t HEADER_BYTES = SHARD_HEADER_INTS * sizeof(int32_t);
 // Sets err to "path: <message>" and returns false, so every problem names its file.
 static bool fail(std::string& err, const std::string& path, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
 static bool fail(std::string& err, const std::string& path, const char* fmt, ...) {
-    char msg[512];
+    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
@@ -27,20 +27,35 @@ static bool fail(std::string& err, const std::string& path, const char* fmt, ...
 
 static int token_bytes(int version) { return version == SHARD_VERSION_U16 ? 2 : 4; }
 
+// Text, not a shard: no byte below 0x20 but tab, newline and carriage return (a shard's header has zero bytes).
+static bool looks_like_text(const unsigned char* s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < 0x20 && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') return false;
+    return n > 0;
+}
+
 bool shard_read_header(const char* path, int& version, int64_t& ntok, std::string& err) {
     struct stat st;
     if (stat(path, &st) != 0) return fail(err, path, "cannot open: %s", strerror(errno));
     if (!S_ISREG(st.st_mode)) return fail(err, path, "not a regular file");
-    if (st.st_size < HEADER_BYTES)
-        return fail(err, path, "file is %lld bytes, shorter than the %lld-byte header", (long long)st.st_size,
-                    (long long)HEADER_BYTES);
 
     int32_t header[SHARD_HEADER_INTS];
     FILE* f = fopen(path, "rb");
     if (!f) return fail(err, path, "cannot open: %s", strerror(errno));
-    size_t got = fread(header, sizeof(int32_t), SHARD_HEADER_INTS, f);
+    size_t got = fread(header, 1, HEADER_BYTES, f);
     fclose(f);
-    if (got != SHARD_HEADER_INTS) return fail(err, path, "cannot read the %lld-byte header", (long long)HEADER_BYTES);
+    if (looks_like_text((const unsigned char*)header, got)) {
+        const std::string p = path;
+        const size_t base = p.rfind('/') + 1, dot = p.rfind('.');  // rfind's npos + 1 = 0: no directory
+        const std::string prefix = dot != std::string::npos && dot > base ? p.substr(0, dot) : p;  // input.txt -> input
+        return fail(err, path, "looks like text, not a token shard; make shards of it with `make tokenize && "
+                    "./tokenize -o %s %s` (writes %s_train.bin; ./tokenize -h for a validation split)", prefix.c_str(),
+                    path, prefix.c_str());
+    }
+    if (st.st_size < HEADER_BYTES)
+        return fail(err, path, "file is %lld bytes, shorter than the %lld-byte header", (long long)st.st_size,
+                    (long long)HEADER_BYTES);
+    if (got != (size_t)HEADER_BYTES) return fail(err, path, "cannot read the %lld-byte header", (long long)HEADER_BYTES);
 
     int magic = header[0];
     version = header[1];

@@ -3,6 +3,8 @@
 // reads the flags. E.g. llm.c's tinyshakespeare shards:
 //
 //   ./tokenize -o data/tinyshakespeare/tiny_shakespeare --sep '\n\n' --val-tokens 32768 input.txt
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -21,18 +23,24 @@ static void usage(FILE* out) {
     fprintf(out,
             "usage: tokenize [options] [file ...]   text files (none, or -, for standard input) to llm.c shards\n"
             "       tokenize --decode [options] shard ...   the text of token shards\n"
-            "  -e, --encoding NAME  gpt2 (default; uint16 shards) or cl100k_base (uint32 shards)\n"
+            "  -e, --encoding NAME  gpt2 (default; uint16 shards) or cl100k_base (uint32 shards); --decode\n"
+            "                       defaults to the one of the first shard's token width\n"
             "  -r, --ranks PATH     rank file (default data/tokenizers/NAME.tiktoken)\n"
-            "  -o, --out PREFIX     writes PREFIX_val.bin and PREFIX_train.bin (required); with --decode, the\n"
-            "                       text goes to the file PREFIX instead of standard output\n"
+            "  -o, --out PREFIX     writes PREFIX_val.bin and PREFIX_train.bin (required; not a directory:\n"
+            "                       DIR/name writes DIR/name_train.bin); with --decode, the text goes to the\n"
+            "                       file PREFIX instead of standard output\n"
             "  -s, --sep STR        documents end after each STR (escapes \\n \\r \\t \\\\); default: one per file.\n"
             "                       An <|endoftext|> starts every file and follows every STR\n"
-            "  --val-tokens N       the first N tokens go to PREFIX_val.bin (default 0: no validation shard)\n"
+            "  --val-tokens N       the first N tokens go to PREFIX_val.bin (default 0: no validation shard);\n"
+            "                       fewer than the input's tokens\n"
             "  --shard-tokens N     training shards of at most N tokens, PREFIX_train_000000.bin, ... (default: one)\n"
             "  -t, --threads N      encoding threads (default: every core)\n"
-            "  -q, --quiet          no progress line\n"
+            "  -q, --quiet          nothing on standard output or progress lines: errors only\n"
+            "  --binary             encode input that looks binary (over %.0f%% of its first MB NUL bytes or\n"
+            "                       invalid UTF-8) instead of refusing it\n"
             "  -h, --help\n"
-            "Text that is not valid UTF-8 is read as tiktoken's callers decode it: each bad sequence is U+FFFD.\n");
+            "Text that is not valid UTF-8 is read as tiktoken's callers decode it: each bad sequence is U+FFFD.\n",
+            100 * BINARY_FRACTION);
 }
 
 static int fail(const std::string& msg) {
@@ -93,7 +101,10 @@ static int decode_shards(const Tokenizer& tok, const std::vector<std::string>& s
             ids[i] = width == 2 ? p[0] | p[1] << 8 : p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
         }
         text.clear();
-        if (!(ok = tokenizer_decode(tok, ids.data(), ids.size(), text, err))) { err = path + ": " + err; break; }
+        if (!(ok = tokenizer_decode(tok, ids.data(), ids.size(), text, err))) {
+            err = path + ": " + err + (width == 4 && tok.vocab_size <= 65536 ? " (uint32 tokens: pass -e cl100k_base?)" : "");
+            break;
+        }
         if (!(ok = fwrite(text.data(), 1, text.size(), out) == text.size())) { err = "write error"; break; }
     }
     if (out_path.empty()) {
@@ -108,10 +119,11 @@ static int decode_shards(const Tokenizer& tok, const std::vector<std::string>& s
 
 int main(int argc, char** argv) {
     std::string encoding = "gpt2", ranks;
+    bool encoding_given = false;
     PrepareOptions opt;
     opt.threads = std::max(1u, std::thread::hardware_concurrency());
     opt.progress = true;
-    bool decode = false;
+    bool decode = false, quiet = false;
     std::vector<std::string> files;
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
@@ -128,7 +140,7 @@ int main(int argc, char** argv) {
         };
         int64_t n;
         if (a == "-h" || a == "--help") { usage(stdout); return 0; }
-        else if (a == "-e" || a == "--encoding") encoding = value("a name");
+        else if (a == "-e" || a == "--encoding") encoding = value("a name"), encoding_given = true;
         else if (a == "-r" || a == "--ranks") ranks = value("a path");
         else if (a == "-o" || a == "--out") opt.out_prefix = value("a path");
         else if (a == "-s" || a == "--sep") {
@@ -144,7 +156,8 @@ int main(int argc, char** argv) {
             const char* v = value("a count");
             if (!parse_count(v, false, n) || n > 1024) bad(v);
             opt.threads = (int)n;
-        } else if (a == "-q" || a == "--quiet") opt.progress = false;
+        } else if (a == "-q" || a == "--quiet") opt.progress = false, quiet = true;
+        else if (a == "--binary") opt.binary = true;
         else if (a == "--decode") decode = true;
         else if (a.size() > 1 && a[0] == '-') {
             fprintf(stderr, "tokenize: unknown flag %s\n", a.c_str());
@@ -152,9 +165,19 @@ int main(int argc, char** argv) {
             return 2;
         } else files.push_back(a);
     }
+    struct stat st;
+    if (!opt.out_prefix.empty() && stat(opt.out_prefix.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+        return fail("-o " + opt.out_prefix + " is a directory; -o takes " +
+                    (decode ? "the file to write" : "a prefix: -o " + opt.out_prefix + "/name writes " +
+                     opt.out_prefix + "/name_train.bin"));
+    int version;
+    int64_t ntok;
+    std::string err;
+    if (decode && !encoding_given && !files.empty() && shard_read_header(files[0].c_str(), version, ntok, err) &&
+        version == SHARD_VERSION_U32)
+        encoding = "cl100k_base";  // uint32 tokens: the encoding whose ids need them
     if (ranks.empty()) ranks = "data/tokenizers/" + encoding + ".tiktoken";
     Tokenizer tok;
-    std::string err;
     if (!tokenizer_load(tok, encoding.c_str(), ranks.c_str(), err)) return fail(err);
 
     if (decode) {
@@ -170,6 +193,7 @@ int main(int argc, char** argv) {
     PrepareStats stats;
     auto start = std::chrono::steady_clock::now();
     if (!prepare_shards(tok, opt, stats, err)) return fail(err);
+    if (quiet) return 0;
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     printf("%s: %lld bytes, %lld documents, %lld tokens in %.2f s (%.1f MB/s, %d threads) ->", encoding.c_str(),
            (long long)stats.bytes, (long long)stats.documents, (long long)stats.tokens, s, stats.bytes / 1e6 / s,

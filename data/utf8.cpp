@@ -20,7 +20,7 @@ static int sequence_rule(unsigned c, unsigned& lower, unsigned& upper) {
     return 0;
 }
 
-size_t utf8_repair(const char* str, size_t n, bool final, std::string& out) {
+size_t utf8_repair(const char* str, size_t n, bool final, std::string& out, size_t* invalid) {
     const unsigned char* s = (const unsigned char*)str;
     size_t i = 0, run = 0;  // s[run, i) is valid and not yet appended
     while (i < n) {
@@ -37,7 +37,9 @@ size_t utf8_repair(const char* str, size_t n, bool final, std::string& out) {
         out.append(str + run, i - run);
         if (j == n && need > 0 && !final) return n - i;  // may complete in the next block
         out.append(REPLACEMENT, 3);
-        i = run = need > 0 ? j : i + 1;  // the byte that broke the sequence starts afresh
+        const size_t next = need > 0 ? j : i + 1;  // the byte that broke the sequence starts afresh
+        if (invalid) *invalid += next - i;
+        i = run = next;
     }
     out.append(str + run, n - run);
     return 0;

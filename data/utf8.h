@@ -13,8 +13,9 @@
 // Appends `n` bytes to `out` with every ill-formed subpart replaced by EF BF BD, as above. When
 // `final` is false, a well-formed but incomplete sequence at the very end is left out and its
 // length returned, so a stream can be repaired block by block (the caller passes those bytes again
-// in front of the next block); when `final` is true it becomes U+FFFD and 0 is returned.
-size_t utf8_repair(const char* s, size_t n, bool final, std::string& out);
+// in front of the next block); when `final` is true it becomes U+FFFD and 0 is returned. `invalid`, when
+// given, is increased by the number of bytes replaced.
+size_t utf8_repair(const char* s, size_t n, bool final, std::string& out, size_t* invalid = nullptr);
 
 // Decodes the code point starting at s[i] of valid UTF-8 (as utf8_repair leaves it); sets its length.
 static inline uint32_t utf8_decode(const unsigned char* s, size_t i, int& len) {

@@ -57,6 +57,12 @@ template <typename F> static float median_ms(F run) {
 int main() {
     const Shape shapes[] = {{8, 4096, 84, 64, 16}, {32, 1024, 84, 64, 16}};
     const int Nq = 1, Nk = 1, chunk = M2RNN_SCAN_CHUNK;
+    int devices = 0;
+    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+        fprintf(stderr, "bench_m2rnn_scan: no NVIDIA GPU or driver found; make bench needs one (make test runs the "
+                "CPU checks without)\n");
+        return 1;
+    }
     cudaDeviceProp prop;
     cudaCheck(cudaGetDeviceProperties(&prop, 0));
     int clock_khz = 0;

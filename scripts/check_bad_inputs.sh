@@ -3,7 +3,8 @@
 # non-zero exit: no crash, no hang, no files left in the log directory. The binary runs with no GPU
 # visible (CUDA_VISIBLE_DEVICES=""), so input that is accepted gets as far as the GPU and stops with
 # "no CUDA device found": that is how the good baselines (and inputs wrongly accepted) show up, on any
-# machine. `make test` runs it.
+# machine. Then the other programs' bad inputs and rough edges: tokenize, make_tasks and bench_m2rnn_scan, from
+# the trainer's directory (a row is skipped for a program not built). `make test` runs it.
 #
 #   bash scripts/check_bad_inputs.sh [path/to/train_m2rnn]      (from the repository root; bash + python3)
 #
@@ -47,6 +48,7 @@ shard("count_small.bin", good, ntok=1000)          # header says fewer tokens th
 shard("stray_byte.bin", good, extra=b"\x00")
 shard("big_token.bin", good[:100] + [60000] + good[101:])  # 60000 >= gpt2 vocab 50257
 open(os.path.join(F, "empty.bin"), "wb").close()
+open(os.path.join(F, "short.txt"), "w").write("First Citizen:\nBefore we proceed any further, hear me speak.\n")
 os.makedirs(os.path.join(F, "a_dir.bin"))
 # the layout of a state-tracking shard (data/tasks.h) for the fixture model's vocabulary 50257: groups of n = 25128
 # elements, sequences [BOS 0, g 1..n, s n+1..2n] of L = 4 (T = 9), then one BOS
@@ -116,20 +118,29 @@ ckpt() { ln "$F/$1" "$L/model_5.bin"; [ -z "${2:-}" ] || ln "$F/$2" "$L/state_5.
 short() { local s="$*"; s=${s//$T\/f\//}; s=${s//$T/\$T}; s=${s//$PWD/<repo>}; s=${s//|/\\|}; printf '%s' "$s"; }
 row() { rows+=("| $n | $1 | \`$(short "$2")\` | $3 | $(short "$4") | $5 |"); }
 
-# check KIND "what a new user tried" ARGS...: runs the binary with -o $L ARGS (a later -o wins), in the
-# directory $CWD (default: here). KIND: bad (must fail before the GPU), good (must reach the GPU).
+# check KIND "what a new user tried" ARGS...: runs the binary with ARGS, and -o $L in front unless ARGS give -o,
+# in the directory $CWD (default: here). KIND: bad (must fail before the GPU), good (must reach the GPU), help
+# (must print the usage and exit 0). With EXPECT set, the output must also contain that text. Nothing may be
+# left behind: no new file in an existing -o directory, no -o directory (or missing parent) that did not exist.
 check() {
     local kind=$1 what=$2; shift 2
     n=$((n + 1))
-    local args=(-o "$L" "$@") dir=$L i
+    local args=("$@") dir="" i
     for ((i = 0; i < ${#args[@]} - 1; i++)); do [ "${args[i]}" = -o ] && dir=${args[i + 1]}; done
+    [ -n "$dir" ] || { dir=$L; args=(-o "$L" "${args[@]}"); }
+    local top=$dir   # the outermost missing directory of the -o path, if any
+    while [ ! -e "$top" ] && [ ! -e "$(dirname "$top")" ]; do top=$(dirname "$top"); done
     local existed=0 before="" after out rc msg verdict
-    [ -d "$dir" ] && existed=1 && before=$(ls -A "$dir" 2>/dev/null)
+    [ -e "$dir" ] && existed=1
+    [ -d "$dir" ] && before=$(ls -A "$dir" 2>/dev/null)
     out=$(cd "${CWD:-.}" && timeout 20 "$BIN" "${args[@]}" 2>&1 < /dev/null); rc=$?
     after=$( [ -d "$dir" ] && ls -A "$dir" 2>/dev/null)
     local new=$(comm -13 <(printf '%s\n' "$before" | sort) <(printf '%s\n' "$after" | sort) | grep . | tr '\n' ' ')
     msg=$(printf '%s\n' "$out" | grep -m1 . | cut -c1-220)
-    if [ "$kind" = good ]; then
+    if [ "$kind" = help ]; then
+        if [ $rc = 0 ] && grep -q "^usage: " <<<"$out"; then verdict="PASS (printed the usage)"
+        else verdict="FAIL (no usage, or exit $rc)"; fi
+    elif [ "$kind" = good ]; then
         if [ $rc -lt 124 ] && grep -q "no CUDA device" <<<"$out" && [ -z "$new" ]; then verdict="PASS (accepted: reached the GPU)"
         else verdict="FAIL (good input rejected)"; fi
     elif [ $rc -eq 0 ]; then verdict="FAIL (exit 0 on bad input)"
@@ -137,8 +148,9 @@ check() {
     elif grep -q "no CUDA device" <<<"$out"; then verdict="FAIL (accepted: got as far as the GPU)"
     elif ! grep -q "^train_m2rnn: " <<<"$out"; then verdict="FAIL (no 'train_m2rnn:' message)"
     else verdict=PASS; fi
+    if [ -n "${EXPECT:-}" ] && ! grep -qF -- "$EXPECT" <<<"$out"; then verdict="FAIL (the message does not say '$EXPECT')"; fi
     if [ -n "$new" ]; then verdict="FAIL (left in the log dir: $new)"
-    elif [ $existed = 0 ] && [ -d "$dir" ]; then verdict="$verdict; note: created the -o dir (empty)"; fi
+    elif [ $existed = 0 ] && [ -e "$top" ]; then verdict="FAIL (left $(short "$top") behind)"; fi
     case $verdict in PASS*) passed=$((passed + 1)) ;; *) failed=$((failed + 1)) ;; esac
     local shown=() a; for a in "$@"; do shown+=("${a:-''}"); done   # show an empty argument as ''
     row "$what" "${shown[*]}" "$rc" "$msg" "$verdict"
@@ -153,6 +165,12 @@ fresh; check good "baseline: start from a checkpoint (-e model file)" -e "$F/mod
 fresh; ckpt model_good.bin state_good.bin; check good "baseline: good resume (-y 1, model_5 + state_5)" -y 1 -t 64 -x 10
 # flags
 fresh; check bad "unknown flag" -z 1
+fresh; EXPECT="unknown flag" check bad "unknown flag last, with no value after it" -zzz
+fresh; check help "-help (one dash)" -help
+fresh; check help "help (no dash)" help
+fresh; EXPECT="not a flag" check bad "an argument that is not a flag" data/tinyshakespeare/input.txt
+fresh; EXPECT="given twice" check bad "a flag given twice (-b 4 -b 16)" -b 4 -b 16
+fresh; EXPECT="given twice" check bad "-o given twice" -o "$L" -o "$L"
 fresh; check bad "flag without a value" -b
 fresh; check bad "batch size not a number" -b abc
 fresh; check bad "batch size 0" -b 0
@@ -182,6 +200,9 @@ fresh; check bad "missing train shard" -i "$T/no_such_train.bin"
 fresh; check bad "train glob matching nothing" -i "$T/nothing_*.bin"
 fresh; check bad "val shard missing" -j "$T/no_such_val.bin"
 fresh; check bad "shard with wrong magic" -i "$F/bad_magic.bin"
+fresh; EXPECT="./tokenize -o data/tinyshakespeare/input data/tinyshakespeare/input.txt" \
+    check bad "a text file given as shard" -i data/tinyshakespeare/input.txt
+fresh; EXPECT="looks like text" check bad "a text file shorter than a shard header as val shard" -j "$F/short.txt"
 fresh; check bad "shard with wrong version" -i "$F/bad_version.bin"
 fresh; check bad "truncated shard (header says more tokens)" -i "$F/truncated.bin"
 fresh; check bad "header count smaller than the file" -i "$F/count_small.bin"
@@ -263,15 +284,67 @@ fresh; ckpt model_good.bin state_good.bin; check good "baseline: resume (-y 1) o
 # log directory
 fresh; check bad "-o under /proc" -o /proc/nope
 fresh; touch "$L/file"; check bad "-o a regular file" -o "$L/file"
-fresh; check bad "-o inside a missing parent" -o "$L/a/b/c"
-fresh; check bad "failing run with a new -o dir (is it left behind?)" -o "$L/new" -i "$T/no_such_train.bin"
+fresh; check good "baseline: -o inside missing parents (made, and removed when the run stops at the GPU)" -o "$L/a/b/c"
+fresh; check bad "failing run with a new -o dir (is it left behind?)" -o "$L/new/sub" -i "$T/no_such_train.bin"
+fresh; touch "$L/file"; check bad "-o below a regular file" -o "$L/file/sub"
 if [ "$(id -u)" = 0 ]; then skip "-o a read-only dir (chmod 555)" "-o ro (chmod 555)" "running as root: chmod does not block writes"
 else fresh; chmod 555 "$L"; check bad "-o a read-only dir (chmod 555)" -o "$L"; chmod 755 "$L"; fi
+
+# ---- the other programs: tokenize, make_tasks, bench_m2rnn_scan (from beside the trainer)
+# tool KIND "what a new user tried" PROGRAM ARGS...: runs PROGRAM ARGS in a fresh empty directory $L (cases name their
+# files in it). KIND: bad (exit 1, a "PROGRAM: " message, nothing left in $L but what was there), good (exit 0),
+# quiet (exit 0 and no output at all). With EXPECT set, the output must contain that text.
+tool() {
+    local kind=$1 what=$2 prog=$3; shift 3
+    n=$((n + 1))
+    local path=$TOOLS/$prog$( [ "$prog" = bench_m2rnn_scan ] && printf '%s' "$SUFFIX") out rc msg verdict before after
+    if [ ! -x "$path" ]; then skip "$what" "$prog $*" "$prog not built"; return; fi
+    before=$(ls -A "$L")
+    out=$(cd "$L" && timeout 20 "$path" "$@" 2>&1 < /dev/null); rc=$?
+    after=$(ls -A "$L")
+    msg=$(printf '%s\n' "$out" | grep -m1 . | cut -c1-220)
+    case $kind in
+        bad) if [ $rc != 1 ]; then verdict="FAIL (exit $rc, not 1)"
+             elif ! grep -q "^$prog: " <<<"$out"; then verdict="FAIL (no '$prog:' message)"
+             elif [ "$before" != "$after" ]; then verdict="FAIL (left files: $(comm -13 <(echo "$before") <(echo "$after") | tr '\n' ' '))"
+             else verdict=PASS; fi ;;
+        good) [ $rc = 0 ] && verdict=PASS || verdict="FAIL (exit $rc)" ;;
+        quiet) if [ $rc != 0 ]; then verdict="FAIL (exit $rc)"; elif [ -n "$out" ]; then verdict="FAIL (printed: $msg)"
+               else verdict="PASS (silent)"; fi ;;
+    esac
+    if [ -n "${EXPECT:-}" ] && ! grep -qF -- "$EXPECT" <<<"$out"; then verdict="FAIL (the output does not say '$EXPECT')"; fi
+    case $verdict in PASS*) passed=$((passed + 1)) ;; *) failed=$((failed + 1)) ;; esac
+    row "$what" "$prog $*" "$rc" "$msg" "$verdict"
+}
+TOOLS=$(dirname "$BIN") SUFFIX=${BIN##*/train_m2rnn}
+RANKS=$PWD/data/tokenizers TEXT=$PWD/data/tinyshakespeare/input.txt
+head -c 20000 "$TEXT" > "$F/text.txt"
+fresh; tool quiet "tokenize -q: quiet" tokenize -q -r "$RANKS/gpt2.tiktoken" -o small "$F/text.txt"
+fresh; tool quiet "tokenize -q of cl100k_base: a uint32 shard" tokenize -q -e cl100k_base -r "$RANKS/cl100k_base.tiktoken" \
+    -o "$F/cl100k" "$F/text.txt"
+fresh; EXPECT="First Citizen" tool good "tokenize --decode of a uint32 shard, no -e" tokenize --decode \
+    -r "$RANKS/cl100k_base.tiktoken" "$F/cl100k_train.bin"
+fresh; EXPECT="pass -e cl100k_base" tool bad "tokenize --decode -e gpt2 of a uint32 shard" tokenize --decode -e gpt2 \
+    -r "$RANKS/gpt2.tiktoken" "$F/cl100k_train.bin"
+fresh; EXPECT="looks like text" tool bad "tokenize --decode of a text file" tokenize --decode -r "$RANKS/gpt2.tiktoken" \
+    "$F/text.txt"
+fresh; EXPECT="looks binary" tool bad "tokenize of a binary file (a shard)" tokenize -r "$RANKS/gpt2.tiktoken" -o bin \
+    "$PWD/$TRAIN_SHARD"
+fresh; tool quiet "tokenize --binary of a binary file" tokenize -q --binary -r "$RANKS/gpt2.tiktoken" -o bin "$PWD/$TRAIN_SHARD"
+fresh; EXPECT="takes all 6048 tokens" tool bad "tokenize --val-tokens more than the input's tokens" tokenize \
+    -r "$RANKS/gpt2.tiktoken" --val-tokens 100000 -o small "$F/text.txt"
+fresh; EXPECT="takes all 6048 tokens" tool bad "tokenize --val-tokens = the input's tokens" tokenize \
+    -r "$RANKS/gpt2.tiktoken" --val-tokens 6048 -o small "$F/text.txt"
+fresh; mkdir "$L/out"; EXPECT="is a directory" tool bad "tokenize -o a directory" tokenize -r "$RANKS/gpt2.tiktoken" \
+    -o out "$F/text.txt"
+fresh; EXPECT="from 1 to 2147483647" tool bad "make_tasks --sequences 10^11" make_tasks --sequences 100000000000 -o t.bin
+fresh; EXPECT="no NVIDIA GPU or driver found" CUDA_VISIBLE_DEVICES="" tool bad "bench_m2rnn_scan without a GPU" \
+    bench_m2rnn_scan
 
 echo "| # | bad input (as a new user would try it) | command (short) | exit | message (first line) | verdict |"
 echo "|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
-echo "(\$T = the fixture directory, fixture files named without it; every command also gets -o \$T/runN; $skipped skipped)"
+echo "(\$T = the fixture directory, fixture files named without it; every command without -o also gets -o \$T/runN; $skipped skipped)"
 echo "bad inputs: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -5,7 +5,7 @@ writer, tick values and axes, and a legend box.
     write_png(path, canvas)          8-bit RGB PNG
     nice_ticks(lo, hi)               about 8 (value, label) ticks, 1, 2 or 5 times a power of ten apart
     draw_axes(canvas, area, ...)     grid, ticks and labels, the two axes and their titles around a plot area
-    LegendEntry, draw_legend         a legend box at a given place; place_legend: in the least busy corner of an area
+    LegendEntry, draw_legend         a legend box at a given place
     fail(message)                    "<script>: message" to stderr, exit 1
 
 Sizes given in font pixels (line radii, dots, margins) are multiplied by canvas.scale: a font pixel is scale x scale
@@ -189,22 +189,3 @@ def draw_legend(canvas, entries, x, y):
         if entry.dot:
             canvas.dot(x + 12 * k, row + 3 * k, entry.dot * k, entry.colour)
         canvas.text(x + 24 * k, row, entry.text, BLACK)
-
-
-def covered_pixels(canvas, x, y, w, h):
-    """How many pixels of the box are drawn in (neither background nor grid)."""
-    count = 0
-    for row in range(y, y + h):
-        line = canvas.pixels[3 * (row * canvas.width + x):3 * (row * canvas.width + x + w)]
-        count += sum(1 for i in range(0, len(line), 3) if tuple(line[i:i + 3]) not in (WHITE, LIGHT_GREY))
-    return count
-
-
-def place_legend(canvas, entries, area):
-    """The legend box in the corner of the area (or top middle) that hides the fewest drawn pixels."""
-    k = canvas.scale
-    left, top, right, bottom = area
-    width, height = legend_size(canvas, entries)
-    corners = [(right - 6 * k - width, top + 6 * k), (right - 6 * k - width, bottom - 6 * k - height),
-               ((left + right - width) // 2, top + 6 * k), (left + 6 * k, top + 6 * k)]
-    draw_legend(canvas, entries, *min(corners, key=lambda c: covered_pixels(canvas, c[0], c[1], width, height)))
