@@ -1,6 +1,6 @@
 # m2rnn.cu build. Targets: train_m2rnn, test_m2rnn, test (build and run the checks), bench (whole-model
 # throughput, needs a GPU), tokenize (host only: text to shards), make_tasks (host only: synthetic
-# state-tracking shards), clean.
+# state-tracking shards), m2rnn_export (host only: checkpoints to safetensors and back), clean.
 #   make PRECISION=FP32 ...   fp32 activations and GEMMs (TF32 off), for tight checks: builds *_fp32 binaries
 #   make SM=80 ...            code for Ampere (sm_80) instead of Hopper (sm_90a): builds *_sm80 binaries
 # nvcc comes from CUDA_HOME (default /usr/local/cuda); NCCL's libnccl.so from NCCL_HOME/lib (default CUDA_HOME).
@@ -33,22 +33,25 @@ GPU_BUILD := $(BUILD)/gpu$(SUFFIX)
 # Each program links what it uses and no more (`nm -u` on its objects says what that is), host (.cpp) and GPU
 # (.cu) sources in separate lists. HOST_SRCS: every host source of the model and the data; GPU_SRCS: the GPU
 # model, in every GPU program.
-HOST_SRCS := model/config.cpp model/parameters.cpp model/reference.cpp model/checkpoint.cpp data/shards.cpp \
-             data/tokenizer.cpp data/pretokenize.cpp data/utf8.cpp data/prepare.cpp data/tasks.cpp
+HOST_SRCS := model/config.cpp model/parameters.cpp model/reference.cpp model/checkpoint.cpp model/json.cpp \
+             model/safetensors.cpp data/shards.cpp data/tokenizer.cpp data/pretokenize.cpp data/utf8.cpp data/prepare.cpp data/tasks.cpp
 GPU_SRCS  := model/gpu_model.cu model/gpu_decoder.cu model/distributed.cu
-# train_m2rnn: config, parameter table, checkpoints, the loader, the tokenizer (samples), the tasks (--eval 1)
-TRAIN_SRCS := model/config.cpp model/parameters.cpp model/checkpoint.cpp data/shards.cpp data/tokenizer.cpp \
-              data/pretokenize.cpp data/tasks.cpp
+# train_m2rnn: config, parameter table, checkpoints and safetensors, the loader, the tokenizer (samples), the tasks
+# (--eval 1)
+TRAIN_SRCS := model/config.cpp model/parameters.cpp model/checkpoint.cpp model/json.cpp model/safetensors.cpp \
+              data/shards.cpp data/tokenizer.cpp data/pretokenize.cpp data/tasks.cpp
 TRAIN_GPU_SRCS := $(GPU_SRCS) train_state_eval.cu
 # test_m2rnn: HOST_SRCS and GPU_SRCS, and the checks
-TEST_SRCS := tests/test_reference.cpp tests/test_shards.cpp tests/test_checkpoint.cpp tests/test_tokenizer.cpp \
-             tests/test_tasks.cpp tests/test_distributed.cpp
+TEST_SRCS := tests/test_reference.cpp tests/test_shards.cpp tests/test_checkpoint.cpp tests/test_export.cpp \
+             tests/test_tokenizer.cpp tests/test_tasks.cpp tests/test_distributed.cpp
 GPU_TESTS := tests/test_gpu_model.cu tests/test_decoder.cu tests/test_kernels_small.cu tests/test_kernels_m2rnn_io.cu \
              tests/test_kernels_m2rnn_scan.cu tests/test_kernels_attention.cu
 # the host-only tools
 TOKENIZE_SRCS := data/tokenize.cpp data/prepare.cpp data/tokenizer.cpp data/pretokenize.cpp data/utf8.cpp \
                  data/shards.cpp
 MAKE_TASKS_SRCS := data/make_tasks.cpp data/tasks.cpp data/shards.cpp
+EXPORT_SRCS := model/export.cpp model/safetensors.cpp model/json.cpp model/checkpoint.cpp model/parameters.cpp \
+               model/config.cpp
 HOST_OBJS := $(HOST_SRCS:%.cpp=$(BUILD)/%.o)
 GPU_OBJS  := $(GPU_SRCS:%.cu=$(GPU_BUILD)/%.o)
 TRAIN_OBJS := $(TRAIN_SRCS:%.cpp=$(BUILD)/%.o)
@@ -57,6 +60,7 @@ TEST_OBJS := $(TEST_SRCS:%.cpp=$(BUILD)/%.o)
 GPU_TEST_OBJS := $(GPU_TESTS:%.cu=$(GPU_BUILD)/%.o)
 TOKENIZE_OBJS := $(TOKENIZE_SRCS:%.cpp=$(BUILD)/%.o)
 MAKE_TASKS_OBJS := $(MAKE_TASKS_SRCS:%.cpp=$(BUILD)/%.o)
+EXPORT_OBJS := $(EXPORT_SRCS:%.cpp=$(BUILD)/%.o)
 
 TRAIN := train_m2rnn$(SUFFIX)
 TEST  := test_m2rnn$(SUFFIX)
@@ -93,8 +97,12 @@ tokenize: $(TOKENIZE_OBJS)
 make_tasks: $(MAKE_TASKS_OBJS)
 	$(CXX) $(CXXFLAGS) -o $@ $^
 
-# the bad-input table of train_m2rnn and the tools (scripts/check_bad_inputs.sh), then the test binary
-test: $(TEST) $(TRAIN) tokenize make_tasks
+m2rnn_export: $(EXPORT_OBJS)
+	$(CXX) $(CXXFLAGS) -o $@ $^
+
+# the bad-input table of train_m2rnn and the tools (scripts/check_bad_inputs.sh), then the test binary (which runs
+# m2rnn_export)
+test: $(TEST) $(TRAIN) tokenize make_tasks m2rnn_export
 	@bash scripts/check_bad_inputs.sh ./$(TRAIN) > $(BUILD)/bad_inputs$(SUFFIX).md || { cat $(BUILD)/bad_inputs$(SUFFIX).md; exit 1; }
 	@echo "$$(tail -n 1 $(BUILD)/bad_inputs$(SUFFIX).md) (./$(TRAIN), table in $(BUILD)/bad_inputs$(SUFFIX).md)"
 	./$(TEST)
@@ -108,7 +116,7 @@ bench: bench_m2rnn_scan$(SUFFIX) $(TRAIN)
 	TRAIN=./$(TRAIN) scripts/bench_model.sh
 
 clean:
-	rm -rf $(BUILD) train_m2rnn test_m2rnn train_m2rnn_* test_m2rnn_* bench_m2rnn_scan* tokenize make_tasks
+	rm -rf $(BUILD) train_m2rnn test_m2rnn train_m2rnn_* test_m2rnn_* bench_m2rnn_scan* tokenize make_tasks m2rnn_export
 
--include $(patsubst %.o,%.d,$(sort $(HOST_OBJS) $(TEST_OBJS) $(TOKENIZE_OBJS) $(MAKE_TASKS_OBJS) $(TRAIN_GPU_OBJS) \
-         $(GPU_TEST_OBJS)))
+-include $(patsubst %.o,%.d,$(sort $(HOST_OBJS) $(TEST_OBJS) $(TOKENIZE_OBJS) $(MAKE_TASKS_OBJS) $(EXPORT_OBJS) \
+         $(TRAIN_GPU_OBJS) $(GPU_TEST_OBJS)))

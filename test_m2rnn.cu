@@ -1,6 +1,7 @@
 // test_m2rnn: the project's checks, run by `make test` (`make test PRECISION=FP32` for the fp32 build).
 //   CPU: the reference against docs/model.md's golden vectors and finite differences, state-gradient
-//        clipping, a short training run, the token-shard loader on good and bad inputs, checkpoints, the
+//        clipping, a short training run, the token-shard loader on good and bad inputs, checkpoints and their
+//        safetensors export (round trip, the python checker, the windows of scripts/m2rnn_torch.py), the
 //        tokenizer, the synthetic state-tracking tasks (groups, sequences, shards), and the host side of several
 //        GPUs (ranks, the split of the batch, ZeRO-1's shards, the NCCL id file, scripts/launch.sh).
 //   GPU: each kernel family against its reference steps, then the whole model against the reference, then
@@ -19,6 +20,7 @@
 #include "tests/test_checkpoint.h"
 #include "tests/test_decoder.h"
 #include "tests/test_distributed.h"
+#include "tests/test_export.h"
 #include "tests/test_gpu_model.h"
 #include "tests/test_kernels_attention.h"
 #include "tests/test_kernels_m2rnn_io.h"
@@ -51,6 +53,8 @@ int main(int argc, char** argv) {
         test_shard_loader(r);
         printf("== checkpoints ==\n");
         test_checkpoint(r);
+        printf("== safetensors export ==\n");
+        test_export(r);
         printf("== tokenizer ==\n");
         test_tokenizer(r);
         printf("== synthetic tasks ==\n");

@@ -6,9 +6,11 @@
 // clipping and AdamW with warmup + cosine decay; validation every -v steps; checkpoints every -n
 // steps and at the end (model + optimizer/data state, written atomically); -y 1 resumes from the
 // latest checkpoint in -o; a sample of -g tokens every -s steps and at the end, generated one token at a
-// time (model/gpu_decoder.h) and decoded with the tiktoken rank file of the model's vocabulary. Every
-// figure printed per step also goes to <-o>/train.log. --eval 1 evaluates a checkpoint on a state-tracking
-// task instead of training (train_state_eval.h).
+// time (model/gpu_decoder.h) from a prompt (--prompt, default <|endoftext|>) at --temperature (0: greedy) and
+// decoded with the tiktoken rank file of the model's vocabulary. Every figure printed per step also goes to
+// <-o>/train.log. -e starts from a preset, a model checkpoint or a model.safetensors (model/safetensors.h);
+// -x 0 only validates and samples the start point. --eval 1 evaluates a checkpoint on a state-tracking task
+// instead of training (train_state_eval.h).
 //
 // Several GPUs: one process each, started by scripts/launch.sh, mpirun or srun (model/distributed.h: ranks,
 // NCCL, how the global batch is split, ZeRO-1, failure). Every process runs this same flow on its share of each
@@ -37,19 +39,22 @@
 #include "model/gpu_model.h"
 #include "model/parameters.h"
 #include "model/random.h"
+#include "model/safetensors.h"
 #include "model/schedule.h"
 #include "train_state_eval.h"
 
 struct Options {
     const char* train_pattern = "data/tinyshakespeare/tiny_shakespeare_train.bin";
     const char* val_pattern = "data/tinyshakespeare/tiny_shakespeare_val.bin";
-    const char* start = "d12-hybrid";  // -e: a preset name or a model checkpoint file
+    const char* start = "d12-hybrid";  // -e: a preset name, a model checkpoint file or a model.safetensors
     const char* log_dir = "log";
     int B = 8, T = 512;
     long long total_batch = -1;          // tokens per step; -1 = B·T on every process (no accumulation)
     // The default run (d12-hybrid on tinyshakespeare, 74 steps an epoch) ends before it memorises: README, Training.
     int max_steps = 250, warmup = 100, val_every = 25, val_batches = 20, checkpoint_every = 0, resume = 0;
     int sample_every = 500, gen_tokens = 256;
+    double temperature = 1.0;            // of the samples; 0 = greedy (argmax)
+    std::vector<int> prompt;             // --prompt: token ids the samples continue; empty = <|endoftext|>
     int eval_states = 0;                 // --eval 1: evaluate a checkpoint on a state-tracking task, no training
     int profile = 0;                     // --profile 1: time one step by kernel family (model/step_timer.h)
     double lr = 1e-3, final_frac = 0.1, weight_decay = 0.1, grad_clip = 1.0;
@@ -96,12 +101,13 @@ static void usage() {
            "data and run\n"
            "  -i <glob>    train shards (llm.c format)                  default %s\n"
            "  -j <glob>    validation shards                            default %s\n"
-           "  -e <name>    a preset (below) or a model_*.bin checkpoint to start from   default %s\n"
+           "  -e <name>    a preset (below), a model_*.bin checkpoint or a model.safetensors (config.json\n"
+           "               beside it) to start from                     default %s\n"
            "  -o <dir>     log and checkpoint directory (parents made)  default %s\n"
            "  -b <int>     micro-batch size B                           default %d\n"
            "  -t <int>     sequence length T                            default %d\n"
            "  -d <int>     total batch in tokens (gradient accumulation) default B*T x processes\n"
-           "  -x <int>     optimizer steps                              default %d\n"
+           "  -x <int>     optimizer steps (0: validate and sample the -e model, no training)   default %d\n"
            "  -l <float>   peak learning rate                           default %g\n"
            "  -u <int>     warmup steps                                 default %d\n"
            "  -q <float>   final lr as a fraction of the peak           default %g\n"
@@ -110,6 +116,8 @@ static void usage() {
            "  -m <int>     validation batches                           default %d\n"
            "  -s <int>     sample every N steps (0: only at the end)    default %d\n"
            "  -g <int>     tokens to generate per sample (0: no samples) default %d\n"
+           "  --temperature <t>  of the samples; 0 = greedy, the argmax at every step   default %g\n"
+           "  --prompt <ids>     comma-separated token ids the samples continue   default <|endoftext|>\n"
            "  -n <int>     checkpoint every N steps (0: only at the end) default %d\n"
            "  -y <0|1>     resume from the latest checkpoint in -o      default %d\n"
            "  --eval <0|1> 1: evaluate the -e checkpoint on the -j state-tracking shard (make_tasks) at -t = 2L+1:\n"
@@ -134,8 +142,8 @@ static void usage() {
            "  --zero <0|1> ZeRO-1: AdamW's moments sharded over the processes           default %d\n"
            "  -h           this help\n",
            o.train_pattern, o.val_pattern, o.start, o.log_dir, o.B, o.T, o.max_steps, o.lr, o.warmup, o.final_frac,
-           o.weight_decay, o.val_every, o.val_batches, o.sample_every, o.gen_tokens, o.checkpoint_every, o.resume,
-           o.eval_states, o.profile, o.seed, o.nccl_timeout, o.zero);
+           o.weight_decay, o.val_every, o.val_batches, o.sample_every, o.gen_tokens, o.temperature, o.checkpoint_every,
+           o.resume, o.eval_states, o.profile, o.seed, o.nccl_timeout, o.zero);
     print_presets();
 }
 
@@ -162,6 +170,20 @@ static double parse_float(const std::string& flag, const char* s, double lo, dou
     return v;
 }
 
+// "50256,464,3290": token ids, each checked against the vocabulary once the model is known (check_prompt).
+static std::vector<int> parse_prompt(const char* s) {
+    std::vector<int> ids;
+    std::string id;
+    for (const char* p = s;; p++) {
+        if (*p != ',' && *p != '\0') { id += *p; continue; }
+        ids.push_back((int)parse_int("--prompt token", id.c_str(), 0, (1 << 24) - 1));
+        id.clear();
+        if (*p == '\0') break;
+    }
+    if (ids.size() > (size_t)MAX_GEN_TOKENS) fail("--prompt: more than " + std::to_string(MAX_GEN_TOKENS) + " tokens");
+    return ids;
+}
+
 static Options parse_options(int argc, char** argv) {
     Options o;
     const int BIG = 1 << 30;
@@ -184,7 +206,7 @@ static Options parse_options(int argc, char** argv) {
         else if (flag == "-b") o.B = (int)parse_int(flag, value(), 1, BIG);
         else if (flag == "-t") o.T = (int)parse_int(flag, value(), 1, BIG);
         else if (flag == "-d") o.total_batch = parse_int(flag, value(), 1, 1ll << 40);
-        else if (flag == "-x") o.max_steps = (int)parse_int(flag, value(), 1, BIG);
+        else if (flag == "-x") o.max_steps = (int)parse_int(flag, value(), 0, BIG);
         else if (flag == "-l") o.lr = parse_float(flag, value(), 1e-12, 10);
         else if (flag == "-u") o.warmup = (int)parse_int(flag, value(), 0, BIG);
         else if (flag == "-q") o.final_frac = parse_float(flag, value(), 0, 1);
@@ -193,6 +215,8 @@ static Options parse_options(int argc, char** argv) {
         else if (flag == "-m") o.val_batches = (int)parse_int(flag, value(), 1, BIG);
         else if (flag == "-s") o.sample_every = (int)parse_int(flag, value(), 0, BIG);
         else if (flag == "-g") o.gen_tokens = (int)parse_int(flag, value(), 0, MAX_GEN_TOKENS);
+        else if (flag == "--temperature") o.temperature = parse_float(flag, value(), 0, 100);
+        else if (flag == "--prompt") o.prompt = parse_prompt(value());
         else if (flag == "-n") o.checkpoint_every = (int)parse_int(flag, value(), 0, BIG);
         else if (flag == "-y") o.resume = (int)parse_int(flag, value(), 0, 1);
         else if (flag == "--eval") o.eval_states = (int)parse_int(flag, value(), 0, 1);
@@ -239,7 +263,8 @@ static bool has_shape_overrides(const Options& o) {
 static Config config_from_preset(const Options& o) {
     Config c;
     std::string err;
-    if (!config_preset(o.start, c, err)) fail("-e: " + err + ", or give a model_*.bin checkpoint file");
+    if (!config_preset(o.start, c, err))
+        fail("-e: " + err + ", or give a model_*.bin checkpoint or a model.safetensors file");
     if (!o.pattern.empty() && !config_set_pattern(c, o.pattern.c_str(), err)) fail("--pattern: " + err);
     if (o.D > 0) c.D = o.D;
     if (o.F > 0) c.F = o.F;
@@ -296,20 +321,15 @@ static double peak_flops(const cudaDeviceProp& p) {
     return 0;
 }
 
-// The tiktoken encoding of a vocabulary size, or nullptr for a vocabulary of no known tokenizer (samples then
-// print token ids).
-static const char* encoding_of_vocab(int vocab) {
-    if (vocab == 50257) return "gpt2";
-    if (vocab == 100277) return "cl100k_base";
-    return nullptr;
-}
-
-// An index drawn from softmax(logits[0, vocab)) at temperature 1, as llm.c samples; u uniform in [0, 1).
-static int sample_softmax(const float* logits, int vocab, double u) {
-    double max_logit = logits[0], sum = 0;
-    for (int i = 1; i < vocab; i++) max_logit = std::max(max_logit, (double)logits[i]);
-    std::vector<double> weights(vocab);  // exp(logit − max), computed once
-    for (int i = 0; i < vocab; i++) sum += weights[i] = exp(logits[i] - max_logit);
+// An index drawn from softmax(logits[0, vocab) / temperature) (at 1 as llm.c samples), u uniform in [0, 1); at
+// temperature 0 the argmax, the first of equal maxima (as torch.argmax picks).
+static int sample_softmax(const float* logits, int vocab, double temperature, double u) {
+    const int argmax = (int)(std::max_element(logits, logits + vocab) - logits);
+    if (temperature == 0) return argmax;
+    const double max_logit = logits[argmax];
+    double sum = 0;
+    std::vector<double> weights(vocab);  // exp((logit − max) / temperature), computed once
+    for (int i = 0; i < vocab; i++) sum += weights[i] = exp((logits[i] - max_logit) / temperature);
     double cumulative = 0;
     for (int i = 0; i < vocab; i++) {
         cumulative += weights[i] / sum;
@@ -403,6 +423,7 @@ struct Trainer {
     void train_step(int step);
     void validate(int step);
     void sample(int step);
+    std::vector<int> sample_prompt() const;
     void save(int step);
     void finish();
 };
@@ -419,15 +440,18 @@ void Trainer::resolve_processes() {
     if (*o.nccl_id && !distributed_check_id_path(o.nccl_id, setup.rank, err)) fail(err);
 }
 
-// The start point: -y 1 resumes from -o; -e names a checkpoint file (it exists, or looks like a path) or a preset.
+// The start point: -y 1 resumes from -o; -e names a model.safetensors, a checkpoint file (it exists, or looks like a
+// path) or a preset.
 void Trainer::resolve_start() {
     state = {0, 0, 0, 0, (int64_t)o.seed};
     if (o.resume) {
         resume();
-    } else if (file_exists(o.start) || strchr(o.start, '/') || strstr(o.start, ".bin")) {
+    } else if (safetensors_is_path(o.start) || file_exists(o.start) || strchr(o.start, '/') || strstr(o.start, ".bin")) {
         std::string err;
         int64_t step;
-        if (!checkpoint_read_model(o.start, c, step, params, err)) fail(err);
+        if (!(safetensors_is_path(o.start) ? safetensors_read(o.start, c, step, params, err)
+                                           : checkpoint_read_model(o.start, c, step, params, err)))
+            fail(err);
         if (has_shape_overrides(o)) fail("-e " + std::string(o.start) + ": a checkpoint fixes the model shape; drop the shape flags");
         c.T = o.T;
     } else {
@@ -470,9 +494,16 @@ void Trainer::plan_batches() {
     micro_batches = (int)(o.total_batch / tokens_per_micro);
 }
 
-// The rank file that decodes samples, when there are samples and the vocabulary has a tokenizer.
+// The rank file that decodes samples, when there are samples and the vocabulary has a tokenizer; the prompt checked
+// against the vocabulary.
 void Trainer::load_tokenizer() {
-    encoding = encoding_of_vocab(c.vocab);
+    encoding = config_tokenizer(c);  // nullptr: samples print token ids
+    for (int id : o.prompt)
+        if (id >= c.vocab) fail("--prompt: token " + std::to_string(id) + " is not below the vocabulary " +
+                                std::to_string(c.vocab));
+    if (o.prompt.size() + o.gen_tokens > (size_t)MAX_GEN_TOKENS)
+        fail("--prompt of " + std::to_string(o.prompt.size()) + " tokens and -g " + std::to_string(o.gen_tokens) +
+             ": more than " + std::to_string(MAX_GEN_TOKENS) + " positions to generate over");
     if (o.gen_tokens == 0 || !encoding) return;
     std::string err;
     const std::string rank_file = std::string("data/tokenizers/") + encoding + ".tiktoken";
@@ -505,7 +536,8 @@ void Trainer::start_gpu(int argc, char** argv) {
         params.assign(init.begin(), init.end());
     }
     gpu_model_set_params(model, params.data());
-    if (o.gen_tokens > 0 && !gpu_decoder_init(decoder, model, 1, o.gen_tokens, err)) fail(err);
+    if (o.gen_tokens > 0 && !gpu_decoder_init(decoder, model, 1, (int)sample_prompt().size() + o.gen_tokens, err))
+        fail(err);
     if (o.resume) gpu_model_set_optimizer(model, adam_m.data(), adam_v.data(), (int)state.step);
     flops_per_token = config_flops_per_token(c);
     peak = peak_flops(prop);
@@ -617,22 +649,33 @@ void Trainer::validate(int step) {
 // none waits for rank 0 longer than a collective may; rank 0 prints it.
 void Trainer::sample(int step) {
     Random rng(o.seed * 1000003ull + (unsigned long long)step);
-    int token = encoding ? (int)tokenizer.eot : 0;
+    const std::vector<int> prompt = sample_prompt();
     std::vector<uint32_t> ids;
     gpu_decoder_reset(decoder);
+    for (size_t i = 0; i + 1 < prompt.size(); i++) gpu_decoder_step(decoder, &prompt[i]);
+    int token = prompt.back();
     for (int i = 0; i < o.gen_tokens; i++) {
-        token = sample_softmax(gpu_decoder_step(decoder, &token), c.vocab, rng.uniform());
+        token = sample_softmax(gpu_decoder_step(decoder, &token), c.vocab, o.temperature, rng.uniform());
         ids.push_back((uint32_t)token);
     }
     if (dist.rank != 0) return;
-    std::string text, err;
-    if (!encoding) {
-        for (uint32_t id : ids) text += std::to_string(id) + " ";
-    } else if (!tokenizer_decode(tokenizer, ids.data(), ids.size(), text, err)) {
-        fail(err);
-    }
-    log.line("step %d sample (%d tokens from %s):\n%s\n---\n", step, o.gen_tokens,
-             encoding ? "<|endoftext|>" : "token 0", text.c_str());
+    std::string text, err, id_list;
+    for (uint32_t id : ids) id_list += " " + std::to_string(id);
+    if (!encoding) text = id_list.substr(1);
+    else if (!tokenizer_decode(tokenizer, ids.data(), ids.size(), text, err)) fail(err);
+    char from[64], how[48] = "greedy";
+    if (o.prompt.empty()) snprintf(from, sizeof from, "%s", encoding ? "<|endoftext|>" : "token 0");
+    else snprintf(from, sizeof from, "a prompt of %zu tokens", prompt.size());
+    if (o.temperature > 0) snprintf(how, sizeof how, "temperature %g", o.temperature);
+    // the ids after the block, for scripts that compare generations (scripts/check_torch_export.sh)
+    log.line("step %d sample (%d tokens from %s, %s):\n%s\n---\nstep %d sample_ids%s\n", step, o.gen_tokens, from, how,
+             text.c_str(), step, id_list.c_str());
+}
+
+// What the samples continue: --prompt, or <|endoftext|> (token 0 for a vocabulary of no tokenizer).
+std::vector<int> Trainer::sample_prompt() const {
+    if (!o.prompt.empty()) return o.prompt;
+    return {encoding ? (int)tokenizer.eot : 0};
 }
 
 // A checkpoint of the whole state after `step` steps. Rank 0 writes it (ZeRO-1's moment shards gathered from every
@@ -680,7 +723,7 @@ int main(int argc, char** argv) {
         return 0;
     }
     t.plan_batches();
-    if (t.state.step >= t.o.max_steps)
+    if (t.o.resume && t.state.step >= t.o.max_steps)
         fail("the checkpoint is at step " + std::to_string(t.state.step) + ", not before -x " +
              std::to_string(t.o.max_steps));
     t.load_tokenizer();

@@ -15,12 +15,11 @@ std::string checkpoint_state_path(const std::string& dir, int64_t step) {
     return dir + "/state_" + std::to_string(step) + ".bin";
 }
 
-// Writes the buffers one after another to path.tmp, flushes, and renames it to path.
-static bool write_atomically(const std::string& path, const std::vector<std::pair<const void*, size_t>>& parts,
-                             std::string& err) {
+bool write_file_atomically(const std::string& path, const std::vector<std::pair<const void*, size_t>>& parts,
+                           std::string& err) {
     const std::string tmp = path + ".tmp";
     FILE* f = fopen(tmp.c_str(), "wb");
-    if (!f) { err = tmp + ": cannot create (is the log directory writable?)"; return false; }
+    if (!f) { err = tmp + ": cannot create (" + strerror(errno) + "; is the directory writable?)"; return false; }
     bool ok = true;
     for (const auto& part : parts) ok = ok && fwrite(part.first, 1, part.second, f) == part.second;
     ok = fflush(f) == 0 && ok;
@@ -50,7 +49,7 @@ bool checkpoint_write_model(const std::string& path, const Config& c, int64_t st
     h[17] = (int32_t)(count & 0xFFFFFFFFu);
     h[18] = (int32_t)(count >> 32);
     memcpy(&h[64], c.pattern, c.L);
-    return write_atomically(path, {{h, sizeof(h)}, {file_params.data(), count * sizeof(float)}}, err);
+    return write_file_atomically(path, {{h, sizeof(h)}, {file_params.data(), count * sizeof(float)}}, err);
 }
 
 bool checkpoint_write_state(const std::string& path, const ParameterTable& t, const TrainingState& s,
@@ -59,7 +58,7 @@ bool checkpoint_write_state(const std::string& path, const ParameterTable& t, co
     int64_t h[16] = {0};
     h[0] = CHECKPOINT_STATE_MAGIC; h[1] = CHECKPOINT_VERSION; h[2] = s.step; h[3] = (int64_t)t.count;
     h[4] = s.data_epoch; h[5] = s.data_shard; h[6] = s.data_window; h[7] = s.seed;
-    return write_atomically(path, {{h, sizeof(h)}, {m.data(), m.size() * sizeof(float)},
+    return write_file_atomically(path, {{h, sizeof(h)}, {m.data(), m.size() * sizeof(float)},
                                    {v.data(), v.size() * sizeof(float)}}, err);
 }
 

@@ -17,6 +17,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "config.h"
@@ -32,6 +33,10 @@ struct TrainingState {
     int64_t seed;
 };
 
+// Writes the parts one after another to path.tmp, flushes, and renames it to path, so a crash never leaves a
+// partial file under the final name (model/safetensors.h writes its files this way too).
+bool write_file_atomically(const std::string& path, const std::vector<std::pair<const void*, size_t>>& parts,
+                           std::string& err);
 // params, adam_m, adam_v are in the arena's layout (model/parameters.h: table.total elements); the files hold the
 // tensors back to back (table.count), so the format does not depend on the arena's alignment.
 bool checkpoint_write_model(const std::string& path, const Config& c, int64_t step, const std::vector<float>& params,

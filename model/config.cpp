@@ -43,6 +43,12 @@ static const Preset presets[] = {
     {"paper-410M-attention", "AAAAAAAAAAAAAAAAAAAAAAAA", 1024, 2752, 16, 1, 84, 64, 16, 1, 1, 100277, 4096},
 };
 
+const char* config_tokenizer(const Config& c) {
+    if (c.vocab == 50257) return "gpt2";
+    if (c.vocab == 100277) return "cl100k_base";
+    return nullptr;
+}
+
 const char* config_preset_names() { return "tiny, d12-hybrid, paper-410M-hybrid, paper-410M-attention"; }
 
 bool config_preset(const char* name, Config& c, std::string& err) {

@@ -53,5 +53,9 @@ double config_flops_per_token(const Config& c);
 // One line describing the config, for logs.
 std::string config_describe(const Config& c);
 
+// The tiktoken encoding a vocabulary belongs to ("gpt2" for 50257, "cl100k_base" for 100277), or nullptr for a
+// vocabulary of no known tokenizer.
+const char* config_tokenizer(const Config& c);
+
 // Names of the presets, comma-separated, for help texts.
 const char* config_preset_names();

@@ -8,7 +8,8 @@
 #
 #   bash scripts/check_bad_inputs.sh [path/to/train_m2rnn]      (from the repository root; bash + python3)
 #
-# Fixtures (shards, checkpoints of a tiny config) are written to a fresh mktemp -d directory, removed at
+# Fixtures (shards, checkpoints of a tiny config and their safetensors exports, made with the m2rnn_export beside
+# the binary and then damaged one way each) are written to a fresh mktemp -d directory, removed at
 # the end; every case gets its own log directory there (-o), listed before and after the run. Prints a
 # markdown table, then "bad inputs: N passed, N failed"; exits non-zero if any case failed.
 set -uo pipefail
@@ -22,6 +23,8 @@ BIN=${1:-./train_m2rnn}
 TRAIN_SHARD=data/tinyshakespeare/tiny_shakespeare_train.bin
 [ -f "$TRAIN_SHARD" ] || { echo "check_bad_inputs: run from the repository root" >&2; exit 2; }
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+EXPORT=$(dirname "$BIN")/m2rnn_export
+[ -x "$EXPORT" ] || { echo "check_bad_inputs: $EXPORT is not an executable (make m2rnn_export first)" >&2; exit 2; }
 T=$(mktemp -d)
 trap 'chmod -R u+w "$T" 2>/dev/null; rm -rf "$T"' EXIT
 F=$T/f      # fixtures
@@ -111,6 +114,68 @@ open(os.path.join(F, "model_header_only.bin"), "wb").write(good_model[:1000])
 open(os.path.join(F, "model_garbage.bin"), "wb").write(random.Random(0).randbytes(len(good_model)))
 PY
 
+# safetensors exports of model_good.bin (model/safetensors.h), then copies damaged one way each: st_<what>/
+{ "$EXPORT" "$F/model_good.bin" "$F/st_good" && "$EXPORT" "$F/model_good.bin" "$F/st_bf16" --dtype bf16; } >/dev/null ||
+    { echo "check_bad_inputs: m2rnn_export of the fixture checkpoint failed" >&2; exit 2; }
+python3 - "$F" <<'PY' || { echo "check_bad_inputs: writing safetensors fixtures failed" >&2; exit 2; }
+import json, os, shutil, struct, sys
+F = sys.argv[1]
+good = os.path.join(F, "st_good")
+raw = open(os.path.join(good, "model.safetensors"), "rb").read()
+(n,) = struct.unpack("<Q", raw[:8])
+header, data = json.loads(raw[8:8 + n]), raw[8 + n:]
+config = json.load(open(os.path.join(good, "config.json")))
+
+def fixture(name, model_bytes=None, config_text=None):
+    d = os.path.join(F, "st_" + name)
+    os.makedirs(d)
+    open(os.path.join(d, "model.safetensors"), "wb").write(raw if model_bytes is None else model_bytes)
+    if config_text is not False:
+        open(os.path.join(d, "config.json"), "w").write(json.dumps(config) if config_text is None else config_text)
+
+def pack(entries):
+    """A safetensors file of {name: (dtype, shape, bytes)} (and the metadata), the tensors back to back."""
+    head, blob = {"__metadata__": header["__metadata__"]}, b""
+    for name, (dtype, shape, b) in entries.items():
+        head[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(blob), len(blob) + len(b)]}
+        blob += b
+    text = json.dumps(head).encode()
+    return struct.pack("<Q", len(text)) + text + blob
+
+def entries():
+    return {k: (v["dtype"], v["shape"], data[v["data_offsets"][0]:v["data_offsets"][1]])
+            for k, v in header.items() if k != "__metadata__"}
+
+def with_header(edit):
+    h = json.loads(json.dumps(header))
+    edit(h)
+    text = json.dumps(h).encode()
+    return struct.pack("<Q", len(text)) + text + data
+
+A, DT = "model.layers.0.mixer.A_log", "model.layers.0.mixer.dt_bias"
+fixture("overlap", with_header(lambda h: h[DT].update(data_offsets=h[A]["data_offsets"])))
+fixture("offset_size", with_header(lambda h: h[A]["data_offsets"].__setitem__(1, h[A]["data_offsets"][1] + 4)))
+fixture("truncated", raw[:-4])
+fixture("header_length", struct.pack("<Q", 1 << 40) + raw[8:])
+fixture("header_json", raw[:8] + raw[8:8 + n].replace(b"{", b"[", 1) + data)
+e = entries(); del e["model.layers.1.mlp.up_proj.weight"]; fixture("missing", pack(e))
+e = entries(); e["extra.weight"] = ("F32", [1], b"\0\0\0\0"); fixture("extra", pack(e))
+e = entries(); dt, shape, b = e["model.layers.1.mlp.up_proj.weight"]; e["model.layers.1.mlp.up_proj.weight"] = (dt, shape[::-1], b)
+fixture("shape", pack(e))
+e = entries(); e[A] = ("F16", [8], e[A][2]); fixture("dtype_f16", pack(e))
+e = entries(); e[A] = ("BF16", [4], e[A][2][:8]); fixture("dtype_mixed", pack(e))
+fixture("no_config", config_text=False)
+fixture("config_json", config_text=json.dumps(config)[:-2])
+fixture("config_dim", config_text=json.dumps(dict(config, hidden_size=32)))
+fixture("config_pattern", config_text=json.dumps(dict(config, layer_pattern="MM")))
+fixture("config_missing_field", config_text=json.dumps({k: v for k, v in config.items() if k != "m2rnn_heads"}))
+fixture("config_unknown_field", config_text=json.dumps(dict(config, hidden_sise=64)))
+fixture("config_tied", config_text=json.dumps(dict(config, tie_word_embeddings=True)))
+fixture("config_eps", config_text=json.dumps(dict(config, rms_norm_eps=1e-6)))
+fixture("config_string_dim", config_text=json.dumps(dict(config, hidden_size="64")))
+fixture("config_deep", config_text="[" * 100000 + "]" * 100000)
+PY
+
 # ---- the cases
 rows=() passed=0 failed=0 skipped=0 n=0 L=
 fresh() { L=$T/run$((n + 1)); mkdir -p "$L"; }                  # a new, empty log directory for the next case
@@ -180,7 +245,7 @@ fresh; check bad "learning rate overflows a double" -l 1e400
 fresh; check bad "fractional sequence length" -t 1.5
 fresh; check bad "-d not a multiple of B*T" -d 5000
 fresh; check bad "-d so large that the micro-batch count overflows int" -b 1 -t 1 -d 1099511627776
-fresh; check bad "zero steps" -x 0
+fresh; check bad "negative steps" -x -1
 fresh; check bad "-y 2" -y 2
 fresh; check bad "-m 0 validation batches" -m 0
 # sampling
@@ -229,6 +294,39 @@ fresh; check bad "-e a checkpoint of another config + shape flags" -e "$F/model_
 fresh; check bad "-e a truncated checkpoint" -e "$F/model_truncated.bin" -t 64
 fresh; check bad "-e a file that is not a checkpoint" -e "$G"
 fresh; check bad "-e a checkpoint header with 2^30 dims, no params" -e "$F/model_huge_dims.bin" -t 64
+# safetensors (-e <dir>/model.safetensors with config.json beside it)
+S=model.safetensors
+fresh; check good "baseline: -e an fp32 model.safetensors" -e "$F/st_good/$S" -t 64
+fresh; check good "baseline: -e a bf16 model.safetensors" -e "$F/st_bf16/$S" -t 64
+fresh; check good "baseline: -x 0 (validate and sample the -e model only)" -e "$F/st_good/$S" -t 64 -x 0
+fresh; check bad "-e a model.safetensors that does not exist" -e "$T/nowhere/$S"
+fresh; check bad "-e safetensors + shape flags" -e "$F/st_good/$S" -t 64 --dim 128
+fresh; check bad "-e safetensors: two tensors' offsets overlap" -e "$F/st_overlap/$S" -t 64
+fresh; check bad "-e safetensors: offsets not of the tensor's size" -e "$F/st_offset_size/$S" -t 64
+fresh; check bad "-e safetensors: file 4 bytes short (offsets past the end)" -e "$F/st_truncated/$S" -t 64
+fresh; check bad "-e safetensors: header length past the file" -e "$F/st_header_length/$S" -t 64
+fresh; check bad "-e safetensors: header is malformed JSON" -e "$F/st_header_json/$S" -t 64
+fresh; check bad "-e safetensors: a tensor missing" -e "$F/st_missing/$S" -t 64
+fresh; check bad "-e safetensors: a tensor the model does not have" -e "$F/st_extra/$S" -t 64
+fresh; check bad "-e safetensors: a tensor of the wrong shape" -e "$F/st_shape/$S" -t 64
+fresh; check bad "-e safetensors: dtype F16" -e "$F/st_dtype_f16/$S" -t 64
+fresh; check bad "-e safetensors: a BF16 tensor in a float32 file" -e "$F/st_dtype_mixed/$S" -t 64
+fresh; check bad "-e safetensors without config.json beside it" -e "$F/st_no_config/$S" -t 64
+fresh; check bad "-e safetensors: config.json cut short (malformed JSON)" -e "$F/st_config_json/$S" -t 64
+fresh; check bad "-e safetensors: config.json says hidden_size 32" -e "$F/st_config_dim/$S" -t 64
+fresh; check bad "-e safetensors: config.json says pattern MM" -e "$F/st_config_pattern/$S" -t 64
+fresh; check bad "-e safetensors: config.json without m2rnn_heads" -e "$F/st_config_missing_field/$S" -t 64
+fresh; check bad "-e safetensors: config.json with a misspelt field" -e "$F/st_config_unknown_field/$S" -t 64
+fresh; check bad "-e safetensors: config.json with tied embeddings" -e "$F/st_config_tied/$S" -t 64
+fresh; check bad "-e safetensors: config.json with another rms_norm_eps" -e "$F/st_config_eps/$S" -t 64
+fresh; check bad "-e safetensors: config.json hidden_size a string" -e "$F/st_config_string_dim/$S" -t 64
+fresh; check bad "-e safetensors: config.json nested 100000 deep" -e "$F/st_config_deep/$S" -t 64
+# sampling
+fresh; check good "baseline: greedy samples from a prompt" --temperature 0 --prompt 464,3290 -g 32
+fresh; check bad "--temperature negative" --temperature -1
+fresh; check bad "--prompt with a token past the vocabulary" --prompt 464,60000
+fresh; check bad "--prompt not a list of ids" --prompt 464,,3290
+fresh; check bad "--prompt + -g past the decoder's limit" --prompt 464 -g 16384
 # resume
 fresh; check bad "-y 1 with an empty log dir" -y 1
 fresh; ckpt model_truncated.bin state_good.bin; check bad "-y 1, model checkpoint truncated" -y 1 -t 64 -x 10

@@ -2,7 +2,6 @@
 #include "test_distributed.h"
 
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +18,7 @@
 #include "../model/config.h"
 #include "../model/distributed.h"
 #include "../model/parameters.h"
+#include "run_command.h"
 
 namespace {
 
@@ -327,18 +327,7 @@ void test_id_file(TestReport& r, const std::string& dir) {
     r.check(ok && contains(err, "is a directory"), "distributed: id path that is a directory refused: %s", err.c_str());
 }
 
-// Runs a shell command, its output (stdout and stderr) into `out`; returns the exit status.
-int run(const std::string& command, std::string& out) {
-    out.clear();
-    FILE* p = popen((command + " 2>&1").c_str(), "r");
-    if (!p) return -1;
-    char buf[256];
-    while (fgets(buf, sizeof buf, p)) out += buf;
-    const int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-std::string read_line(const std::string& path) {
+static std::string read_line(const std::string& path) {
     std::string line;
     if (FILE* f = fopen(path.c_str(), "r")) {
         char buf[512];
