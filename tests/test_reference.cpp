@@ -96,7 +96,7 @@ static void test_golden(TestReport& r) {
         r.check(layout, "parameter table matches the golden tensor list (%zu tensors, %zu elements)",
                 t.tensors.size(), t.total);
         if (!layout) continue;
-        Reference m;
+        Reference<double> m;
         reference_init(m, g.c, g.B, g.T);
         double loss = reference_forward(m, g.params.data(), g.tokens.data());
         std::vector<double> grads(t.total, 0.0);
@@ -138,7 +138,7 @@ static void test_finite_differences(TestReport& r) {
         ParameterTable t = parameter_table_build(c);
         std::vector<double> params = random_parameters(t, c, 1234, 0.2, 0.1);
         std::vector<int> tokens = random_tokens(B, T, c.vocab, 99);
-        Reference m;
+        Reference<double> m;
         reference_init(m, c, B, T);
         reference_forward(m, params.data(), tokens.data());
         std::vector<double> grads(t.total, 0.0);
@@ -344,7 +344,7 @@ static void test_reference_training(TestReport& r) {
     ParameterTable t = parameter_table_build(c);
     std::vector<double> params(t.total), grads(t.total), m(t.total, 0.0), v(t.total, 0.0);
     parameters_init(t, c, 1337, params.data());
-    Reference model;
+    Reference<double> model;
     reference_init(model, c, B, T);
     std::vector<int> tokens((size_t)B * (T + 1));
     double first = 0, last = 0;
