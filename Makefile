@@ -98,10 +98,12 @@ tokenize: $(TOKENIZE_OBJS)
 make_tasks: $(MAKE_TASKS_OBJS)
 	$(CXX) $(CXXFLAGS) -o $@ $^
 
-# the bad-input table of train_m2rnn (scripts/check_bad_inputs.sh), then the test binary
+# the bad-input table of train_m2rnn (scripts/check_bad_inputs.sh), the trainer end to end on the CPU
+# (scripts/check_cpu_trainer.sh), then the test binary
 test: $(TEST) $(TRAIN)
 	@bash scripts/check_bad_inputs.sh ./$(TRAIN) > $(BUILD)/bad_inputs$(SUFFIX).md || { cat $(BUILD)/bad_inputs$(SUFFIX).md; exit 1; }
 	@echo "$$(tail -n 1 $(BUILD)/bad_inputs$(SUFFIX).md) (./$(TRAIN), table in $(BUILD)/bad_inputs$(SUFFIX).md)"
+	@bash scripts/check_cpu_trainer.sh ./$(TRAIN)
 	./$(TEST)
 
 bench_m2rnn_scan$(SUFFIX): scripts/bench_m2rnn_scan.cu

@@ -1,8 +1,10 @@
-// train_m2rnn: trains the hybrid M²RNN GPT on the GPU from llm.c token shards.
+// train_m2rnn: trains the hybrid M²RNN GPT on the GPU, or on the CPU where there is none, from llm.c token shards.
 //
-// Flow: parse and check every flag, build or load the config, open the data, check the log
+// Flow: parse and check every flag, choose the device (--device: auto takes the GPU when there is one, else the
+// CPU, whose defaults are the tiny preset's; cpu_defaults), build or load the config, open the data, check the log
 // directory — all before touching the GPU, so bad input fails fast with a message — then allocate the
-// model's arenas once and run: per step, gradient accumulation over micro-batches, global-norm
+// model once (the GPU's arenas, or the CPU's reference in float, model/cpu_model.h: an Engine each, the one
+// thing the two paths do not share) and run: per step, gradient accumulation over micro-batches, global-norm
 // clipping and AdamW with warmup + cosine decay; validation every -v steps; checkpoints every -n
 // steps and at the end (model + optimizer/data state, written atomically); -y 1 resumes from the
 // latest checkpoint in -o; a sample of -g tokens every -s steps and at the end, generated one token at a
@@ -22,17 +24,23 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <set>
 #include <string>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <thread>
 #include <vector>
 
 #include "data/shards.h"
 #include "data/tokenizer.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
+#include "model/cpu_model.h"
 #include "model/distributed.h"
 #include "model/gpu_decoder.h"
 #include "model/gpu_model.h"
+#include "model/parallel.h"
 #include "model/parameters.h"
 #include "model/random.h"
 #include "model/schedule.h"
@@ -59,7 +67,23 @@ struct Options {
     int world = -1, rank = -1, local_rank = -1, zero = 0;
     const char* nccl_id = "";            // empty: no NCCL (one process only)
     double nccl_timeout = 30;
+    const char* device = "auto";         // --device: gpu, cpu, or auto (the GPU when there is one)
+    int threads = 0;                     // --threads: the CPU's; 0 = every core
+    std::set<std::string> given;         // the flags on the command line, so that the CPU's defaults fill the rest
 };
+
+static const int CPU_DEFAULT_STEPS = 200;
+
+// What a run on the CPU uses for the flags not given: the tiny preset at its sequence length, and a run short
+// enough to watch (docs/perf.md: its speed). Every other default is the GPU's.
+static void cpu_defaults(Options& o) {
+    if (!o.given.count("-e")) o.start = "tiny";
+    if (!o.given.count("-t")) o.T = 64;
+    if (!o.given.count("-x")) o.max_steps = CPU_DEFAULT_STEPS;
+    if (!o.given.count("-u")) o.warmup = CPU_DEFAULT_STEPS / 10;
+    if (!o.given.count("-v")) o.val_every = CPU_DEFAULT_STEPS / 4;
+    if (!o.given.count("-m")) o.val_batches = 10;
+}
 
 static const int MAX_GEN_TOKENS = 16384;  // a KV cache row's scores fit the attention step's shared memory
 
@@ -111,10 +135,15 @@ static void usage() {
            "               for more than one process; with one, runs the multi-GPU path through NCCL on one GPU\n"
            "  --nccl-timeout <s>  longest wait for the other processes before all exit   default %g\n"
            "  --zero <0|1> ZeRO-1: AdamW's moments sharded over the processes           default %d\n"
+           "device\n"
+           "  --device <gpu|cpu|auto>  where to train; auto: the GPU when there is one, else the CPU   default %s\n"
+           "  --threads <n> the CPU's threads                                          default every core (%u)\n"
+           "               on the CPU the defaults of -e -t -x -u -v -m are: -e tiny -t 64 -x %d -u %d -v %d -m 10\n"
            "  -h           this help\n",
            o.train_pattern, o.val_pattern, config_preset_names(), o.start, o.log_dir, o.B, o.T, o.max_steps, o.lr,
            o.warmup, o.final_frac, o.weight_decay, o.val_every, o.val_batches, o.sample_every, o.gen_tokens, o.checkpoint_every, o.resume, o.seed,
-           o.nccl_timeout, o.zero);
+           o.nccl_timeout, o.zero, o.device, std::max(1u, std::thread::hardware_concurrency()), CPU_DEFAULT_STEPS,
+           CPU_DEFAULT_STEPS / 10, CPU_DEFAULT_STEPS / 4);
 }
 
 static long long parse_int(const std::string& flag, const char* s, long long lo, long long hi) {
@@ -148,6 +177,7 @@ static Options parse_options(int argc, char** argv) {
         if (flag == "-h" || flag == "--help") { usage(); exit(EXIT_SUCCESS); }
         if (i + 1 >= argc) fail(flag + " needs a value (see -h)");
         const char* v = argv[++i];
+        o.given.insert(flag);
         if (flag == "-i") o.train_pattern = v;
         else if (flag == "-j") o.val_pattern = v;
         else if (flag == "-e") o.start = v;
@@ -193,6 +223,12 @@ static Options parse_options(int argc, char** argv) {
         }
         else if (flag == "--nccl-timeout") o.nccl_timeout = parse_float(flag, v, 1, 86400);
         else if (flag == "--zero") o.zero = (int)parse_int(flag, v, 0, 1);
+        else if (flag == "--device") {
+            if (strcmp(v, "auto") != 0 && strcmp(v, "cpu") != 0 && strcmp(v, "gpu") != 0)
+                fail(std::string("--device is gpu, cpu or auto (the GPU when there is one), not '") + v + "'");
+            o.device = v;
+        }
+        else if (flag == "--threads") o.threads = (int)parse_int(flag, v, 1, 1024);
         else fail("unknown flag '" + flag + "' (see -h)");
     }
     return o;
@@ -272,11 +308,18 @@ static int sample_softmax(const float* logits, int vocab, double u) {
     return vocab - 1;  // u within rounding of 1
 }
 
+// The GPUs this process sees: 0 without an NVIDIA GPU or without its driver.
+static int gpu_count() {
+    int devices = 0;
+    return cudaGetDeviceCount(&devices) == cudaSuccess ? devices : 0;
+}
+
 // Makes the GPU of this local rank current (model/distributed.h), or stops with a message saying there is none.
 static cudaDeviceProp open_gpu(int local_rank) {
-    int devices = 0;
-    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0)
-        fail("no CUDA device found: train_m2rnn needs a GPU (the checks of `make test` run without one)");
+    const int devices = gpu_count();
+    if (devices == 0)
+        fail("no NVIDIA GPU or driver found (--device gpu). What works without one: training on the CPU "
+             "(--device cpu, or auto, the default), `make test`, tokenize and make_tasks");
     const int device = distributed_device(local_rank, devices);
     if (device < 0)
         fail("local rank " + std::to_string(local_rank) + " but this process sees only " + std::to_string(devices) +
@@ -318,11 +361,110 @@ struct Log {
     }
 };
 
+// The model a run trains, on the GPU or on the CPU: everything else in this file (the loop, validation, sampling,
+// checkpoints, the log) is the same for both and reaches the model only through these calls, which are
+// gpu_model.h's, gpu_decoder.h's and cpu_model.h's.
+struct Engine {
+    virtual ~Engine() = default;
+    virtual void zero_grad() = 0;
+    virtual float forward(const int* tokens, int grad_accum_steps) = 0;
+    virtual void backward() = 0;
+    virtual float update(float lr, float weight_decay, float max_grad_norm) = 0;  // the gradient norm before the clip
+    // The parameters and AdamW's moments into table.total floats each; null where not wanted (every process
+    // calls it: with ZeRO-1 it gathers the moments' shards)
+    virtual void get_state(float* params, float* adam_m, float* adam_v) = 0;
+    virtual void decoder_reset() = 0;
+    virtual const float* decoder_step(int token) = 0;  // the logits (Vp) that predict the next token
+    virtual double memory_gib() = 0;                   // in use now: the GPU's memory, or the process's
+    virtual StepTimer* timer() = 0;                    // --profile 1's kernel-family timer; the CPU has none
+    virtual std::string memory_lines() = 0;            // the start-up log's account of the model's memory
+    virtual std::string decoder_line() = 0;            // and of how samples are generated
+};
+
+struct GPUEngine : Engine {
+    GPUModel model;
+    GPUDecoder decoder;  // only when there are samples
+    bool sampling = false;
+    ~GPUEngine() override {
+        if (sampling) gpu_decoder_free(decoder);
+        gpu_model_free(model);
+    }
+    void zero_grad() override { gpu_model_zero_grad(model); }
+    float forward(const int* tokens, int grad_accum_steps) override {
+        return gpu_model_forward(model, tokens, grad_accum_steps);
+    }
+    void backward() override { gpu_model_backward(model); }
+    float update(float lr, float weight_decay, float max_grad_norm) override {
+        return gpu_model_update(model, lr, 0.9f, 0.95f, 1e-10f, weight_decay, max_grad_norm);
+    }
+    void get_state(float* params, float* adam_m, float* adam_v) override {
+        if (params) gpu_model_get_params(model, params);
+        gpu_model_get_optimizer(model, adam_m, adam_v);
+    }
+    void decoder_reset() override { gpu_decoder_reset(decoder); }
+    const float* decoder_step(int token) override { return gpu_decoder_step(decoder, &token); }
+    double memory_gib() override {
+        size_t free_bytes, total_bytes;
+        cudaCheck(cudaMemGetInfo(&free_bytes, &total_bytes));
+        return (total_bytes - free_bytes) / 1073741824.0;
+    }
+    StepTimer* timer() override { return &model.timer; }
+    std::string memory_lines() override {
+        char line[320];
+        int n = snprintf(line, sizeof(line), "# parameters %zu, arenas: parameters %.2f GiB, gradients + AdamW "
+                         "%.2f GiB, activations %.2f GiB\n", model.table.total, model.arena_bytes[0] / 1073741824.0,
+                         model.arena_bytes[1] / 1073741824.0, model.arena_bytes[2] / 1073741824.0);
+        if (model.zero)
+            snprintf(line + n, sizeof(line) - n, "# ZeRO-1: optimizer state %.2f GiB per GPU instead of %.2f GiB\n",
+                     2.0 * model.shard_numel * sizeof(float) / 1073741824.0,
+                     2.0 * model.table.total * sizeof(float) / 1073741824.0);
+        return line;
+    }
+    std::string decoder_line() override {
+        char line[64];
+        snprintf(line, sizeof(line), "decoder arena %.1f MiB", decoder.arena_bytes / 1048576.0);
+        return line;
+    }
+};
+
+struct CPUEngine : Engine {
+    CPUModel model;
+    void zero_grad() override { cpu_model_zero_grad(model); }
+    float forward(const int* tokens, int grad_accum_steps) override {
+        return cpu_model_forward(model, tokens, grad_accum_steps);
+    }
+    void backward() override { cpu_model_backward(model); }
+    float update(float lr, float weight_decay, float max_grad_norm) override {
+        return cpu_model_update(model, lr, 0.9f, 0.95f, 1e-10f, weight_decay, max_grad_norm);
+    }
+    void get_state(float* params, float* adam_m, float* adam_v) override {
+        if (params) std::copy(model.params.begin(), model.params.end(), params);
+        if (adam_m) std::copy(model.adam_m.begin(), model.adam_m.end(), adam_m);
+        if (adam_v) std::copy(model.adam_v.begin(), model.adam_v.end(), adam_v);
+    }
+    void decoder_reset() override { cpu_model_decoder_reset(model); }
+    const float* decoder_step(int token) override { return cpu_model_decoder_step(model, token); }
+    double memory_gib() override {  // the peak resident set: what the run has needed so far
+        struct rusage u;
+        getrusage(RUSAGE_SELF, &u);
+        return u.ru_maxrss / 1048576.0;  // KiB
+    }
+    StepTimer* timer() override { return nullptr; }
+    std::string memory_lines() override {
+        char line[160];
+        snprintf(line, sizeof(line), "# parameters %zu, parameters + gradients + AdamW %.2f GiB (fp32)\n",
+                 model.params.size(), 4.0 * model.params.size() * sizeof(float) / 1073741824.0);
+        return line;
+    }
+    std::string decoder_line() override { return "each token reruns the model over the sample so far"; }
+};
+
 // One run. main() fills it in the order of the flow above (everything about the input first, then the GPU);
 // the methods are the run's parts, one job each.
 struct Trainer {
     Options o;
     DistributedSetup setup;          // this process's rank among `world`, from flags or the launcher
+    bool cpu = false;                // the run trains on the CPU (--device)
     // The start point: a preset (params empty until the GPU is up, then initialised from the seed), a model
     // checkpoint (-e file: its weights) or a whole training state (-y 1: also the AdamW moments, the step, the
     // data position and the seed).
@@ -334,22 +476,23 @@ struct Trainer {
     const char* encoding = nullptr;  // the samples' tiktoken encoding; nullptr: they print token ids
     DataLoader train, val;
     std::vector<int> tokens;         // one micro-batch: B rows of T+1
-    cudaDeviceProp prop;
     Distributed dist;
-    GPUModel model;
-    GPUDecoder decoder;              // only when -g > 0
+    std::unique_ptr<Engine> engine;
+    std::string device;              // for the log: the GPU's name, or the CPU and its threads
     Log log;
     double flops_per_token = 0, peak = 0;  // for MFU; peak 0: not known
 
     // before the GPU
     void resolve_processes();
+    void choose_device();
     void resolve_start();
     void resume();
     void plan_batches();
     void load_tokenizer();
     void open_data();
-    // the GPU and the other processes
+    // the device, and the other processes
     void start_gpu(int argc, char** argv);
+    void start_cpu();
     void open_log();
     void print_banner();
     // the run
@@ -371,6 +514,27 @@ void Trainer::resolve_processes() {
         fail(std::to_string(setup.world) + " processes (world size from " + setup.world_from + ") need --nccl-id "
              "<a file path every process sees> (scripts/launch.sh gives one; --world 1 runs alone)");
     if (*o.nccl_id && !distributed_check_id_path(o.nccl_id, setup.rank, err)) fail(err);
+}
+
+// --device: auto takes the GPU when this process sees one, else the CPU, and says so. The CPU trains in one process,
+// fills the flags not given with its defaults (cpu_defaults), and refuses the flags only the GPU honours.
+void Trainer::choose_device() {
+    const bool auto_cpu = strcmp(o.device, "auto") == 0 && gpu_count() == 0;
+    cpu = strcmp(o.device, "cpu") == 0 || auto_cpu;
+    if (!cpu) return;
+    // the reason in every refusal below
+    const std::string why = auto_cpu ? "no NVIDIA GPU or driver found, so this run is on the CPU" : "--device cpu";
+    if (setup.world > 1)
+        fail(why + ": it trains in one process, not " + std::to_string(setup.world) + " (world size from " +
+             setup.world_from + "); several processes need a GPU each");
+    if (*o.nccl_id || o.zero) fail(why + ": --nccl-id and --zero are for GPUs; drop them");
+    if (o.profile) fail(why + ": --profile 1 times GPU kernels; drop it");
+    if (o.eval_states) fail(why + ": --eval 1 runs on the GPU only");
+    if (o.gen_tokens > CPU_MAX_GEN_TOKENS)
+        fail(why + ": -g " + std::to_string(o.gen_tokens) + " is more than the " + std::to_string(CPU_MAX_GEN_TOKENS) +
+             " tokens a CPU sample may have (each token reruns the model over the sample so far)");
+    cpu_defaults(o);
+    parallel_set_threads(o.threads > 0 ? o.threads : (int)std::max(1u, std::thread::hardware_concurrency()));
 }
 
 // The start point: -y 1 resumes from -o; -e names a checkpoint file (it exists, or looks like a path) or a preset.
@@ -444,24 +608,48 @@ void Trainer::open_data() {
     tokens.resize((size_t)o.B * (o.T + 1));
 }
 
+// The start point's weights, or new ones from the seed.
+static std::vector<float> start_params(const std::vector<float>& params, const Config& c, unsigned long long seed) {
+    if (!params.empty()) return params;
+    const ParameterTable table = parameter_table_build(c);
+    std::vector<double> init(table.total);
+    parameters_init(table, c, seed, init.data());
+    return std::vector<float>(init.begin(), init.end());
+}
+
 // This process's GPU, NCCL with the others (which must have been given the same flags), the model's arenas with
-// the start point's weights (or new ones from the seed) and moments, and the decoder of the samples.
+// the start point's weights and moments, and the decoder of the samples.
 void Trainer::start_gpu(int argc, char** argv) {
     std::string err;
-    prop = open_gpu(setup.local_rank);
+    const cudaDeviceProp prop = open_gpu(setup.local_rank);
     distributed_init(dist, setup, o.nccl_id, o.nccl_timeout, o.zero);
     distributed_check_same(dist, distributed_flags_hash(argc, argv), "flags");
-    if (!gpu_model_init(model, c, o.B, o.T, err, &dist)) fail(err);
-    if (params.empty()) {
-        std::vector<double> init(model.table.total);
-        parameters_init(model.table, c, o.seed, init.data());
-        params.assign(init.begin(), init.end());
-    }
-    gpu_model_set_params(model, params.data());
-    if (o.gen_tokens > 0 && !gpu_decoder_init(decoder, model, 1, o.gen_tokens, err)) fail(err);
-    if (o.resume) gpu_model_set_optimizer(model, adam_m.data(), adam_v.data(), (int)state.step);
-    flops_per_token = config_flops_per_token(c);
+    std::unique_ptr<GPUEngine> gpu(new GPUEngine);
+    if (!gpu_model_init(gpu->model, c, o.B, o.T, err, &dist)) fail(err);
+    params = start_params(params, c, o.seed);
+    gpu_model_set_params(gpu->model, params.data());
+    if (o.gen_tokens > 0 && !(gpu->sampling = gpu_decoder_init(gpu->decoder, gpu->model, 1, o.gen_tokens, err)))
+        fail(err);
+    if (o.resume) gpu_model_set_optimizer(gpu->model, adam_m.data(), adam_v.data(), (int)state.step);
+    device = std::string(prop.name) + ", precision " + PRECISION_NAME;
     peak = peak_flops(prop);
+    engine = std::move(gpu);
+}
+
+// The CPU's model (model/cpu_model.h) with the start point's weights and moments; when the GPU was not asked for
+// but is missing, one line says so.
+void Trainer::start_cpu() {
+    const std::string start = o.resume ? "resuming -o's checkpoint" : params.empty() ? std::string(o.start) + " preset"
+                                                                                      : std::string(o.start);
+    if (strcmp(o.device, "auto") == 0)
+        printf("no NVIDIA GPU or driver found: training on the CPU (%s, %d threads)\n", start.c_str(),
+               parallel_threads());
+    std::unique_ptr<CPUEngine> cpu_engine(new CPUEngine);
+    params = start_params(params, c, o.seed);
+    cpu_model_init(cpu_engine->model, c, o.B, o.T, o.gen_tokens, params);
+    if (o.resume) cpu_model_set_optimizer(cpu_engine->model, adam_m.data(), adam_v.data(), (int)state.step);
+    device = "CPU, " + std::to_string(parallel_threads()) + " threads, precision fp32";
+    engine = std::move(cpu_engine);
 }
 
 // <-o>/train.log, appended to on resume; rank 0 alone prints and writes it.
@@ -474,24 +662,17 @@ void Trainer::open_log() {
 
 // The "# ..." lines that open a log: device, model, memory, processes, sampling, batch and data.
 void Trainer::print_banner() {
-    const ParameterTable& table = model.table;
-    log.line("# device %s, precision %s\n", prop.name, PRECISION_NAME);
+    log.line("# device %s\n", device.c_str());
     log.line("# model %s\n", config_describe(c).c_str());
-    log.line("# parameters %zu, arenas: parameters %.2f GiB, gradients + AdamW %.2f GiB, activations %.2f GiB\n",
-             table.total, model.arena_bytes[0] / 1073741824.0, model.arena_bytes[1] / 1073741824.0,
-             model.arena_bytes[2] / 1073741824.0);
+    log.line("%s", engine->memory_lines().c_str());
     if (dist.comm)
         log.line("# data parallel: %d process(es) (world size from %s) through NCCL, gradients %s\n", dist.world,
-                 setup.world_from.c_str(), model.zero ? "reduce-scattered (ZeRO-1)" : "all-reduced");
-    if (model.zero)
-        log.line("# ZeRO-1: optimizer state %.2f GiB per GPU instead of %.2f GiB\n",
-                 2.0 * model.shard_numel * sizeof(float) / 1073741824.0,
-                 2.0 * table.total * sizeof(float) / 1073741824.0);
+                 setup.world_from.c_str(), dist.zero ? "reduce-scattered (ZeRO-1)" : "all-reduced");
     if (o.gen_tokens > 0)
-        log.line("# sampling: %d tokens every %d steps and at the end, decoder arena %.1f MiB, %s\n", o.gen_tokens,
-                 o.sample_every, decoder.arena_bytes / 1048576.0,
-                 encoding ? encoding : "no tokenizer for this vocabulary: token ids");
+        log.line("# sampling: %d tokens every %d steps and at the end, %s, %s\n", o.gen_tokens, o.sample_every,
+                 engine->decoder_line().c_str(), encoding ? encoding : "no tokenizer for this vocabulary: token ids");
     char mfu_peak[96] = "MFU n/a: no datasheet peak known for this GPU";
+    if (cpu) snprintf(mfu_peak, sizeof(mfu_peak), "MFU n/a on the CPU");
     if (peak > 0) snprintf(mfu_peak, sizeof(mfu_peak), "MFU against %.0f TFLOP/s (the datasheet's dense bf16 peak)",
                            peak / 1e12);
     log.line("# batch B=%d T=%d, %d micro-batches (%d per process), %lld tokens per step; %.3g training FLOPs per "
@@ -522,29 +703,26 @@ void Trainer::train_step(int step) {
     std::string err;
     auto t0 = std::chrono::steady_clock::now();
     const bool profiled = o.profile && step == std::min((int)state.step + 2, o.max_steps - 1);
-    if (profiled) step_timer_start(model.timer);
-    gpu_model_zero_grad(model);
+    if (profiled) step_timer_start(*engine->timer());
+    engine->zero_grad();
     double loss = 0;
     for (int micro = 0; micro < micro_batches; micro++) {
         if (!dataloader_next(train, tokens.data(), err)) fail(err);
         if (batch_owner(micro, micro_batches, dist.world) != dist.rank) continue;
-        loss += gpu_model_forward(model, tokens.data(), micro_batches) / micro_batches;
-        gpu_model_backward(model);
+        loss += engine->forward(tokens.data(), micro_batches) / micro_batches;
+        engine->backward();
     }
     const double lr = lr_schedule(step, o.max_steps, o.warmup, o.lr, o.final_frac);
-    const float norm = gpu_model_update(model, (float)lr, 0.9f, 0.95f, 1e-10f, (float)o.weight_decay,
-                                        (float)o.grad_clip);  // the gradients summed over the processes
+    const float norm = engine->update((float)lr, (float)o.weight_decay, (float)o.grad_clip);  // summed over processes
     loss = distributed_sum(dist, loss, dist.timeout_s, "training loss sum");
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     double family_ms[FAMILY_COUNT] = {};
-    if (profiled) step_timer_stop(model.timer, family_ms);
+    if (profiled) step_timer_stop(*engine->timer(), family_ms);
     const double tok_per_s = o.total_batch / seconds;
-    size_t free_bytes, total_bytes;
-    cudaCheck(cudaMemGetInfo(&free_bytes, &total_bytes));
     char mfu[32] = "n/a";
     if (peak > 0) snprintf(mfu, sizeof(mfu), "%.1f%%", 100.0 * flops_per_token * tok_per_s / (peak * dist.world));
     log.line("step %d/%d train_loss %.6f grad_norm %.4f lr %.3e ms %.1f tok/s %.0f mfu %s mem_gib %.2f\n", step + 1,
-             o.max_steps, loss, norm, lr, seconds * 1000, tok_per_s, mfu, (total_bytes - free_bytes) / 1073741824.0);
+             o.max_steps, loss, norm, lr, seconds * 1000, tok_per_s, mfu, engine->memory_gib());
     if (profiled)
         log.line("step %d profile: GPU time by kernel family (CUDA events on the model's stream)\n%s", step + 1,
                  step_timer_table(family_ms).c_str());
@@ -559,7 +737,7 @@ void Trainer::validate(int step) {
     for (int i = 0; i < o.val_batches; i++) {
         if (!dataloader_next(val, tokens.data(), err)) fail(err);
         if (batch_owner(i, o.val_batches, dist.world) == dist.rank)
-            loss += gpu_model_forward(model, tokens.data(), 0) / o.val_batches;
+            loss += engine->forward(tokens.data(), 0) / o.val_batches;
     }
     loss = distributed_sum(dist, loss, dist.timeout_s, "validation loss sum");
     log.line("step %d val_loss %.6f\n", step, loss);
@@ -572,9 +750,9 @@ void Trainer::sample(int step) {
     Random rng(o.seed * 1000003ull + (unsigned long long)step);
     int token = encoding ? (int)tokenizer.eot : 0;
     std::vector<uint32_t> ids;
-    gpu_decoder_reset(decoder);
+    engine->decoder_reset();
     for (int i = 0; i < o.gen_tokens; i++) {
-        token = sample_softmax(gpu_decoder_step(decoder, &token), c.vocab, rng.uniform());
+        token = sample_softmax(engine->decoder_step(token), c.vocab, rng.uniform());
         ids.push_back((uint32_t)token);
     }
     if (dist.rank != 0) return;
@@ -596,11 +774,11 @@ void Trainer::save(int step) {
     const TrainingState s{step, ds.epoch, ds.shard, ds.window, (int64_t)o.seed};
     const bool writer = dist.rank == 0;
     if (writer) {
-        adam_m.resize(model.table.total);
-        adam_v.resize(model.table.total);
-        gpu_model_get_params(model, params.data());
+        adam_m.resize(params.size());
+        adam_v.resize(params.size());
     }
-    gpu_model_get_optimizer(model, writer ? adam_m.data() : nullptr, writer ? adam_v.data() : nullptr);
+    engine->get_state(writer ? params.data() : nullptr, writer ? adam_m.data() : nullptr,
+                      writer ? adam_v.data() : nullptr);
     const bool written = !writer ||
                          (checkpoint_write_model(checkpoint_model_path(o.log_dir, step), c, step, params, err) &&
                           checkpoint_write_state(checkpoint_state_path(o.log_dir, step), s, adam_m, adam_v, err));
@@ -611,8 +789,7 @@ void Trainer::save(int step) {
 }
 
 void Trainer::finish() {
-    if (o.gen_tokens > 0) gpu_decoder_free(decoder);
-    gpu_model_free(model);
+    engine.reset();
     distributed_free(dist);
     dataloader_close(train);
     dataloader_close(val);
@@ -624,9 +801,10 @@ int main(int argc, char** argv) {
     // ---- everything that can be wrong with the input, checked before the GPU is touched
     t.o = parse_options(argc, argv);
     t.resolve_processes();
+    t.choose_device();
     t.resolve_start();
     std::string err;
-    if (!gpu_model_check_config(t.c, err)) fail("model config: " + err);
+    if (!t.cpu && !gpu_model_check_config(t.c, err)) fail("model config: " + err);
     if (t.o.eval_states) {
         evaluate_states(t.o, t.c, t.params, t.setup.world);
         return 0;
@@ -639,8 +817,10 @@ int main(int argc, char** argv) {
     t.open_data();
     if (t.setup.rank == 0) check_log_dir(t.o.log_dir);
 
-    // ---- the GPU, and the other processes
-    t.start_gpu(argc, argv);
+    // ---- the device, and the other processes
+    if (t.cpu) t.start_cpu();
+    else t.start_gpu(argc, argv);
+    t.flops_per_token = config_flops_per_token(t.c);
     t.open_log();
     t.print_banner();
     t.run();

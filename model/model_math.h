@@ -26,7 +26,7 @@
 #if !defined(__CUDA_ARCH__)
 inline float exp_vectorisable(float x) {
     const float xc = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
-    const float n = (xc * 1.44269504f + 12582912.0f) - 12582912.0f;  // round to nearest by 1.5·2²³ (floorf would not vectorise)
+    const float n = (xc * 1.44269504f + 12582912.0f) - 12582912.0f;  // rounded by 1.5·2²³: floorf does not vectorise
     const float r = (xc - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
     float p = 1.0f / 5040;
     p = p * r + 1.0f / 720;

@@ -701,7 +701,8 @@ void reference_adamw(const ParameterTable& t, S* params, const S* grads, S* m, S
     for (const ParamTensor& p : t.tensors) {
         const S wd = S(p.decay ? weight_decay : 0.0);
         parallel_for(task_count(p.numel, OPTIMIZER_BLOCK), [&](int task) {
-            const size_t i0 = p.offset + task * OPTIMIZER_BLOCK, i1 = std::min(p.offset + p.numel, i0 + OPTIMIZER_BLOCK);
+            const size_t i0 = p.offset + task * OPTIMIZER_BLOCK;
+            const size_t i1 = std::min(p.offset + p.numel, i0 + OPTIMIZER_BLOCK);
             for (size_t i = i0; i < i1; i++)
                 adamw_element(params[i], m[i], v[i], S(grad_scale) * grads[i], S(lr), S(beta1), S(beta2), S(eps), wd,
                               bc1, bc2);

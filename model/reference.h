@@ -116,7 +116,8 @@ template <typename S> void attention_forward(S* y, S* prob, const S* qkv, int B,
 template <typename S> void attention_backward(S* dqkv, const S* dy, const S* qkv, const S* prob, int B, int T, int D,
                         int heads, bool rope);
 
-template <typename S> double crossentropy_forward(S* probs, const S* logits, const int* tokens, int B, int T, int vocab, int Vp);
+template <typename S>
+double crossentropy_forward(S* probs, const S* logits, const int* tokens, int B, int T, int vocab, int Vp);
 template <typename S> void crossentropy_backward(S* dlogits, const S* probs, const int* tokens, int B, int T, int Vp);
 
 // ---- Training step pieces ----

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Bad input to train_m2rnn must fail fast, before the GPU, with "train_m2rnn: <what is wrong>" and a
+# Bad input to train_m2rnn must fail fast, before the device, with "train_m2rnn: <what is wrong>" and a
 # non-zero exit: no crash, no hang, no files left in the log directory. The binary runs with no GPU
-# visible (CUDA_VISIBLE_DEVICES=""), so input that is accepted gets as far as the GPU and stops with
-# "no CUDA device found": that is how the good baselines (and inputs wrongly accepted) show up, on any
-# machine. `make test` runs it.
+# visible (CUDA_VISIBLE_DEVICES=""), so the cases run on the CPU unless they say --device gpu. Three kinds:
+# bad (must fail before the device); good (given --device gpu, must get as far as the GPU and stop with "no
+# NVIDIA GPU or driver found": how accepted input shows up on any machine); cpu (must train on the CPU to the
+# end, exit 0, and leave only train.log and checkpoints). `make test` runs it.
 #
 #   bash scripts/check_bad_inputs.sh [path/to/train_m2rnn]      (from the repository root; bash + python3)
 #
@@ -116,12 +117,13 @@ ckpt() { ln "$F/$1" "$L/model_5.bin"; [ -z "${2:-}" ] || ln "$F/$2" "$L/state_5.
 short() { local s="$*"; s=${s//$T\/f\//}; s=${s//$T/\$T}; s=${s//$PWD/<repo>}; s=${s//|/\\|}; printf '%s' "$s"; }
 row() { rows+=("| $n | $1 | \`$(short "$2")\` | $3 | $(short "$4") | $5 |"); }
 
-# check KIND "what a new user tried" ARGS...: runs the binary with -o $L ARGS (a later -o wins), in the
-# directory $CWD (default: here). KIND: bad (must fail before the GPU), good (must reach the GPU).
+# check KIND "what a new user tried" ARGS...: runs the binary with -o $L ARGS (a later -o wins; good cases get
+# --device gpu first), in the directory $CWD (default: here). KIND: bad, good or cpu, as above.
 check() {
     local kind=$1 what=$2; shift 2
     n=$((n + 1))
     local args=(-o "$L" "$@") dir=$L i
+    [ "$kind" = good ] && args=(--device gpu "${args[@]}")
     for ((i = 0; i < ${#args[@]} - 1; i++)); do [ "${args[i]}" = -o ] && dir=${args[i + 1]}; done
     local existed=0 before="" after out rc msg verdict
     [ -d "$dir" ] && existed=1 && before=$(ls -A "$dir" 2>/dev/null)
@@ -129,12 +131,17 @@ check() {
     after=$( [ -d "$dir" ] && ls -A "$dir" 2>/dev/null)
     local new=$(comm -13 <(printf '%s\n' "$before" | sort) <(printf '%s\n' "$after" | sort) | grep . | tr '\n' ' ')
     msg=$(printf '%s\n' "$out" | grep -m1 . | cut -c1-220)
-    if [ "$kind" = good ]; then
-        if [ $rc -lt 124 ] && grep -q "no CUDA device" <<<"$out" && [ -z "$new" ]; then verdict="PASS (accepted: reached the GPU)"
+    if [ "$kind" = cpu ]; then
+        new=$(tr ' ' '\n' <<<"$new" | grep -v -E '^(train\.log|(model|state)_[0-9]+\.bin)$' | grep . | tr '\n' ' ')
+        if [ $rc -eq 0 ] && grep -q "^step [0-9]*/[0-9]* train_loss" "$dir/train.log" 2>/dev/null; then
+            verdict="PASS (trained on the CPU)"
+        else verdict="FAIL (did not train on the CPU: exit $rc)"; fi
+    elif [ "$kind" = good ]; then
+        if [ $rc -lt 124 ] && grep -q "no NVIDIA GPU or driver found" <<<"$out" && [ -z "$new" ]; then verdict="PASS (accepted: reached the GPU)"
         else verdict="FAIL (good input rejected)"; fi
     elif [ $rc -eq 0 ]; then verdict="FAIL (exit 0 on bad input)"
     elif [ $rc -ge 124 ]; then verdict="FAIL (timeout or signal, exit $rc)"
-    elif grep -q "no CUDA device" <<<"$out"; then verdict="FAIL (accepted: got as far as the GPU)"
+    elif grep -q "no NVIDIA GPU or driver found" <<<"$out"; then verdict="FAIL (accepted: got as far as the GPU)"
     elif ! grep -q "^train_m2rnn: " <<<"$out"; then verdict="FAIL (no 'train_m2rnn:' message)"
     else verdict=PASS; fi
     if [ -n "$new" ]; then verdict="FAIL (left in the log dir: $new)"
@@ -200,8 +207,8 @@ fresh; check bad "heads do not divide dim" --dim 770 --heads 12
 fresh; check bad "key size 0" --key 0
 fresh; check bad "q-heads do not divide m2rnn-heads" --m2rnn-heads 5 --q-heads 2
 fresh; check bad "rope with an odd head size" --dim 66 --heads 2 --rope 1
-fresh; check bad "M2RNN value size the scan kernels do not support" --value 5
-fresh; check bad "M2RNN state too large for the scan kernels (K·V > 1024)" --key 128
+fresh; check bad "M2RNN value size the scan kernels do not support" --device gpu --value 5
+fresh; check bad "M2RNN state too large for the scan kernels (K·V > 1024)" --device gpu --key 128
 fresh; check bad "unknown preset" -e no-such-preset
 fresh; check bad "-e a checkpoint path that does not exist" -e "$T/run1/model_100.bin"
 fresh; check bad "-e a checkpoint of another config + shape flags" -e "$F/model_other.bin" -t 64 "${TINY[@]}"
@@ -225,14 +232,14 @@ fresh; ckpt model_step3.bin state_good.bin; check bad "-y 1, model header step 3
 fresh; ckpt model_good.bin state_step7.bin; check bad "-y 1, state step 7 beside model_5.bin" -y 1 -t 64 -x 10
 fresh; ckpt model_good.bin state_step_neg.bin; check bad "-y 1, state step -3" -y 1 -t 64 -x 10
 fresh; ckpt model_good.bin state_good.bin; check bad "-y 1 + shape flags" -y 1 -t 64 -x 10 --dim 128
-fresh; ckpt model_good.bin state_good.bin; check bad "-y 1 at another -t" -y 1 -x 10
+fresh; ckpt model_good.bin state_good.bin; check bad "-y 1 at another -t (the GPU's default 512)" --device gpu -y 1 -x 10
 fresh; ckpt model_good.bin state_good.bin; check bad "-y 1 with -x not past the checkpoint" -y 1 -t 64 -x 5
 # evaluation of state tracking
 fresh; check good "baseline: --eval 1 of a checkpoint on a task shard" -e "$F/model_good.bin" --eval 1 -t 9 -j "$F/task_like.bin" -b 4 -m 2
-fresh; check bad "--eval 1 without a checkpoint" --eval 1
-fresh; check bad "--eval 1 at an even -t" -e "$F/model_good.bin" --eval 1 -t 64 -j "$G"
-fresh; check bad "--eval 1 on a text shard" -e "$F/model_good.bin" --eval 1 -t 65 -j "$G"
-fresh; check bad "--eval 1 at a -t the task shard was not made for" -e "$F/model_good.bin" --eval 1 -t 11 -j "$F/task_like.bin" -b 4
+fresh; check bad "--eval 1 without a checkpoint" --device gpu --eval 1
+fresh; check bad "--eval 1 at an even -t" --device gpu -e "$F/model_good.bin" --eval 1 -t 64 -j "$G"
+fresh; check bad "--eval 1 on a text shard" --device gpu -e "$F/model_good.bin" --eval 1 -t 65 -j "$G"
+fresh; check bad "--eval 1 at a -t the task shard was not made for" --device gpu -e "$F/model_good.bin" --eval 1 -t 11 -j "$F/task_like.bin" -b 4
 # several GPUs (variables before `check` are a launcher's environment for that case)
 ID=$T/nccl_id
 fresh; check good "baseline: one process through NCCL with ZeRO-1 (--world 1 --nccl-id --zero 1)" --world 1 --nccl-id "$ID" --zero 1
@@ -257,9 +264,24 @@ fresh; check bad "--nccl-id a directory" --nccl-id "$T"
 fresh; check bad "--nccl-timeout 0" --world 1 --nccl-id "$ID" --nccl-timeout 0
 fresh; check bad "--nccl-timeout not a number" --nccl-timeout soon
 fresh; check bad "--zero 2" --zero 2
-fresh; check bad "-d a multiple of B*T but not of 2 processes x B*T" --world 2 --rank 0 --nccl-id "$ID" -d 4096
-fresh; check bad "--eval 1 with 2 processes" -e "$F/model_good.bin" --eval 1 -t 9 -j "$F/task_like.bin" -b 4 -m 2 --world 2 --rank 0 --nccl-id "$ID"
+fresh; check bad "-d a multiple of B*T but not of 2 processes x B*T" --device gpu --world 2 --rank 0 --nccl-id "$ID" -d 4096
+fresh; check bad "--eval 1 with 2 processes" --device gpu -e "$F/model_good.bin" --eval 1 -t 9 -j "$F/task_like.bin" -b 4 -m 2 --world 2 --rank 0 --nccl-id "$ID"
 fresh; ckpt model_good.bin state_good.bin; check good "baseline: resume (-y 1) on 2 processes with ZeRO-1" -y 1 -t 64 -x 10 --world 2 --rank 1 --nccl-id "$ID" --zero 1
+# the CPU (--device cpu, or auto with no GPU visible, as here): the baselines trained for a step or two
+fresh; check cpu "on the CPU: no flags but a short run (auto mode: the tiny preset)" -x 2 -v 1 -m 1 -g 8
+fresh; check cpu "on the CPU: tiny preset on a small shard" -e tiny -t 64 -i "$G" -j "$G" -x 2 -v 1 -m 1 -g 8
+fresh; check cpu "on the CPU: start from a checkpoint (-e model file)" -e "$F/model_good.bin" -t 64 -x 1 -v 1 -m 1 -g 8
+fresh; ckpt model_good.bin state_good.bin; check cpu "on the CPU: resume (-y 1, model_5 + state_5)" -y 1 -t 64 -x 7 -v 0 -g 8
+fresh; check cpu "on the CPU: sampling flags -s 1 -g 16" -x 2 -s 1 -g 16 -v 0
+fresh; check cpu "on the CPU: a value size the GPU's scan does not support (--value 5)" --value 5 -x 1 -v 0 -g 0 -t 32 -b 2
+fresh; check cpu "on the CPU: gradient accumulation (-d 4 micro-batches)" -x 1 -v 0 -g 0 -t 32 -b 2 -d 256
+fresh; check bad "on the CPU: --profile 1 (GPU kernel timing)" --device cpu --profile 1
+fresh; check bad "on the CPU: --world 2" --device cpu --world 2 --rank 0 --nccl-id "$ID"
+fresh; check bad "on the CPU: --zero 1" --device cpu --zero 1
+fresh; check bad "on the CPU: --eval 1" --device cpu -e "$F/model_good.bin" --eval 1 -t 9 -j "$F/task_like.bin" -b 4 -m 2
+fresh; check bad "on the CPU: -g longer than a CPU sample may be" --device cpu -g 2000
+fresh; check bad "--device tpu" --device tpu
+fresh; check bad "--threads 0" --threads 0
 # log directory
 fresh; check bad "-o under /proc" -o /proc/nope
 fresh; touch "$L/file"; check bad "-o a regular file" -o "$L/file"
