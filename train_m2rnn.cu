@@ -27,7 +27,6 @@
 #include <memory>
 #include <set>
 #include <string>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <thread>
 #include <vector>
@@ -38,6 +37,7 @@
 #include "model/config.h"
 #include "model/cpu_model.h"
 #include "model/distributed.h"
+#include "model/engine.h"
 #include "model/gpu_decoder.h"
 #include "model/gpu_model.h"
 #include "model/parallel.h"
@@ -361,26 +361,7 @@ struct Log {
     }
 };
 
-// The model a run trains, on the GPU or on the CPU: everything else in this file (the loop, validation, sampling,
-// checkpoints, the log) is the same for both and reaches the model only through these calls, which are
-// gpu_model.h's, gpu_decoder.h's and cpu_model.h's.
-struct Engine {
-    virtual ~Engine() = default;
-    virtual void zero_grad() = 0;
-    virtual float forward(const int* tokens, int grad_accum_steps) = 0;
-    virtual void backward() = 0;
-    virtual float update(float lr, float weight_decay, float max_grad_norm) = 0;  // the gradient norm before the clip
-    // The parameters and AdamW's moments into table.total floats each; null where not wanted (every process
-    // calls it: with ZeRO-1 it gathers the moments' shards)
-    virtual void get_state(float* params, float* adam_m, float* adam_v) = 0;
-    virtual void decoder_reset() = 0;
-    virtual const float* decoder_step(int token) = 0;  // the logits (Vp) that predict the next token
-    virtual double memory_gib() = 0;                   // in use now: the GPU's memory, or the process's
-    virtual StepTimer* timer() = 0;                    // --profile 1's kernel-family timer; the CPU has none
-    virtual std::string memory_lines() = 0;            // the start-up log's account of the model's memory
-    virtual std::string decoder_line() = 0;            // and of how samples are generated
-};
-
+// The GPU's model as the run's Engine (model/engine.h; the CPU's, model/cpu_model.h, is one itself).
 struct GPUEngine : Engine {
     GPUModel model;
     GPUDecoder decoder;  // only when there are samples
@@ -394,8 +375,8 @@ struct GPUEngine : Engine {
         return gpu_model_forward(model, tokens, grad_accum_steps);
     }
     void backward() override { gpu_model_backward(model); }
-    float update(float lr, float weight_decay, float max_grad_norm) override {
-        return gpu_model_update(model, lr, 0.9f, 0.95f, 1e-10f, weight_decay, max_grad_norm);
+    float update(float lr, float beta1, float beta2, float eps, float weight_decay, float max_grad_norm) override {
+        return gpu_model_update(model, lr, beta1, beta2, eps, weight_decay, max_grad_norm);
     }
     void get_state(float* params, float* adam_m, float* adam_v) override {
         if (params) gpu_model_get_params(model, params);
@@ -425,38 +406,6 @@ struct GPUEngine : Engine {
         snprintf(line, sizeof(line), "decoder arena %.1f MiB", decoder.arena_bytes / 1048576.0);
         return line;
     }
-};
-
-struct CPUEngine : Engine {
-    CPUModel model;
-    void zero_grad() override { cpu_model_zero_grad(model); }
-    float forward(const int* tokens, int grad_accum_steps) override {
-        return cpu_model_forward(model, tokens, grad_accum_steps);
-    }
-    void backward() override { cpu_model_backward(model); }
-    float update(float lr, float weight_decay, float max_grad_norm) override {
-        return cpu_model_update(model, lr, 0.9f, 0.95f, 1e-10f, weight_decay, max_grad_norm);
-    }
-    void get_state(float* params, float* adam_m, float* adam_v) override {
-        if (params) std::copy(model.params.begin(), model.params.end(), params);
-        if (adam_m) std::copy(model.adam_m.begin(), model.adam_m.end(), adam_m);
-        if (adam_v) std::copy(model.adam_v.begin(), model.adam_v.end(), adam_v);
-    }
-    void decoder_reset() override { cpu_model_decoder_reset(model); }
-    const float* decoder_step(int token) override { return cpu_model_decoder_step(model, token); }
-    double memory_gib() override {  // the peak resident set: what the run has needed so far
-        struct rusage u;
-        getrusage(RUSAGE_SELF, &u);
-        return u.ru_maxrss / 1048576.0;  // KiB
-    }
-    StepTimer* timer() override { return nullptr; }
-    std::string memory_lines() override {
-        char line[160];
-        snprintf(line, sizeof(line), "# parameters %zu, parameters + gradients + AdamW %.2f GiB (fp32)\n",
-                 model.params.size(), 4.0 * model.params.size() * sizeof(float) / 1073741824.0);
-        return line;
-    }
-    std::string decoder_line() override { return "each token reruns the model over the sample so far"; }
 };
 
 // One run. main() fills it in the order of the flow above (everything about the input first, then the GPU);
@@ -644,12 +593,12 @@ void Trainer::start_cpu() {
     if (strcmp(o.device, "auto") == 0)
         printf("no NVIDIA GPU or driver found: training on the CPU (%s, %d threads)\n", start.c_str(),
                parallel_threads());
-    std::unique_ptr<CPUEngine> cpu_engine(new CPUEngine);
+    std::unique_ptr<CPUModel> cpu_model(new CPUModel);
     params = start_params(params, c, o.seed);
-    cpu_model_init(cpu_engine->model, c, o.B, o.T, o.gen_tokens, params);
-    if (o.resume) cpu_model_set_optimizer(cpu_engine->model, adam_m.data(), adam_v.data(), (int)state.step);
+    cpu_model_init(*cpu_model, c, o.B, o.T, o.gen_tokens, params);
+    if (o.resume) cpu_model_set_optimizer(*cpu_model, adam_m.data(), adam_v.data(), (int)state.step);
     device = "CPU, " + std::to_string(parallel_threads()) + " threads, precision fp32";
-    engine = std::move(cpu_engine);
+    engine = std::move(cpu_model);
 }
 
 // <-o>/train.log, appended to on resume; rank 0 alone prints and writes it.
@@ -713,7 +662,8 @@ void Trainer::train_step(int step) {
         engine->backward();
     }
     const double lr = lr_schedule(step, o.max_steps, o.warmup, o.lr, o.final_frac);
-    const float norm = engine->update((float)lr, (float)o.weight_decay, (float)o.grad_clip);  // summed over processes
+    const float norm = engine->update((float)lr, 0.9f, 0.95f, 1e-10f, (float)o.weight_decay,
+                                      (float)o.grad_clip);  // the gradients summed over the processes
     loss = distributed_sum(dist, loss, dist.timeout_s, "training loss sum");
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     double family_ms[FAMILY_COUNT] = {};

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <sys/resource.h>
 
 void cpu_model_init(CPUModel& m, const Config& c, int B, int T, int max_len, const std::vector<float>& params) {
     m.c = c;
@@ -22,41 +23,60 @@ void cpu_model_set_optimizer(CPUModel& m, const float* adam_m, const float* adam
     m.adam_step = adam_step;
 }
 
-void cpu_model_zero_grad(CPUModel& m) { std::fill(m.grads.begin(), m.grads.end(), 0.0f); }
+void CPUModel::zero_grad() { std::fill(grads.begin(), grads.end(), 0.0f); }
 
-float cpu_model_forward(CPUModel& m, const int* tokens, int grad_accum_steps) {
-    if (grad_accum_steps > 0) m.grad_accum_steps = grad_accum_steps;
-    return (float)reference_forward(m.ref, m.params.data(), tokens);
+float CPUModel::forward(const int* tokens, int accum) {
+    if (accum > 0) grad_accum_steps = accum;
+    return (float)reference_forward(ref, params.data(), tokens);
 }
 
-// The reference adds the gradient of each micro-batch's mean loss; cpu_model_update divides the sum by their count.
-void cpu_model_backward(CPUModel& m) { reference_backward(m.ref, m.params.data(), m.grads.data()); }
+void CPUModel::backward() { reference_backward(ref, params.data(), grads.data()); }
 
-float cpu_model_update(CPUModel& m, float lr, float beta1, float beta2, float eps, float weight_decay,
-                       float max_grad_norm) {
-    m.adam_step++;
-    const double mean = 1.0 / m.grad_accum_steps;
-    const double norm = reference_grad_norm(m.grads.data(), m.grads.size()) * mean;
+float CPUModel::update(float lr, float beta1, float beta2, float eps, float weight_decay, float max_grad_norm) {
+    adam_step++;
+    const double mean = 1.0 / grad_accum_steps;
+    const double norm = reference_grad_norm(grads.data(), grads.size()) * mean;
     const double clip = max_grad_norm > 0 && norm > max_grad_norm ? max_grad_norm / norm : 1.0;
-    reference_adamw(m.ref.table, m.params.data(), m.grads.data(), m.adam_m.data(), m.adam_v.data(), m.adam_step, lr,
-                    beta1, beta2, eps, weight_decay, clip * mean);
+    reference_adamw(ref.table, params.data(), grads.data(), adam_m.data(), adam_v.data(), adam_step, lr, beta1, beta2,
+                    eps, weight_decay, clip * mean);
     return (float)norm;
 }
 
-void cpu_model_decoder_reset(CPUModel& m) { m.prefix.clear(); }
+void CPUModel::get_state(float* to_params, float* to_m, float* to_v) {
+    if (to_params) std::copy(params.begin(), params.end(), to_params);
+    if (to_m) std::copy(adam_m.begin(), adam_m.end(), to_m);
+    if (to_v) std::copy(adam_v.begin(), adam_v.end(), to_v);
+}
 
-const float* cpu_model_decoder_step(CPUModel& m, int token) {
-    const int t = (int)m.prefix.size();
-    if (t >= m.decoder.T) {
-        fprintf(stderr, "cpu_model_decoder_step: position %d is past the %d the decoder holds\n", t, m.decoder.T);
+void CPUModel::decoder_reset() { prefix.clear(); }
+
+const float* CPUModel::decoder_step(int token) {
+    const int t = (int)prefix.size();
+    if (t >= decoder.T) {
+        fprintf(stderr, "CPUModel::decoder_step: position %d is past the %d the decoder holds\n", t, decoder.T);
         exit(EXIT_FAILURE);
     }
-    m.prefix.push_back(token);
-    std::vector<int> tokens(m.prefix);
+    prefix.push_back(token);
+    std::vector<int> tokens(prefix);
     tokens.push_back(0);  // the target slot of reference_layers_forward's (B, T+1) layout, never read
-    reference_layers_forward(m.decoder, m.params.data(), tokens.data(), t + 1);
-    const ParameterTable& pt = m.decoder.table;
-    matmul_forward(m.next_logits.data(), m.decoder.lnf.data() + (size_t)t * m.c.D,
-                   m.params.data() + pt.tensors[pt.lm_head].offset, 1, m.c.D, m.c.Vp);
-    return m.next_logits.data();
+    reference_layers_forward(decoder, params.data(), tokens.data(), t + 1);
+    const ParameterTable& pt = decoder.table;
+    matmul_forward(next_logits.data(), decoder.lnf.data() + (size_t)t * c.D,
+                   params.data() + pt.tensors[pt.lm_head].offset, 1, c.D, c.Vp);
+    return next_logits.data();
 }
+
+double CPUModel::memory_gib() {  // the peak resident set: what the run has needed so far
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return u.ru_maxrss / 1048576.0;  // KiB
+}
+
+std::string CPUModel::memory_lines() {
+    char line[160];
+    snprintf(line, sizeof(line), "# parameters %zu, parameters + gradients + AdamW %.2f GiB (fp32)\n", params.size(),
+             4.0 * params.size() * sizeof(float) / 1073741824.0);
+    return line;
+}
+
+std::string CPUModel::decoder_line() { return "each token reruns the model over the sample so far"; }
