@@ -465,8 +465,8 @@ void Trainer::resolve_processes() {
     if (*o.nccl_id && !distributed_check_id_path(o.nccl_id, setup.rank, err)) fail(err);
 }
 
-// --device: auto takes the GPU when this process sees one, else the CPU, and says so. The CPU trains in one process,
-// fills the flags not given with its defaults (cpu_defaults), and refuses the flags only the GPU honours.
+// --device: auto takes the GPU when this process sees one, else the CPU (start_cpu says so). The CPU trains in one
+// process, fills the flags not given with its defaults (cpu_defaults), and refuses the flags only the GPU honours.
 void Trainer::choose_device() {
     const bool auto_cpu = strcmp(o.device, "auto") == 0 && gpu_count() == 0;
     cpu = strcmp(o.device, "cpu") == 0 || auto_cpu;
