@@ -1,8 +1,10 @@
-// train_m2rnn: trains the hybrid M²RNN GPT on the GPU from llm.c token shards.
+// train_m2rnn: trains the hybrid M²RNN GPT on the GPU, or on the CPU where there is none, from llm.c token shards.
 //
-// Flow: parse and check every flag, build or load the config, open the data, check the log
+// Flow: parse and check every flag, choose the device (--device: auto takes the GPU when there is one, else the
+// CPU, whose defaults are the tiny preset's; cpu_defaults), build or load the config, open the data, check the log
 // directory — all before touching the GPU, so bad input fails fast with a message — then allocate the
-// model's arenas once and run: per step, gradient accumulation over micro-batches, global-norm
+// model once (the GPU's arenas, or the CPU's reference in float, model/cpu_model.h: an Engine each, the one
+// thing the two paths do not share) and run: per step, gradient accumulation over micro-batches, global-norm
 // clipping and AdamW with warmup + cosine decay; validation every -v steps; checkpoints every -n
 // steps and at the end (model + optimizer/data state, written atomically); -y 1 resumes from the
 // latest checkpoint in -o; a sample of -g tokens every -s steps and at the end, generated one token at a
@@ -25,8 +27,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <set>
 #include <string>
 #include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -34,9 +39,12 @@
 #include "data/tokenizer.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
+#include "model/cpu_model.h"
 #include "model/distributed.h"
+#include "model/engine.h"
 #include "model/gpu_decoder.h"
 #include "model/gpu_model.h"
+#include "model/parallel.h"
 #include "model/parameters.h"
 #include "model/random.h"
 #include "model/safetensors.h"
@@ -51,7 +59,7 @@ struct Options {
     int B = 8, T = 512;
     long long total_batch = -1;          // tokens per step; -1 = B·T on every process (no accumulation)
     // The default run (d12-hybrid on tinyshakespeare, 74 steps an epoch) ends before it memorises: README, Training.
-    int max_steps = 250, warmup = 100, val_every = 25, val_batches = 20, checkpoint_every = 0, resume = 0;
+    int max_steps = 200, warmup = 100, val_every = 25, val_batches = 20, checkpoint_every = 0, resume = 0;
     int sample_every = 500, gen_tokens = 256;
     double temperature = 1.0;            // of the samples; 0 = greedy (argmax)
     std::vector<int> prompt;             // --prompt: token ids the samples continue; empty = <|endoftext|>
@@ -67,7 +75,23 @@ struct Options {
     int world = -1, rank = -1, local_rank = -1, zero = 0;
     const char* nccl_id = "";            // empty: no NCCL (one process only)
     double nccl_timeout = 30;
+    const char* device = "auto";         // --device: gpu, cpu, or auto (the GPU when there is one)
+    int threads = 0;                     // --threads: the CPU's; 0 = every core
+    std::set<std::string> given;         // the flags on the command line, so that the CPU's defaults fill the rest
 };
+
+static const int CPU_DEFAULT_STEPS = 200;
+
+// What a run on the CPU uses for the flags not given: the tiny preset at its sequence length, and a run short
+// enough to watch (docs/perf.md: its speed). Every other default is the GPU's.
+static void cpu_defaults(Options& o) {
+    if (!o.given.count("-e")) o.start = "tiny";
+    if (!o.given.count("-t")) o.T = 64;
+    if (!o.given.count("-x")) o.max_steps = CPU_DEFAULT_STEPS;
+    if (!o.given.count("-u")) o.warmup = CPU_DEFAULT_STEPS / 10;
+    if (!o.given.count("-v")) o.val_every = CPU_DEFAULT_STEPS / 4;
+    if (!o.given.count("-m")) o.val_batches = 10;
+}
 
 static const int MAX_GEN_TOKENS = 16384;  // a KV cache row's scores fit the attention step's shared memory
 
@@ -91,7 +115,7 @@ static void print_presets() {
         std::string err;
         config_preset(name.c_str(), c, err);
         printf("  %-20s %-24s %5d %5d %5d %4d %3d %3d %3d %6d %12zu\n", name.c_str(), c.pattern, c.D, c.F, c.heads,
-               c.rope, c.N, c.K, c.V, c.vocab, parameter_table_build(c).total);
+               c.rope, c.N, c.K, c.V, c.vocab, parameter_table_build(c).count);
     }
 }
 
@@ -140,10 +164,16 @@ static void usage() {
            "               default none (no NCCL)\n"
            "  --nccl-timeout <s>  longest wait for the other processes before all exit   default %g\n"
            "  --zero <0|1> ZeRO-1: AdamW's moments sharded over the processes           default %d\n"
+           "device\n"
+           "  --device <gpu|cpu|auto>  where to train; auto: the GPU when there is one, else the CPU   default %s\n"
+           "  --threads <n> the CPU's threads                                          default every core (%u)\n"
+           "               on the CPU the defaults of -e -t -x -u -v -m are: -e tiny -t 64 -x %d -u %d -v %d -m 10\n"
            "  -h           this help\n",
            o.train_pattern, o.val_pattern, o.start, o.log_dir, o.B, o.T, o.max_steps, o.lr, o.warmup, o.final_frac,
            o.weight_decay, o.val_every, o.val_batches, o.sample_every, o.gen_tokens, o.temperature, o.checkpoint_every,
-           o.resume, o.eval_states, o.profile, o.seed, o.nccl_timeout, o.zero);
+           o.resume, o.eval_states, o.profile, o.seed, o.nccl_timeout, o.zero, o.device,
+           std::max(1u, std::thread::hardware_concurrency()), CPU_DEFAULT_STEPS, CPU_DEFAULT_STEPS / 10,
+           CPU_DEFAULT_STEPS / 4);
     print_presets();
 }
 
@@ -195,6 +225,7 @@ static Options parse_options(int argc, char** argv) {
         auto value = [&]() -> const char* {
             if (i + 1 >= argc) fail(flag + " needs a value (see -h)");
             const char* v = argv[++i];
+            o.given.insert(flag);
             if (!given.emplace(flag, v).second)
                 fail(flag + " is given twice (" + given[flag] + ", then " + v + "); give each flag once");
             return v;
@@ -248,6 +279,13 @@ static Options parse_options(int argc, char** argv) {
         }
         else if (flag == "--nccl-timeout") o.nccl_timeout = parse_float(flag, value(), 1, 86400);
         else if (flag == "--zero") o.zero = (int)parse_int(flag, value(), 0, 1);
+        else if (flag == "--device") {
+            const char* v = value();
+            if (strcmp(v, "auto") != 0 && strcmp(v, "cpu") != 0 && strcmp(v, "gpu") != 0)
+                fail(std::string("--device is gpu, cpu or auto (the GPU when there is one), not '") + v + "'");
+            o.device = v;
+        }
+        else if (flag == "--threads") o.threads = (int)parse_int(flag, value(), 1, 1024);
         else if (flag[0] != '-') fail("'" + flag + "' is not a flag: train_m2rnn takes flags only (see -h)");
         else fail("unknown flag '" + flag + "' (see -h)");
     }
@@ -338,11 +376,18 @@ static int sample_softmax(const float* logits, int vocab, double temperature, do
     return vocab - 1;  // u within rounding of 1
 }
 
+// The GPUs this process sees: 0 without an NVIDIA GPU or without its driver.
+static int gpu_count() {
+    int devices = 0;
+    return cudaGetDeviceCount(&devices) == cudaSuccess ? devices : 0;
+}
+
 // Makes the GPU of this local rank current (model/distributed.h), or stops with a message saying there is none.
 static cudaDeviceProp open_gpu(int local_rank) {
-    int devices = 0;
-    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0)
-        fail("no CUDA device found: train_m2rnn needs a GPU (the checks of `make test` run without one)");
+    const int devices = gpu_count();
+    if (devices == 0)
+        fail("no NVIDIA GPU or driver found (--device gpu). What works without one: training on the CPU "
+             "(--device cpu, or auto, the default), `make test`, tokenize and make_tasks");
     const int device = distributed_device(local_rank, devices);
     if (device < 0)
         fail("local rank " + std::to_string(local_rank) + " but this process sees only " + std::to_string(devices) +
@@ -384,11 +429,59 @@ struct Log {
     }
 };
 
+// The GPU's model as the run's Engine (model/engine.h; the CPU's, model/cpu_model.h, is one itself).
+struct GPUEngine : Engine {
+    GPUModel model;
+    GPUDecoder decoder;  // only when there are samples
+    bool sampling = false;
+    ~GPUEngine() override {
+        if (sampling) gpu_decoder_free(decoder);
+        gpu_model_free(model);
+    }
+    void zero_grad() override { gpu_model_zero_grad(model); }
+    float forward(const int* tokens, int grad_accum_steps) override {
+        return gpu_model_forward(model, tokens, grad_accum_steps);
+    }
+    void backward() override { gpu_model_backward(model); }
+    float update(float lr, float beta1, float beta2, float eps, float weight_decay, float max_grad_norm) override {
+        return gpu_model_update(model, lr, beta1, beta2, eps, weight_decay, max_grad_norm);
+    }
+    void get_state(float* params, float* adam_m, float* adam_v) override {
+        if (params) gpu_model_get_params(model, params);
+        gpu_model_get_optimizer(model, adam_m, adam_v);
+    }
+    void decoder_reset() override { gpu_decoder_reset(decoder); }
+    const float* decoder_step(int token) override { return gpu_decoder_step(decoder, &token); }
+    double memory_gib() override {
+        size_t free_bytes, total_bytes;
+        cudaCheck(cudaMemGetInfo(&free_bytes, &total_bytes));
+        return (total_bytes - free_bytes) / 1073741824.0;
+    }
+    StepTimer* timer() override { return &model.timer; }
+    std::string memory_lines() override {
+        char line[320];
+        int n = snprintf(line, sizeof(line), "# parameters %zu, arenas: parameters %.2f GiB, gradients + AdamW "
+                         "%.2f GiB, activations %.2f GiB\n", model.table.count, model.arena_bytes[0] / 1073741824.0,
+                         model.arena_bytes[1] / 1073741824.0, model.arena_bytes[2] / 1073741824.0);
+        if (model.zero)
+            snprintf(line + n, sizeof(line) - n, "# ZeRO-1: optimizer state %.2f GiB per GPU instead of %.2f GiB\n",
+                     2.0 * model.shard_numel * sizeof(float) / 1073741824.0,
+                     2.0 * model.table.count * sizeof(float) / 1073741824.0);
+        return line;
+    }
+    std::string decoder_line() override {
+        char line[64];
+        snprintf(line, sizeof(line), "decoder arena %.1f MiB", decoder.arena_bytes / 1048576.0);
+        return line;
+    }
+};
+
 // One run. main() fills it in the order of the flow above (everything about the input first, then the GPU);
 // the methods are the run's parts, one job each.
 struct Trainer {
     Options o;
     DistributedSetup setup;          // this process's rank among `world`, from flags or the launcher
+    bool cpu = false;                // the run trains on the CPU (--device)
     // The start point: a preset (params empty until the GPU is up, then initialised from the seed), a model
     // checkpoint (-e file: its weights) or a whole training state (-y 1: also the AdamW moments, the step, the
     // data position and the seed).
@@ -400,22 +493,23 @@ struct Trainer {
     const char* encoding = nullptr;  // the samples' tiktoken encoding; nullptr: they print token ids
     DataLoader train, val;
     std::vector<int> tokens;         // one micro-batch: B rows of T+1
-    cudaDeviceProp prop;
     Distributed dist;
-    GPUModel model;
-    GPUDecoder decoder;              // only when -g > 0
+    std::unique_ptr<Engine> engine;
+    std::string device;              // for the log: the GPU's name, or the CPU and its threads
     Log log;
     double flops_per_token = 0, peak = 0;  // for MFU; peak 0: not known
 
     // before the GPU
     void resolve_processes();
+    void choose_device();
     void resolve_start();
     void resume();
     void plan_batches();
     void load_tokenizer();
     void open_data();
-    // the GPU and the other processes
+    // the device, and the other processes
     void start_gpu(int argc, char** argv);
+    void start_cpu();
     void open_log();
     void print_banner();
     // the run
@@ -438,6 +532,27 @@ void Trainer::resolve_processes() {
         fail(std::to_string(setup.world) + " processes (world size from " + setup.world_from + ") need --nccl-id "
              "<a file path every process sees> (scripts/launch.sh gives one; --world 1 runs alone)");
     if (*o.nccl_id && !distributed_check_id_path(o.nccl_id, setup.rank, err)) fail(err);
+}
+
+// --device: auto takes the GPU when this process sees one, else the CPU (start_cpu says so). The CPU trains in one
+// process, fills the flags not given with its defaults (cpu_defaults), and refuses the flags only the GPU honours.
+void Trainer::choose_device() {
+    const bool auto_cpu = strcmp(o.device, "auto") == 0 && gpu_count() == 0;
+    cpu = strcmp(o.device, "cpu") == 0 || auto_cpu;
+    if (!cpu) return;
+    // the reason in every refusal below
+    const std::string why = auto_cpu ? "no NVIDIA GPU or driver found, so this run is on the CPU" : "--device cpu";
+    if (setup.world > 1)
+        fail(why + ": it trains in one process, not " + std::to_string(setup.world) + " (world size from " +
+             setup.world_from + "); several processes need a GPU each");
+    if (*o.nccl_id || o.zero) fail(why + ": --nccl-id and --zero are for GPUs; drop them");
+    if (o.profile) fail(why + ": --profile 1 times GPU kernels; drop it");
+    if (o.eval_states) fail(why + ": --eval 1 runs on the GPU only");
+    if (o.gen_tokens > CPU_MAX_GEN_TOKENS)
+        fail(why + ": -g " + std::to_string(o.gen_tokens) + " is more than the " + std::to_string(CPU_MAX_GEN_TOKENS) +
+             " tokens a CPU sample may have (each token reruns the model over the sample so far)");
+    cpu_defaults(o);
+    parallel_set_threads(o.threads > 0 ? o.threads : (int)std::max(1u, std::thread::hardware_concurrency()));
 }
 
 // The start point: -y 1 resumes from -o; -e names a model.safetensors, a checkpoint file (it exists, or looks like a
@@ -522,25 +637,49 @@ void Trainer::open_data() {
     tokens.resize((size_t)o.B * (o.T + 1));
 }
 
+// The start point's weights, or new ones from the seed.
+static std::vector<float> start_params(const std::vector<float>& params, const Config& c, unsigned long long seed) {
+    if (!params.empty()) return params;
+    const ParameterTable table = parameter_table_build(c);
+    std::vector<double> init(table.total);
+    parameters_init(table, c, seed, init.data());
+    return std::vector<float>(init.begin(), init.end());
+}
+
 // This process's GPU, NCCL with the others (which must have been given the same flags), the model's arenas with
-// the start point's weights (or new ones from the seed) and moments, and the decoder of the samples.
+// the start point's weights and moments, and the decoder of the samples.
 void Trainer::start_gpu(int argc, char** argv) {
     std::string err;
-    prop = open_gpu(setup.local_rank);
+    const cudaDeviceProp prop = open_gpu(setup.local_rank);
     distributed_init(dist, setup, o.nccl_id, o.nccl_timeout, o.zero);
     distributed_check_same(dist, distributed_flags_hash(argc, argv), "flags");
-    if (!gpu_model_init(model, c, o.B, o.T, err, &dist)) fail(err);
-    if (params.empty()) {
-        std::vector<double> init(model.table.total);
-        parameters_init(model.table, c, o.seed, init.data());
-        params.assign(init.begin(), init.end());
-    }
-    gpu_model_set_params(model, params.data());
-    if (o.gen_tokens > 0 && !gpu_decoder_init(decoder, model, 1, (int)sample_prompt().size() + o.gen_tokens, err))
+    std::unique_ptr<GPUEngine> gpu(new GPUEngine);
+    if (!gpu_model_init(gpu->model, c, o.B, o.T, err, &dist)) fail(err);
+    params = start_params(params, c, o.seed);
+    gpu_model_set_params(gpu->model, params.data());
+    if (o.gen_tokens > 0 && !(gpu->sampling = gpu_decoder_init(gpu->decoder, gpu->model, 1,
+                                                           (int)sample_prompt().size() + o.gen_tokens, err)))
         fail(err);
-    if (o.resume) gpu_model_set_optimizer(model, adam_m.data(), adam_v.data(), (int)state.step);
-    flops_per_token = config_flops_per_token(c);
+    if (o.resume) gpu_model_set_optimizer(gpu->model, adam_m.data(), adam_v.data(), (int)state.step);
+    device = std::string(prop.name) + ", precision " + PRECISION_NAME;
     peak = peak_flops(prop);
+    engine = std::move(gpu);
+}
+
+// The CPU's model (model/cpu_model.h) with the start point's weights and moments; when the GPU was not asked for
+// but is missing, one line says so.
+void Trainer::start_cpu() {
+    const std::string start = o.resume ? "resuming -o's checkpoint" : params.empty() ? std::string(o.start) + " preset"
+                                                                                      : std::string(o.start);
+    if (strcmp(o.device, "auto") == 0)
+        printf("no NVIDIA GPU or driver found: training on the CPU (%s, %d threads)\n", start.c_str(),
+               parallel_threads());
+    std::unique_ptr<CPUModel> cpu_model(new CPUModel);
+    params = start_params(params, c, o.seed);
+    cpu_model_init(*cpu_model, c, o.B, o.T, o.gen_tokens, params);
+    if (o.resume) cpu_model_set_optimizer(*cpu_model, adam_m.data(), adam_v.data(), (int)state.step);
+    device = "CPU, " + std::to_string(parallel_threads()) + " threads, precision fp32";
+    engine = std::move(cpu_model);
 }
 
 // <-o>/train.log, appended to on resume; rank 0 alone prints and writes it.
@@ -553,24 +692,17 @@ void Trainer::open_log() {
 
 // The "# ..." lines that open a log: device, model, memory, processes, sampling, batch and data.
 void Trainer::print_banner() {
-    const ParameterTable& table = model.table;
-    log.line("# device %s, precision %s\n", prop.name, PRECISION_NAME);
+    log.line("# device %s\n", device.c_str());
     log.line("# model %s\n", config_describe(c).c_str());
-    log.line("# parameters %zu, arenas: parameters %.2f GiB, gradients + AdamW %.2f GiB, activations %.2f GiB\n",
-             table.count, model.arena_bytes[0] / 1073741824.0, model.arena_bytes[1] / 1073741824.0,
-             model.arena_bytes[2] / 1073741824.0);
+    log.line("%s", engine->memory_lines().c_str());
     if (dist.comm)
         log.line("# data parallel: %d process(es) (world size from %s) through NCCL, gradients %s\n", dist.world,
-                 setup.world_from.c_str(), model.zero ? "reduce-scattered (ZeRO-1)" : "all-reduced");
-    if (model.zero)
-        log.line("# ZeRO-1: optimizer state %.2f GiB per GPU instead of %.2f GiB\n",
-                 2.0 * model.shard_numel * sizeof(float) / 1073741824.0,
-                 2.0 * table.count * sizeof(float) / 1073741824.0);
+                 setup.world_from.c_str(), dist.zero ? "reduce-scattered (ZeRO-1)" : "all-reduced");
     if (o.gen_tokens > 0)
-        log.line("# sampling: %d tokens every %d steps and at the end, decoder arena %.1f MiB, %s\n", o.gen_tokens,
-                 o.sample_every, decoder.arena_bytes / 1048576.0,
-                 encoding ? encoding : "no tokenizer for this vocabulary: token ids");
+        log.line("# sampling: %d tokens every %d steps and at the end, %s, %s\n", o.gen_tokens, o.sample_every,
+                 engine->decoder_line().c_str(), encoding ? encoding : "no tokenizer for this vocabulary: token ids");
     char mfu_peak[96] = "MFU n/a: no datasheet peak known for this GPU";
+    if (cpu) snprintf(mfu_peak, sizeof(mfu_peak), "MFU n/a on the CPU");
     if (peak > 0) snprintf(mfu_peak, sizeof(mfu_peak), "MFU against %.0f TFLOP/s (the datasheet's dense bf16 peak)",
                            peak / 1e12);
     log.line("# batch B=%d T=%d, %d micro-batches (%d per process), %lld tokens per step; %.3g training FLOPs per "
@@ -601,29 +733,27 @@ void Trainer::train_step(int step) {
     std::string err;
     auto t0 = std::chrono::steady_clock::now();
     const bool profiled = o.profile && step == std::min((int)state.step + 2, o.max_steps - 1);
-    if (profiled) step_timer_start(model.timer);
-    gpu_model_zero_grad(model);
+    if (profiled) step_timer_start(*engine->timer());
+    engine->zero_grad();
     double loss = 0;
     for (int micro = 0; micro < micro_batches; micro++) {
         if (!dataloader_next(train, tokens.data(), err)) fail(err);
         if (batch_owner(micro, micro_batches, dist.world) != dist.rank) continue;
-        loss += gpu_model_forward(model, tokens.data(), micro_batches) / micro_batches;
-        gpu_model_backward(model);
+        loss += engine->forward(tokens.data(), micro_batches) / micro_batches;
+        engine->backward();
     }
     const double lr = lr_schedule(step, o.max_steps, o.warmup, o.lr, o.final_frac);
-    const float norm = gpu_model_update(model, (float)lr, 0.9f, 0.95f, 1e-10f, (float)o.weight_decay,
-                                        (float)o.grad_clip);  // the gradients summed over the processes
+    const float norm = engine->update((float)lr, 0.9f, 0.95f, 1e-10f, (float)o.weight_decay,
+                                      (float)o.grad_clip);  // the gradients summed over the processes
     loss = distributed_sum(dist, loss, dist.timeout_s, "training loss sum");
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     double family_ms[FAMILY_COUNT] = {};
-    if (profiled) step_timer_stop(model.timer, family_ms);
+    if (profiled) step_timer_stop(*engine->timer(), family_ms);
     const double tok_per_s = o.total_batch / seconds;
-    size_t free_bytes, total_bytes;
-    cudaCheck(cudaMemGetInfo(&free_bytes, &total_bytes));
     char mfu[32] = "n/a";
     if (peak > 0) snprintf(mfu, sizeof(mfu), "%.1f%%", 100.0 * flops_per_token * tok_per_s / (peak * dist.world));
     log.line("step %d/%d train_loss %.6f grad_norm %.4f lr %.3e ms %.1f tok/s %.0f mfu %s mem_gib %.2f\n", step + 1,
-             o.max_steps, loss, norm, lr, seconds * 1000, tok_per_s, mfu, (total_bytes - free_bytes) / 1073741824.0);
+             o.max_steps, loss, norm, lr, seconds * 1000, tok_per_s, mfu, engine->memory_gib());
     if (profiled)
         log.line("step %d profile: GPU time by kernel family (CUDA events on the model's stream)\n%s", step + 1,
                  step_timer_table(family_ms).c_str());
@@ -638,7 +768,7 @@ void Trainer::validate(int step) {
     for (int i = 0; i < o.val_batches; i++) {
         if (!dataloader_next(val, tokens.data(), err)) fail(err);
         if (batch_owner(i, o.val_batches, dist.world) == dist.rank)
-            loss += gpu_model_forward(model, tokens.data(), 0) / o.val_batches;
+            loss += engine->forward(tokens.data(), 0) / o.val_batches;
     }
     loss = distributed_sum(dist, loss, dist.timeout_s, "validation loss sum");
     log.line("step %d val_loss %.6f\n", step, loss);
@@ -651,11 +781,11 @@ void Trainer::sample(int step) {
     Random rng(o.seed * 1000003ull + (unsigned long long)step);
     const std::vector<int> prompt = sample_prompt();
     std::vector<uint32_t> ids;
-    gpu_decoder_reset(decoder);
-    for (size_t i = 0; i + 1 < prompt.size(); i++) gpu_decoder_step(decoder, &prompt[i]);
+    engine->decoder_reset();
+    for (size_t i = 0; i + 1 < prompt.size(); i++) engine->decoder_step(prompt[i]);
     int token = prompt.back();
     for (int i = 0; i < o.gen_tokens; i++) {
-        token = sample_softmax(gpu_decoder_step(decoder, &token), c.vocab, o.temperature, rng.uniform());
+        token = sample_softmax(engine->decoder_step(token), c.vocab, o.temperature, rng.uniform());
         ids.push_back((uint32_t)token);
     }
     if (dist.rank != 0) return;
@@ -686,15 +816,15 @@ void Trainer::save(int step) {
     const TrainingState s{step, ds.epoch, ds.shard, ds.window, (int64_t)o.seed};
     const bool writer = dist.rank == 0;
     if (writer) {
-        adam_m.resize(model.table.total);
-        adam_v.resize(model.table.total);
-        gpu_model_get_params(model, params.data());
+        adam_m.resize(params.size());
+        adam_v.resize(params.size());
     }
-    gpu_model_get_optimizer(model, writer ? adam_m.data() : nullptr, writer ? adam_v.data() : nullptr);
+    engine->get_state(writer ? params.data() : nullptr, writer ? adam_m.data() : nullptr,
+                      writer ? adam_v.data() : nullptr);
     const bool written = !writer ||
                          (checkpoint_write_model(checkpoint_model_path(o.log_dir, step), c, step, params, err) &&
-                          checkpoint_write_state(checkpoint_state_path(o.log_dir, step), model.table, s, adam_m,
-                                                 adam_v, err));
+                          checkpoint_write_state(checkpoint_state_path(o.log_dir, step), parameter_table_build(c), s,
+                                                 adam_m, adam_v, err));
     if (distributed_sum(dist, written ? 0 : 1, std::max(dist.timeout_s, CHECKPOINT_WAIT_S),
                         "waiting for rank 0's checkpoint") > 0)
         fail(writer ? err : "rank 0 could not write the checkpoint of step " + std::to_string(step));
@@ -702,8 +832,7 @@ void Trainer::save(int step) {
 }
 
 void Trainer::finish() {
-    if (o.gen_tokens > 0) gpu_decoder_free(decoder);
-    gpu_model_free(model);
+    engine.reset();
     distributed_free(dist);
     dataloader_close(train);
     dataloader_close(val);
@@ -715,9 +844,10 @@ int main(int argc, char** argv) {
     // ---- everything that can be wrong with the input, checked before the GPU is touched
     t.o = parse_options(argc, argv);
     t.resolve_processes();
+    t.choose_device();
     t.resolve_start();
     std::string err;
-    if (!gpu_model_check_config(t.c, err)) fail("model config: " + err);
+    if (!t.cpu && !gpu_model_check_config(t.c, err)) fail("model config: " + err);
     if (t.o.eval_states) {
         evaluate_states(t.o, t.c, t.params, t.setup.world);
         return 0;
@@ -730,8 +860,10 @@ int main(int argc, char** argv) {
     t.open_data();
     if (t.setup.rank == 0) check_log_dir(t.o.log_dir);
 
-    // ---- the GPU, and the other processes
-    t.start_gpu(argc, argv);
+    // ---- the device, and the other processes
+    if (t.cpu) t.start_cpu();
+    else t.start_gpu(argc, argv);
+    t.flops_per_token = config_flops_per_token(t.c);
     t.open_log();
     t.print_banner();
     t.run();

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Bad input to train_m2rnn must fail fast, before the GPU, with "train_m2rnn: <what is wrong>" and a
+# Bad input to train_m2rnn must fail fast, before the device, with "train_m2rnn: <what is wrong>" and a
 # non-zero exit: no crash, no hang, no files left in the log directory. The binary runs with no GPU
-# visible (CUDA_VISIBLE_DEVICES=""), so input that is accepted gets as far as the GPU and stops with
-# "no CUDA device found": that is how the good baselines (and inputs wrongly accepted) show up, on any
-# machine. Then the other programs' bad inputs and rough edges: tokenize, make_tasks and bench_m2rnn_scan, from
-# the trainer's directory (a row is skipped for a program not built). `make test` runs it.
+# visible (CUDA_VISIBLE_DEVICES=""), so the cases run on the CPU unless they say --device gpu. Kinds: bad (must
+# fail before the device); good (given --device gpu, must get as far as the GPU and stop with "no NVIDIA GPU or
+# driver found": how accepted input shows up on any machine); cpu (must train on the CPU to the end, exit 0, and
+# leave only train.log and checkpoints); help (must print the usage). Then the other programs' bad inputs and
+# rough edges: m2rnn_export, tokenize, make_tasks and bench_m2rnn_scan, from the trainer's directory (a row is
+# skipped for a program not built). `make test` runs it.
 #
 #   bash scripts/check_bad_inputs.sh [path/to/train_m2rnn]      (from the repository root; bash + python3)
 #
@@ -183,16 +185,18 @@ ckpt() { ln "$F/$1" "$L/model_5.bin"; [ -z "${2:-}" ] || ln "$F/$2" "$L/state_5.
 short() { local s="$*"; s=${s//$T\/f\//}; s=${s//$T/\$T}; s=${s//$PWD/<repo>}; s=${s//|/\\|}; printf '%s' "$s"; }
 row() { rows+=("| $n | $1 | \`$(short "$2")\` | $3 | $(short "$4") | $5 |"); }
 
-# check KIND "what a new user tried" ARGS...: runs the binary with ARGS, and -o $L in front unless ARGS give -o,
-# in the directory $CWD (default: here). KIND: bad (must fail before the GPU), good (must reach the GPU), help
-# (must print the usage and exit 0). With EXPECT set, the output must also contain that text. Nothing may be
-# left behind: no new file in an existing -o directory, no -o directory (or missing parent) that did not exist.
+# check KIND "what a new user tried" ARGS...: runs the binary with ARGS, and -o $L in front unless ARGS give -o
+# (good cases get --device gpu first), in the directory $CWD (default: here). KIND: bad, good, cpu or help, as
+# above. With EXPECT set, the output must also contain that text. Nothing may be left behind: no new file in an
+# existing -o directory (but a cpu case's log and checkpoints), no -o directory (or missing parent) that did not
+# exist.
 check() {
     local kind=$1 what=$2; shift 2
     n=$((n + 1))
     local args=("$@") dir="" i
     for ((i = 0; i < ${#args[@]} - 1; i++)); do [ "${args[i]}" = -o ] && dir=${args[i + 1]}; done
     [ -n "$dir" ] || { dir=$L; args=(-o "$L" "${args[@]}"); }
+    [ "$kind" = good ] && args=(--device gpu "${args[@]}")
     local top=$dir   # the outermost missing directory of the -o path, if any
     while [ ! -e "$top" ] && [ ! -e "$(dirname "$top")" ]; do top=$(dirname "$top"); done
     local existed=0 before="" after out rc msg verdict
@@ -205,12 +209,17 @@ check() {
     if [ "$kind" = help ]; then
         if [ $rc = 0 ] && grep -q "^usage: " <<<"$out"; then verdict="PASS (printed the usage)"
         else verdict="FAIL (no usage, or exit $rc)"; fi
+    elif [ "$kind" = cpu ]; then
+        new=$(tr ' ' '\n' <<<"$new" | grep -v -E '^(train\.log|(model|state)_[0-9]+\.bin)$' | grep . | tr '\n' ' ')
+        if [ $rc -eq 0 ] && grep -q "^step [0-9]*/[0-9]* train_loss" "$dir/train.log" 2>/dev/null; then
+            verdict="PASS (trained on the CPU)"
+        else verdict="FAIL (did not train on the CPU: exit $rc)"; fi
     elif [ "$kind" = good ]; then
-        if [ $rc -lt 124 ] && grep -q "no CUDA device" <<<"$out" && [ -z "$new" ]; then verdict="PASS (accepted: reached the GPU)"
+        if [ $rc -lt 124 ] && grep -q "no NVIDIA GPU or driver found" <<<"$out" && [ -z "$new" ]; then verdict="PASS (accepted: reached the GPU)"
         else verdict="FAIL (good input rejected)"; fi
     elif [ $rc -eq 0 ]; then verdict="FAIL (exit 0 on bad input)"
     elif [ $rc -ge 124 ]; then verdict="FAIL (timeout or signal, exit $rc)"
-    elif grep -q "no CUDA device" <<<"$out"; then verdict="FAIL (accepted: got as far as the GPU)"
+    elif grep -q "no NVIDIA GPU or driver found" <<<"$out"; then verdict="FAIL (accepted: got as far as the GPU)"
     elif ! grep -q "^train_m2rnn: " <<<"$out"; then verdict="FAIL (no 'train_m2rnn:' message)"
     else verdict=PASS; fi
     if [ -n "${EXPECT:-}" ] && ! grep -qF -- "$EXPECT" <<<"$out"; then verdict="FAIL (the message does not say '$EXPECT')"; fi
@@ -286,8 +295,8 @@ fresh; check bad "heads do not divide dim" --dim 770 --heads 12
 fresh; check bad "key size 0" --key 0
 fresh; check bad "q-heads do not divide m2rnn-heads" --m2rnn-heads 5 --q-heads 2
 fresh; check bad "rope with an odd head size" --dim 66 --heads 2 --rope 1
-fresh; check bad "M2RNN value size the scan kernels do not support" --value 5
-fresh; check bad "M2RNN state too large for the scan kernels (K·V > 1024)" --key 128
+fresh; check bad "M2RNN value size the scan kernels do not support" --device gpu --value 5
+fresh; check bad "M2RNN state too large for the scan kernels (K·V > 1024)" --device gpu --key 128
 fresh; check bad "unknown preset" -e no-such-preset
 fresh; check bad "-e a checkpoint path that does not exist" -e "$T/run1/model_100.bin"
 fresh; check bad "-e a checkpoint of another config + shape flags" -e "$F/model_other.bin" -t 64 "${TINY[@]}"
@@ -326,7 +335,7 @@ fresh; check good "baseline: greedy samples from a prompt" --temperature 0 --pro
 fresh; check bad "--temperature negative" --temperature -1
 fresh; check bad "--prompt with a token past the vocabulary" --prompt 464,60000
 fresh; check bad "--prompt not a list of ids" --prompt 464,,3290
-fresh; check bad "--prompt + -g past the decoder's limit" --prompt 464 -g 16384
+fresh; check bad "--prompt + -g past the GPU decoder's limit" --device gpu --prompt 464 -g 16384
 # resume
 fresh; check bad "-y 1 with an empty log dir" -y 1
 fresh; ckpt model_truncated.bin state_good.bin; check bad "-y 1, model checkpoint truncated" -y 1 -t 64 -x 10
@@ -344,14 +353,14 @@ fresh; ckpt model_step3.bin state_good.bin; check bad "-y 1, model header step 3
 fresh; ckpt model_good.bin state_step7.bin; check bad "-y 1, state step 7 beside model_5.bin" -y 1 -t 64 -x 10
 fresh; ckpt model_good.bin state_step_neg.bin; check bad "-y 1, state step -3" -y 1 -t 64 -x 10
 fresh; ckpt model_good.bin state_good.bin; check bad "-y 1 + shape flags" -y 1 -t 64 -x 10 --dim 128
-fresh; ckpt model_good.bin state_good.bin; check bad "-y 1 at another -t" -y 1 -x 10
+fresh; ckpt model_good.bin state_good.bin; check bad "-y 1 at another -t (the GPU's default 512)" --device gpu -y 1 -x 10
 fresh; ckpt model_good.bin state_good.bin; check bad "-y 1 with -x not past the checkpoint" -y 1 -t 64 -x 5
 # evaluation of state tracking
 fresh; check good "baseline: --eval 1 of a checkpoint on a task shard" -e "$F/model_good.bin" --eval 1 -t 9 -j "$F/task_like.bin" -b 4 -m 2
-fresh; check bad "--eval 1 without a checkpoint" --eval 1
-fresh; check bad "--eval 1 at an even -t" -e "$F/model_good.bin" --eval 1 -t 64 -j "$G"
-fresh; check bad "--eval 1 on a text shard" -e "$F/model_good.bin" --eval 1 -t 65 -j "$G"
-fresh; check bad "--eval 1 at a -t the task shard was not made for" -e "$F/model_good.bin" --eval 1 -t 11 -j "$F/task_like.bin" -b 4
+fresh; check bad "--eval 1 without a checkpoint" --device gpu --eval 1
+fresh; check bad "--eval 1 at an even -t" --device gpu -e "$F/model_good.bin" --eval 1 -t 64 -j "$G"
+fresh; check bad "--eval 1 on a text shard" --device gpu -e "$F/model_good.bin" --eval 1 -t 65 -j "$G"
+fresh; check bad "--eval 1 at a -t the task shard was not made for" --device gpu -e "$F/model_good.bin" --eval 1 -t 11 -j "$F/task_like.bin" -b 4
 # several GPUs (variables before `check` are a launcher's environment for that case)
 ID=$T/nccl_id
 fresh; check good "baseline: one process through NCCL with ZeRO-1 (--world 1 --nccl-id --zero 1)" --world 1 --nccl-id "$ID" --zero 1
@@ -376,9 +385,24 @@ fresh; check bad "--nccl-id a directory" --nccl-id "$T"
 fresh; check bad "--nccl-timeout 0" --world 1 --nccl-id "$ID" --nccl-timeout 0
 fresh; check bad "--nccl-timeout not a number" --nccl-timeout soon
 fresh; check bad "--zero 2" --zero 2
-fresh; check bad "-d a multiple of B*T but not of 2 processes x B*T" --world 2 --rank 0 --nccl-id "$ID" -d 4096
-fresh; check bad "--eval 1 with 2 processes" -e "$F/model_good.bin" --eval 1 -t 9 -j "$F/task_like.bin" -b 4 -m 2 --world 2 --rank 0 --nccl-id "$ID"
+fresh; check bad "-d a multiple of B*T but not of 2 processes x B*T" --device gpu --world 2 --rank 0 --nccl-id "$ID" -d 4096
+fresh; check bad "--eval 1 with 2 processes" --device gpu -e "$F/model_good.bin" --eval 1 -t 9 -j "$F/task_like.bin" -b 4 -m 2 --world 2 --rank 0 --nccl-id "$ID"
 fresh; ckpt model_good.bin state_good.bin; check good "baseline: resume (-y 1) on 2 processes with ZeRO-1" -y 1 -t 64 -x 10 --world 2 --rank 1 --nccl-id "$ID" --zero 1
+# the CPU (--device cpu, or auto with no GPU visible, as here): the baselines trained for a step or two
+fresh; check cpu "on the CPU: no flags but a short run (auto mode: the tiny preset)" -x 2 -v 1 -m 1 -g 8
+fresh; check cpu "on the CPU: tiny preset on a small shard" -e tiny -t 64 -i "$G" -j "$G" -x 2 -v 1 -m 1 -g 8
+fresh; check cpu "on the CPU: start from a checkpoint (-e model file)" -e "$F/model_good.bin" -t 64 -x 1 -v 1 -m 1 -g 8
+fresh; ckpt model_good.bin state_good.bin; check cpu "on the CPU: resume (-y 1, model_5 + state_5)" -y 1 -t 64 -x 7 -v 0 -g 8
+fresh; check cpu "on the CPU: sampling flags -s 1 -g 16" -x 2 -s 1 -g 16 -v 0
+fresh; check cpu "on the CPU: a value size the GPU's scan does not support (--value 5)" --value 5 -x 1 -v 0 -g 0 -t 32 -b 2
+fresh; check cpu "on the CPU: gradient accumulation (-d 4 micro-batches)" -x 1 -v 0 -g 0 -t 32 -b 2 -d 256
+fresh; check bad "on the CPU: --profile 1 (GPU kernel timing)" --device cpu --profile 1
+fresh; check bad "on the CPU: --world 2" --device cpu --world 2 --rank 0 --nccl-id "$ID"
+fresh; check bad "on the CPU: --zero 1" --device cpu --zero 1
+fresh; check bad "on the CPU: --eval 1" --device cpu -e "$F/model_good.bin" --eval 1 -t 9 -j "$F/task_like.bin" -b 4 -m 2
+fresh; check bad "on the CPU: -g longer than a CPU sample may be" --device cpu -g 2000
+fresh; check bad "--device tpu" --device tpu
+fresh; check bad "--threads 0" --threads 0
 # log directory
 fresh; check bad "-o under /proc" -o /proc/nope
 fresh; touch "$L/file"; check bad "-o a regular file" -o "$L/file"

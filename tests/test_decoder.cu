@@ -30,7 +30,7 @@ static void check_decoder(TestReport& r, const char* name, Config c, int n_seq, 
     const ParameterTable t = parameter_table_build(c);
     const std::vector<double> params = gpu_parameters(t, c, seed, 0.1);
     const std::vector<int> tokens = random_tokens(n_seq, T, c.vocab, seed + 7);
-    Reference ref;
+    Reference<double> ref;
     reference_init(ref, c, n_seq, T);
     reference_forward(ref, params.data(), tokens.data());
 

@@ -65,7 +65,7 @@ static GradientErrors compare_gradients(const Config& c, int B, int T, uint64_t 
     ParameterTable t = parameter_table_build(c);
     std::vector<double> params = gpu_parameters(t, c, seed, 0.0);
     std::vector<int> tokens = random_tokens(B, T, c.vocab, seed + 7);
-    Reference ref;
+    Reference<double> ref;
     reference_init(ref, c, B, T);
     double ref_loss = reference_forward(ref, params.data(), tokens.data());
     std::vector<double> ref_grads(t.total, 0.0);
@@ -111,7 +111,7 @@ static std::vector<double> compare_training(const Config& c, int B, int T, uint6
     ParameterTable t = parameter_table_build(c);
     std::vector<double> params = gpu_parameters(t, c, seed, 0.1);
     std::vector<double> grads(t.total), adam_m(t.total, 0.0), adam_v(t.total, 0.0);
-    Reference ref;
+    Reference<double> ref;
     reference_init(ref, c, B, T);
     GPUModel m;
     std::string err;

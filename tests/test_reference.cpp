@@ -100,7 +100,7 @@ static void test_golden(TestReport& r) {
         if (!layout) continue;
         std::vector<double> params(t.total);
         parameters_unpack(t, g.params.data(), params.data());
-        Reference m;
+        Reference<double> m;
         reference_init(m, g.c, g.B, g.T);
         double loss = reference_forward(m, params.data(), g.tokens.data());
         std::vector<double> grads(t.total, 0.0);
@@ -142,7 +142,7 @@ static void test_finite_differences(TestReport& r) {
         ParameterTable t = parameter_table_build(c);
         std::vector<double> params = random_parameters(t, c, 1234, 0.2, 0.1);
         std::vector<int> tokens = random_tokens(B, T, c.vocab, 99);
-        Reference m;
+        Reference<double> m;
         reference_init(m, c, B, T);
         reference_forward(m, params.data(), tokens.data());
         std::vector<double> grads(t.total, 0.0);
@@ -348,7 +348,7 @@ static void test_reference_training(TestReport& r) {
     ParameterTable t = parameter_table_build(c);
     std::vector<double> params(t.total), grads(t.total), m(t.total, 0.0), v(t.total, 0.0);
     parameters_init(t, c, 1337, params.data());
-    Reference model;
+    Reference<double> model;
     reference_init(model, c, B, T);
     std::vector<int> tokens((size_t)B * (T + 1));
     double first = 0, last = 0;

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The trainer end to end on the CPU (--device cpu: the reference in float, model/cpu_model.h), so that CI, which
+# has no GPU, runs the driver itself: training with validation, checkpoints and a decoded sample; exact resume;
+# the same bits for any thread count; a start from a checkpoint; auto mode's one line where no GPU is visible, and
+# --device gpu's message there. A short tiny-preset run (B=4, T=32) each. `make test` runs it.
+#
+#   bash scripts/check_cpu_trainer.sh [path/to/train_m2rnn]      (from the repository root)
+#
+# Prints one line per check ("[ok  ]" or "[FAIL]", with the figure it compared), then "cpu trainer: N passed,
+# N failed"; exits non-zero if any check failed.
+set -uo pipefail
+unset RANK WORLD_SIZE LOCAL_RANK OMPI_COMM_WORLD_RANK OMPI_COMM_WORLD_SIZE OMPI_COMM_WORLD_LOCAL_RANK SLURM_PROCID \
+      SLURM_NTASKS SLURM_LOCALID
+TRAIN=${1:-./train_m2rnn}
+[ -x "$TRAIN" ] || { echo "check_cpu_trainer: $TRAIN is not an executable (make train_m2rnn first)" >&2; exit 2; }
+[ -f data/tinyshakespeare/tiny_shakespeare_train.bin ] || { echo "check_cpu_trainer: run from the repository root" >&2; exit 2; }
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+FLAGS=(--device cpu -e tiny -t 32 -b 4 -m 2 -l 3e-3 -u 2)
+passed=0 failed=0
+check() {  # check "what was compared, with its figure" CONDITION...
+    local what=$1; shift
+    if "$@"; then echo "  [ok  ] $what"; passed=$((passed + 1)); else echo "  [FAIL] $what"; failed=$((failed + 1)); fi
+}
+field() { awk -v k="$2" '{ for (i = 1; i < NF; i++) if ($i == k) print $(i + 1) }' "$1"; }  # every value after k
+
+# 1. train 8 steps: validation every 4, checkpoints every 4, a 16-token sample at the end
+"$TRAIN" "${FLAGS[@]}" -x 8 -v 4 -n 4 -g 16 -o "$W/run" > "$W/run.out" 2>&1; rc=$?
+grep "^step [0-9]*/8 train_loss" "$W/run/train.log" > "$W/steps" 2>/dev/null
+first=$(field "$W/steps" train_loss | head -1) last=$(field "$W/steps" train_loss | tail -1)
+check "train 8 steps: exit $rc, $(wc -l < "$W/steps") step lines in train.log" [ "$rc" = 0 -a "$(wc -l < "$W/steps")" = 8 ]
+check "training loss falls: step 1 ${first:-none}, step 8 ${last:-none} (must drop by > 0.2)" \
+    python3 -c "import sys; sys.exit(not float('${first:-0}') - float('${last:-0}') > 0.2)"
+check "validation at steps 0, 4, 8: $(grep -c 'val_loss' "$W/run/train.log") val_loss lines" \
+    [ "$(grep -c '^step [048] val_loss' "$W/run/train.log")" = 3 ]
+check "checkpoints of steps 4 and 8: $(cd "$W/run" && ls model_*.bin state_*.bin 2>/dev/null | tr '\n' ' ')" \
+    [ -f "$W/run/model_4.bin" -a -f "$W/run/state_4.bin" -a -f "$W/run/model_8.bin" -a -f "$W/run/state_8.bin" ]
+sample=$(awk '/sample \(16 tokens/ { getline; print; exit }' "$W/run/train.log")
+check "a sample decoded at the end: '${sample:0:60}'" [ -n "$sample" ]
+check "the banner names the CPU: '$(grep -m1 '^# device' "$W/run/train.log")'" grep -q "^# device CPU" "$W/run/train.log"
+
+# 2. exact resume: run 1's step-4 checkpoint resumed in a fresh directory to step 8, as run 1 went on
+mkdir "$W/resumed" && cp "$W/run/model_4.bin" "$W/run/state_4.bin" "$W/resumed/"
+"$TRAIN" "${FLAGS[@]}" -x 8 -v 4 -n 4 -g 16 -o "$W/resumed" -y 1 > /dev/null 2>&1; rc=$?
+# after step 4: each step line's step, loss and norm (not its timing), the val losses, the sample's text
+after4() { awk '$1 == "step" { split($2, s, "/"); keep = s[1] > 4 && $3 != "checkpoint"; if (keep) print $1, $2, $3,
+           $4, $5, $6; next } keep' "$1/train.log"; }
+same_files() { cmp -s "$1" "$2" && cmp -s "$3" "$4"; }
+check "resume from step 4: exit $rc, $(after4 "$W/run" | wc -l) lines after step 4 (losses, norms, sample) identical" \
+    [ "$rc" = 0 -a -n "$(after4 "$W/run")" -a "$(after4 "$W/run")" = "$(after4 "$W/resumed" 2>/dev/null)" ]
+check "resume from step 4: model_8.bin and state_8.bin identical to run 1's, byte for byte" \
+    same_files "$W/run/model_8.bin" "$W/resumed/model_8.bin" "$W/run/state_8.bin" "$W/resumed/state_8.bin"
+
+# 3. the same losses, bit for bit, with 1 and 3 threads
+for n in 1 3; do
+    "$TRAIN" "${FLAGS[@]}" -x 3 -v 0 -g 0 --threads "$n" -o "$W/threads$n" > /dev/null 2>&1
+    grep "train_loss" "$W/threads$n/train.log" | awk '{ print $2, $4, $6 }' > "$W/losses$n"
+done
+check "1 thread and 3 threads: $(wc -l < "$W/losses1") step lines (loss, grad norm) identical" \
+    cmp -s "$W/losses1" "$W/losses3"
+check "1 thread and 3 threads: model_3.bin identical, byte for byte" \
+    cmp -s "$W/threads1/model_3.bin" "$W/threads3/model_3.bin"
+check "the banner says 3 threads: '$(grep -m1 '^# device' "$W/threads3/train.log")'" \
+    grep -q "^# device CPU, 3 threads" "$W/threads3/train.log"
+
+# 4. a start from a CPU checkpoint (-e model file), as a GPU run's checkpoint would be
+"$TRAIN" --device cpu -e "$W/run/model_8.bin" -t 32 -b 4 -x 2 -v 0 -g 0 -o "$W/from_ckpt" > /dev/null 2>&1; rc=$?
+loss=$(field "$W/from_ckpt/train.log" train_loss | head -1)
+check "start from model_8.bin: exit $rc, first loss ${loss:-none} (below the fresh model's ${first:-none})" \
+    python3 -c "import sys; sys.exit(not ($rc == 0 and float('${loss:-99}') < float('${first:-0}')))"
+
+# 5. no GPU visible: auto mode trains on the CPU and says so in one line; --device gpu says what still works
+line=$(CUDA_VISIBLE_DEVICES="" "$TRAIN" -x 1 -v 0 -g 0 -o "$W/auto" 2>&1 | head -1)
+check "auto mode, no GPU visible: '$line'" grep -q "^no NVIDIA GPU or driver found: training on the CPU (tiny preset, [0-9]* threads)$" <<<"$line"
+out=$(CUDA_VISIBLE_DEVICES="" "$TRAIN" --device gpu -x 1 -v 0 -g 0 -o "$W/gpu" 2>&1); rc=$?
+check "--device gpu, no GPU visible: exit $rc, '${out:0:90}...'" \
+    [ "$rc" != 0 -a -n "$(grep 'no NVIDIA GPU or driver found (--device gpu).*training on the CPU' <<<"$out")" ]
+
+echo "cpu trainer: $passed passed, $failed failed"
+[ "$failed" = 0 ]
