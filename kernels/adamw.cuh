@@ -32,9 +32,6 @@ static __global__ void global_norm_squared_kernel(float* partials, const float* 
     if (threadIdx.x == 0) partials[blockIdx.x] = acc;
 }
 
-// W consecutive fp32 values moved as one access
-template <int W> struct alignas(W * sizeof(float)) FloatPack { float v[W]; };
-
 // grid ceil(n / (W·ADAMW_THREADS)), block ADAMW_THREADS; n a multiple of W
 template <int W>
 static __global__ void adamw_kernel(float* __restrict__ params, floatX* __restrict__ params_lowp,
@@ -42,13 +39,13 @@ static __global__ void adamw_kernel(float* __restrict__ params, floatX* __restri
                                     size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
                                     float bias_correction1, float bias_correction2, const float* norm_squared,
                                     float max_norm) {
-    using Pack = FloatPack<W>;
+    using FloatPack = ValuePack<float, W>;
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n / W) return;
     const float scale = max_norm > 0.0f ? fminf(1.0f, max_norm / sqrtf(*norm_squared)) : 1.0f;
-    Pack p = reinterpret_cast<Pack*>(params)[i], mi = reinterpret_cast<Pack*>(m)[i],
-         vi = reinterpret_cast<Pack*>(v)[i];
-    const Pack g = reinterpret_cast<const Pack*>(grads)[i];
+    FloatPack p = reinterpret_cast<FloatPack*>(params)[i], mi = reinterpret_cast<FloatPack*>(m)[i],
+              vi = reinterpret_cast<FloatPack*>(v)[i];
+    const FloatPack g = reinterpret_cast<const FloatPack*>(grads)[i];
     FloatXPack<W> lowp;
 #pragma unroll
     for (int u = 0; u < W; u++) {
@@ -56,9 +53,9 @@ static __global__ void adamw_kernel(float* __restrict__ params, floatX* __restri
                       bias_correction1, bias_correction2);
         lowp.v[u] = from_float<floatX>(p.v[u]);
     }
-    reinterpret_cast<Pack*>(m)[i] = mi;
-    reinterpret_cast<Pack*>(v)[i] = vi;
-    reinterpret_cast<Pack*>(params)[i] = p;
+    reinterpret_cast<FloatPack*>(m)[i] = mi;
+    reinterpret_cast<FloatPack*>(v)[i] = vi;
+    reinterpret_cast<FloatPack*>(params)[i] = p;
     if (params_lowp) reinterpret_cast<FloatXPack<W>*>(params_lowp)[i] = lowp;
 }
 
@@ -83,8 +80,7 @@ static inline void adamw_update(float* params, floatX* params_lowp, const float*
     if (n == 0) return;
     const float bias_correction1 = (float)(1.0 - pow((double)beta1, step));
     const float bias_correction2 = (float)(1.0 - pow((double)beta2, step));
-    const bool packed = n % 4 == 0 && (reinterpret_cast<uintptr_t>(params) | reinterpret_cast<uintptr_t>(grads) |
-                                       reinterpret_cast<uintptr_t>(m) | reinterpret_cast<uintptr_t>(v)) % 16 == 0 &&
+    const bool packed = n % 4 == 0 && aligned16({params, grads, m, v}) &&
                         reinterpret_cast<uintptr_t>(params_lowp) % (4 * sizeof(floatX)) == 0;
     if (packed)
         adamw_kernel<4><<<ceil_div(n, (size_t)4 * ADAMW_THREADS), ADAMW_THREADS, 0, stream>>>(

@@ -85,17 +85,23 @@ __device__ __forceinline__ float block_max(float x, float* scratch) {
     return warp_max(x);
 }
 
-// N consecutive floatX moved as one access: 16 bytes at N = FLOATX_PACK, for the kernels that stream rows (a warp
-// of 2-byte accesses keeps too few bytes in flight to reach the memory's bandwidth).
+// N consecutive values moved as one access (FloatXPack: floatX; 16 bytes at N = FLOATX_PACK), for the kernels that
+// stream rows (a warp of 2-byte accesses keeps too few bytes in flight to reach the memory's bandwidth).
 static const int FLOATX_PACK = 16 / (int)sizeof(floatX);
-template <int N> struct alignas(N * sizeof(floatX)) FloatXPack { floatX v[N]; };
+template <typename T, int N> struct alignas(N * sizeof(T)) ValuePack { T v[N]; };
+template <int N> using FloatXPack = ValuePack<floatX, N>;
+
+// Whether every address is 16-byte aligned, so that 16-byte packs can be read and written there.
+static inline bool aligned16(std::initializer_list<const void*> addresses) {
+    bool aligned = true;
+    for (const void* p : addresses) aligned = aligned && reinterpret_cast<uintptr_t>(p) % 16 == 0;
+    return aligned;
+}
 
 // Whether rows of C floatX at these addresses can be moved in FLOATX_PACK packs: C a multiple of the pack and every
 // address 16-byte aligned (then every row is too). The launchers choose the packed kernel or the 1-wide one by it.
 static inline bool floatx_packable(int C, std::initializer_list<const void*> rows) {
-    bool aligned = C % FLOATX_PACK == 0;
-    for (const void* p : rows) aligned = aligned && reinterpret_cast<uintptr_t>(p) % 16 == 0;
-    return aligned;
+    return C % FLOATX_PACK == 0 && aligned16(rows);
 }
 
 // Second stage of a deterministic reduction: out[j] += Σ_p partials[p·n + j] for j < n, p < n_parts.
