@@ -1,10 +1,15 @@
 #include "checkpoint.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "parameters.h"
 
@@ -18,14 +23,50 @@ std::string checkpoint_state_path(const std::string& dir, int64_t step) {
 bool write_file_atomically(const std::string& path, const std::vector<std::pair<const void*, size_t>>& parts,
                            std::string& err) {
     const std::string tmp = path + ".tmp";
-    FILE* f = fopen(tmp.c_str(), "wb");
-    if (!f) { err = tmp + ": cannot create (" + strerror(errno) + "; is the directory writable?)"; return false; }
-    bool ok = true;
-    for (const auto& part : parts) ok = ok && fwrite(part.first, 1, part.second, f) == part.second;
-    ok = fflush(f) == 0 && ok;
-    ok = fclose(f) == 0 && ok;
-    if (!ok) { remove(tmp.c_str()); err = tmp + ": write failed (disk full?)"; return false; }
-    if (rename(tmp.c_str(), path.c_str()) != 0) { remove(tmp.c_str()); err = path + ": rename failed"; return false; }
+    const size_t slash = path.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+    size_t bytes = 0;
+    for (const auto& part : parts) bytes += part.second;
+    struct statvfs fs;
+    if (statvfs(dir.c_str(), &fs) == 0 && (unsigned long long)fs.f_bavail * fs.f_frsize < bytes) {
+        err = path + ": needs " + std::to_string(bytes) + " bytes but its file system has " +
+              std::to_string((unsigned long long)fs.f_bavail * fs.f_frsize) + " free; nothing written";
+        return false;
+    }
+    const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) { err = tmp + ": cannot create (" + strerror(errno) + "; is the directory writable?)"; return false; }
+    size_t written = 0;
+    int error = 0;
+    for (const auto& part : parts) {
+        const char* p = (const char*)part.first;
+        for (size_t done = 0; done < part.second && !error;) {
+            const ssize_t n = write(fd, p + done, part.second - done);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) { error = n < 0 ? errno : EIO; break; }
+            done += (size_t)n;
+            written += (size_t)n;
+        }
+    }
+    // on the disk before the rename, so that the final name never holds a file the page cache alone had
+    if (!error && fsync(fd) != 0) error = errno;
+    if (close(fd) != 0 && !error) error = errno;
+    if (error) {
+        remove(tmp.c_str());
+        err = tmp + ": write failed after " + std::to_string(written) + " of " + std::to_string(bytes) + " bytes (" +
+              strerror(error) + "); the partial file is removed";
+        return false;
+    }
+    if (rename(tmp.c_str(), path.c_str()) != 0) {
+        err = path + ": rename failed (" + strerror(errno) + ")";
+        remove(tmp.c_str());
+        return false;
+    }
+    // the rename itself is durable once the directory is
+    const int dir_fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+    if (dir_fd >= 0) {
+        fsync(dir_fd);
+        close(dir_fd);
+    }
     return true;
 }
 
@@ -168,20 +209,48 @@ bool checkpoint_read_state(const std::string& path, const ParameterTable& t, Tra
     return true;
 }
 
-int64_t checkpoint_latest(const std::string& dir) {
+// Whether `name` is <kind><step><ending>, e.g. model_12.bin; its step.
+static bool step_file(const char* name, const char* kind, const char* ending, long long& step) {
+    const size_t k = strlen(kind), n = strlen(name), e = strlen(ending);
+    if (n <= k + e || strncmp(name, kind, k) != 0 || strcmp(name + n - e, ending) != 0 || !isdigit(name[k]))
+        return false;
+    char* end;
+    step = strtoll(name + k, &end, 10);
+    return end == name + n - e;
+}
+
+std::vector<int64_t> checkpoint_steps(const std::string& dir) {
+    std::vector<int64_t> steps;
     DIR* d = opendir(dir.c_str());
-    if (!d) return -1;
-    int64_t best = -1;
+    if (!d) return steps;
     while (dirent* e = readdir(d)) {
         long long step;
-        char tail[8];
-        if (sscanf(e->d_name, "model_%lld.%7s", &step, tail) != 2 || strcmp(tail, "bin") != 0) continue;
-        if (step < 0) continue;
+        if (!step_file(e->d_name, "model_", ".bin", step)) continue;
         FILE* s = fopen(checkpoint_state_path(dir, step).c_str(), "rb");
         if (!s) continue;  // a model file whose state file was never completed is not a checkpoint
         fclose(s);
-        if (step > best) best = step;
+        steps.push_back(step);
     }
     closedir(d);
-    return best;
+    std::sort(steps.begin(), steps.end());
+    return steps;
+}
+
+int64_t checkpoint_latest(const std::string& dir) {
+    const std::vector<int64_t> steps = checkpoint_steps(dir);
+    return steps.empty() ? -1 : steps.back();
+}
+
+int checkpoint_remove_debris(const std::string& dir) {
+    DIR* d = opendir(dir.c_str());
+    if (!d) return 0;
+    int removed = 0;
+    while (dirent* e = readdir(d)) {
+        long long step;
+        if ((step_file(e->d_name, "model_", ".bin.tmp", step) || step_file(e->d_name, "state_", ".bin.tmp", step)) &&
+            remove((dir + "/" + e->d_name).c_str()) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
 }

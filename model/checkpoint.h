@@ -1,6 +1,7 @@
 // Checkpoints: a model file (config + fp32 parameters) and a companion state file (optimizer moments
-// and the data-loader position), each written to a temporary name and renamed, so a crash never
-// leaves a partial file under the final name and never destroys the previous checkpoint.
+// and the data-loader position), each written to a temporary name, synced to the disk and renamed, so a crash
+// or a power cut never leaves a partial file under the final name and never destroys the previous checkpoint.
+// A checkpoint is the pair: the state file is written second, so a model file without one is not a checkpoint.
 //
 // model_<step>.bin (little-endian):
 //   int32 header[256]:
@@ -33,8 +34,10 @@ struct TrainingState {
     int64_t seed;
 };
 
-// Writes the parts one after another to path.tmp, flushes, and renames it to path, so a crash never leaves a
-// partial file under the final name (model/safetensors.h writes its files this way too).
+// Writes the parts one after another to path.tmp, fsyncs it, renames it to path and fsyncs the directory, so a
+// crash never leaves a partial file under the final name (model/safetensors.h writes its files this way too).
+// False with `err` naming the file when its file system has fewer free bytes than the parts (statvfs: nothing is
+// written), or when a write fails (ENOSPC, EFBIG over a file-size limit, ...: path.tmp is removed).
 bool write_file_atomically(const std::string& path, const std::vector<std::pair<const void*, size_t>>& parts,
                            std::string& err);
 // params, adam_m, adam_v are in the arena's layout (model/parameters.h: table.total elements); the files hold the
@@ -49,7 +52,10 @@ bool checkpoint_read_model(const std::string& path, Config& c, int64_t& step, st
                            std::string& err);
 bool checkpoint_read_state(const std::string& path, const ParameterTable& t, TrainingState& s,
                            std::vector<float>& adam_m, std::vector<float>& adam_v, std::string& err);
-// The highest step with both files in `dir`, or -1 when there is none.
+// The steps with both files in `dir`, ascending; the highest of them, or -1 when there is none.
+std::vector<int64_t> checkpoint_steps(const std::string& dir);
 int64_t checkpoint_latest(const std::string& dir);
+// Removes the model_N.bin.tmp and state_N.bin.tmp files of writes that were killed mid-way; how many.
+int checkpoint_remove_debris(const std::string& dir);
 std::string checkpoint_model_path(const std::string& dir, int64_t step);
 std::string checkpoint_state_path(const std::string& dir, int64_t step);
