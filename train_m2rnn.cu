@@ -25,7 +25,9 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <csignal>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <memory>
 #include <set>
@@ -77,6 +79,10 @@ struct Options {
     double nccl_timeout = 30;
     const char* device = "auto";         // --device: gpu, cpu, or auto (the GPU when there is one)
     int threads = 0;                     // --threads: the CPU's; 0 = every core
+    int keep_checkpoints = 0;            // -nk: the newest N checkpoints kept in -o; 0 = all
+    double skip_z = 0;                   // --skip-z: a step this many standard deviations up is skipped; 0 = off
+    int skip_window = 100, skip_max = 10;  // --skip-window: steps in the running mean; --skip-max: skips in a row
+    int inject_spike = 0;                // --inject-spike: the step whose loss and norm are reported x1000; 0 = none
     std::set<std::string> given;         // the flags on the command line, so that the CPU's defaults fill the rest
 };
 
@@ -94,6 +100,8 @@ static void cpu_defaults(Options& o) {
 }
 
 static const int MAX_GEN_TOKENS = 16384;  // a KV cache row's scores fit the attention step's shared memory
+static const int SPIKE_MIN_HISTORY = 8;    // --skip-z judges a step once its window holds this many (or all -W)
+static const double INJECTED_SPIKE = 1000;  // --inject-spike's factor
 
 // Who speaks in messages: "train_m2rnn", with the rank when there are several processes.
 static std::string speaker = "train_m2rnn";
@@ -143,7 +151,17 @@ static void usage() {
            "  --temperature <t>  of the samples; 0 = greedy, the argmax at every step   default %g\n"
            "  --prompt <ids>     comma-separated token ids the samples continue   default <|endoftext|>\n"
            "  -n <int>     checkpoint every N steps (0: only at the end) default %d\n"
+           "  -nk <int>    keep the newest N checkpoints in -o, older ones removed once a newer one is complete\n"
+           "               (0: keep all)                                default %d\n"
            "  -y <0|1>     resume from the latest checkpoint in -o      default %d\n"
+           "               SIGINT or SIGTERM (Ctrl-C): the step in flight finishes, is checkpointed, and the run\n"
+           "               exits 0 saying how to resume; a second signal exits at once (README: Stopping safely)\n"
+           "loss spikes: off unless --skip-z is given; a non-finite loss or gradient norm always stops the run\n"
+           "  --skip-z <z>       skip the update of a step whose loss or gradient norm is more than z standard\n"
+           "                     deviations above the mean of the last --skip-window updated steps (0: off) default %g\n"
+           "  --skip-window <n>  steps in that mean (judging starts once it holds min(n, %d))   default %d\n"
+           "  --skip-max <n>     stop after n skipped steps in a row                          default %d\n"
+           "  --inject-spike <s> for tests: step s's loss and gradient norm are reported %g times larger (0: none)\n"
            "  --eval <0|1> 1: evaluate the -e checkpoint on the -j state-tracking shard (make_tasks) at -t = 2L+1:\n"
            "               argmax accuracy of every state token, by position and whole sequences; -m batches of -b\n"
            "               instead of training                          default %d\n"
@@ -171,7 +189,8 @@ static void usage() {
            "  -h           this help\n",
            o.train_pattern, o.val_pattern, o.start, o.log_dir, o.B, o.T, o.max_steps, o.lr, o.warmup, o.final_frac,
            o.weight_decay, o.val_every, o.val_batches, o.sample_every, o.gen_tokens, o.temperature, o.checkpoint_every,
-           o.resume, o.eval_states, o.profile, o.seed, o.nccl_timeout, o.zero, o.device,
+           o.keep_checkpoints, o.resume, o.skip_z, SPIKE_MIN_HISTORY, o.skip_window, o.skip_max, INJECTED_SPIKE,
+           o.eval_states, o.profile, o.seed, o.nccl_timeout, o.zero, o.device,
            std::max(1u, std::thread::hardware_concurrency()), CPU_DEFAULT_STEPS, CPU_DEFAULT_STEPS / 10,
            CPU_DEFAULT_STEPS / 4);
     print_presets();
@@ -250,6 +269,11 @@ static Options parse_options(int argc, char** argv) {
         else if (flag == "--prompt") o.prompt = parse_prompt(value());
         else if (flag == "-n") o.checkpoint_every = (int)parse_int(flag, value(), 0, BIG);
         else if (flag == "-y") o.resume = (int)parse_int(flag, value(), 0, 1);
+        else if (flag == "-nk") o.keep_checkpoints = (int)parse_int(flag, value(), 0, BIG);
+        else if (flag == "--skip-z") o.skip_z = parse_float(flag, value(), 0, 1e6);
+        else if (flag == "--skip-window") o.skip_window = (int)parse_int(flag, value(), 2, 1 << 20);
+        else if (flag == "--skip-max") o.skip_max = (int)parse_int(flag, value(), 1, BIG);
+        else if (flag == "--inject-spike") o.inject_spike = (int)parse_int(flag, value(), 0, BIG);
         else if (flag == "--eval") o.eval_states = (int)parse_int(flag, value(), 0, 1);
         else if (flag == "--profile") o.profile = (int)parse_int(flag, value(), 0, 1);
         else if (flag == "--pattern") {
@@ -350,7 +374,64 @@ static void check_log_dir(const std::string& dir) {
     if (!f) fail("-o " + dir + ": the directory is not writable (" + strerror(errno) + ")");
     fclose(f);
     remove(probe.c_str());
+    if (const int removed = checkpoint_remove_debris(dir))
+        printf("-o %s: removed %d unfinished checkpoint file(s) (*.bin.tmp) of a write that was cut off\n",
+               dir.c_str(), removed);
 }
+
+// SIGINT and SIGTERM: the first asks the run to stop after the step in flight (run() checks between steps, and
+// checkpoints that step); a second exits at once. A handler may only set a flag and call async-signal-safe
+// functions (write, _exit).
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_stop_signal(int sig) {
+    if (stop_signal) {
+        const char msg[] = "train_m2rnn: a second signal: exiting now, without a checkpoint of the step in flight\n";
+        (void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+        _exit(128 + sig);
+    }
+    stop_signal = sig;
+    const char msg[] = "train_m2rnn: stopping after this step, with a checkpoint (a second signal exits at once)\n";
+    (void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+}
+
+static void install_signal_handlers() {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;  // the read or write in flight carries on
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    // Past a file-size limit (ulimit -f) write then fails with EFBIG, which a checkpoint write reports, instead of
+    // the process dying of SIGXFSZ with the file half written.
+    signal(SIGXFSZ, SIG_IGN);
+}
+
+// --skip-z: a step whose loss or gradient norm is more than z standard deviations above the mean of the last W
+// updated steps' is not applied. Skipped steps stay out of the window, so that a run of spikes does not become
+// the norm. Every process judges alike: the values are the loss summed over them and the norm of the summed
+// gradient.
+struct SpikeGuard {
+    size_t window = 0;
+    std::deque<double> losses, norms;
+
+    // How far x is above the window's mean in standard deviations; 0 until the window holds enough values.
+    double z(const std::deque<double>& w, double x) const {
+        if (w.size() < std::min(window, (size_t)SPIKE_MIN_HISTORY)) return 0;
+        double mean = 0, var = 0;
+        for (double v : w) mean += v / w.size();
+        for (double v : w) var += (v - mean) * (v - mean) / (w.size() - 1);
+        if (var == 0) return x > mean ? INFINITY : 0;
+        return (x - mean) / sqrt(var);
+    }
+    double z(double loss, double norm) const { return std::max(z(losses, loss), z(norms, norm)); }
+    void add(double loss, double norm) {
+        losses.push_back(loss);
+        norms.push_back(norm);
+        if (losses.size() > window) { losses.pop_front(); norms.pop_front(); }
+    }
+};
 
 // Peak dense bf16 tensor FLOP/s from the datasheet, for MFU; 0 when the device is not known.
 static double peak_flops(const cudaDeviceProp& p) {
@@ -443,8 +524,9 @@ struct GPUEngine : Engine {
         return gpu_model_forward(model, tokens, grad_accum_steps);
     }
     void backward() override { gpu_model_backward(model); }
-    float update(float lr, float beta1, float beta2, float eps, float weight_decay, float max_grad_norm) override {
-        return gpu_model_update(model, lr, beta1, beta2, eps, weight_decay, max_grad_norm);
+    float grad_norm() override { return gpu_model_grad_norm(model); }
+    void update(float lr, float beta1, float beta2, float eps, float weight_decay, float max_grad_norm) override {
+        gpu_model_update(model, lr, beta1, beta2, eps, weight_decay, max_grad_norm);
     }
     void get_state(float* params, float* adam_m, float* adam_v) override {
         if (params) gpu_model_get_params(model, params);
@@ -498,6 +580,9 @@ struct Trainer {
     std::string device;              // for the log: the GPU's name, or the CPU and its threads
     Log log;
     double flops_per_token = 0, peak = 0;  // for MFU; peak 0: not known
+    std::string last_checkpoint;     // the newest model file written or resumed from; empty: none yet
+    SpikeGuard spikes;
+    int skips_in_row = 0;
 
     // before the GPU
     void resolve_processes();
@@ -519,6 +604,8 @@ struct Trainer {
     void sample(int step);
     std::vector<int> sample_prompt() const;
     void save(int step);
+    void keep_newest_checkpoints();
+    std::string last_good() const;
     void finish();
 };
 
@@ -592,6 +679,7 @@ void Trainer::resume() {
     if (c.T != o.T) fail("-y 1: the checkpoint was trained at T = " + std::to_string(c.T) + ", not -t " +
                          std::to_string(o.T));
     o.seed = (unsigned long long)state.seed;
+    last_checkpoint = checkpoint_model_path(o.log_dir, step);
 }
 
 // The batch plan: a step of -d tokens (default: one micro-batch on every process) is micro-batches of B·T,
@@ -719,7 +807,16 @@ void Trainer::run() {
     for (int step = (int)state.step; step < o.max_steps; step++) {
         if (o.val_every > 0 && step % o.val_every == 0) validate(step);
         train_step(step);
-        if ((o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0) || step + 1 == o.max_steps) save(step + 1);
+        // agreed by every process, so that all checkpoint the same step
+        const bool stop = distributed_sum(dist, stop_signal ? 1 : 0, dist.timeout_s, "the stop request") > 0;
+        if ((o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0) || step + 1 == o.max_steps || stop)
+            save(step + 1);
+        if (stop) {
+            log.line("step %d stopped by %s: checkpoint %s; to continue, run again with the same flags and -y 1 -o %s\n",
+                     step + 1, stop_signal == SIGINT ? "SIGINT" : stop_signal == SIGTERM ? "SIGTERM" : "a signal",
+                     last_checkpoint.c_str(), o.log_dir);
+            return;
+        }
         if (o.gen_tokens > 0 && o.sample_every > 0 && (step + 1) % o.sample_every == 0 && step + 1 < o.max_steps)
             sample(step + 1);
     }
@@ -742,10 +839,25 @@ void Trainer::train_step(int step) {
         loss += engine->forward(tokens.data(), micro_batches) / micro_batches;
         engine->backward();
     }
-    const double lr = lr_schedule(step, o.max_steps, o.warmup, o.lr, o.final_frac);
-    const float norm = engine->update((float)lr, 0.9f, 0.95f, 1e-10f, (float)o.weight_decay,
-                                      (float)o.grad_clip);  // the gradients summed over the processes
+    // the step's loss and norm, the same on every process, judged before its update
+    const float norm = engine->grad_norm();
     loss = distributed_sum(dist, loss, dist.timeout_s, "training loss sum");
+    const double factor = step + 1 == o.inject_spike ? INJECTED_SPIKE : 1;
+    const double seen_loss = loss * factor, seen_norm = norm * factor;
+    if (!std::isfinite(seen_loss) || !std::isfinite(seen_norm)) {
+        char what[128];
+        snprintf(what, sizeof(what), "step %d: the loss (%g) or gradient norm (%g) is not finite; stopping before its "
+                 "update", step + 1, seen_loss, seen_norm);
+        fail(what + last_good());
+    }
+    const double z = o.skip_z > 0 ? spikes.z(seen_loss, seen_norm) : 0;
+    const bool skip = o.skip_z > 0 && z > o.skip_z;
+    const double lr = lr_schedule(step, o.max_steps, o.warmup, o.lr, o.final_frac);
+    if (!skip) {
+        engine->update((float)lr, 0.9f, 0.95f, 1e-10f, (float)o.weight_decay, (float)o.grad_clip);
+        if (o.skip_z > 0) spikes.add(seen_loss, seen_norm);
+    }
+    skips_in_row = skip ? skips_in_row + 1 : 0;
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     double family_ms[FAMILY_COUNT] = {};
     if (profiled) step_timer_stop(*engine->timer(), family_ms);
@@ -753,11 +865,23 @@ void Trainer::train_step(int step) {
     char mfu[32] = "n/a";
     if (peak > 0) snprintf(mfu, sizeof(mfu), "%.1f%%", 100.0 * flops_per_token * tok_per_s / (peak * dist.world));
     log.line("step %d/%d train_loss %.6f grad_norm %.4f lr %.3e ms %.1f tok/s %.0f mfu %s mem_gib %.2f\n", step + 1,
-             o.max_steps, loss, norm, lr, seconds * 1000, tok_per_s, mfu, engine->memory_gib());
+             o.max_steps, seen_loss, seen_norm, lr, seconds * 1000, tok_per_s, mfu, engine->memory_gib());
     if (profiled)
         log.line("step %d profile: GPU time by kernel family (CUDA events on the model's stream)\n%s", step + 1,
                  step_timer_table(family_ms).c_str());
-    if (!std::isfinite(loss) || !std::isfinite(norm)) fail("the loss or gradient norm is not finite; stopping");
+    if (skip)
+        log.line("step %d skipped: train_loss %.6f grad_norm %.4f is z %.1f above the last %zu updated steps "
+                 "(--skip-z %g); no update, %d in a row\n", step + 1, seen_loss, seen_norm, z, spikes.losses.size(),
+                 o.skip_z, skips_in_row);
+    if (skips_in_row >= o.skip_max)
+        fail("step " + std::to_string(step + 1) + ": " + std::to_string(skips_in_row) + " steps in a row skipped as "
+             "loss spikes (--skip-max " + std::to_string(o.skip_max) + "); stopping" + last_good());
+}
+
+// For the messages that stop a run: where it can resume from.
+std::string Trainer::last_good() const {
+    if (last_checkpoint.empty()) return "; no checkpoint written yet (-n N writes one every N steps)";
+    return "; the last good checkpoint is " + last_checkpoint + " (resume from it with -y 1 -o " + o.log_dir + ")";
 }
 
 // The mean loss of the first -m validation batches, split over the processes; logs "step N val_loss ...".
@@ -827,8 +951,23 @@ void Trainer::save(int step) {
                                                  adam_m, adam_v, err));
     if (distributed_sum(dist, written ? 0 : 1, std::max(dist.timeout_s, CHECKPOINT_WAIT_S),
                         "waiting for rank 0's checkpoint") > 0)
-        fail(writer ? err : "rank 0 could not write the checkpoint of step " + std::to_string(step));
-    log.line("step %d checkpoint %s\n", step, checkpoint_model_path(o.log_dir, step).c_str());
+        fail((writer ? err : "rank 0 could not write the checkpoint of step " + std::to_string(step)) +
+             "; stopping" + last_good());
+    last_checkpoint = checkpoint_model_path(o.log_dir, step);
+    log.line("step %d checkpoint %s\n", step, last_checkpoint.c_str());
+    if (writer && o.keep_checkpoints > 0) keep_newest_checkpoints();
+}
+
+// -nk N: all but the newest N complete checkpoints removed, each state file before its model file, so that a cut
+// off removal leaves a model file without a state file, which is not a checkpoint (model/checkpoint.h).
+void Trainer::keep_newest_checkpoints() {
+    const std::vector<int64_t> steps = checkpoint_steps(o.log_dir);
+    for (size_t i = 0; i + o.keep_checkpoints < steps.size(); i++)
+        for (const std::string& path : {checkpoint_state_path(o.log_dir, steps[i]),
+                                        checkpoint_model_path(o.log_dir, steps[i])})
+            if (remove(path.c_str()) != 0)
+                fprintf(stderr, "%s: -nk %d: could not remove %s (%s)\n", speaker.c_str(), o.keep_checkpoints,
+                        path.c_str(), strerror(errno));
 }
 
 void Trainer::finish() {
@@ -866,6 +1005,7 @@ int main(int argc, char** argv) {
     t.flops_per_token = config_flops_per_token(t.c);
     t.open_log();
     t.print_banner();
+    install_signal_handlers();
     t.run();
     t.finish();
     return 0;

@@ -32,14 +32,16 @@ float CPUModel::forward(const int* tokens, int accum) {
 
 void CPUModel::backward() { reference_backward(ref, params.data(), grads.data()); }
 
-float CPUModel::update(float lr, float beta1, float beta2, float eps, float weight_decay, float max_grad_norm) {
+float CPUModel::grad_norm() {
     adam_step++;
-    const double mean = 1.0 / grad_accum_steps;
-    const double norm = reference_grad_norm(grads.data(), grads.size()) * mean;
+    norm = reference_grad_norm(grads.data(), grads.size()) * (1.0 / grad_accum_steps);
+    return (float)norm;
+}
+
+void CPUModel::update(float lr, float beta1, float beta2, float eps, float weight_decay, float max_grad_norm) {
     const double clip = max_grad_norm > 0 && norm > max_grad_norm ? max_grad_norm / norm : 1.0;
     reference_adamw(ref.table, params.data(), grads.data(), adam_m.data(), adam_v.data(), adam_step, lr, beta1, beta2,
-                    eps, weight_decay, clip * mean);
-    return (float)norm;
+                    eps, weight_decay, clip * (1.0 / grad_accum_steps));
 }
 
 void CPUModel::get_state(float* to_params, float* to_m, float* to_v) {

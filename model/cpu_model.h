@@ -24,14 +24,16 @@ struct CPUModel : Engine {
     Reference<float> decoder;      // one sequence of up to max_len positions: generation
     std::vector<float> params, grads, adam_m, adam_v;  // table.total each
     int grad_accum_steps = 1;      // of the last training forward
-    int adam_step = 0;             // updates done, for bias correction
+    int adam_step = 0;             // steps done, for bias correction
+    double norm = 0;               // grad_norm's, of the mean gradient
     std::vector<int> prefix;       // the tokens fed since decoder_reset
     std::vector<float> next_logits;  // (Vp) of the last decoder step
 
     void zero_grad() override;
     float forward(const int* tokens, int grad_accum_steps) override;
     void backward() override;
-    float update(float lr, float beta1, float beta2, float eps, float weight_decay, float max_grad_norm) override;
+    float grad_norm() override;
+    void update(float lr, float beta1, float beta2, float eps, float weight_decay, float max_grad_norm) override;
     void get_state(float* params, float* adam_m, float* adam_v) override;
     void decoder_reset() override;
     const float* decoder_step(int token) override;  // exits with a message past max_len

@@ -14,8 +14,13 @@ struct Engine {
     // gradient of (mean loss / n); 0: only evaluates.
     virtual float forward(const int* tokens, int grad_accum_steps) = 0;
     virtual void backward() = 0;
-    // Global-norm clipping and one AdamW step; the gradient norm before the clip.
-    virtual float update(float lr, float beta1, float beta2, float eps, float weight_decay, float max_grad_norm) = 0;
+    // Once per step, after its last backward: sums the gradients over the processes and returns their global norm,
+    // the same on every process. It counts the step in AdamW's bias correction whether or not update follows, so
+    // that a step whose update the trainer skips (--skip-z) leaves the count equal to the step, as a checkpoint
+    // stores it.
+    virtual float grad_norm() = 0;
+    // Global-norm clipping (by grad_norm's norm) and one AdamW step.
+    virtual void update(float lr, float beta1, float beta2, float eps, float weight_decay, float max_grad_norm) = 0;
     // The parameters and AdamW's moments into table.total floats each; null where not wanted (every process calls
     // it: with ZeRO-1 it gathers the moments' shards).
     virtual void get_state(float* params, float* adam_m, float* adam_v) = 0;

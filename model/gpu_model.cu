@@ -464,8 +464,7 @@ void gpu_model_backward(GPUModel& m) {
                      D, timed(m, FAMILY_EMBEDDING));
 }
 
-float gpu_model_update(GPUModel& m, float lr, float beta1, float beta2, float eps, float weight_decay,
-                       float max_grad_norm) {
+float gpu_model_grad_norm(GPUModel& m) {
     m.adam_step++;
     // the global batch's gradient: the sum over processes, each of which scaled its loss by its share
     cudaStream_t st = timed(m, FAMILY_COMMS);
@@ -476,6 +475,15 @@ float gpu_model_update(GPUModel& m, float lr, float beta1, float beta2, float ep
     st = timed(m, FAMILY_OPTIMIZER);
     global_norm_squared(m.norm_squared, m.s.partials, m.grads + m.shard_offset, m.shard_numel, st);
     if (m.zero) distributed_all_reduce_sum(*m.dist, m.norm_squared, 1, st, "gradient norm all-reduce");
+    float norm_squared = 0;
+    cudaCheck(cudaMemcpyAsync(&norm_squared, m.norm_squared, sizeof(float), cudaMemcpyDeviceToHost, st));
+    cudaCheck(cudaStreamSynchronize(st));
+    return sqrtf(norm_squared);
+}
+
+void gpu_model_update(GPUModel& m, float lr, float beta1, float beta2, float eps, float weight_decay,
+                      float max_grad_norm) {
+    cudaStream_t st = timed(m, FAMILY_OPTIMIZER);
     for (const DecayRun& r : m.decay_runs) {
         const IndexRange part = range_in_shard(r.offset, r.numel, m.shard_numel, m.zero ? m.dist->rank : 0);
         if (part.numel == 0) continue;
@@ -495,8 +503,5 @@ float gpu_model_update(GPUModel& m, float lr, float beta1, float beta2, float ep
         copy_to_floatX(m.params_lowp, m.params, m.table.total, st);
 #endif
     }
-    float norm_squared = 0;
-    cudaCheck(cudaMemcpyAsync(&norm_squared, m.norm_squared, sizeof(float), cudaMemcpyDeviceToHost, m.stream));
     cudaCheck(cudaStreamSynchronize(m.stream));
-    return sqrtf(norm_squared);
 }

@@ -160,7 +160,7 @@ bool gpu_model_check_config(const Config& c, std::string& err);
 
 // Allocates the arenas. False with `err` when the config or shape is unsupported or the GPU lacks the
 // memory (the message says how much is needed and free, and which flags shrink it). `dist`: the processes the
-// model is trained by (kept; gpu_model_update reduces the gradients over them), or null for this one alone.
+// model is trained by (kept; gpu_model_grad_norm reduces the gradients over them), or null for this one alone.
 bool gpu_model_init(GPUModel& m, const Config& c, int B, int T, std::string& err, Distributed* dist = nullptr);
 void gpu_model_free(GPUModel& m);
 
@@ -185,12 +185,15 @@ void gpu_model_get_logits(GPUModel& m, float* host_logits);
 void gpu_model_zero_grad(GPUModel& m);
 // Adds the rest of the gradient of the last training forward (all but lm_head's) into the gradient arena.
 void gpu_model_backward(GPUModel& m);
-// Global-norm clipping (on the device) and one AdamW step over the whole arena; returns the gradient
-// norm before clipping. With several processes it first sums the gradients over them (each process's loss
-// was scaled by its share of the global batch), with ZeRO-1 as a reduce-scatter: the norm is then summed from
-// the shards, AdamW updates this process's shard and the parameters are all-gathered.
-float gpu_model_update(GPUModel& m, float lr, float beta1, float beta2, float eps, float weight_decay,
-                       float max_grad_norm);
+// The step's global gradient norm, once per step after its last backward; it counts the step in AdamW's bias
+// correction (model/engine.h: whether or not gpu_model_update follows). With several processes it first sums
+// the gradients over them (each process's loss was scaled by its share of the global batch), with ZeRO-1 as a
+// reduce-scatter, the norm then summed from the shards.
+float gpu_model_grad_norm(GPUModel& m);
+// Global-norm clipping by that norm (on the device) and one AdamW step over the whole arena (with ZeRO-1 over
+// this process's shard, then the parameters all-gathered).
+void gpu_model_update(GPUModel& m, float lr, float beta1, float beta2, float eps, float weight_decay,
+                      float max_grad_norm);
 
 // The layers' forward over B sequences of T positions, the part of gpu_model_forward between the embedding and
 // the classifier, which the decoder runs too: from x.layers[0].residual (the embedded tokens) to x.lnf. With a

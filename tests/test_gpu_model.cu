@@ -129,6 +129,7 @@ static std::vector<double> compare_training(const Config& c, int B, int T, uint6
         gpu_model_zero_grad(m);
         gpu_model_forward(m, tokens.data(), 1);
         gpu_model_backward(m);
+        gpu_model_grad_norm(m);
         gpu_model_update(m, (float)lr, (float)beta1, (float)beta2, (float)eps, (float)wd, (float)max_norm);
     }
     gpu_model_get_params(m, p32.data());
@@ -153,6 +154,7 @@ static StepResult training_step(GPUModel& m, const std::vector<float>& params, c
     out.loss = gpu_model_forward(m, tokens.data(), 1);
     gpu_model_backward(m);
     gpu_model_get_grads(m, out.grads.data());
+    gpu_model_grad_norm(m);
     gpu_model_update(m, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f);
     gpu_model_get_params(m, out.params.data());
     return out;
