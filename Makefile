@@ -108,11 +108,12 @@ m2rnn_export: $(EXPORT_OBJS)
 	$(CXX) $(CXXFLAGS) -o $@ $^
 
 # the bad-input table of train_m2rnn and the tools (scripts/check_bad_inputs.sh), the trainer end to end on the CPU
-# (scripts/check_cpu_trainer.sh), then the test binary (which runs m2rnn_export)
+# (scripts/check_cpu_trainer.sh), its faults (scripts/check_faults.sh: signals, kills, a full disk, spikes), then the test binary (which runs m2rnn_export)
 test: $(TEST) $(TRAIN) tokenize make_tasks m2rnn_export
 	@bash scripts/check_bad_inputs.sh ./$(TRAIN) > $(BUILD)/bad_inputs$(SUFFIX).md || { cat $(BUILD)/bad_inputs$(SUFFIX).md; exit 1; }
 	@echo "$$(tail -n 1 $(BUILD)/bad_inputs$(SUFFIX).md) (./$(TRAIN), table in $(BUILD)/bad_inputs$(SUFFIX).md)"
 	@bash scripts/check_cpu_trainer.sh ./$(TRAIN)
+	@bash scripts/check_faults.sh ./$(TRAIN)
 	./$(TEST)
 
 bench_m2rnn_scan$(SUFFIX): scripts/bench_m2rnn_scan.cu

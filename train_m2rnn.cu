@@ -83,6 +83,7 @@ struct Options {
     double skip_z = 0;                   // --skip-z: a step this many standard deviations up is skipped; 0 = off
     int skip_window = 100, skip_max = 10;  // --skip-window: steps in the running mean; --skip-max: skips in a row
     int inject_spike = 0;                // --inject-spike: the step whose loss and norm are reported x1000; 0 = none
+    int inject_nan = 0;                  // --inject-nan: the step whose loss is reported as NaN; 0 = none
     std::set<std::string> given;         // the flags on the command line, so that the CPU's defaults fill the rest
 };
 
@@ -162,6 +163,7 @@ static void usage() {
            "  --skip-window <n>  steps in that mean (judging starts once it holds min(n, %d))   default %d\n"
            "  --skip-max <n>     stop after n skipped steps in a row                          default %d\n"
            "  --inject-spike <s> for tests: step s's loss and gradient norm are reported %g times larger (0: none)\n"
+           "  --inject-nan <s>   for tests: step s's loss is reported as NaN (0: none)\n"
            "  --eval <0|1> 1: evaluate the -e checkpoint on the -j state-tracking shard (make_tasks) at -t = 2L+1:\n"
            "               argmax accuracy of every state token, by position and whole sequences; -m batches of -b\n"
            "               instead of training                          default %d\n"
@@ -274,6 +276,7 @@ static Options parse_options(int argc, char** argv) {
         else if (flag == "--skip-window") o.skip_window = (int)parse_int(flag, value(), 2, 1 << 20);
         else if (flag == "--skip-max") o.skip_max = (int)parse_int(flag, value(), 1, BIG);
         else if (flag == "--inject-spike") o.inject_spike = (int)parse_int(flag, value(), 0, BIG);
+        else if (flag == "--inject-nan") o.inject_nan = (int)parse_int(flag, value(), 0, BIG);
         else if (flag == "--eval") o.eval_states = (int)parse_int(flag, value(), 0, 1);
         else if (flag == "--profile") o.profile = (int)parse_int(flag, value(), 0, 1);
         else if (flag == "--pattern") {
@@ -804,6 +807,7 @@ void Trainer::print_banner() {
 // From the start point to step -x, validating, checkpointing and sampling at their intervals, then once more at
 // the end. Every process reads every batch in the same order and computes its own share of them (batch_owner).
 void Trainer::run() {
+    spikes.window = (size_t)o.skip_window;
     for (int step = (int)state.step; step < o.max_steps; step++) {
         if (o.val_every > 0 && step % o.val_every == 0) validate(step);
         train_step(step);
@@ -843,7 +847,7 @@ void Trainer::train_step(int step) {
     const float norm = engine->grad_norm();
     loss = distributed_sum(dist, loss, dist.timeout_s, "training loss sum");
     const double factor = step + 1 == o.inject_spike ? INJECTED_SPIKE : 1;
-    const double seen_loss = loss * factor, seen_norm = norm * factor;
+    const double seen_loss = step + 1 == o.inject_nan ? NAN : loss * factor, seen_norm = norm * factor;
     if (!std::isfinite(seen_loss) || !std::isfinite(seen_norm)) {
         char what[128];
         snprintf(what, sizeof(what), "step %d: the loss (%g) or gradient norm (%g) is not finite; stopping before its "
