@@ -8,20 +8,8 @@
 #
 # Prints one line per check ("[ok  ]" or "[FAIL]", with the figure it compared), then "cpu trainer: N passed,
 # N failed"; exits non-zero if any check failed.
-set -uo pipefail
-unset RANK WORLD_SIZE LOCAL_RANK OMPI_COMM_WORLD_RANK OMPI_COMM_WORLD_SIZE OMPI_COMM_WORLD_LOCAL_RANK SLURM_PROCID \
-      SLURM_NTASKS SLURM_LOCALID
-TRAIN=${1:-./train_m2rnn}
-[ -x "$TRAIN" ] || { echo "check_cpu_trainer: $TRAIN is not an executable (make train_m2rnn first)" >&2; exit 2; }
-[ -f data/tinyshakespeare/tiny_shakespeare_train.bin ] || { echo "check_cpu_trainer: run from the repository root" >&2; exit 2; }
-W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
+source "$(dirname "$0")/check_common.sh"
 FLAGS=(--device cpu -e tiny -t 32 -b 4 -m 2 -l 3e-3 -u 2)
-passed=0 failed=0
-check() {  # check "what was compared, with its figure" CONDITION...
-    local what=$1; shift
-    if "$@"; then echo "  [ok  ] $what"; passed=$((passed + 1)); else echo "  [FAIL] $what"; failed=$((failed + 1)); fi
-}
 field() { awk -v k="$2" '{ for (i = 1; i < NF; i++) if ($i == k) print $(i + 1) }' "$1"; }  # every value after k
 
 # 1. train 8 steps: validation every 4, checkpoints every 4, a 16-token sample at the end

@@ -9,21 +9,9 @@
 #
 # Prints one line per check ("[ok  ]" or "[FAIL]", with the figure it compared), then "faults: N passed, N failed";
 # exits non-zero if any check failed.
-set -uo pipefail
-unset RANK WORLD_SIZE LOCAL_RANK OMPI_COMM_WORLD_RANK OMPI_COMM_WORLD_SIZE OMPI_COMM_WORLD_LOCAL_RANK SLURM_PROCID \
-      SLURM_NTASKS SLURM_LOCALID
-TRAIN=${1:-./train_m2rnn}
-[ -x "$TRAIN" ] || { echo "check_faults: $TRAIN is not an executable (make train_m2rnn first)" >&2; exit 2; }
-[ -f data/tinyshakespeare/tiny_shakespeare_train.bin ] || { echo "check_faults: run from the repository root" >&2; exit 2; }
-W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
+source "$(dirname "$0")/check_common.sh"
 RUN=(--device cpu -t 32 -b 4 -v 0 -g 0 -u 2)                                   # every run's; -y 1 takes no more
 FLAGS=("${RUN[@]}" --pattern MA --dim 64 --ffn 128 --heads 2 --m2rnn-heads 4 --key 8 --value 4)  # a fresh run's
-passed=0 failed=0
-check() {  # check "what was compared, with its figure" CONDITION...
-    local what=$1; shift
-    if "$@"; then echo "  [ok  ] $what"; passed=$((passed + 1)); else echo "  [FAIL] $what"; failed=$((failed + 1)); fi
-}
 wait_for() {  # wait_for FILE PATTERN: until a line of FILE matches (at most 60 s)
     for _ in $(seq 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
     return 1
