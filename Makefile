@@ -116,7 +116,7 @@ test: $(TEST) $(TRAIN) tokenize make_tasks m2rnn_export
 	@bash scripts/check_faults.sh ./$(TRAIN)
 	./$(TEST)
 
-bench_m2rnn_scan$(SUFFIX): scripts/bench_m2rnn_scan.cu
+bench_m2rnn_scan$(SUFFIX): scripts/bench_m2rnn_scan.cu $(wildcard kernels/*.cuh model/*.h)
 	$(NVCC) $(NVCCFLAGS) -o $@ $< $(LDLIBS)
 
 # the M²RNN scan alone, then the whole model (both need a GPU)

@@ -386,9 +386,10 @@ static inline void m2rnn_scan_forward(floatX* y, float* checkpoints, float* stat
     cudaCheckLaunch();
 }
 
-// dq and dk partials per position that the backward's scratch holds: one per head, or one per tensor-core block.
+// dq and dk partials per position that the backward's scratch holds: one per head, or one per 4 heads (tensor
+// cores: m2rnn_scan_tc_heads_per_partial).
 static inline int m2rnn_scan_dqk_parts(const M2RNNLayout& L) {
-    return m2rnn_scan_tc_supported(L.K, L.V) ? L.N / m2rnn_scan_tc_heads_per_block(L.N, L.Nq, L.Nk) : L.N;
+    return m2rnn_scan_tc_supported(L.K, L.V) ? L.N / m2rnn_scan_tc_heads_per_partial(L.N, L.Nq, L.Nk) : L.N;
 }
 
 // dW partials per batch row in the backward's scratch: one, or one per 16-row slice of the state (tensor cores).
@@ -411,13 +412,25 @@ static inline void m2rnn_scan_backward(float* dqkv, float* df, float* dW, float*
     const int parts = m2rnn_scan_dqk_parts(L);
 #if !defined(ENABLE_FP32)
     if (m2rnn_scan_tc_supported(L.K, L.V)) {
-        const int P = L.N / parts, R = m2rnn_scan_tc_row_tiles(L.K, SCAN_TC_BACKWARD_TILES), slices = L.K / (16 * R);
+        const int C = m2rnn_scan_tc_cluster(L.N / parts), P = L.N / parts / C;
+        const int R = m2rnn_scan_tc_row_tiles(L.K, SCAN_TC_BACKWARD_TILES), slices = L.K / (16 * R);
         const size_t smem = scan_tc_backward_layout(L.K, chunk, P, R).total;
         scan_tc_with_R(R, [&](auto r) {
             constexpr int RC = decltype(r)::value;
             m2rnn_scan_prepare(m2rnn_scan_tc_backward_kernel<RC>, smem, L, chunk, "m2rnn_scan_backward");
-            m2rnn_scan_tc_backward_kernel<RC><<<B * parts, 32 * P * slices, smem, stream>>>(
-                dqkv, df, scratch, dy, qkv, f, W, checkpoints, clip, L, T, chunk, P);
+            cudaLaunchConfig_t config = {};
+            config.gridDim = dim3(B * L.N / P);
+            config.blockDim = dim3(32 * P * slices);
+            config.dynamicSmemBytes = smem;
+            config.stream = stream;
+            cudaLaunchAttribute cluster;
+            cluster.id = cudaLaunchAttributeClusterDimension;
+            cluster.val.clusterDim.x = C;
+            cluster.val.clusterDim.y = cluster.val.clusterDim.z = 1;
+            config.attrs = &cluster;
+            config.numAttrs = C > 1 ? 1 : 0;
+            cudaCheck(cudaLaunchKernelEx(&config, m2rnn_scan_tc_backward_kernel<RC>, dqkv, df, scratch, dy, qkv, f, W,
+                                         checkpoints, clip, L, T, chunk, P, C));
         });
     } else
 #endif

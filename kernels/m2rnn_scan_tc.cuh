@@ -19,15 +19,16 @@
 // previous chunk runs; the state entering each chunk is stored (fp32, in fragment order: the checkpoints' and the
 // carried state's layout is private to these kernels) for the backward.
 //
-// Backward (a block per P chains of one batch row, P·slices warps; P the largest of 4, 2, 1 dividing the q and k
-// group sizes): chunks last to first; a chunk is split into segments of SCAN_TC_SEGMENT steps, last to first:
+// Backward (a block per P chains of one batch row, P·slices warps, in clusters of C blocks; P·C the largest of 4,
+// 2, 1 dividing the q and k group sizes, C = 2 on Hopper, 1 before): chunks last to first; a chunk is split into segments of SCAN_TC_SEGMENT steps, last to first:
 // scan_tc_recompute_segment runs the state from the chunk's checkpoint through the segment, keeping each step's
 // H_{t-1} as its A fragment in shared memory (and dq_t = H_t dy_t); scan_tc_reverse_step then runs the segment
 // backwards: Z_t recomputed from the stored fragments (the operands the forward used, so the same Z_t), the
 // carry C_{t-1} = f_t G_t + dA_t W_nᵀ by mma with dA_t as the A fragment, dW_n += H_{t-1}ᵀ dA_t accumulated in
 // registers by mma on fragments transposed with movmatrix; scan_tc_segment_sums adds the segment's df, dv (over a
-// head's slices) and dq, dk (over the block's P heads, in head order, into one partial per block: scratch
-// (B·T, N/P, K) each, which m2rnn_scan.cuh's group sum adds over each q/k group). dW goes to scratch per
+// head's slices) and dq, dk (over the cluster's P·C heads, in head order, read through distributed shared memory,
+// into one partial per cluster: scratch (B·T, N/(P·C), K) each, which m2rnn_scan.cuh's group sum adds over each
+// q/k group). dW goes to scratch per
 // (b, slice, n) and sum_partials adds it. No atomics: deterministic.
 //
 // Precision: H_{t-1} W_n reads fp16 operands (|H| < 1 always, since H is a running average of tanh values; fp16
@@ -39,14 +40,16 @@
 #include <cstdint>
 #include <type_traits>
 
+#include <cooperative_groups.h>
+
 #include "common.cuh"
 #include "tensor_core.cuh"
 
 static const int SCAN_TC_V = 16;         // the value size these kernels take
 static const int SCAN_TC_SEGMENT = 8;    // steps whose states the backward keeps in shared memory at once
-static const int SCAN_TC_MAX_HEADS = 4;  // heads per backward block, at most
+static const int SCAN_TC_PARTIAL_HEADS = 4;  // heads whose dq, dk one backward partial sums, at most
 static const int SCAN_TC_FORWARD_TILES = 2;   // 16-row tiles of the state per warp in the forward, at most
-static const int SCAN_TC_BACKWARD_TILES = 4;  // and in the backward
+static const int SCAN_TC_BACKWARD_TILES = 2;  // and in the backward
 
 // Whether the tensor-core kernels take this shape (bf16 builds only: the fp32 build is the exact one).
 static inline bool m2rnn_scan_tc_supported(int K, int V) {
@@ -58,11 +61,25 @@ static inline bool m2rnn_scan_tc_supported(int K, int V) {
 #endif
 }
 
-// Heads per backward block: the largest of 4, 2, 1 dividing both group sizes N/Nq and N/Nk.
-static inline int m2rnn_scan_tc_heads_per_block(int N, int Nq, int Nk) {
-    for (int p = SCAN_TC_MAX_HEADS; p > 1; p /= 2)
+// Heads per dq/dk partial of the backward: the largest of 4, 2, 1 dividing both group sizes N/Nq and N/Nk.
+static inline int m2rnn_scan_tc_heads_per_partial(int N, int Nq, int Nk) {
+    for (int p = SCAN_TC_PARTIAL_HEADS; p > 1; p /= 2)
         if ((N / Nq) % p == 0 && (N / Nk) % p == 0) return p;
     return 1;
+}
+
+// Blocks per cluster that share a partial's heads: 2 where the device launches thread-block clusters (Hopper) and a
+// partial has 2 or more heads, else 1. Smaller blocks spread the B·N chains more evenly over the SMs (at B = 8,
+// N = 84: 336 blocks of 2 heads, not 168 of 4 on 132 SMs), while the partials, summed across the cluster through
+// distributed shared memory, stay as few as with one block per partial.
+static inline int m2rnn_scan_tc_cluster(int heads_per_partial) {
+    static const int clusters = [] {
+        int device = 0, on = 0;
+        cudaCheck(cudaGetDevice(&device));
+        cudaCheck(cudaDeviceGetAttribute(&on, cudaDevAttrClusterLaunch, device));
+        return on;
+    }();
+    return clusters && heads_per_partial >= 2 ? 2 : 1;
 }
 
 // Row tiles per warp: at most `most` (a power of two), fewer when K/16 is not a multiple of it.
@@ -594,14 +611,36 @@ __device__ __forceinline__ void scan_tc_reverse_step(ScanTCTile<R>& carry, float
     if ((threadIdx.x & 31) == 0) wp.dfs[s - seg0] = df_part;
 }
 
-// After a segment's reverse steps (the block synchronised), from the warps' partials: each head's df_t and dv_t
-// summed over its slices in slice order, into df and dqkv's v columns; dq_t and dk_t summed over the block's P
-// heads (n0 …) in head order, into the block's partials dq_parts, dk_parts ((B·T, N/P, K), this block's column
-// `part`). row_seg: the segment's first position b·T + t.
+// The shared memory of block `rank` of this block's cluster of C (C = 1: this block's own).
+__device__ __forceinline__ char* scan_tc_cluster_smem(char* smem, int rank, int C) {
+#if __CUDA_ARCH__ >= 900
+    if (C > 1) return cooperative_groups::this_cluster().map_shared_rank(smem, rank);
+#endif
+    (void)rank; (void)C;
+    return smem;
+}
+
+// A barrier over the block's cluster of C blocks (C = 1: over the block), its shared-memory writes then visible.
+__device__ __forceinline__ void scan_tc_cluster_sync(int C) {
+#if __CUDA_ARCH__ >= 900
+    if (C > 1) {
+        cooperative_groups::this_cluster().sync();
+        return;
+    }
+#endif
+    (void)C;
+    __syncthreads();
+}
+
+// After a segment's reverse steps (the cluster synchronised), from the warps' partials: each head's df_t and dv_t
+// summed over its slices in slice order, into df and dqkv's v columns; dq_t and dk_t summed over the cluster's C·P
+// heads (block rank r holds heads n0 + r·P …) in head order, into the cluster's partials dq_parts, dk_parts
+// ((B·T, N/(P·C), K), column `part`), each block of the cluster writing every C-th of the segment's entries.
+// row_seg: the segment's first position b·T + t.
 __device__ __forceinline__ void scan_tc_segment_sums(float* dqkv, float* df, float* dq_parts, float* dk_parts,
                                                      const ScanTCBackwardLayout& S, char* smem, const M2RNNLayout& L,
-                                                     int n0, int P, int slices, int part, size_t row_seg,
-                                                     int seg_len) {
+                                                     int n0, int P, int slices, int C, int rank, int part,
+                                                     size_t row_seg, int seg_len) {
     const int K = L.K, V = SCAN_TC_V;
     for (int o = threadIdx.x; o < P * seg_len; o += blockDim.x) {
         const int q = o / seg_len, s = o % seg_len;
@@ -616,32 +655,39 @@ __device__ __forceinline__ void scan_tc_segment_sums(float* dqkv, float* df, flo
             acc += ((const float*)(S.warp_part(smem, q * slices + sl) + S.dv))[s * V + j];
         dqkv[(row_seg + s) * L.Cc() + L.v_col(n0 + q) + j] += acc;
     }
-    for (int o = threadIdx.x; o < seg_len * K; o += blockDim.x) {
+    for (int o = rank * blockDim.x + threadIdx.x; o < seg_len * K; o += C * blockDim.x) {
         const int s = o / K, i = o % K;
         float sq = 0.0f, sk = 0.0f;
-        for (int q = 0; q < P; q++) {
-            sq += ((const float*)(S.head_part(smem, q) + S.dq))[s * K + i];
-            sk += ((const float*)(S.head_part(smem, q) + S.dk))[s * K + i];
+        for (int r = 0; r < C; r++) {
+            char* theirs = scan_tc_cluster_smem(smem, r, C);
+            for (int q = 0; q < P; q++) {
+                sq += ((const float*)(S.head_part(theirs, q) + S.dq))[s * K + i];
+                sk += ((const float*)(S.head_part(theirs, q) + S.dk))[s * K + i];
+            }
         }
-        const size_t out = ((row_seg + s) * (L.N / P) + part) * K + i;
+        const size_t out = ((row_seg + s) * (L.N / (P * C)) + part) * K + i;
         dq_parts[out] = sq;
         dk_parts[out] = sk;
     }
 }
 
-// grid B·N/P (block b·(N/P) + n/P), block 32·P·slices (warp = head p · slices + slice), dynamic shared memory
-// scan_tc_backward_layout(K, chunk, P, R).total; scratch: dW partials (B·slices, N, V, V), then dq and dk partials
-// (B·T, N/P, K) each.
+// grid B·N/P (block b·(N/P) + n/P) in clusters of C blocks, block 32·P·slices (warp = head p · slices + slice),
+// dynamic shared memory scan_tc_backward_layout(K, chunk, P, R).total; scratch: dW partials (B·slices, N, V, V),
+// then dq and dk partials (B·T, N/(P·C), K) each. At most 128 registers a thread, so that 4 blocks of 2 heads
+// (R = 2, K = 64: 128 threads) share an SM; left alone the compiler takes ~245.
+template <int R> constexpr int scan_tc_backward_max_threads() { return 32 * SCAN_TC_PARTIAL_HEADS * 4 / R; }
 template <int R>
-static __global__ void __launch_bounds__(32 * SCAN_TC_MAX_HEADS * 4 / R) m2rnn_scan_tc_backward_kernel(
+static __global__ void __launch_bounds__(scan_tc_backward_max_threads<R>(),
+                                         65536 / 128 / scan_tc_backward_max_threads<R>()) m2rnn_scan_tc_backward_kernel(
     float* dqkv, float* df, float* scratch, const floatX* dy, const floatX* qkv, const float* f, const float* W,
-    const float* checkpoints, float clip, M2RNNLayout L, int T, int chunk, int P) {
+    const float* checkpoints, float clip, M2RNNLayout L, int T, int chunk, int P, int C) {
     constexpr int V = SCAN_TC_V;
     extern __shared__ __align__(16) char scan_tc_smem[];
     char* smem = scan_tc_smem;
     const int K = L.K, slices = K / (16 * R), warp = threadIdx.x / 32, p = warp / slices, slice = warp % slices;
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int parts = L.N / P, b = blockIdx.x / parts, n0 = (blockIdx.x % parts) * P, n = n0 + p;
+    const int blocks = L.N / P, b = blockIdx.x / blocks, n0 = (blockIdx.x % blocks) * P, n = n0 + p;
+    const int rank = blockIdx.x % C, part = (blockIdx.x % blocks) / C;  // the cluster's blocks are consecutive
     const int n_chunks = (T + chunk - 1) / chunk;
     const ScanTCBackwardLayout S = scan_tc_backward_layout(K, chunk, P, R);
     const int row = 16 * R * slice + 2 * g;  // this lane's first row of the state
@@ -649,9 +695,9 @@ static __global__ void __launch_bounds__(32 * SCAN_TC_MAX_HEADS * 4 / R) m2rnn_s
     const ScanTCWarp wp{scan_tc_lane<R>(scan_tc_inputs_at(head + S.inputs, K, chunk, true), slice),
                         (float*)(head + S.dq) + row, (float*)(head + S.dk) + row, (uint4*)(mine + S.states) + lane,
                         (float*)(mine + S.dv) + 4 * t, (float*)(mine + S.df)};
-    const size_t dW_floats = (size_t)gridDim.x / parts * slices * L.N * V * V;
+    const size_t dW_floats = (size_t)gridDim.x / blocks * slices * L.N * V * V;
     float* dq_parts = scratch + dW_floats;
-    float* dk_parts = dq_parts + (size_t)T * gridDim.x * K;  // (B·T, N/P, K): gridDim.x = B·N/P
+    float* dk_parts = dq_parts + (size_t)T * (gridDim.x / C) * K;  // (B·T, N/(P·C), K): gridDim.x = B·N/P
     const float4* ckpt = reinterpret_cast<const float4*>(checkpoints);
 
     uint32_t w[2][2], wt[2][2], wt_lo[2][2];  // W_n (fp16) for Z; W_nᵀ as bf16 + its rounding residual
@@ -676,10 +722,10 @@ static __global__ void __launch_bounds__(32 * SCAN_TC_MAX_HEADS * 4 / R) m2rnn_s
             scan_tc_recompute_segment<R>(h, wp, w, seg0, seg_len, K);
             for (int s = seg0 + seg_len - 1; s >= seg0; s--)
                 scan_tc_reverse_step<R>(carry, dW, wp, w, wt, wt_lo, clip, s, seg0, K);
-            __syncthreads();  // every warp's dq, dk, dv and df of the segment
-            scan_tc_segment_sums(dqkv, df, dq_parts, dk_parts, S, smem, L, n0, P, slices, blockIdx.x % parts,
+            scan_tc_cluster_sync(C);  // every warp's dq, dk, dv and df of the segment, in the cluster's blocks
+            scan_tc_segment_sums(dqkv, df, dq_parts, dk_parts, S, smem, L, n0, P, slices, C, rank, part,
                                  (size_t)b * T + t0 + seg0, seg_len);
-            __syncthreads();  // the buffers are reused by the next segment (and the inputs by the next chunk)
+            scan_tc_cluster_sync(C);  // the buffers are reused by the next segment (and the inputs by the next chunk)
         }
     }
     float* dW_out = scratch + (((size_t)b * slices + slice) * L.N + n) * V * V;

@@ -5,12 +5,23 @@
 # previous checkpoint intact, no .tmp left); -nk 2; an injected loss spike skipped (--skip-z) and too many in a row;
 # a non-finite loss. A tiny model (D=64, B=4, T=32) so that the whole table takes well under a minute.
 #
-#   bash scripts/check_faults.sh [path/to/train_m2rnn]      (from the repository root)
+#   bash scripts/check_faults.sh [path/to/train_m2rnn] [cpu|gpu-nccl]      (from the repository root)
+#
+# cpu (the default, what `make test` runs) trains on the CPU; gpu-nccl runs the same table on the GPU as one
+# process through NCCL (--world 1 --nccl-id), so the skip decisions and the signal stop go through the reduced
+# values and the agreed stop that several ranks use.
 #
 # Prints one line per check ("[ok  ]" or "[FAIL]", with the figure it compared), then "faults: N passed, N failed";
 # exits non-zero if any check failed.
 source "$(dirname "$0")/check_common.sh"
-RUN=(--device cpu -t 32 -b 4 -v 0 -g 0 -u 2)                                   # every run's; -y 1 takes no more
+# X: the signalled runs' length; KILL_AT: the SIGKILLs' delays in tenths of a second (the GPU's steps are ~100× the
+# CPU's, its start-up ~10×: the signals must still land mid-run and the kills after the first checkpoints)
+case ${2:-cpu} in
+    cpu) ON=(--device cpu) X=10 KILL_AT="2 + RANDOM % 9" ;;
+    gpu-nccl) ON=(--device gpu --world 1 --nccl-id "$W/nccl_id") X=1000 KILL_AT="10 + RANDOM % 31" ;;
+    *) echo "check_faults: the second argument is cpu or gpu-nccl, not '$2'" >&2; exit 2 ;;
+esac
+RUN=("${ON[@]}" -t 32 -b 4 -v 0 -g 0 -u 2)                                      # every run's; -y 1 takes no more
 FLAGS=("${RUN[@]}" --pattern MA --dim 64 --ffn 128 --heads 2 --m2rnn-heads 4 --key 8 --value 4)  # a fresh run's
 wait_for() {  # wait_for FILE PATTERN: until a line of FILE matches (at most 60 s)
     for _ in $(seq 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
@@ -18,24 +29,24 @@ wait_for() {  # wait_for FILE PATTERN: until a line of FILE matches (at most 60 
 }
 losses() { awk '$1 == "step" && $3 == "train_loss" { split($2, s, "/"); if (s[1] > '"${2:-0}"') print $2, $4, $6 }' "$1"; }
 
-# (a) SIGTERM after step 3 of 10: the step in flight is checkpointed, exit 0; -y 1 then matches an unbroken run
-"$TRAIN" "${FLAGS[@]}" -x 10 -o "$W/whole" > /dev/null 2>&1
-"$TRAIN" "${FLAGS[@]}" -x 10 -o "$W/term" > "$W/term.out" 2>&1 & pid=$!
-wait_for "$W/term/train.log" "^step 3/10 "; kill -TERM $pid; wait $pid; rc=$?
+# (a) SIGTERM after step 3 of X: the step in flight is checkpointed, exit 0; -y 1 then matches an unbroken run
+"$TRAIN" "${FLAGS[@]}" -x $X -o "$W/whole" > /dev/null 2>&1
+"$TRAIN" "${FLAGS[@]}" -x $X -o "$W/term" > "$W/term.out" 2>&1 & pid=$!
+wait_for "$W/term/train.log" "^step 3/$X "; kill -TERM $pid; wait $pid; rc=$?
 stopped=$(grep -o "^step [0-9]* stopped by SIGTERM.*" "$W/term.out")
 at=$(awk '{ print $2 }' <<<"$stopped")
 check "SIGTERM after step 3: exit $rc, '${stopped:0:110}'" \
     [ "$rc" = 0 -a -n "$at" -a -f "$W/term/model_$at.bin" -a -f "$W/term/state_$at.bin" ]
 check "the stop line says how to resume: '... ${stopped: -40}'" grep -q -- "-y 1 -o $W/term$" <<<"$stopped"
-"$TRAIN" "${RUN[@]}" -x 10 -o "$W/term" -y 1 > /dev/null 2>&1; rc=$?
-check "resume after SIGTERM: exit $rc, steps $((at + 1))..10's $(losses "$W/whole/train.log" "$at" | wc -l) losses and norms equal an unbroken run's" \
+"$TRAIN" "${RUN[@]}" -x $X -o "$W/term" -y 1 > /dev/null 2>&1; rc=$?
+check "resume after SIGTERM: exit $rc, steps $((at + 1))..$X's $(losses "$W/whole/train.log" "$at" | wc -l) losses and norms equal an unbroken run's" \
     [ "$rc" = 0 -a -n "$(losses "$W/whole/train.log" "$at")" -a "$(losses "$W/whole/train.log" "$at")" = "$(losses "$W/term/train.log" "$at")" ]
-check "resume after SIGTERM: model_10.bin identical to the unbroken run's, byte for byte" \
-    cmp -s "$W/whole/model_10.bin" "$W/term/model_10.bin"
+check "resume after SIGTERM: model_$X.bin identical to the unbroken run's, byte for byte" \
+    cmp -s "$W/whole/model_$X.bin" "$W/term/model_$X.bin"
 
 # (g) a second signal exits at once, with no checkpoint of the step in flight
-"$TRAIN" "${FLAGS[@]}" -x 50 -o "$W/twice" > "$W/twice.out" 2>&1 & pid=$!
-wait_for "$W/twice/train.log" "^step 2/50 "; kill -INT $pid; sleep 0.01; kill -INT $pid; wait $pid; rc=$?
+"$TRAIN" "${FLAGS[@]}" -x $((5 * X)) -o "$W/twice" > "$W/twice.out" 2>&1 & pid=$!
+wait_for "$W/twice/train.log" "^step 2/$((5 * X)) "; kill -INT $pid; sleep 0.01; kill -INT $pid; wait $pid; rc=$?
 check "two SIGINTs: exit $rc (130), '$(grep -o 'a second signal: .*' "$W/twice.out")', no checkpoint" \
     [ "$rc" = 130 -a -z "$(ls "$W/twice" | grep '^model_')" ]
 
@@ -47,7 +58,7 @@ wait_for "$K/train.log" "^step 1 checkpoint"; kill -KILL $pid; wait $pid 2>/dev/
 bad=0 debris=0 steps=""
 for i in $(seq 20); do
     "$TRAIN" "${RUN[@]}" -x 1000 -n 1 -o "$K" -y 1 > "$K.out" 2>&1 & pid=$!
-    sleep "0.$((RANDOM % 9 + 2))"; kill -KILL $pid 2>/dev/null; wait $pid 2>/dev/null; rc=$?
+    d=$((KILL_AT)); sleep "$((d / 10)).$((d % 10))"; kill -KILL $pid 2>/dev/null; wait $pid 2>/dev/null; rc=$?
     if [ "$rc" != 137 ] || grep -q "^train_m2rnn: " "$K.out"; then bad=$((bad + 1)); head -3 "$K.out" | sed 's/^/    /'; fi
     grep -q "unfinished checkpoint file" "$K.out" && debris=$((debris + 1))
     steps="$steps $(ls "$K" | sed -n 's/^model_\([0-9]*\)\.bin$/\1/p' | sort -n | tail -1)"
