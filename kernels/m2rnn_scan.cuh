@@ -291,7 +291,7 @@ static __global__ void __launch_bounds__(M2RNN_SCAN_MAX_STATE) m2rnn_scan_backwa
 
 // grid ceil(B·T·(Nq+Nk)·K / SCAN_GROUP_SUM_THREADS): one thread per q or k element of dqkv, adding the dq (or
 // dk) partials of its group in order. Partials (B·T, parts, K): one per head (scalar kernels, parts = N) or per
-// block of heads (tensor-core kernels, parts = N/P); a q group's heads are parts/Nq consecutive partials.
+// cluster of blocks (tensor-core kernels, parts = N/(P·C)); a q group's heads are parts/Nq consecutive partials.
 static const int SCAN_GROUP_SUM_THREADS = 256;
 
 static __global__ void m2rnn_scan_group_sum_kernel(float* dqkv, const float* dq_parts, const float* dk_parts,
@@ -386,10 +386,12 @@ static inline void m2rnn_scan_forward(floatX* y, float* checkpoints, float* stat
     cudaCheckLaunch();
 }
 
-// dq and dk partials per position that the backward's scratch holds: one per head, or one per 4 heads (tensor
-// cores: m2rnn_scan_tc_heads_per_partial).
+// dq and dk partials per position that the backward's scratch holds: one per head, or one per cluster of blocks
+// (tensor cores: m2rnn_scan_tc_split).
 static inline int m2rnn_scan_dqk_parts(const M2RNNLayout& L) {
-    return m2rnn_scan_tc_supported(L.K, L.V) ? L.N / m2rnn_scan_tc_heads_per_partial(L.N, L.Nq, L.Nk) : L.N;
+    if (!m2rnn_scan_tc_supported(L.K, L.V)) return L.N;
+    const ScanTCSplit split = m2rnn_scan_tc_split(L.N, L.Nq, L.Nk);
+    return L.N / (split.P * split.C);
 }
 
 // dW partials per batch row in the backward's scratch: one, or one per 16-row slice of the state (tensor cores).
@@ -397,14 +399,18 @@ static inline int m2rnn_scan_dW_parts(const M2RNNLayout& L) {
     return m2rnn_scan_tc_supported(L.K, L.V) ? L.K / (16 * m2rnn_scan_tc_row_tiles(L.K, SCAN_TC_BACKWARD_TILES)) : 1;
 }
 
-// Floats of scratch m2rnn_scan_backward needs: the dW partials, then the dq and dk partials.
-static inline size_t m2rnn_scan_backward_scratch_floats(const M2RNNLayout& L, int B, int T) {
-    return (size_t)B * m2rnn_scan_dW_parts(L) * L.N * L.V * L.V + 2 * (size_t)B * T * m2rnn_scan_dqk_parts(L) * L.K;
+// Floats of scratch m2rnn_scan_backward needs at this chunk: the dW partials, the dq and dk partials, then (tensor
+// cores) every chain's state buffer.
+static inline size_t m2rnn_scan_backward_scratch_floats(const M2RNNLayout& L, int B, int T, int chunk) {
+    const size_t states =
+        m2rnn_scan_tc_supported(L.K, L.V) ? (size_t)B * L.N * scan_tc_state_buffer_uint4s(L.K, chunk) * 4 : 0;
+    return (size_t)B * m2rnn_scan_dW_parts(L) * L.N * L.V * L.V + 2 * (size_t)B * T * m2rnn_scan_dqk_parts(L) * L.K +
+           states;
 }
 
 // dqkv (B,T,Cc) fp32 +=, df (B,T,N) fp32 overwritten, dW (N,V,V) fp32 +=, from dy (B,T,N·V) floatX and the
 // forward's inputs and checkpoints (the same chunk); clip 0 = no state-gradient clipping;
-// scratch m2rnn_scan_backward_scratch_floats(L, B, T) floats.
+// scratch m2rnn_scan_backward_scratch_floats(L, B, T, chunk) floats.
 static inline void m2rnn_scan_backward(float* dqkv, float* df, float* dW, float* scratch, const floatX* dy,
                                        const floatX* qkv, const float* f, const float* W, const float* checkpoints,
                                        float clip, const M2RNNLayout& L, int B, int T, int chunk,
@@ -412,7 +418,8 @@ static inline void m2rnn_scan_backward(float* dqkv, float* df, float* dW, float*
     const int parts = m2rnn_scan_dqk_parts(L);
 #if !defined(ENABLE_FP32)
     if (m2rnn_scan_tc_supported(L.K, L.V)) {
-        const int C = m2rnn_scan_tc_cluster(L.N / parts), P = L.N / parts / C;
+        const ScanTCSplit split = m2rnn_scan_tc_split(L.N, L.Nq, L.Nk);
+        const int P = split.P, C = split.C;
         const int R = m2rnn_scan_tc_row_tiles(L.K, SCAN_TC_BACKWARD_TILES), slices = L.K / (16 * R);
         const size_t smem = scan_tc_backward_layout(L.K, chunk, P, R).total;
         scan_tc_with_R(R, [&](auto r) {

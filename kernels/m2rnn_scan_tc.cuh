@@ -20,16 +20,16 @@
 // carried state's layout is private to these kernels) for the backward.
 //
 // Backward (a block per P chains of one batch row, P·slices warps, in clusters of C blocks; P·C the largest of 4,
-// 2, 1 dividing the q and k group sizes, C = 2 on Hopper, 1 before): chunks last to first; a chunk is split into segments of SCAN_TC_SEGMENT steps, last to first:
-// scan_tc_recompute_segment runs the state from the chunk's checkpoint through the segment, keeping each step's
-// H_{t-1} as its A fragment in shared memory (and dq_t = H_t dy_t); scan_tc_reverse_step then runs the segment
-// backwards: Z_t recomputed from the stored fragments (the operands the forward used, so the same Z_t), the
+// 2, 1 dividing the q and k group sizes, C = 2 on Hopper, 1 before): chunks last to first, the next chunk's inputs
+// copied in while one runs. scan_tc_recompute_chunk runs the state from the chunk's checkpoint through the chunk,
+// keeping each step's H_{t-1} as its A fragments in a per-warp state buffer (global memory, L2-resident: one
+// forward step per step) and dq_t = H_t dy_t; scan_tc_reverse_step then runs the chunk backwards, each step's
+// fragments loaded a step ahead: Z_t recomputed from them (the operands the forward used, so the same Z_t), the
 // carry C_{t-1} = f_t G_t + dA_t W_nᵀ by mma with dA_t as the A fragment, dW_n += H_{t-1}ᵀ dA_t accumulated in
-// registers by mma on fragments transposed with movmatrix; scan_tc_segment_sums adds the segment's df, dv (over a
+// registers by mma on fragments transposed with movmatrix; scan_tc_chunk_sums adds the chunk's df, dv (over a
 // head's slices) and dq, dk (over the cluster's P·C heads, in head order, read through distributed shared memory,
 // into one partial per cluster: scratch (B·T, N/(P·C), K) each, which m2rnn_scan.cuh's group sum adds over each
-// q/k group). dW goes to scratch per
-// (b, slice, n) and sum_partials adds it. No atomics: deterministic.
+// q/k group). dW goes to scratch per (b, slice, n) and sum_partials adds it. No atomics: deterministic.
 //
 // Precision: H_{t-1} W_n reads fp16 operands (|H| < 1 always, since H is a running average of tanh values; fp16
 // keeps 3 more bits than bf16 there); dA_t W_nᵀ reads dA_t as two bf16 terms (hi + lo, so ~16 bits, without
@@ -46,8 +46,10 @@
 #include "tensor_core.cuh"
 
 static const int SCAN_TC_V = 16;         // the value size these kernels take
-static const int SCAN_TC_SEGMENT = 8;    // steps whose states the backward keeps in shared memory at once
-static const int SCAN_TC_PARTIAL_HEADS = 4;  // heads whose dq, dk one backward partial sums, at most
+static const int SCAN_TC_BLOCK_HEADS = 4;     // heads per backward block, at most
+// Backward blocks per cluster, at most. Measured at B = 8, T = 4096, N = 84 (docs/perf.md): clusters of 2 blocks
+// 11.07 ms, 3 11.18 ms, 7 13.59 ms (the cluster barriers grow dearer); 3 keeps the extra memory under 1 GiB.
+static const int SCAN_TC_CLUSTER_BLOCKS = 3;
 static const int SCAN_TC_FORWARD_TILES = 2;   // 16-row tiles of the state per warp in the forward, at most
 static const int SCAN_TC_BACKWARD_TILES = 2;  // and in the backward
 
@@ -61,25 +63,35 @@ static inline bool m2rnn_scan_tc_supported(int K, int V) {
 #endif
 }
 
-// Heads per dq/dk partial of the backward: the largest of 4, 2, 1 dividing both group sizes N/Nq and N/Nk.
-static inline int m2rnn_scan_tc_heads_per_partial(int N, int Nq, int Nk) {
-    for (int p = SCAN_TC_PARTIAL_HEADS; p > 1; p /= 2)
-        if ((N / Nq) % p == 0 && (N / Nk) % p == 0) return p;
-    return 1;
-}
+// How the backward splits a batch row's N chains: P heads per block, clusters of C blocks, and one dq/dk partial
+// per cluster (its P·C heads summed through distributed shared memory; the heads of a partial must lie in one q
+// group and one k group, so P·C divides both group sizes). On Hopper P = 2 (1 when P·C is odd) and C up to
+// SCAN_TC_CLUSTER_BLOCKS, the largest such split: small blocks spread the B·N chains evenly over the SMs (B = 8,
+// N = 84: 336 blocks of 2 heads on 132 SMs, not 168 of 4), while the partials, whose memory is B·T·K floats each
+// for dq and dk, stay few (84 heads: 14 partials of 6). Before Hopper (no clusters) P is the largest of 4, 2, 1
+// that divides, C = 1.
+struct ScanTCSplit {
+    int P, C;
+};
 
-// Blocks per cluster that share a partial's heads: 2 where the device launches thread-block clusters (Hopper) and a
-// partial has 2 or more heads, else 1. Smaller blocks spread the B·N chains more evenly over the SMs (at B = 8,
-// N = 84: 336 blocks of 2 heads, not 168 of 4 on 132 SMs), while the partials, summed across the cluster through
-// distributed shared memory, stay as few as with one block per partial.
-static inline int m2rnn_scan_tc_cluster(int heads_per_partial) {
+static inline ScanTCSplit m2rnn_scan_tc_split(int N, int Nq, int Nk) {
     static const int clusters = [] {
         int device = 0, on = 0;
         cudaCheck(cudaGetDevice(&device));
         cudaCheck(cudaDeviceGetAttribute(&on, cudaDevAttrClusterLaunch, device));
         return on;
     }();
-    return clusters && heads_per_partial >= 2 ? 2 : 1;
+    const int a = N / Nq, b = N / Nk;
+    auto divides = [&](int h) { return a % h == 0 && b % h == 0; };
+    if (clusters) {
+        for (int h = 2 * SCAN_TC_CLUSTER_BLOCKS; h > 1; h--)
+            if (divides(h) && (h % 2 == 0 || h <= SCAN_TC_CLUSTER_BLOCKS)) return h % 2 == 0 ? ScanTCSplit{2, h / 2}
+                                                                                               : ScanTCSplit{1, h};
+        return {1, 1};
+    }
+    for (int p = SCAN_TC_BLOCK_HEADS; p > 1; p /= 2)
+        if (divides(p)) return {p, 1};
+    return {1, 1};
 }
 
 // Row tiles per warp: at most `most` (a power of two), fewer when K/16 is not a multiple of it.
@@ -88,6 +100,12 @@ static inline int m2rnn_scan_tc_row_tiles(int K, int most) {
     while ((K / 16) % R != 0) R /= 2;
     return R;
 }
+
+// uint4s of the backward's state buffer per chain: a chunk's fp16 A fragments of H_{t-1}, K/16 row tiles of 32
+// lanes each, per step (2·K·chunk: 32 KB at K = 64, chunk 16). It lives in global memory, not shared: the ~21 MB
+// of all chains at B = 8 stay in L2, and shared memory that held them limited a chunk to 8-step segments, each
+// recomputed from the chunk's checkpoint (1.5 forward steps per step, not 1).
+__host__ __device__ inline size_t scan_tc_state_buffer_uint4s(int K, int chunk) { return (size_t)2 * K * chunk; }
 
 #if !defined(ENABLE_FP32)
 
@@ -455,11 +473,12 @@ static __global__ void __launch_bounds__(128) m2rnn_scan_tc_forward_kernel(float
 
 // ---------------------------------------------------------------- backward
 
-// Shared memory of a backward block, byte offsets (16-byte aligned sections): per head, its inputs and the
-// segment's dq, dk (rows from all its slices); per warp, the segment's stored states and its dv and df partials.
+// Shared memory of a backward block, byte offsets (16-byte aligned sections): per head, two chunks' inputs (the
+// next one's copied in while this one runs) and the chunk's dq, dk (rows from all its slices); per warp, its dv and
+// df partials of the chunk.
 struct ScanTCBackwardLayout {
-    size_t head, inputs, dq, dk;   // one head's part: size `head`; offsets inside it
-    size_t warp, states, dv, df;   // one warp's part: size `warp`; offsets inside it
+    size_t head, inputs, dq, dk;   // one head's part: size `head`; offsets inside it (inputs: 2 buffers)
+    size_t warp, dv, df;           // one warp's part: size `warp`; offsets inside it
     size_t warps_at, total;        // where the warps' parts start; the block's total
     __device__ char* head_part(char* smem, int q) const { return smem + q * head; }
     __device__ char* warp_part(char* smem, int w) const { return smem + warps_at + w * warp; }
@@ -468,33 +487,32 @@ struct ScanTCBackwardLayout {
 __host__ __device__ inline ScanTCBackwardLayout scan_tc_backward_layout(int K, int chunk, int P, int R) {
     ScanTCBackwardLayout S;
     size_t o = 0;
-    S.inputs = o; o += scan_tc_inputs_bytes(K, chunk, true);
-    S.dq = o;     o += (size_t)SCAN_TC_SEGMENT * K * sizeof(float);
-    S.dk = o;     o += (size_t)SCAN_TC_SEGMENT * K * sizeof(float);
+    S.inputs = o; o += 2 * scan_tc_inputs_bytes(K, chunk, true);
+    S.dq = o;     o += (size_t)chunk * K * sizeof(float);
+    S.dk = o;     o += (size_t)chunk * K * sizeof(float);
     S.head = o;
     o = 0;
-    S.states = o; o += (size_t)SCAN_TC_SEGMENT * R * 32 * sizeof(uint4);  // the fp16 A fragments of H_{t-1}
-    S.dv = o;     o += (size_t)SCAN_TC_SEGMENT * SCAN_TC_V * sizeof(float);
-    S.df = o;     o += ((size_t)SCAN_TC_SEGMENT * sizeof(float) + 15) / 16 * 16;
+    S.dv = o;     o += (size_t)chunk * SCAN_TC_V * sizeof(float);
+    S.df = o;     o += ((size_t)chunk * sizeof(float) + 15) / 16 * 16;
     S.warp = o;
     S.warps_at = P * S.head;
     S.total = S.warps_at + (size_t)P * (K / (16 * R)) * S.warp;
     return S;
 }
 
-// A backward warp's places in the block's shared memory, at this lane.
+// A backward warp's places, at this lane: in the block's shared memory, and its part of the state buffer.
 struct ScanTCWarp {
     ScanTCLane in;           // its head's inputs of the chunk
-    float *dq_out, *dk_out;  // its head's dq_t, dk_t of the segment (rows of all its slices), at the lane's first row
-    uint4* states;           // the segment's fp16 A fragments of H_{t-1}
-    float* dv_out;           // its dv_t partials of the segment, at the lane's first column
-    float* dfs;              // its df_t partials of the segment
+    float *dq_out, *dk_out;  // its head's dq_t, dk_t of the chunk (rows of all its slices), at the lane's first row
+    uint4* states;           // the chunk's fp16 A fragments of H_{t-1}, step s's row tile r at [(s·R + r)·32]
+    float* dv_out;           // its dv_t partials of the chunk, at the lane's first column
+    float* dfs;              // its df_t partials of the chunk
 };
 
 // Rows of the state a lane holds after scan_tc_row_sums.
 template <int R> __host__ __device__ constexpr int scan_tc_kept_rows() { return R / 2 > 0 ? R / 2 : 1; }
 
-// Row sums (scan_tc_row_sums) of the segment's step s into a head's dq or dk rows.
+// Row sums (scan_tc_row_sums) of the chunk's step s into a head's dq or dk rows.
 template <int R>
 __device__ __forceinline__ void scan_tc_store_rows(float* out, const float (&part)[2 * R], int first, bool owner,
                                                    int s, int K) {
@@ -503,24 +521,34 @@ __device__ __forceinline__ void scan_tc_store_rows(float* out, const float (&par
     for (int i = first; i < first + scan_tc_kept_rows<R>(); i++) out[s * K + 16 * (i / 2) + i % 2] = part[i - first];
 }
 
-// The states from the chunk's checkpoint (h, on entry) through the segment [seg0, seg0 + seg_len): each of the
-// segment's steps stores H_{t-1} as its fp16 A fragments (the operands the forward used) and dq_t = H_t dy_t.
+// The states from the chunk's checkpoint (h, on entry) through its len steps: each step stores H_{t-1} as its fp16
+// A fragments (the operands the forward used) and dq_t = H_t dy_t. The fragments bypass L1 (read back once, by
+// this lane, in scan_tc_load_state).
 template <int R>
-__device__ __forceinline__ void scan_tc_recompute_segment(ScanTCTile<R>& h, const ScanTCWarp& wp,
-                                                          const uint32_t (&w)[2][2], int seg0, int seg_len, int K) {
-    for (int s = 0; s < seg0 + seg_len; s++) {
+__device__ __forceinline__ void scan_tc_recompute_chunk(ScanTCTile<R>& h, const ScanTCWarp& wp,
+                                                        const uint32_t (&w)[2][2], int len, int K) {
+    for (int s = 0; s < len; s++) {
         ScanTCStep<R> x;
-        scan_tc_step_inputs<R>(x, wp.in, s, K, s >= seg0);
+        scan_tc_step_inputs<R>(x, wp.in, s, K, true);
         uint32_t a[R][4];
         scan_tc_step<R>(h, a, w, x);
-        if (s < seg0) continue;
 #pragma unroll
         for (int r = 0; r < R; r++)
-            wp.states[((s - seg0) * R + r) * 32] = make_uint4(a[r][0], a[r][1], a[r][2], a[r][3]);
+            __stcg(wp.states + (s * R + r) * 32, make_uint4(a[r][0], a[r][1], a[r][2], a[r][3]));
         float part[2 * R];
         bool owner;
         const int first = scan_tc_row_sums<R>(part, h, x.dy, owner);
-        scan_tc_store_rows<R>(wp.dq_out, part, first, owner, s - seg0, K);
+        scan_tc_store_rows<R>(wp.dq_out, part, first, owner, s, K);
+    }
+}
+
+// Step s's fp16 A fragments of H_{t-1} from the state buffer.
+template <int R>
+__device__ __forceinline__ void scan_tc_load_state(uint32_t (&a)[R][4], const ScanTCWarp& wp, int s) {
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const uint4 v = __ldcg(wp.states + (s * R + r) * 32);
+        a[r][0] = v.x; a[r][1] = v.y; a[r][2] = v.z; a[r][3] = v.w;
     }
 }
 
@@ -565,22 +593,17 @@ __device__ __forceinline__ void scan_tc_accumulate_dW(float (&dW)[2][4], const S
     }
 }
 
-// Step s of the segment backwards (seg0 its first step): Z_t from the stored fragments of H_{t-1}; per element
-// m2rnn_step_backward (G_t, dA_t, df_t's share, f G_t); then the carry C_{t-1} = f G_t + dA_t W_nᵀ, dW_n += H_{t-1}ᵀ
-// dA_t, and this warp's partials of dk_t = dA_t v_t (per row), dv_t = dA_tᵀ k_t (per column) and df_t.
+// Step s of the chunk backwards, from a = the stored fp16 fragments of H_{t-1}: Z_t recomputed from them; per
+// element m2rnn_step_backward (G_t, dA_t, df_t's share, f G_t); then the carry C_{t-1} = f G_t + dA_t W_nᵀ,
+// dW_n += H_{t-1}ᵀ dA_t, and this warp's partials of dk_t = dA_t v_t (per row), dv_t = dA_tᵀ k_t (per column) and
+// df_t.
 template <int R>
 __device__ __forceinline__ void scan_tc_reverse_step(ScanTCTile<R>& carry, float (&dW)[2][4], const ScanTCWarp& wp,
-                                                     const uint32_t (&w)[2][2], const uint32_t (&wt)[2][2],
-                                                     const uint32_t (&wt_lo)[2][2], float clip, int s, int seg0,
-                                                     int K) {
+                                                     const uint32_t (&a)[R][4], const uint32_t (&w)[2][2],
+                                                     const uint32_t (&wt)[2][2], const uint32_t (&wt_lo)[2][2],
+                                                     float clip, int s, int K) {
     ScanTCStep<R> x;
     scan_tc_step_inputs<R>(x, wp.in, s, K, true);
-    uint32_t a[R][4];
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-        const uint4 v = wp.states[((s - seg0) * R + r) * 32];
-        a[r][0] = v.x; a[r][1] = v.y; a[r][2] = v.z; a[r][3] = v.w;
-    }
     ScanTCTile<R> pre, hprev, dA;
     scan_tc_preactivation<R>(pre, a, w, x);
     scan_tc_unpack<true, R>(hprev, a);
@@ -604,11 +627,11 @@ __device__ __forceinline__ void scan_tc_reverse_step(ScanTCTile<R>& carry, float
     float dk_part[2 * R], dv_part[4];
     bool owner;
     int first = scan_tc_row_sums<R>(dk_part, dA, x.v, owner);
-    scan_tc_store_rows<R>(wp.dk_out, dk_part, first, owner, s - seg0, K);
+    scan_tc_store_rows<R>(wp.dk_out, dk_part, first, owner, s, K);
     first = scan_tc_column_sums<R>(dv_part, dA, x.k, owner);
-    if (owner) wp.dv_out[(s - seg0) * SCAN_TC_V + first] = dv_part[0];
+    if (owner) wp.dv_out[s * SCAN_TC_V + first] = dv_part[0];
     df_part = warp_sum(df_part);
-    if ((threadIdx.x & 31) == 0) wp.dfs[s - seg0] = df_part;
+    if ((threadIdx.x & 31) == 0) wp.dfs[s] = df_part;
 }
 
 // The shared memory of block `rank` of this block's cluster of C (C = 1: this block's own).
@@ -632,12 +655,12 @@ __device__ __forceinline__ void scan_tc_cluster_sync(int C) {
     __syncthreads();
 }
 
-// After a segment's reverse steps (the cluster synchronised), from the warps' partials: each head's df_t and dv_t
+// After a chunk's reverse steps (the cluster synchronised), from the warps' partials: each head's df_t and dv_t
 // summed over its slices in slice order, into df and dqkv's v columns; dq_t and dk_t summed over the cluster's C·P
 // heads (block rank r holds heads n0 + r·P …) in head order, into the cluster's partials dq_parts, dk_parts
-// ((B·T, N/(P·C), K), column `part`), each block of the cluster writing every C-th of the segment's entries.
-// row_seg: the segment's first position b·T + t.
-__device__ __forceinline__ void scan_tc_segment_sums(float* dqkv, float* df, float* dq_parts, float* dk_parts,
+// ((B·T, N/(P·C), K), column `part`), each block of the cluster writing every C-th of the chunk's entries.
+// row_seg: the chunk's first position b·T + t0; seg_len its steps.
+__device__ __forceinline__ void scan_tc_chunk_sums(float* dqkv, float* df, float* dq_parts, float* dk_parts,
                                                      const ScanTCBackwardLayout& S, char* smem, const M2RNNLayout& L,
                                                      int n0, int P, int slices, int C, int rank, int part,
                                                      size_t row_seg, int seg_len) {
@@ -673,9 +696,10 @@ __device__ __forceinline__ void scan_tc_segment_sums(float* dqkv, float* df, flo
 
 // grid B·N/P (block b·(N/P) + n/P) in clusters of C blocks, block 32·P·slices (warp = head p · slices + slice),
 // dynamic shared memory scan_tc_backward_layout(K, chunk, P, R).total; scratch: dW partials (B·slices, N, V, V),
-// then dq and dk partials (B·T, N/(P·C), K) each. At most 128 registers a thread, so that 4 blocks of 2 heads
-// (R = 2, K = 64: 128 threads) share an SM; left alone the compiler takes ~245.
-template <int R> constexpr int scan_tc_backward_max_threads() { return 32 * SCAN_TC_PARTIAL_HEADS * 4 / R; }
+// then dq and dk partials (B·T, N/(P·C), K) each, then the state buffers (B·N, scan_tc_state_buffer_uint4s).
+// At most 128 registers a thread, so that 4 blocks of 2 heads (R = 2, K = 64: 128 threads) share an SM; left alone
+// the compiler takes ~245.
+template <int R> constexpr int scan_tc_backward_max_threads() { return 32 * SCAN_TC_BLOCK_HEADS * 4 / R; }
 template <int R>
 static __global__ void __launch_bounds__(scan_tc_backward_max_threads<R>(),
                                          65536 / 128 / scan_tc_backward_max_threads<R>()) m2rnn_scan_tc_backward_kernel(
@@ -692,12 +716,19 @@ static __global__ void __launch_bounds__(scan_tc_backward_max_threads<R>(),
     const ScanTCBackwardLayout S = scan_tc_backward_layout(K, chunk, P, R);
     const int row = 16 * R * slice + 2 * g;  // this lane's first row of the state
     char *head = S.head_part(smem, p), *mine = S.warp_part(smem, warp);
-    const ScanTCWarp wp{scan_tc_lane<R>(scan_tc_inputs_at(head + S.inputs, K, chunk, true), slice),
-                        (float*)(head + S.dq) + row, (float*)(head + S.dk) + row, (uint4*)(mine + S.states) + lane,
-                        (float*)(mine + S.dv) + 4 * t, (float*)(mine + S.df)};
     const size_t dW_floats = (size_t)gridDim.x / blocks * slices * L.N * V * V;
     float* dq_parts = scratch + dW_floats;
     float* dk_parts = dq_parts + (size_t)T * (gridDim.x / C) * K;  // (B·T, N/(P·C), K): gridDim.x = B·N/P
+    uint4* states = reinterpret_cast<uint4*>(dk_parts + (size_t)T * (gridDim.x / C) * K) +
+                    ((size_t)b * L.N + n) * scan_tc_state_buffer_uint4s(K, chunk) + slice * chunk * R * 32 + lane;
+    const size_t in_bytes = scan_tc_inputs_bytes(K, chunk, true);
+    auto inputs = [&](int q, int c) { return scan_tc_inputs_at(S.head_part(smem, q) + S.inputs + (c & 1) * in_bytes, K,
+                                                               chunk, true); };
+    auto stage_chunk = [&](int c) {  // every head's inputs of chunk c, into its buffer c & 1
+        for (int q = 0; q < P; q++)
+            scan_tc_stage(inputs(q, c), qkv, f, dy, L, b, n0 + q, T, c * chunk, min(chunk, T - c * chunk));
+        cp_async_commit();
+    };
     const float4* ckpt = reinterpret_cast<const float4*>(checkpoints);
 
     uint32_t w[2][2], wt[2][2], wt_lo[2][2];  // W_n (fp16) for Z; W_nᵀ as bf16 + its rounding residual
@@ -706,27 +737,32 @@ static __global__ void __launch_bounds__(scan_tc_backward_max_threads<R>(),
     scan_tc_load_b<false>(wt_lo, W + (size_t)n * V * V, true, true);
     ScanTCTile<R> carry = {};  // C_t
     float dW[2][4] = {};       // this slice's dW_n
+    stage_chunk(n_chunks - 1);
     for (int c = n_chunks - 1; c >= 0; c--) {
         const int t0 = c * chunk, len = min(chunk, T - t0);
-        for (int q = 0; q < P; q++)
-            scan_tc_stage(scan_tc_inputs_at(S.head_part(smem, q) + S.inputs, K, chunk, true), qkv, f, dy, L, b, n0 + q,
-                          T, t0, len);
-        cp_async_commit();
         cp_async_wait<0>();
-        __syncthreads();
-        const size_t at = scan_tc_checkpoint<R>((size_t)b * L.N + n, n_chunks, c, K, slice);
-        for (int seg0 = (len - 1) / SCAN_TC_SEGMENT * SCAN_TC_SEGMENT; seg0 >= 0; seg0 -= SCAN_TC_SEGMENT) {
-            const int seg_len = min(SCAN_TC_SEGMENT, len - seg0);
-            ScanTCTile<R> h;
-            scan_tc_load_tile<R>(h, ckpt, at);
-            scan_tc_recompute_segment<R>(h, wp, w, seg0, seg_len, K);
-            for (int s = seg0 + seg_len - 1; s >= seg0; s--)
-                scan_tc_reverse_step<R>(carry, dW, wp, w, wt, wt_lo, clip, s, seg0, K);
-            scan_tc_cluster_sync(C);  // every warp's dq, dk, dv and df of the segment, in the cluster's blocks
-            scan_tc_segment_sums(dqkv, df, dq_parts, dk_parts, S, smem, L, n0, P, slices, C, rank, part,
-                                 (size_t)b * T + t0 + seg0, seg_len);
-            scan_tc_cluster_sync(C);  // the buffers are reused by the next segment (and the inputs by the next chunk)
+        __syncthreads();  // chunk c's inputs are in
+        if (c > 0) stage_chunk(c - 1);  // into the buffer chunk c + 1 used, free since the last cluster barrier
+        const ScanTCWarp wp{scan_tc_lane<R>(inputs(p, c), slice), (float*)(head + S.dq) + row,
+                            (float*)(head + S.dk) + row, states, (float*)(mine + S.dv) + 4 * t, (float*)(mine + S.df)};
+        ScanTCTile<R> h;
+        scan_tc_load_tile<R>(h, ckpt, scan_tc_checkpoint<R>((size_t)b * L.N + n, n_chunks, c, K, slice));
+        scan_tc_recompute_chunk<R>(h, wp, w, len, K);
+        uint32_t a[R][4];
+        scan_tc_load_state<R>(a, wp, len - 1);
+        for (int s = len - 1; s >= 0; s--) {
+            uint32_t next[R][4];  // one step ahead: the load's L2 latency hides under this step
+            scan_tc_load_state<R>(next, wp, max(s - 1, 0));
+            scan_tc_reverse_step<R>(carry, dW, wp, a, w, wt, wt_lo, clip, s, K);
+#pragma unroll
+            for (int r = 0; r < R; r++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) a[r][i] = next[r][i];
         }
+        scan_tc_cluster_sync(C);  // every warp's dq, dk, dv and df of the chunk, in the cluster's blocks
+        scan_tc_chunk_sums(dqkv, df, dq_parts, dk_parts, S, smem, L, n0, P, slices, C, rank, part, (size_t)b * T + t0,
+                           len);
+        scan_tc_cluster_sync(C);  // the buffers are reused by the next chunk
     }
     float* dW_out = scratch + (((size_t)b * slices + slice) * L.N + n) * V * V;
 #pragma unroll

@@ -113,7 +113,7 @@ static void carve_activations(GPUModel& m, Carver& a) {
     if (has_m)
         partials = std::max({partials, m2rnn_gate_backward_scratch_floats(L, (int)BT),
                              m2rnn_input_backward_scratch_floats(L, m.B, m.T),
-                             m2rnn_scan_backward_scratch_floats(L, m.B, m.T)});
+                             m2rnn_scan_backward_scratch_floats(L, m.B, m.T, m.chunk)});
     s.partials = a.take<float>(partials);
     m.mm.workspace = a.take<char>(MATMUL_WORKSPACE_BYTES);
 }

@@ -88,7 +88,7 @@ int main() {
         floatX* y = nullptr;
         float *checkpoints = nullptr, *dqkv = nullptr, *df = nullptr, *dW = nullptr, *scratch = nullptr;
         const size_t ckpt = m2rnn_scan_checkpoint_floats(L, s.B, s.T, chunk);
-        const size_t scratch_floats = m2rnn_scan_backward_scratch_floats(L, s.B, s.T);
+        const size_t scratch_floats = m2rnn_scan_backward_scratch_floats(L, s.B, s.T, chunk);
         cudaCheck(cudaMalloc(&y, BT * NV * sizeof(floatX)));
         cudaCheck(cudaMalloc(&checkpoints, ckpt * sizeof(float)));
         cudaCheck(cudaMalloc(&dqkv, BT * Cc * sizeof(float)));

@@ -129,7 +129,7 @@ void test_scan(TestReport& r, const ScanShape& s, double clip, Random& rng) {
     float* d_dqkv = device_upload<float>(dqkv0);
     float* d_df = device_poisoned<float>(BT * L.N);
     float* d_dW = device_upload<float>(dW0);
-    float* d_scratch = device_poisoned<float>(m2rnn_scan_backward_scratch_floats(L, s.B, s.T));
+    float* d_scratch = device_poisoned<float>(m2rnn_scan_backward_scratch_floats(L, s.B, s.T, s.chunk));
     m2rnn_scan_backward(d_dqkv, d_df, d_dW, d_scratch, d_dy, d_qkv, d_f, d_W, d_checkpoints, (float)clip, L, s.B, s.T,
                         s.chunk, 0);
     const std::vector<double> added = minus(device_download(d_dqkv, BT * Cc), dqkv0);
