@@ -19,8 +19,8 @@
 // previous chunk runs; the state entering each chunk is stored (fp32, in fragment order: the checkpoints' and the
 // carried state's layout is private to these kernels) for the backward.
 //
-// Backward (a block per P chains of one batch row, P·slices warps, in clusters of C blocks; P·C the largest of 4,
-// 2, 1 dividing the q and k group sizes, C = 2 on Hopper, 1 before): chunks last to first, the next chunk's inputs
+// Backward (a block per P chains of one batch row, P·slices warps, in clusters of C blocks: m2rnn_scan_tc_split
+// chooses P and C): chunks last to first, the next chunk's inputs
 // copied in while one runs. scan_tc_recompute_chunk runs the state from the chunk's checkpoint through the chunk,
 // keeping each step's H_{t-1} as its A fragments in a per-warp state buffer (global memory, L2-resident: one
 // forward step per step) and dq_t = H_t dy_t; scan_tc_reverse_step then runs the chunk backwards, each step's
@@ -659,26 +659,26 @@ __device__ __forceinline__ void scan_tc_cluster_sync(int C) {
 // summed over its slices in slice order, into df and dqkv's v columns; dq_t and dk_t summed over the cluster's C·P
 // heads (block rank r holds heads n0 + r·P …) in head order, into the cluster's partials dq_parts, dk_parts
 // ((B·T, N/(P·C), K), column `part`), each block of the cluster writing every C-th of the chunk's entries.
-// row_seg: the chunk's first position b·T + t0; seg_len its steps.
+// row0: the chunk's first position b·T + t0; len its steps.
 __device__ __forceinline__ void scan_tc_chunk_sums(float* dqkv, float* df, float* dq_parts, float* dk_parts,
                                                      const ScanTCBackwardLayout& S, char* smem, const M2RNNLayout& L,
                                                      int n0, int P, int slices, int C, int rank, int part,
-                                                     size_t row_seg, int seg_len) {
+                                                     size_t row0, int len) {
     const int K = L.K, V = SCAN_TC_V;
-    for (int o = threadIdx.x; o < P * seg_len; o += blockDim.x) {
-        const int q = o / seg_len, s = o % seg_len;
+    for (int o = threadIdx.x; o < P * len; o += blockDim.x) {
+        const int q = o / len, s = o % len;
         float acc = 0.0f;
         for (int sl = 0; sl < slices; sl++) acc += ((const float*)(S.warp_part(smem, q * slices + sl) + S.df))[s];
-        df[(row_seg + s) * L.N + n0 + q] = acc;
+        df[(row0 + s) * L.N + n0 + q] = acc;
     }
-    for (int o = threadIdx.x; o < P * seg_len * V; o += blockDim.x) {
-        const int q = o / (seg_len * V), s = (o / V) % seg_len, j = o % V;
+    for (int o = threadIdx.x; o < P * len * V; o += blockDim.x) {
+        const int q = o / (len * V), s = (o / V) % len, j = o % V;
         float acc = 0.0f;
         for (int sl = 0; sl < slices; sl++)
             acc += ((const float*)(S.warp_part(smem, q * slices + sl) + S.dv))[s * V + j];
-        dqkv[(row_seg + s) * L.Cc() + L.v_col(n0 + q) + j] += acc;
+        dqkv[(row0 + s) * L.Cc() + L.v_col(n0 + q) + j] += acc;
     }
-    for (int o = rank * blockDim.x + threadIdx.x; o < seg_len * K; o += C * blockDim.x) {
+    for (int o = rank * blockDim.x + threadIdx.x; o < len * K; o += C * blockDim.x) {
         const int s = o / K, i = o % K;
         float sq = 0.0f, sk = 0.0f;
         for (int r = 0; r < C; r++) {
@@ -688,7 +688,7 @@ __device__ __forceinline__ void scan_tc_chunk_sums(float* dqkv, float* df, float
                 sk += ((const float*)(S.head_part(theirs, q) + S.dk))[s * K + i];
             }
         }
-        const size_t out = ((row_seg + s) * (L.N / (P * C)) + part) * K + i;
+        const size_t out = ((row0 + s) * (L.N / (P * C)) + part) * K + i;
         dq_parts[out] = sq;
         dk_parts[out] = sk;
     }
