@@ -116,16 +116,17 @@ test: $(TEST) $(TRAIN) tokenize make_tasks m2rnn_export
 	@bash scripts/check_faults.sh ./$(TRAIN)
 	./$(TEST)
 
-bench_m2rnn_scan$(SUFFIX): scripts/bench_m2rnn_scan.cu $(wildcard kernels/*.cuh model/*.h)
+bench_%$(SUFFIX): scripts/bench_%.cu scripts/bench_common.h $(wildcard kernels/*.cuh model/*.h)
 	$(NVCC) $(NVCCFLAGS) -o $@ $< $(LDLIBS)
 
-# the M²RNN scan alone, then the whole model (both need a GPU)
-bench: bench_m2rnn_scan$(SUFFIX) $(TRAIN)
+# the M²RNN scan alone, attention alone, then the whole model (all need a GPU)
+bench: bench_m2rnn_scan$(SUFFIX) bench_attention$(SUFFIX) $(TRAIN)
 	./bench_m2rnn_scan$(SUFFIX)
+	./bench_attention$(SUFFIX)
 	TRAIN=./$(TRAIN) scripts/bench_model.sh
 
 clean:
-	rm -rf $(BUILD) train_m2rnn test_m2rnn train_m2rnn_* test_m2rnn_* bench_m2rnn_scan* tokenize make_tasks m2rnn_export
+	rm -rf $(BUILD) train_m2rnn test_m2rnn train_m2rnn_* test_m2rnn_* bench_m2rnn_scan* bench_attention* tokenize make_tasks m2rnn_export
 
 -include $(patsubst %.o,%.d,$(sort $(HOST_OBJS) $(TEST_OBJS) $(TOKENIZE_OBJS) $(MAKE_TASKS_OBJS) $(EXPORT_OBJS) \
          $(TRAIN_GPU_OBJS) $(GPU_TEST_OBJS)))

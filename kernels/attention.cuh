@@ -1,16 +1,18 @@
-// Causal softmax attention with RoPE fused in, forward and backward, flash-attention style: the reference steps
+// Causal softmax attention with RoPE, forward and backward, flash-attention style: the reference steps
 // attention_forward and attention_backward (RoPE included, rotations from model/model_math.h).
 //
 // Shapes: qkv, dqkv (B,T,3D) floatX, rows [q | k | v]; each of q, k, v splits into H heads of size hd = D/H (head h
-// is columns h·hd … (h+1)·hd−1); qkv holds q and k unrotated. y, dy (B,T,D) floatX, heads concatenated.
-// lse (B,H,T) fp32. rope_cos_sin (T, hd/2) float2, or nullptr for no RoPE.
+// is columns h·hd … (h+1)·hd−1); qkv holds q and k unrotated until attention_forward rotates them in place. y, dy
+// (B,T,D) floatX, heads concatenated. lse (B,H,T) fp32. rope_cos_sin (T, hd/2) float2, or nullptr for no RoPE.
 //
 //   RoPE (rotate-half) on q and k of every head at position t, with x₁ = x[:hd/2], x₂ = x[hd/2:],
 //   ω_i = 10000^(−2i/hd):   rope(x) = [x₁ cos(tω) − x₂ sin(tω), x₂ cos(tω) + x₁ sin(tω)]
-//   q and k are rotated as they are staged into shared memory, with (cos tω_i, sin tω_i) from the table
-//   rope_cos_sin[t][i] that rope_table fills once per forward (the angle formed and reduced to [−π, π] in double,
-//   since in fp32 its rounding alone would cost ~1e-4 at T ~ 1000). The backward rotates dq and dk back (angle −tω)
-//   before writing them. Below, q and k are the rotated vectors.
+//   attention_forward first rotates q and k in qkv, in place, in one pass (rope_qk_kernel), with (cos tω_i, sin tω_i)
+//   from the table rope_cos_sin[t][i] that rope_table fills once per forward (the angle formed and reduced to
+//   [−π, π] in double, since in fp32 its rounding alone would cost ~1e-4 at T ~ 1000); the backward reads them
+//   rotated and rotates dq and dk back (angle −tω) before writing them. Below, q and k are the rotated vectors.
+//   (Rotating each tile as it is staged, as this file once did, rotates every key T/128 times: 2.0 of 6.5 ms a
+//   layer at the 410M shape, against 0.07 ms for the pass.)
 //
 //   forward, per (b, h), s ≤ t:  S[t,s] = q_t·k_s / sqrt(hd),  lse_t = log Σ_s exp(S[t,s]),
 //                                y_t = Σ_s P[t,s] v_s  with  P[t,s] = exp(S[t,s] − lse_t)
@@ -36,8 +38,8 @@
 // registers) work in the mma.m16n8k16 accumulator layout in both builds: lane 4g + c holds rows g and g + 8,
 // columns 2c and 2c + 1 of each 16×8 block. bf16 builds run them on tensor cores (ldmatrix fragments, bf16 inputs,
 // fp32 accumulators; P and dS are rounded to bf16 as mma inputs); fp32 builds (the exact checking build) run the
-// same products as fp32 FMAs, taking W's values from the other lanes by shuffles. Everything else (staging, RoPE,
-// masking, softmax, stores) is the same code.
+// same products as fp32 FMAs, taking W's values from the other lanes by shuffles. Everything else (staging, masking,
+// softmax, stores) is the same code.
 // Head size hd: 8, 16, 32, 64 or 128, a template parameter; the products run over hd rounded up to a multiple of
 // 16 (the mma's k), the extra staged columns zero.
 #pragma once
@@ -47,6 +49,7 @@
 
 #include "common.cuh"
 #include "tensor_core.cuh"
+#include "wgmma.cuh"
 
 static const int ATTENTION_FORWARD_ROWS = 128;          // query rows of a forward block
 static const int ATTENTION_BACKWARD_ROWS = 64;          // key rows of a dk/dv block, query rows of a dq block
@@ -65,6 +68,14 @@ template <int HD> struct AttentionTiles {
     static constexpr int step = HD <= 64 ? 64 : 32;                   // rows of the other side per step
     static constexpr int forward_row_tiles = HD <= 64 ? 2 : 1;        // 16-row tiles per forward warp
     static constexpr int forward_warps = ATTENTION_FORWARD_ROWS / (16 * forward_row_tiles);
+};
+
+// ROWS staged rows of the mma.sync kernels: row r at r·pitch (the padding spreads a column over the banks), the
+// columns HD … width − 1 zero. (The Hopper kernels stage into wgmma.cuh's SwizzledTile instead.)
+template <int HD, int ROWS> struct PaddedTile {
+    static constexpr int width = AttentionTiles<HD>::width;
+    static constexpr int elements = ROWS * AttentionTiles<HD>::pitch;
+    __device__ __forceinline__ static int offset(int r, int i) { return r * AttentionTiles<HD>::pitch + i; }
 };
 
 
@@ -90,68 +101,50 @@ static __device__ __forceinline__ void rope_rotate_by(float& x1, float& x2, floa
     rope_rotate(x1, x2, cos_sin.x, inverse ? -cos_sin.y : cos_sin.y);
 }
 
-// ---------------------------------------------------------------- staging and storing rows
-
-// dst[r][i] = src[(row0 + r)·stride + i] for r < ROWS, i < HD, copied with cp.async by the whole block; rows at
-// or past T and the columns HD … width − 1 are zero. dst has the tiles' pitch. The thread that copies a row's
-// chunk at column i also copies the one at i + hd/2: the pair rope_staged_rows rotates.
-template <int HD, int ROWS>
-__device__ __forceinline__ void stage_rows(floatX* dst, const floatX* src, size_t stride, int row0, int T) {
-    using Tiles = AttentionTiles<HD>;
-    constexpr int CH = Tiles::chunk, P = Tiles::pitch, PAIRS = HD / 2 / CH;  // chunk pairs per row
+// q and k of every head of qkv (BT rows, position row % T) rotated in place: a thread per chunk pair, the chunks of
+// x₁ at column i and of x₂ at i + hd/2. grid ceil(BT·2·heads·pairs / ROPE_TABLE_THREADS), block ROPE_TABLE_THREADS
+template <int HD>
+static __global__ void rope_qk_kernel(floatX* qkv, const float2* cos_sin, int BT, int T, int heads) {
+    constexpr int CH = AttentionTiles<HD>::chunk, PAIRS = HD / 2 / CH;
     using Chunk = FloatXPack<CH>;
-    for (int e = threadIdx.x; e < ROWS * PAIRS; e += blockDim.x) {
-        const int r = e / PAIRS, t = row0 + r;
+    const size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (idx >= (size_t)BT * 2 * heads * PAIRS) return;
+    const size_t row = idx / (2 * heads * PAIRS);
+    const int rest = (int)(idx % (2 * heads * PAIRS)), head = rest / PAIRS, i = rest % PAIRS * CH;  // q heads, then k
+    floatX* x = qkv + row * 3 * heads * HD + head * HD;
+    const float2* angle = cos_sin + (size_t)(row % T) * (HD / 2) + i;
+    Chunk x1 = *reinterpret_cast<const Chunk*>(x + i), x2 = *reinterpret_cast<const Chunk*>(x + i + HD / 2);
 #pragma unroll
-        for (int half = 0; half < 2; half++) {
-            const int i = e % PAIRS * CH + half * HD / 2;
-            if (t < T)
-                cp_async<sizeof(Chunk)>(dst + r * P + i, src + t * stride + i);
-            else
-                *reinterpret_cast<Chunk*>(dst + r * P + i) = Chunk{};
-        }
+    for (int u = 0; u < CH; u++) {
+        float a = to_float(x1.v[u]), b = to_float(x2.v[u]);
+        rope_rotate_by(a, b, __ldg(angle + u), false);
+        x1.v[u] = from_float<floatX>(a);
+        x2.v[u] = from_float<floatX>(b);
     }
-    if constexpr (HD < Tiles::width) {
-        constexpr int PAD = (Tiles::width - HD) / CH;  // chunks of padding per row
-        for (int e = threadIdx.x; e < ROWS * PAD; e += blockDim.x)
-            *reinterpret_cast<Chunk*>(dst + e / PAD * P + HD + e % PAD * CH) = Chunk{};
-    }
+    *reinterpret_cast<Chunk*>(x + i) = x1;
+    *reinterpret_cast<Chunk*>(x + i + HD / 2) = x2;
 }
 
-// RoPE at position row0 + r on the rows r of a tile stage_rows copied, in place. Called after cp_async_wait_all and
-// before the __syncthreads that publishes the tile: each thread rotates the chunk pairs it copied itself. The angle
-// (row0 + r)·ω comes by angle addition from the table's rows row0 and r: per tile one row is read from L2, the others
-// are the table's first ROWS rows, which every tile reads and L1 keeps (reading row row0 + r instead would move
-// twice the bytes of the tile itself).
-template <int HD, int ROWS>
-__device__ __forceinline__ void rope_staged_rows(floatX* dst, int row0, int T, const float2* rope_cos_sin) {
-    using Tiles = AttentionTiles<HD>;
-    constexpr int CH = Tiles::chunk, P = Tiles::pitch, PAIRS = HD / 2 / CH;
+// ---------------------------------------------------------------- staging and storing rows
+
+// Row r, columns i … i + chunk − 1 of dst (a Layout: PaddedTile or SwizzledTile) = src[(row0 + r)·stride + i …] for
+// r < ROWS, i < HD, copied with cp.async by the whole block; rows at or past T and the columns HD … width − 1 are
+// zero.
+template <int HD, int ROWS, typename Layout = PaddedTile<HD, ROWS>>
+__device__ __forceinline__ void stage_rows(floatX* dst, const floatX* src, size_t stride, int row0, int T) {
+    constexpr int CH = AttentionTiles<HD>::chunk, CHUNKS = HD / CH;  // chunks per row
     using Chunk = FloatXPack<CH>;
-    for (int e = threadIdx.x; e < ROWS * PAIRS; e += blockDim.x) {
-        const int r = e / PAIRS, i = e % PAIRS * CH;
-        if (row0 + r >= T) continue;
-        Chunk* x1_chunk = reinterpret_cast<Chunk*>(dst + r * P + i);
-        Chunk* x2_chunk = reinterpret_cast<Chunk*>(dst + r * P + i + HD / 2);
-        Chunk x1 = *x1_chunk, x2 = *x2_chunk;
-        // two (cos, sin) pairs a load: CH is even and i a multiple of it, so the loads are 16-byte aligned
-        const float4* base = reinterpret_cast<const float4*>(rope_cos_sin + (size_t)row0 * (HD / 2) + i);
-        const float4* offset = reinterpret_cast<const float4*>(rope_cos_sin + (size_t)r * (HD / 2) + i);
-#pragma unroll
-        for (int u = 0; u < CH; u += 2) {
-            const float4 p = __ldg(base + u / 2), q = __ldg(offset + u / 2);
-            const float2 angle[2] = {make_float2(p.x * q.x - p.y * q.y, p.y * q.x + p.x * q.y),
-                                     make_float2(p.z * q.z - p.w * q.w, p.w * q.z + p.z * q.w)};
-#pragma unroll
-            for (int v = 0; v < 2; v++) {
-                float a = to_float(x1.v[u + v]), b = to_float(x2.v[u + v]);
-                rope_rotate_by(a, b, angle[v], false);
-                x1.v[u + v] = from_float<floatX>(a);
-                x2.v[u + v] = from_float<floatX>(b);
-            }
-        }
-        *x1_chunk = x1;
-        *x2_chunk = x2;
+    for (int e = threadIdx.x; e < ROWS * CHUNKS; e += blockDim.x) {
+        const int r = e / CHUNKS, t = row0 + r, i = e % CHUNKS * CH;
+        if (t < T)
+            cp_async<sizeof(Chunk)>(dst + Layout::offset(r, i), src + t * stride + i);
+        else
+            *reinterpret_cast<Chunk*>(dst + Layout::offset(r, i)) = Chunk{};
+    }
+    if constexpr (HD < Layout::width) {
+        constexpr int PAD = (Layout::width - HD) / CH;  // chunks of padding per row
+        for (int e = threadIdx.x; e < ROWS * PAD; e += blockDim.x)
+            *reinterpret_cast<Chunk*>(dst + Layout::offset(e / PAD, HD + e % PAD * CH)) = Chunk{};
     }
 }
 
@@ -220,6 +213,159 @@ static __device__ __forceinline__ float load_row_sum(const floatX* dq_slot) {
     memcpy(&d, dq_slot, sizeof(d));
     return d;
 }
+
+// ---------------------------------------------------------------- the element-wise steps
+// On a warp's accumulator tiles (layout below: lane 4g + c holds rows g, g + 8 and columns 2c, 2c + 1 of each 16×8
+// block), shared by the mma.sync and the Hopper kernels.
+
+// The forward's online softmax over a warp's 16M rows from row0, one tile of keys at a time.
+template <int M> struct OnlineSoftmax {
+    float row_max[M][2];  // per row (m, r): the max of S·log2 e so far
+    float row_sum[M][2];  // and this lane's part of Σ exp2(S·log2 e − max)
+
+    __device__ __forceinline__ OnlineSoftmax() {
+#pragma unroll
+        for (int m = 0; m < M; m++)
+#pragma unroll
+            for (int r = 0; r < 2; r++) row_max[m][r] = -INFINITY, row_sum[m][r] = 0.0f;
+    }
+
+    // s: the scores q·k of keys s0 … s0 + 8NK − 1 (masked past each row only if the tile crosses the diagonal).
+    // Raises the running max, rescales the running sum and the output o by the change, and leaves s = exp2(S·log2 e
+    // − max), the tile's unnormalised probabilities.
+    template <int NK, int NO>
+    __device__ __forceinline__ void step(float (&s)[M][NK][4], float (&o)[M][NO][4], int row0, int s0,
+                                         bool crosses_diagonal, float scale_log2) {
+        const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+#pragma unroll
+        for (int m = 0; m < M; m++)
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                const int t = row0 + 16 * m + g + 8 * r;
+                float tile_max = -INFINITY;  // of the raw scores: scale_log2 > 0, so it scales after the max
+#pragma unroll
+                for (int n = 0; n < NK; n++)
+#pragma unroll
+                    for (int f = 0; f < 2; f++) {
+                        float& x = s[m][n][2 * r + f];
+                        if (crosses_diagonal && s0 + 8 * n + 2 * c + f > t) x = -INFINITY;
+                        tile_max = fmaxf(tile_max, x);
+                    }
+                tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffff, tile_max, 1));
+                tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffff, tile_max, 2));
+                // finite: key 0, in the first step, is visible to every row
+                const float new_max = fmaxf(row_max[m][r], tile_max * scale_log2);
+                const float rescale = exp2_approx(row_max[m][r] - new_max);
+                row_max[m][r] = new_max;
+                float sum = 0.0f;
+#pragma unroll
+                for (int n = 0; n < NK; n++)
+#pragma unroll
+                    for (int f = 0; f < 2; f++) {
+                        float& x = s[m][n][2 * r + f];
+                        x = exp2_approx(x * scale_log2 - new_max);
+                        sum += x;
+                    }
+                row_sum[m][r] = row_sum[m][r] * rescale + sum;
+#pragma unroll
+                for (int n = 0; n < NO; n++)
+#pragma unroll
+                    for (int f = 0; f < 2; f++) o[m][n][2 * r + f] *= rescale;
+            }
+    }
+
+    // After the last tile: o divided by each row's sum, and lse_t (natural log) into lse_bh[t] for rows t < T.
+    template <int NO>
+    __device__ __forceinline__ void finish(float (&o)[M][NO][4], float* lse_bh, int row0, int T) const {
+        const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+#pragma unroll
+        for (int m = 0; m < M; m++)
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                float sum = row_sum[m][r];
+                sum += __shfl_xor_sync(0xffffffff, sum, 1);
+                sum += __shfl_xor_sync(0xffffffff, sum, 2);
+                const float inv_sum = 1.0f / sum;
+#pragma unroll
+                for (int n = 0; n < NO; n++)
+#pragma unroll
+                    for (int f = 0; f < 2; f++) o[m][n][2 * r + f] *= inv_sum;
+                const int t = row0 + 16 * m + g + 8 * r;
+                if (c == 0 && t < T) lse_bh[t] = row_max[m][r] / ATTENTION_LOG2E + logf(sum);
+            }
+    }
+};
+
+// The backward at one pair: from the score s = q·k and dp = dy·v of a visible pair, P = exp(S − lse) (lse·log2 e
+// given) and dS = P (dP − δ); both 0 for a masked pair.
+static __device__ __forceinline__ void backward_pair(float& s_to_p, float& dp_to_ds, bool visible, float lse_log2,
+                                                     float delta, float scale_log2) {
+    const float p = visible ? exp2_approx(s_to_p * scale_log2 - lse_log2) : 0.0f;
+    s_to_p = p;
+    dp_to_ds = p * (dp_to_ds - delta);
+}
+
+// backward_pair over a key kernel's transposed tiles: rows are the warp's 16 keys from key0, columns 8N queries from
+// t0 (their lse·log2 e and δ in lse_tile, delta_tile).
+template <int N>
+__device__ __forceinline__ void key_tile_scores(float (&p)[1][N][4], float (&ds)[1][N][4], int key0, int t0,
+                                                const float* lse_tile, const float* delta_tile, float scale_log2) {
+    const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+#pragma unroll
+    for (int n = 0; n < N; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int key = key0 + g + 8 * (e / 2), col = 8 * n + 2 * c + e % 2;
+            backward_pair(p[0][n][e], ds[0][n][e], key <= t0 + col, lse_tile[col], delta_tile[col], scale_log2);
+        }
+}
+
+// A query kernel's rows row0 + g and row0 + g + 8: their lse·log2 e (+inf past T: P = 0 there) and δ (from the
+// dq slots).
+static __device__ __forceinline__ void load_query_rows(float (&lse_row)[2], float (&delta_row)[2],
+                                                       const float* lse_bh, const floatX* dq, size_t stride, int row0,
+                                                       int T) {
+    const int g = threadIdx.x % 32 / 4;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const int t = row0 + g + 8 * r;
+        lse_row[r] = t < T ? lse_bh[t] * ATTENTION_LOG2E : INFINITY;
+        delta_row[r] = t < T ? load_row_sum(dq + t * stride) : 0.0f;
+    }
+}
+
+// backward_pair over a query kernel's tiles: rows are the warp's 16 queries from row0 (their lse·log2 e and δ in
+// lse_row, delta_row: rows g and g + 8), columns 8N keys from s0.
+template <int N>
+__device__ __forceinline__ void query_tile_scores(float (&p)[1][N][4], float (&ds)[1][N][4], int row0, int s0,
+                                                  const float (&lse_row)[2], const float (&delta_row)[2],
+                                                  float scale_log2) {
+    const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+#pragma unroll
+    for (int n = 0; n < N; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int key = s0 + 8 * n + 2 * c + e % 2, r = e / 2;
+            backward_pair(p[0][n][e], ds[0][n][e], key <= row0 + g + 8 * r, lse_row[r], delta_row[r], scale_log2);
+        }
+}
+
+#if !defined(ENABLE_FP32)
+// An accumulator tile w (16M × 8N) as bf16 A fragments: a[m][j] covers columns 16j … 16j + 15, since accumulator
+// blocks 2j and 2j + 1, packed, are exactly an A fragment.
+template <int M, int N>
+__device__ __forceinline__ void pack_a_fragments(uint32_t (&a)[M][N / 2][4], const float (&w)[M][N][4]) {
+#pragma unroll
+    for (int m = 0; m < M; m++)
+#pragma unroll
+        for (int j = 0; j < N / 2; j++) {
+            a[m][j][0] = pack_bf16(w[m][2 * j][0], w[m][2 * j][1]);
+            a[m][j][1] = pack_bf16(w[m][2 * j][2], w[m][2 * j][3]);
+            a[m][j][2] = pack_bf16(w[m][2 * j + 1][0], w[m][2 * j + 1][1]);
+            a[m][j][3] = pack_bf16(w[m][2 * j + 1][2], w[m][2 * j + 1][3]);
+        }
+}
+#endif
 
 // ---------------------------------------------------------------- warp tile products
 // An accumulator tile float acc[M][N][4] holds a 16M × 8N block: element (m, n, e) of lane 4g + c is row
@@ -310,24 +456,18 @@ __device__ __forceinline__ void warp_accumulate(float (&acc)[M][WIDTH / 8][4], c
         }
 #else
     static_assert(WIDTH % 16 == 0 && N % 2 == 0, "pairs of column blocks");
+    uint32_t a[M][N / 2][4];
+    pack_a_fragments(a, w);
 #pragma unroll
     for (int j = 0; j < N; j += 2) {
-        uint32_t a[M][4];  // w's columns 8j … 8j+15: its accumulator blocks j and j + 1 are an A fragment
-#pragma unroll
-        for (int m = 0; m < M; m++) {
-            a[m][0] = pack_bf16(w[m][j][0], w[m][j][1]);
-            a[m][1] = pack_bf16(w[m][j][2], w[m][j][3]);
-            a[m][2] = pack_bf16(w[m][j + 1][0], w[m][j + 1][1]);
-            a[m][3] = pack_bf16(w[m][j + 1][2], w[m][j + 1][3]);
-        }
 #pragma unroll
         for (int n = 0; n < WIDTH / 8; n += 2) {
             uint32_t b[4];  // transposed matrices: rows 8j … 8j+7 | 8j+8 … 8j+15 × columns 8n … 8n+7 | 8n+8 … 8n+15
             ldmatrix_x4_trans(b, z + (8 * j + lane % 16) * P + 8 * n + 8 * (lane / 16));
 #pragma unroll
             for (int m = 0; m < M; m++) {
-                mma_m16n8k16(acc[m][n], a[m], b[0], b[1]);
-                mma_m16n8k16(acc[m][n + 1], a[m], b[2], b[3]);
+                mma_m16n8k16(acc[m][n], a[m][j / 2], b[0], b[1]);
+                mma_m16n8k16(acc[m][n + 1], a[m][j / 2], b[2], b[3]);
             }
         }
     }
@@ -362,7 +502,7 @@ template <int HD> __device__ __forceinline__ AttentionHead attention_head(int T,
 // shared: q tile (ATTENTION_FORWARD_ROWS rows), k and v tiles (step rows) × 2 buffers each
 template <int HD>
 static __global__ void __launch_bounds__(32 * AttentionTiles<HD>::forward_warps, 1)
-    attention_forward_kernel(floatX* y, float* lse, const floatX* qkv, const float2* rope_cos_sin, int T, int heads) {
+    attention_forward_kernel(floatX* y, float* lse, const floatX* qkv, int T, int heads) {
     using Tiles = AttentionTiles<HD>;
     constexpr int M = Tiles::forward_row_tiles, WARP_ROWS = 16 * M, KEYS = Tiles::step, NK = KEYS / 8;
     constexpr int W = Tiles::width, P = Tiles::pitch;
@@ -370,7 +510,6 @@ static __global__ void __launch_bounds__(32 * AttentionTiles<HD>::forward_warps,
     floatX* q_tile = reinterpret_cast<floatX*>(attention_shared);
     floatX* k_tiles = q_tile + ATTENTION_FORWARD_ROWS * P;
     floatX* v_tiles = k_tiles + 2 * KEYS * P;
-    const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
     const AttentionHead head = attention_head<HD>(T, heads);
     const int D = head.D;
     const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ATTENTION_FORWARD_ROWS;
@@ -384,21 +523,11 @@ static __global__ void __launch_bounds__(32 * AttentionTiles<HD>::forward_warps,
     stage_rows<HD, ATTENTION_FORWARD_ROWS>(q_tile, q, stride, t0, T);
     stage_rows<HD, KEYS>(k_tiles, k, stride, 0, T);
     stage_rows<HD, KEYS>(v_tiles, v, stride, 0, T);
-    if (rope_cos_sin) {
-        cp_async_wait_all();
-        rope_staged_rows<HD, ATTENTION_FORWARD_ROWS>(q_tile, t0, T, rope_cos_sin);
-    }
     float o[M][W / 8][4] = {};
-    // per row (m, r): the max of S·log2 e so far, and this lane's part of Σ exp2(S·log2 e − max)
-    float row_max[M][2], row_sum[M][2];
-#pragma unroll
-    for (int m = 0; m < M; m++)
-#pragma unroll
-        for (int r = 0; r < 2; r++) row_max[m][r] = -INFINITY, row_sum[m][r] = 0.0f;
+    OnlineSoftmax<M> softmax;
     for (int step = 0; step < n_steps; step++) {
         const int s0 = step * KEYS, buf = step % 2;
         cp_async_wait_all();
-        if (rope_cos_sin) rope_staged_rows<HD, KEYS>(k_tiles + buf * KEYS * P, s0, T, rope_cos_sin);
         __syncthreads();  // this step's tiles are in; every warp is done with the previous step's buffers
         if (step + 1 < n_steps) {
             stage_rows<HD, KEYS>(k_tiles + (1 - buf) * KEYS * P, k, stride, s0 + KEYS, T);
@@ -407,59 +536,10 @@ static __global__ void __launch_bounds__(32 * AttentionTiles<HD>::forward_warps,
         if (s0 > row0 + WARP_ROWS - 1) continue;  // every key of the tile follows the warp's rows
         float s[M][NK][4];
         warp_row_dots<M, NK, W, P>(s, q_tile + (row0 - t0) * P, k_tiles + buf * KEYS * P);
-        const bool crosses_diagonal = s0 + KEYS - 1 > row0;
-#pragma unroll
-        for (int m = 0; m < M; m++)
-#pragma unroll
-            for (int r = 0; r < 2; r++) {
-                const int t = row0 + 16 * m + g + 8 * r;
-                float new_max = row_max[m][r];
-#pragma unroll
-                for (int n = 0; n < NK; n++)
-#pragma unroll
-                    for (int f = 0; f < 2; f++) {
-                        float& x = s[m][n][2 * r + f];
-                        x = crosses_diagonal && s0 + 8 * n + 2 * c + f > t ? -INFINITY : x * scale_log2;
-                        new_max = fmaxf(new_max, x);
-                    }
-                new_max = fmaxf(new_max, __shfl_xor_sync(0xffffffff, new_max, 1));
-                new_max = fmaxf(new_max, __shfl_xor_sync(0xffffffff, new_max, 2));
-                // finite: key 0, in the first step, is visible to every row
-                const float rescale = exp2f(row_max[m][r] - new_max);
-                row_max[m][r] = new_max;
-                float sum = 0.0f;
-#pragma unroll
-                for (int n = 0; n < NK; n++)
-#pragma unroll
-                    for (int f = 0; f < 2; f++) {
-                        float& x = s[m][n][2 * r + f];
-                        x = exp2f(x - new_max);
-                        sum += x;
-                    }
-                row_sum[m][r] = row_sum[m][r] * rescale + sum;
-#pragma unroll
-                for (int n = 0; n < W / 8; n++)
-#pragma unroll
-                    for (int f = 0; f < 2; f++) o[m][n][2 * r + f] *= rescale;
-            }
+        softmax.step(s, o, row0, s0, s0 + KEYS - 1 > row0, scale_log2);
         warp_accumulate<M, NK, W, P>(o, s, v_tiles + buf * KEYS * P);
     }
-    float* lse_bh = lse + head.lse;
-#pragma unroll
-    for (int m = 0; m < M; m++)
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            float sum = row_sum[m][r];
-            sum += __shfl_xor_sync(0xffffffff, sum, 1);
-            sum += __shfl_xor_sync(0xffffffff, sum, 2);
-            const float inv_sum = 1.0f / sum;
-#pragma unroll
-            for (int n = 0; n < W / 8; n++)
-#pragma unroll
-                for (int f = 0; f < 2; f++) o[m][n][2 * r + f] *= inv_sum;
-            const int t = row0 + 16 * m + g + 8 * r;
-            if (c == 0 && t < T) lse_bh[t] = row_max[m][r] / ATTENTION_LOG2E + logf(sum);
-        }
+    softmax.finish(o, lse + head.lse, row0, T);
     store_rows<HD, M>(y + head.rows, D, o, row0, T, 1.0f, nullptr);
 }
 
@@ -497,7 +577,6 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
     floatX* dy_tiles = q_tiles + 2 * QUERIES * P;
     float* lse_tiles = reinterpret_cast<float*>(dy_tiles + 2 * QUERIES * P);  // +inf past T: P = 0 there
     float* delta_tiles = lse_tiles + 2 * QUERIES;
-    const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
     const AttentionHead head = attention_head<HD>(T, heads);
     const int D = head.D;
     const int s0 = blockIdx.x * ATTENTION_BACKWARD_ROWS;  // low tiles, which have the most queries, run first
@@ -523,15 +602,10 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
     stage_rows<HD, ATTENTION_BACKWARD_ROWS>(k_tile, k, stride, s0, T);
     stage_rows<HD, ATTENTION_BACKWARD_ROWS>(v_tile, v, stride, s0, T);
     stage_queries(s0, 0);
-    if (rope_cos_sin) {
-        cp_async_wait_all();
-        rope_staged_rows<HD, ATTENTION_BACKWARD_ROWS>(k_tile, s0, T, rope_cos_sin);
-    }
     float dk[1][W / 8][4] = {}, dv[1][W / 8][4] = {};
     for (int step = 0; step < n_steps; step++) {
         const int t0 = s0 + step * QUERIES, buf = step % 2;
         cp_async_wait_all();
-        if (rope_cos_sin) rope_staged_rows<HD, QUERIES>(q_tiles + buf * QUERIES * P, t0, T, rope_cos_sin);
         __syncthreads();  // this step's tiles are in; every warp is done with the previous step's buffers
         if (step + 1 < n_steps) stage_queries(t0 + QUERIES, 1 - buf);
         if (t0 + QUERIES - 1 < key0) continue;  // every query of the tile precedes the warp's keys
@@ -540,15 +614,7 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
         float p[1][NQ][4], ds[1][NQ][4];
         warp_row_dots<1, NQ, W, P>(p, k_tile + (key0 - s0) * P, q_tile);    // Sᵀ
         warp_row_dots<1, NQ, W, P>(ds, v_tile + (key0 - s0) * P, dy_tile);  // dPᵀ
-#pragma unroll
-        for (int n = 0; n < NQ; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int key = key0 + g + 8 * (e / 2), col = 8 * n + 2 * c + e % 2;
-                const float pe = key <= t0 + col ? exp2f(p[0][n][e] * scale_log2 - lse_tile[col]) : 0.0f;
-                p[0][n][e] = pe;
-                ds[0][n][e] = pe * (ds[0][n][e] - delta_tile[col]);
-            }
+        key_tile_scores(p, ds, key0, t0, lse_tile, delta_tile, scale_log2);
         warp_accumulate<1, NQ, W, P>(dv, p, dy_tile);
         warp_accumulate<1, NQ, W, P>(dk, ds, q_tile);
     }
@@ -571,7 +637,6 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
     floatX* dy_tile = q_tile + ATTENTION_BACKWARD_ROWS * P;
     floatX* k_tiles = dy_tile + ATTENTION_BACKWARD_ROWS * P;
     floatX* v_tiles = k_tiles + 2 * KEYS * P;
-    const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
     const AttentionHead head = attention_head<HD>(T, heads);
     const int D = head.D;
     const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ATTENTION_BACKWARD_ROWS;  // the longest rows first
@@ -588,22 +653,12 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
     stage_rows<HD, ATTENTION_BACKWARD_ROWS>(dy_tile, dy + head.rows, D, t0, T);
     stage_rows<HD, KEYS>(k_tiles, k, stride, 0, T);
     stage_rows<HD, KEYS>(v_tiles, v, stride, 0, T);
-    if (rope_cos_sin) {
-        cp_async_wait_all();
-        rope_staged_rows<HD, ATTENTION_BACKWARD_ROWS>(q_tile, t0, T, rope_cos_sin);
-    }
-    float lse_row[2], delta_row[2];  // rows g, g + 8 of the warp: lse·log2 e (+inf past T) and δ
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int t = row0 + g + 8 * r;
-        lse_row[r] = t < T ? lse_bh[t] * ATTENTION_LOG2E : INFINITY;
-        delta_row[r] = t < T ? load_row_sum(dq + t * stride) : 0.0f;
-    }
+    float lse_row[2], delta_row[2];
+    load_query_rows(lse_row, delta_row, lse_bh, dq, stride, row0, T);
     float acc[1][W / 8][4] = {};
     for (int step = 0; step < n_steps; step++) {
         const int s0 = step * KEYS, buf = step % 2;
         cp_async_wait_all();
-        if (rope_cos_sin) rope_staged_rows<HD, KEYS>(k_tiles + buf * KEYS * P, s0, T, rope_cos_sin);
         __syncthreads();  // this step's tiles are in; every warp is done with the previous step's buffers
         if (step + 1 < n_steps) {
             stage_rows<HD, KEYS>(k_tiles + (1 - buf) * KEYS * P, k, stride, s0 + KEYS, T);
@@ -614,17 +669,233 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
         float p[1][NK][4], ds[1][NK][4];
         warp_row_dots<1, NK, W, P>(p, q_tile + (row0 - t0) * P, k_tile);                      // S
         warp_row_dots<1, NK, W, P>(ds, dy_tile + (row0 - t0) * P, v_tiles + buf * KEYS * P);  // dP
-#pragma unroll
-        for (int n = 0; n < NK; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int key = s0 + 8 * n + 2 * c + e % 2, r = e / 2;
-                const float pe = key <= row0 + g + 8 * r ? exp2f(p[0][n][e] * scale_log2 - lse_row[r]) : 0.0f;
-                ds[0][n][e] = pe * (ds[0][n][e] - delta_row[r]);
-            }
+        query_tile_scores(p, ds, row0, s0, lse_row, delta_row, scale_log2);
         warp_accumulate<1, NK, W, P>(acc, ds, k_tile);
     }
     store_rows<HD, 1>(dq, stride, acc, row0, T, scale, rope_cos_sin);
+}
+
+// ---------------------------------------------------------------- Hopper kernels (wgmma)
+// bf16 on sm_90a, hd 64 and 128 (the dk/dv kernel: hd 64): the same work split and steps as the kernels above, with
+// blocks of ATTENTION_WGMMA_WARPGROUPS warpgroups of 64 rows each, and every tile product one warpgroup's wgmma
+// (wgmma.cuh). The block's own rows (q; k and v; q and dy) are loaded once as A fragments into registers; the other
+// side's tiles stay in shared memory as SwizzledTile, which the tensor cores read as B (K-major for the scores, MN-major
+// for the sums). Steps are skipped per warpgroup; inside a crossing step the masks zero what a warp's rows do not see.
+
+static const int ATTENTION_WGMMA_WARPGROUPS = 2;
+static const int ATTENTION_WGMMA_ROWS = 64 * ATTENTION_WGMMA_WARPGROUPS;  // the block's rows
+static const int ATTENTION_WGMMA_STEP = 64;                               // rows of the other side per step
+static const int ATTENTION_WGMMA_THREADS = 128 * ATTENTION_WGMMA_WARPGROUPS;
+
+// The block's dynamic shared memory from its first 1024-byte boundary (SwizzledTile blocks start on one; the
+// launchers ask for 1024 bytes more).
+static __device__ __forceinline__ floatX* swizzled_shared(char* shared) {
+    const uint32_t address = (uint32_t)__cvta_generic_to_shared(shared);
+    return reinterpret_cast<floatX*>(shared + (1024 - address % 1024) % 1024);
+}
+
+#if defined(ATTENTION_WGMMA)
+// a[k]: the A fragment of rows r0 … r0 + 15, columns 16k … 16k + 15 of a SwizzledTile<HD, ROWS>.
+template <int HD, int ROWS>
+__device__ __forceinline__ void load_a_fragments(uint32_t (&a)[HD / 16][4], const floatX* tile, int r0) {
+    const int lane = threadIdx.x % 32;
+#pragma unroll
+    for (int k = 0; k < HD / 16; k++)
+        ldmatrix_x4(a[k], tile + SwizzledTile<HD, ROWS>::offset(r0 + lane % 16, 16 * k + 8 * (lane / 16)));
+}
+#endif
+
+// As attention_forward_kernel, for ATTENTION_WGMMA_ROWS queries.
+// shared: q tile (ATTENTION_WGMMA_ROWS rows), k and v tiles (ATTENTION_WGMMA_STEP rows) × 2 buffers each
+template <int HD>
+static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, HD <= 64 ? 2 : 1)
+    attention_forward_wgmma_kernel(floatX* y, float* lse, const floatX* qkv, int T, int heads) {
+#if defined(ATTENTION_WGMMA)
+    constexpr int ROWS = ATTENTION_WGMMA_ROWS, KEYS = ATTENTION_WGMMA_STEP;
+    using QTile = SwizzledTile<HD, ROWS>;
+    using KTile = SwizzledTile<HD, KEYS>;
+    extern __shared__ __align__(16) char attention_shared[];
+    floatX* q_tile = swizzled_shared(attention_shared);
+    floatX* k_tiles = q_tile + QTile::elements;
+    floatX* v_tiles = k_tiles + 2 * KTile::elements;
+    const AttentionHead head = attention_head<HD>(T, heads);
+    const int D = head.D, warp = (int)threadIdx.x / 32;
+    const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ROWS;
+    const int group_row0 = t0 + warp / 4 * 64, row0 = t0 + warp * 16;  // the warpgroup's and the warp's first query
+    const size_t stride = head.stride;
+    const floatX* q = qkv + head.qkv;
+    const floatX *k = q + D, *v = q + 2 * D;
+    const int n_steps = (min(t0 + ROWS, T) + KEYS - 1) / KEYS;
+    const float scale_log2 = ATTENTION_LOG2E / sqrtf((float)HD);
+
+    stage_rows<HD, ROWS, QTile>(q_tile, q, stride, t0, T);
+    stage_rows<HD, KEYS, KTile>(k_tiles, k, stride, 0, T);
+    stage_rows<HD, KEYS, KTile>(v_tiles, v, stride, 0, T);
+    uint32_t q_rows[HD / 16][4];
+    float o[1][HD / 8][4] = {};
+    OnlineSoftmax<1> softmax;
+    for (int step = 0; step < n_steps; step++) {
+        const int s0 = step * KEYS, buf = step % 2;
+        floatX *k_tile = k_tiles + buf * KTile::elements, *v_tile = v_tiles + buf * KTile::elements;
+        cp_async_wait_all();
+        fence_proxy_async();
+        __syncthreads();  // this step's tiles are in; every warpgroup is done with the previous step's buffers
+        if (step == 0) load_a_fragments<HD, ROWS>(q_rows, q_tile, row0 - t0);
+        if (step + 1 < n_steps) {
+            stage_rows<HD, KEYS, KTile>(k_tiles + (1 - buf) * KTile::elements, k, stride, s0 + KEYS, T);
+            stage_rows<HD, KEYS, KTile>(v_tiles + (1 - buf) * KTile::elements, v, stride, s0 + KEYS, T);
+        }
+        if (s0 > group_row0 + 63) continue;  // every key of the tile follows the warpgroup's rows
+        float s[1][KEYS / 8][4];
+        wgmma_row_dots<HD, KEYS>(s[0], q_rows, k_tile);
+        wgmma_wait_all(s[0]);
+        softmax.step(s, o, row0, s0, s0 + KEYS - 1 > row0, scale_log2);
+        uint32_t p[1][KEYS / 16][4];
+        pack_a_fragments(p, s);
+        wgmma_accumulate<HD, KEYS>(o[0], p[0], v_tile);
+        wgmma_wait_all(o[0]);
+    }
+    softmax.finish(o, lse + head.lse, row0, T);
+    store_rows<HD, 1>(y + head.rows, D, o, row0, T, 1.0f, nullptr);
+#endif
+}
+
+// As attention_backward_key_kernel, for ATTENTION_WGMMA_ROWS keys.
+// shared: k and v tiles (ATTENTION_WGMMA_ROWS rows); q and dy tiles (ATTENTION_WGMMA_STEP rows), lse·log2 e and δ
+// (step floats) × 2 buffers each
+template <int HD>
+static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
+    attention_backward_key_wgmma_kernel(floatX* dqkv, const floatX* dy, const float* lse, const floatX* qkv,
+                                        const float2* rope_cos_sin, int T, int heads) {
+#if defined(ATTENTION_WGMMA)
+    constexpr int ROWS = ATTENTION_WGMMA_ROWS, QUERIES = ATTENTION_WGMMA_STEP;
+    using KTile = SwizzledTile<HD, ROWS>;
+    using QTile = SwizzledTile<HD, QUERIES>;
+    extern __shared__ __align__(16) char attention_shared[];
+    floatX* k_tile = swizzled_shared(attention_shared);
+    floatX* v_tile = k_tile + KTile::elements;
+    floatX* q_tiles = v_tile + KTile::elements;
+    floatX* dy_tiles = q_tiles + 2 * QTile::elements;
+    float* lse_tiles = reinterpret_cast<float*>(dy_tiles + 2 * QTile::elements);  // +inf past T: P = 0 there
+    float* delta_tiles = lse_tiles + 2 * QUERIES;
+    const AttentionHead head = attention_head<HD>(T, heads);
+    const int D = head.D, warp = (int)threadIdx.x / 32;
+    const int s0 = blockIdx.x * ROWS;  // low tiles, which have the most queries, run first
+    const int group_key0 = s0 + warp / 4 * 64, key0 = s0 + warp * 16;  // the warpgroup's and the warp's first key
+    const size_t stride = head.stride;
+    const floatX* q = qkv + head.qkv;
+    const floatX *k = q + D, *v = q + 2 * D;
+    const floatX* dy_bh = dy + head.rows;
+    const float* lse_bh = lse + head.lse;
+    floatX* dq = dqkv + head.qkv;  // the dq slots hold δ_t
+    const int n_steps = (T - s0 + QUERIES - 1) / QUERIES;
+    const float scale = 1.0f / sqrtf((float)HD), scale_log2 = ATTENTION_LOG2E * scale;
+    auto stage_queries = [&](int t0, int buf) {
+        stage_rows<HD, QUERIES, QTile>(q_tiles + buf * QTile::elements, q, stride, t0, T);
+        stage_rows<HD, QUERIES, QTile>(dy_tiles + buf * QTile::elements, dy_bh, D, t0, T);
+        for (int i = threadIdx.x; i < QUERIES; i += blockDim.x) {
+            const int t = t0 + i;
+            lse_tiles[buf * QUERIES + i] = t < T ? lse_bh[t] * ATTENTION_LOG2E : INFINITY;
+            delta_tiles[buf * QUERIES + i] = t < T ? load_row_sum(dq + t * stride) : 0.0f;
+        }
+    };
+
+    stage_rows<HD, ROWS, KTile>(k_tile, k, stride, s0, T);
+    stage_rows<HD, ROWS, KTile>(v_tile, v, stride, s0, T);
+    stage_queries(s0, 0);
+    uint32_t k_rows[HD / 16][4], v_rows[HD / 16][4];
+    float dk[1][HD / 8][4] = {}, dv[1][HD / 8][4] = {};
+    for (int step = 0; step < n_steps; step++) {
+        const int t0 = s0 + step * QUERIES, buf = step % 2;
+        floatX *q_tile = q_tiles + buf * QTile::elements, *dy_tile = dy_tiles + buf * QTile::elements;
+        cp_async_wait_all();
+        fence_proxy_async();
+        __syncthreads();  // this step's tiles are in; every warpgroup is done with the previous step's buffers
+        if (step == 0) {
+            load_a_fragments<HD, ROWS>(k_rows, k_tile, key0 - s0);
+            load_a_fragments<HD, ROWS>(v_rows, v_tile, key0 - s0);
+        }
+        if (step + 1 < n_steps) stage_queries(t0 + QUERIES, 1 - buf);
+        if (t0 + QUERIES - 1 < group_key0) continue;  // every query of the tile precedes the warpgroup's keys
+        float p[1][QUERIES / 8][4], ds[1][QUERIES / 8][4];
+        wgmma_row_dots<HD, QUERIES>(p[0], k_rows, q_tile);   // Sᵀ
+        wgmma_row_dots<HD, QUERIES>(ds[0], v_rows, dy_tile);  // dPᵀ
+        wgmma_wait_all(p[0], ds[0]);
+        key_tile_scores(p, ds, key0, t0, lse_tiles + buf * QUERIES, delta_tiles + buf * QUERIES, scale_log2);
+        uint32_t p_rows[1][QUERIES / 16][4], ds_rows[1][QUERIES / 16][4];
+        pack_a_fragments(p_rows, p);
+        pack_a_fragments(ds_rows, ds);
+        wgmma_accumulate<HD, QUERIES>(dv[0], p_rows[0], dy_tile);
+        wgmma_accumulate<HD, QUERIES>(dk[0], ds_rows[0], q_tile);
+        wgmma_wait_all(dv[0], dk[0]);
+    }
+    floatX* dk_out = dqkv + head.qkv + D;
+    store_rows<HD, 1>(dk_out, stride, dk, key0, T, scale, rope_cos_sin);
+    store_rows<HD, 1>(dk_out + D, stride, dv, key0, T, 1.0f, nullptr);
+#endif
+}
+
+// As attention_backward_query_kernel, for ATTENTION_WGMMA_ROWS queries.
+// shared: q and dy tiles (ATTENTION_WGMMA_ROWS rows); k and v tiles (ATTENTION_WGMMA_STEP rows) × 2 buffers each
+template <int HD>
+static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
+    attention_backward_query_wgmma_kernel(floatX* dqkv, const floatX* dy, const float* lse, const floatX* qkv,
+                                          const float2* rope_cos_sin, int T, int heads) {
+#if defined(ATTENTION_WGMMA)
+    constexpr int ROWS = ATTENTION_WGMMA_ROWS, KEYS = ATTENTION_WGMMA_STEP;
+    using QTile = SwizzledTile<HD, ROWS>;
+    using KTile = SwizzledTile<HD, KEYS>;
+    extern __shared__ __align__(16) char attention_shared[];
+    floatX* q_tile = swizzled_shared(attention_shared);
+    floatX* dy_tile = q_tile + QTile::elements;
+    floatX* k_tiles = dy_tile + QTile::elements;
+    floatX* v_tiles = k_tiles + 2 * KTile::elements;
+    const AttentionHead head = attention_head<HD>(T, heads);
+    const int D = head.D, warp = (int)threadIdx.x / 32;
+    const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ROWS;            // the longest rows first
+    const int group_row0 = t0 + warp / 4 * 64, row0 = t0 + warp * 16;  // the warpgroup's and the warp's first query
+    const size_t stride = head.stride;
+    const floatX* q = qkv + head.qkv;
+    const floatX *k = q + D, *v = q + 2 * D;
+    floatX* dq = dqkv + head.qkv;
+    const int n_steps = (min(t0 + ROWS, T) + KEYS - 1) / KEYS;
+    const float scale = 1.0f / sqrtf((float)HD), scale_log2 = ATTENTION_LOG2E * scale;
+
+    stage_rows<HD, ROWS, QTile>(q_tile, q, stride, t0, T);
+    stage_rows<HD, ROWS, QTile>(dy_tile, dy + head.rows, D, t0, T);
+    stage_rows<HD, KEYS, KTile>(k_tiles, k, stride, 0, T);
+    stage_rows<HD, KEYS, KTile>(v_tiles, v, stride, 0, T);
+    float lse_row[2], delta_row[2];
+    load_query_rows(lse_row, delta_row, lse + head.lse, dq, stride, row0, T);
+    uint32_t q_rows[HD / 16][4], dy_rows[HD / 16][4];
+    float acc[1][HD / 8][4] = {};
+    for (int step = 0; step < n_steps; step++) {
+        const int s0 = step * KEYS, buf = step % 2;
+        floatX *k_tile = k_tiles + buf * KTile::elements, *v_tile = v_tiles + buf * KTile::elements;
+        cp_async_wait_all();
+        fence_proxy_async();
+        __syncthreads();  // this step's tiles are in; every warpgroup is done with the previous step's buffers
+        if (step == 0) {
+            load_a_fragments<HD, ROWS>(q_rows, q_tile, row0 - t0);
+            load_a_fragments<HD, ROWS>(dy_rows, dy_tile, row0 - t0);
+        }
+        if (step + 1 < n_steps) {
+            stage_rows<HD, KEYS, KTile>(k_tiles + (1 - buf) * KTile::elements, k, stride, s0 + KEYS, T);
+            stage_rows<HD, KEYS, KTile>(v_tiles + (1 - buf) * KTile::elements, v, stride, s0 + KEYS, T);
+        }
+        if (s0 > group_row0 + 63) continue;  // every key of the tile follows the warpgroup's rows
+        float p[1][KEYS / 8][4], ds[1][KEYS / 8][4];
+        wgmma_row_dots<HD, KEYS>(p[0], q_rows, k_tile);    // S
+        wgmma_row_dots<HD, KEYS>(ds[0], dy_rows, v_tile);  // dP
+        wgmma_wait_all(p[0], ds[0]);
+        query_tile_scores(p, ds, row0, s0, lse_row, delta_row, scale_log2);
+        uint32_t ds_rows[1][KEYS / 16][4];
+        pack_a_fragments(ds_rows, ds);
+        wgmma_accumulate<HD, KEYS>(acc[0], ds_rows[0], k_tile);
+        wgmma_wait_all(acc[0]);
+    }
+    store_rows<HD, 1>(dq, stride, acc, row0, T, scale, rope_cos_sin);
+#endif
 }
 
 // ---------------------------------------------------------------- launchers
@@ -667,26 +938,65 @@ static inline void rope_table(float2* cos_sin, int T, int hd, cudaStream_t strea
     cudaCheckLaunch();
 }
 
-// y (B,T,D) and lse (B,heads,T) from qkv (B,T,3D); RoPE on q and k when rope_cos_sin (rope_table) is given.
-static inline void attention_forward(floatX* y, float* lse, const floatX* qkv, const float2* rope_cos_sin, int B,
-                                     int T, int D, int heads, cudaStream_t stream) {
+// Which kernels run: the Hopper ones where they apply (best), or the mma.sync ones everywhere (portable: what Ampere
+// and the fp32 build run, which the tests also check on a Hopper GPU).
+enum class AttentionKernels { best, portable };
+
+// Whether the Hopper kernels run here: a bf16 build whose kernels were built for sm_90a (their binary version says
+// which target was built), on its GPU.
+static inline bool attention_hopper_available() {
+#if defined(ENABLE_FP32)
+    return false;
+#else
+    static const bool available = [] {
+        cudaFuncAttributes attributes;
+        cudaCheck(cudaFuncGetAttributes(&attributes, attention_forward_wgmma_kernel<64>));
+        return attributes.binaryVersion >= 90;
+    }();
+    return available;
+#endif
+}
+
+// y (B,T,D) and lse (B,heads,T) from qkv (B,T,3D); with rope_cos_sin (rope_table) q and k of qkv are first rotated
+// in place, as the backward reads them.
+static inline void attention_forward(floatX* y, float* lse, floatX* qkv, const float2* rope_cos_sin, int B, int T,
+                                     int D, int heads, cudaStream_t stream,
+                                     AttentionKernels kernels = AttentionKernels::best) {
     attention_with_head_size(D, heads, [&](auto head_size) {
         constexpr int HD = decltype(head_size)::value;
         using Tiles = AttentionTiles<HD>;
+        if (rope_cos_sin) {
+            const size_t chunk_pairs = (size_t)B * T * 2 * heads * (HD / 2 / Tiles::chunk);
+            rope_qk_kernel<HD><<<(unsigned)ceil_div(chunk_pairs, (size_t)ROPE_TABLE_THREADS), ROPE_TABLE_THREADS, 0,
+                                 stream>>>(qkv, rope_cos_sin, B * T, T, heads);
+            cudaCheckLaunch();
+        }
+        if constexpr (HD == 64 || HD == 128) {
+            if (kernels == AttentionKernels::best && attention_hopper_available()) {
+                constexpr int tiles = SwizzledTile<HD, ATTENTION_WGMMA_ROWS>::elements +
+                                      4 * SwizzledTile<HD, ATTENTION_WGMMA_STEP>::elements;
+                const size_t shared =
+                    attention_shared_bytes(attention_forward_wgmma_kernel<HD>, 1024 + tiles * sizeof(floatX));
+                const dim3 grid(ceil_div(T, ATTENTION_WGMMA_ROWS), B * heads);
+                attention_forward_wgmma_kernel<HD><<<grid, ATTENTION_WGMMA_THREADS, shared, stream>>>(y, lse, qkv, T,
+                                                                                                    heads);
+                cudaCheckLaunch();
+                return;
+            }
+        }
         const size_t shared = attention_shared_bytes(
             attention_forward_kernel<HD>, (ATTENTION_FORWARD_ROWS + 4 * Tiles::step) * Tiles::pitch * sizeof(floatX));
         const dim3 grid(ceil_div(T, ATTENTION_FORWARD_ROWS), B * heads);
-        attention_forward_kernel<HD><<<grid, 32 * Tiles::forward_warps, shared, stream>>>(y, lse, qkv, rope_cos_sin,
-                                                                                          T, heads);
+        attention_forward_kernel<HD><<<grid, 32 * Tiles::forward_warps, shared, stream>>>(y, lse, qkv, T, heads);
         cudaCheckLaunch();
     });
 }
 
-// dqkv (B,T,3D), overwritten, from dy (B,T,D), the forward's y (B,T,D) and lse (B,heads,T), qkv (B,T,3D) and the
-// same rope_cos_sin as the forward.
+// dqkv (B,T,3D), overwritten, from dy (B,T,D), the forward's y (B,T,D) and lse (B,heads,T), qkv (B,T,3D) as the
+// forward left it (q and k rotated) and the same rope_cos_sin as the forward.
 static inline void attention_backward(floatX* dqkv, const floatX* dy, const floatX* y, const float* lse,
                                       const floatX* qkv, const float2* rope_cos_sin, int B, int T, int D, int heads,
-                                      cudaStream_t stream) {
+                                      cudaStream_t stream, AttentionKernels kernels = AttentionKernels::best) {
     attention_with_head_size(D, heads, [&](auto head_size) {
         constexpr int HD = decltype(head_size)::value;
         using Tiles = AttentionTiles<HD>;
@@ -694,16 +1004,33 @@ static inline void attention_backward(floatX* dqkv, const floatX* dy, const floa
         attention_row_sum_kernel<HD><<<(unsigned)ceil_div(rows, (size_t)ATTENTION_ROW_SUM_THREADS),
                                        ATTENTION_ROW_SUM_THREADS, 0, stream>>>(dqkv, dy, y, B * T, heads);
         cudaCheckLaunch();
-        const dim3 grid(ceil_div(T, ATTENTION_BACKWARD_ROWS), B * heads);
+        auto launch = [&](auto kernel, int block_rows, int threads, size_t shared) {
+            const dim3 grid(ceil_div(T, block_rows), B * heads);
+            kernel<<<grid, threads, attention_shared_bytes(kernel, shared), stream>>>(dqkv, dy, lse, qkv, rope_cos_sin,
+                                                                                      T, heads);
+            cudaCheckLaunch();
+        };
         const size_t tiles_bytes = (2 * ATTENTION_BACKWARD_ROWS + 4 * Tiles::step) * Tiles::pitch * sizeof(floatX);
-        size_t shared = attention_shared_bytes(attention_backward_key_kernel<HD>,
-                                               tiles_bytes + 4 * Tiles::step * sizeof(float));
-        attention_backward_key_kernel<HD><<<grid, 32 * ATTENTION_BACKWARD_WARPS, shared, stream>>>(
-            dqkv, dy, lse, qkv, rope_cos_sin, T, heads);
-        cudaCheckLaunch();
-        shared = attention_shared_bytes(attention_backward_query_kernel<HD>, tiles_bytes);
-        attention_backward_query_kernel<HD><<<grid, 32 * ATTENTION_BACKWARD_WARPS, shared, stream>>>(
-            dqkv, dy, lse, qkv, rope_cos_sin, T, heads);
-        cudaCheckLaunch();
+        auto key_kernel = [&] {
+            launch(attention_backward_key_kernel<HD>, ATTENTION_BACKWARD_ROWS, 32 * ATTENTION_BACKWARD_WARPS,
+                   tiles_bytes + 4 * Tiles::step * sizeof(float));
+        };
+        if constexpr (HD == 64 || HD == 128) {
+            if (kernels == AttentionKernels::best && attention_hopper_available()) {
+                const size_t tiles = 1024 + (2 * SwizzledTile<HD, ATTENTION_WGMMA_ROWS>::elements +
+                                             4 * SwizzledTile<HD, ATTENTION_WGMMA_STEP>::elements) * sizeof(floatX);
+                if constexpr (HD == 64)
+                    launch(attention_backward_key_wgmma_kernel<HD>, ATTENTION_WGMMA_ROWS, ATTENTION_WGMMA_THREADS,
+                           tiles + 4 * ATTENTION_WGMMA_STEP * sizeof(float));
+                else  // at hd 128 its accumulators and fragments would outgrow the registers
+                    key_kernel();
+                launch(attention_backward_query_wgmma_kernel<HD>, ATTENTION_WGMMA_ROWS, ATTENTION_WGMMA_THREADS,
+                       tiles);
+                return;
+            }
+        }
+        key_kernel();
+        launch(attention_backward_query_kernel<HD>, ATTENTION_BACKWARD_ROWS, 32 * ATTENTION_BACKWARD_WARPS,
+               tiles_bytes);
     });
 }

@@ -1,5 +1,6 @@
 // PTX helpers shared by the tensor-core kernels (attention.cuh, m2rnn_scan_tc.cuh): mma.m16n8k16 and its fragment
-// loads and transposes, packing floats into 16-bit pairs, tanh.approx, and asynchronous copies to shared memory.
+// loads and transposes, packing floats into 16-bit pairs, tanh.approx and ex2.approx, and asynchronous copies to
+// shared memory.
 //
 // mma.m16n8k16 with fp32 accumulators, lane = 4g + c:
 //   A (16×16) a0 = A[g][2c, 2c+1], a1 = A[g+8][2c, 2c+1], a2 = A[g][2c+8, 2c+9], a3 = A[g+8][2c+8, 2c+9]
@@ -71,6 +72,14 @@ __device__ __forceinline__ float2 unpack_f16(uint32_t x) {
 __device__ __forceinline__ float tanh_approx(float x) {
     float y;
     asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// 2^x on the special-function unit: one MUFU op (exp2f adds a range check and two scalings around it), relative
+// error about 2⁻²²; 2^−∞ = 0, and results below 2⁻¹²⁶ flush to zero, as the softmax needs no subnormals.
+__device__ __forceinline__ float exp2_approx(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
 }
 

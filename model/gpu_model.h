@@ -60,7 +60,7 @@ struct GPULayer {
     float* checkpoints;              // the state every `chunk` steps (null: none kept)
     floatX* gnorm_out; float* gnorm_rstd;  // (B,T,N·V), (B,T)
     // attention
-    floatX* attn_qkv;                // (B,T,3D) q, k unrotated: the attention kernels apply RoPE
+    floatX* attn_qkv;                // (B,T,3D); attention_forward rotates q, k in place (RoPE)
     float* attn_lse;                 // (B,heads,T) log-sum-exp of each row's scores
     floatX* attn_y;                  // (B,T,D)
     // both

@@ -1,6 +1,6 @@
 // bench_m2rnn_scan: the M²RNN scan alone (kernels/m2rnn_scan.cuh) at the paper-410M layer shape, against its floor.
 //
-// For each shape: forward and forward+backward medians over REPS runs (CUDA events, after a warm-up), the scan's
+// For each shape: forward and forward+backward medians over BENCH_REPS runs (CUDA events, after a warm-up), the scan's
 // memory beyond its inputs and outputs (the forward's state checkpoints and the backward's scratch), and the floor:
 //   tanh evaluations: B·T·N·K·V forward, twice that forward+backward (the backward recomputes Z from checkpoints),
 //                     at the special-function units' rate (16 per SM per clock: one MUFU op per tanh.approx)
@@ -8,68 +8,21 @@
 //   the floor is the larger of the two (bytes moved are small: inputs and outputs once).
 // Inputs are random (q, k, v ~ N(0, 0.5²), f ~ U(0.8, 1), W = I + N(0, 0.1²)); the chunk is the model's.
 //   usage: ./bench_m2rnn_scan            (prints a table; run by `make bench`)
-#include <algorithm>
-#include <cstdio>
-#include <vector>
-
 #include "../kernels/m2rnn_scan.cuh"
-#include "../model/random.h"
+#include "bench_common.h"
 
-static const int REPS = 10;
-
+// Shape of one benchmark: batch, time, heads, key and value sizes.
 struct Shape { int B, T, N, K, V; };
-
-template <typename T> static T* upload(const std::vector<float>& host) {
-    std::vector<T> tmp(host.size());
-    for (size_t i = 0; i < host.size(); i++) tmp[i] = (T)host[i];
-    T* d = nullptr;
-    cudaCheck(cudaMalloc(&d, tmp.size() * sizeof(T)));
-    cudaCheck(cudaMemcpy(d, tmp.data(), tmp.size() * sizeof(T), cudaMemcpyHostToDevice));
-    return d;
-}
-
-static std::vector<float> random_normal(size_t n, Random& rng, double mean, double sd) {
-    std::vector<float> x(n);
-    for (float& v : x) v = (float)(mean + sd * rng.normal());
-    return x;
-}
-
-// Median milliseconds of `run` over REPS timed runs after one warm-up.
-template <typename F> static float median_ms(F run) {
-    cudaEvent_t start, stop;
-    cudaCheck(cudaEventCreate(&start));
-    cudaCheck(cudaEventCreate(&stop));
-    run();
-    std::vector<float> ms(REPS);
-    for (float& t : ms) {
-        cudaCheck(cudaEventRecord(start));
-        run();
-        cudaCheck(cudaEventRecord(stop));
-        cudaCheck(cudaEventSynchronize(stop));
-        cudaCheck(cudaEventElapsedTime(&t, start, stop));
-    }
-    cudaCheck(cudaEventDestroy(start));
-    cudaCheck(cudaEventDestroy(stop));
-    std::sort(ms.begin(), ms.end());
-    return ms[REPS / 2];
-}
 
 int main() {
     const Shape shapes[] = {{8, 4096, 84, 64, 16}, {32, 1024, 84, 64, 16}};
     const int Nq = 1, Nk = 1, chunk = M2RNN_SCAN_CHUNK;
-    int devices = 0;
-    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-        fprintf(stderr, "bench_m2rnn_scan: no NVIDIA GPU or driver found; make bench needs one (make test runs the "
-                "CPU checks without)\n");
-        return 1;
-    }
-    cudaDeviceProp prop;
-    cudaCheck(cudaGetDeviceProperties(&prop, 0));
+    const cudaDeviceProp prop = bench_device("bench_m2rnn_scan");
     int clock_khz = 0;
     cudaCheck(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, 0));
     const double tanh_per_s = 16.0 * prop.multiProcessorCount * clock_khz * 1e3, flops_per_s = 730e12;
     printf("device %s (%d SMs, %.0f MHz), %s, chunk %d, median of %d\n", prop.name, prop.multiProcessorCount,
-           clock_khz / 1e3, PRECISION_NAME, chunk, REPS);
+           clock_khz / 1e3, PRECISION_NAME, chunk, BENCH_REPS);
     printf("%-28s %9s %9s %10s %10s %12s %8s %8s\n", "shape", "fwd ms", "fwd+bwd", "extra GiB", "floor fwd",
            "floor f+b", "x fwd", "x f+b");
     Random rng(1);

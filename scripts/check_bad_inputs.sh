@@ -5,8 +5,8 @@
 # fail before the device); good (given --device gpu, must get as far as the GPU and stop with "no NVIDIA GPU or
 # driver found": how accepted input shows up on any machine); cpu (must train on the CPU to the end, exit 0, and
 # leave only train.log and checkpoints); help (must print the usage). Then the other programs' bad inputs and
-# rough edges: m2rnn_export, tokenize, make_tasks and bench_m2rnn_scan, from the trainer's directory (a row is
-# skipped for a program not built). `make test` runs it.
+# rough edges: m2rnn_export, tokenize, make_tasks, bench_m2rnn_scan and bench_attention, from the trainer's
+# directory (a row is skipped for a program not built). `make test` runs it.
 #
 #   bash scripts/check_bad_inputs.sh [path/to/train_m2rnn]      (from the repository root; bash + python3)
 #
@@ -412,14 +412,14 @@ fresh; touch "$L/file"; check bad "-o below a regular file" -o "$L/file/sub"
 if [ "$(id -u)" = 0 ]; then skip "-o a read-only dir (chmod 555)" "-o ro (chmod 555)" "running as root: chmod does not block writes"
 else fresh; chmod 555 "$L"; check bad "-o a read-only dir (chmod 555)" -o "$L"; chmod 755 "$L"; fi
 
-# ---- the other programs: tokenize, make_tasks, bench_m2rnn_scan (from beside the trainer)
+# ---- the other programs: tokenize, make_tasks, bench_m2rnn_scan, bench_attention (from beside the trainer)
 # tool KIND "what a new user tried" PROGRAM ARGS...: runs PROGRAM ARGS in a fresh empty directory $L (cases name their
 # files in it). KIND: bad (exit 1, a "PROGRAM: " message, nothing left in $L but what was there), good (exit 0),
 # quiet (exit 0 and no output at all). With EXPECT set, the output must contain that text.
 tool() {
     local kind=$1 what=$2 prog=$3; shift 3
     n=$((n + 1))
-    local path=$TOOLS/$prog$( [ "$prog" = bench_m2rnn_scan ] && printf '%s' "$SUFFIX") out rc msg verdict before after
+    local path=$TOOLS/$prog$(case $prog in bench_*) printf '%s' "$SUFFIX" ;; esac) out rc msg verdict before after
     if [ ! -x "$path" ]; then skip "$what" "$prog $*" "$prog not built"; return; fi
     before=$(ls -A "$L")
     out=$(cd "$L" && timeout 20 "$path" "$@" 2>&1 < /dev/null); rc=$?
@@ -462,6 +462,11 @@ fresh; mkdir "$L/out"; EXPECT="is a directory" tool bad "tokenize -o a directory
 fresh; EXPECT="from 1 to 2147483647" tool bad "make_tasks --sequences 10^11" make_tasks --sequences 100000000000 -o t.bin
 fresh; EXPECT="no NVIDIA GPU or driver found" CUDA_VISIBLE_DEVICES="" tool bad "bench_m2rnn_scan without a GPU" \
     bench_m2rnn_scan
+fresh; EXPECT="no NVIDIA GPU or driver found" CUDA_VISIBLE_DEVICES="" tool bad "bench_attention without a GPU" \
+    bench_attention
+fresh; EXPECT="HD must be 64 or 128" tool bad "bench_attention at head size 96" bench_attention 96 4096
+fresh; EXPECT="a divisor of 32768" tool bad "bench_attention at T = 3000" bench_attention 64 3000
+fresh; EXPECT="usage" tool bad "bench_attention with one argument" bench_attention 64
 
 echo "| # | bad input (as a new user would try it) | command (short) | exit | message (first line) | verdict |"
 echo "|---|---|---|---|---|---|"

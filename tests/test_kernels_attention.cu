@@ -1,14 +1,14 @@
 // GPU checks of kernels/attention.cuh against the reference steps attention_forward and attention_backward (double
-// precision, RoPE by rope_rotate_heads) on fresh random inputs, RoPE off and on: the fused forward's
-// y and per-row log-sum-exp lse, the fused backward's dqkv.
+// precision, RoPE by rope_rotate_heads) on fresh random inputs, RoPE off and on: the forward's in-place rotation of
+// q and k, its y and per-row log-sum-exp lse, the backward's dqkv.
 // The reference sees what the kernels compute from: qkv and dy rounded to floatX and, with RoPE, the rotated q and k
-// rounded to floatX again (the kernels stage them so). The reference's backward runs on its own probabilities; the
+// rounded to floatX again (the forward stores them so). The reference's backward runs on its own probabilities; the
 // kernels recompute theirs from the GPU forward's lse and use its y, so the dqkv figure covers both. lse has no
 // reference step: the test forms it from the rotated q and k. Outputs start poisoned (NaN), so an unwritten element
 // fails.
-// Sizes: every head size the kernels take (8, 16, 32, 64, 128) with T not a multiple of the tiles (128 query rows a
-// forward block, 64 rows a backward block, steps of 64 or, at hd 128, 32 rows), T = 1, several heads, many blocks
-// (the d12 model's width at T = 300) and one long row (T = 1024).
+// Sizes: every head size the kernels take (8, 16, 32, 64, 128) at T = 1, 77, 300, 1024 and 4096 (not multiples of
+// the tiles, or one or many of them), several heads and batch rows, many blocks (the d12 model's width at T = 300).
+// On a Hopper GPU the head sizes with Hopper kernels (64, 128) are checked on the mma.sync kernels too.
 #include "test_kernels_attention.h"
 
 #include <cmath>
@@ -44,9 +44,10 @@ std::vector<double> reference_lse(const std::vector<double>& qkv, int B, int T, 
     return lse;
 }
 
-void test_attention(TestReport& r, int B, int T, int D, int heads, bool rope, Random& rng) {
-    char shape[96];
-    snprintf(shape, sizeof(shape), "B=%d T=%d D=%d heads=%d%s", B, T, D, heads, rope ? " RoPE" : "");
+void test_attention(TestReport& r, int B, int T, int D, int heads, bool rope, AttentionKernels kernels, Random& rng) {
+    char shape[128];
+    snprintf(shape, sizeof(shape), "B=%d T=%d D=%d heads=%d%s%s", B, T, D, heads, rope ? " RoPE" : "",
+             kernels == AttentionKernels::portable ? " mma.sync kernels" : "");
     const int hd = D / heads;
     const size_t BTD = (size_t)B * T * D, n_qkv = 3 * BTD, n_lse = (size_t)B * heads * T;
     std::vector<double> qkv = random_vector(n_qkv, rng, 1.0);
@@ -65,14 +66,15 @@ void test_attention(TestReport& r, int B, int T, int D, int heads, bool rope, Ra
 
     floatX* d_y = device_poisoned<floatX>(BTD);
     float* d_lse = device_poisoned<float>(n_lse);
-    attention_forward(d_y, d_lse, d_qkv, d_rope, B, T, D, heads, 0);
+    attention_forward(d_y, d_lse, d_qkv, d_rope, B, T, D, heads, 0, kernels);
     std::vector<double> y(BTD), prob((size_t)B * heads * T * T);
     attention_forward(y.data(), prob.data(), qkv.data(), B, T, D, heads, false);  // on q, k rotated above
     check_err(r, device_download(d_y, BTD), y, "attention_forward y", shape);
     check_err(r, device_download(d_lse, n_lse), reference_lse(qkv, B, T, D, heads), "attention_forward lse", shape);
+    if (rope) check_err(r, device_download(d_qkv, n_qkv), qkv, "attention_forward q, k rotated in place", shape);
 
     floatX* d_dqkv = device_poisoned<floatX>(n_qkv);
-    attention_backward(d_dqkv, d_dy, d_y, d_lse, d_qkv, d_rope, B, T, D, heads, 0);
+    attention_backward(d_dqkv, d_dy, d_y, d_lse, d_qkv, d_rope, B, T, D, heads, 0, kernels);
     std::vector<double> dqkv(n_qkv);
     attention_backward(dqkv.data(), dy.data(), qkv.data(), prob.data(), B, T, D, heads, false);
     if (rope) rope_rotate_heads(dqkv.data(), B, T, D, heads, -1.0);
@@ -86,15 +88,19 @@ void test_attention(TestReport& r, int B, int T, int D, int heads, bool rope, Ra
 
 void test_attention_kernels(TestReport& r) {
     const unsigned long long seed = (unsigned long long)test_seed();
-    printf("attention kernels (%s), seed %llu\n", PRECISION_NAME, seed);
+    printf("attention kernels (%s, Hopper kernels %s), seed %llu\n", PRECISION_NAME,
+           attention_hopper_available() ? "on" : "off", seed);
     Random rng(seed);
     for (bool rope : {false, true}) {
-        test_attention(r, 2, 37, 48, 3, rope, rng);     // hd 16
-        test_attention(r, 3, 50, 40, 5, rope, rng);     // hd 8
-        test_attention(r, 1, 1, 64, 2, rope, rng);      // hd 32, T = 1
-        test_attention(r, 2, 77, 64, 2, rope, rng);     // hd 32
-        test_attention(r, 1, 200, 256, 2, rope, rng);   // hd 128: two forward blocks, steps of 32
-        test_attention(r, 2, 300, 768, 12, rope, rng);  // hd 64 (the models'), many blocks
-        test_attention(r, 1, 1024, 128, 2, rope, rng);  // hd 64, a long row
+        for (int hd : {8, 16, 32, 64, 128})
+            for (int T : {1, 77, 300, 1024, 4096}) {
+                const int heads = T < 4096 ? 2 : 1;  // one at 4096 keeps the reference's T×T probabilities small
+                test_attention(r, 1, T, hd * heads, heads, rope, AttentionKernels::best, rng);
+                // on Hopper the mma.sync kernels run only on Ampere and at other head sizes: checked here too
+                if ((hd == 64 || hd == 128) && attention_hopper_available())
+                    test_attention(r, 1, T, hd * heads, heads, rope, AttentionKernels::portable, rng);
+            }
+        test_attention(r, 3, 50, 40, 5, rope, AttentionKernels::best, rng);      // hd 8, several heads and rows
+        test_attention(r, 2, 300, 768, 12, rope, AttentionKernels::best, rng);   // hd 64 (the models'), many blocks
     }
 }
