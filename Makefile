@@ -38,11 +38,11 @@ HOST_SRCS := model/config.cpp model/parameters.cpp model/reference.cpp model/par
              data/pretokenize.cpp data/utf8.cpp data/prepare.cpp data/tasks.cpp
 GPU_SRCS  := model/gpu_model.cu model/gpu_decoder.cu model/distributed.cu
 # train_m2rnn: config, parameter table, checkpoints and safetensors, the CPU model (the reference in float, its
-# threads), the loader, the tokenizer (samples), the tasks (--eval 1)
+# threads), the loader, the tokenizer (samples), the tasks and their scoring (--eval 1)
 TRAIN_SRCS := model/config.cpp model/parameters.cpp model/checkpoint.cpp model/json.cpp model/safetensors.cpp \
               model/reference.cpp model/parallel.cpp model/cpu_model.cpp data/shards.cpp data/tokenizer.cpp \
-              data/pretokenize.cpp data/tasks.cpp
-TRAIN_GPU_SRCS := $(GPU_SRCS) train_state_eval.cu
+              data/pretokenize.cpp data/tasks.cpp train_state_eval.cpp
+TRAIN_GPU_SRCS := $(GPU_SRCS)
 # test_m2rnn: HOST_SRCS and GPU_SRCS, and the checks
 TEST_SRCS := tests/test_reference.cpp tests/test_shards.cpp tests/test_checkpoint.cpp tests/test_export.cpp \
              tests/test_tokenizer.cpp tests/test_tasks.cpp tests/test_distributed.cpp

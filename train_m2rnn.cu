@@ -470,8 +470,8 @@ static int gpu_count() {
 static cudaDeviceProp open_gpu(int local_rank) {
     const int devices = gpu_count();
     if (devices == 0)
-        fail("no NVIDIA GPU or driver found (--device gpu). What works without one: training on the CPU "
-             "(--device cpu, or auto, the default), `make test`, tokenize and make_tasks");
+        fail("no NVIDIA GPU or driver found (--device gpu). What works without one: training and --eval 1 on the "
+             "CPU (--device cpu, or auto, the default), `make test`, tokenize and make_tasks");
     const int device = distributed_device(local_rank, devices);
     if (device < 0)
         fail("local rank " + std::to_string(local_rank) + " but this process sees only " + std::to_string(devices) +
@@ -480,17 +480,6 @@ static cudaDeviceProp open_gpu(int local_rank) {
     cudaDeviceProp prop;
     cudaCheck(cudaGetDeviceProperties(&prop, device));
     return prop;
-}
-
-// --eval 1 (train_state_eval.h) in place of training, its input checked before the GPU is touched as training's is.
-static void evaluate_states(const Options& o, const Config& c, const std::vector<float>& params, int world) {
-    if (params.empty()) fail("--eval 1 evaluates a trained model: give its model_*.bin with -e");
-    if (world > 1) fail("--eval 1 runs in one process, not " + std::to_string(world));
-    StateEval eval;
-    std::string err;
-    if (!state_eval_open(eval, o.val_pattern, o.B, o.T, c.vocab, o.seed, err)) fail(err);
-    open_gpu(0);
-    if (!state_eval_run(eval, c, params, o.val_batches, err)) fail(err);
 }
 
 // The run's output: stdout and <-o>/train.log, on rank 0 alone.
@@ -526,6 +515,7 @@ struct GPUEngine : Engine {
     float forward(const int* tokens, int grad_accum_steps) override {
         return gpu_model_forward(model, tokens, grad_accum_steps);
     }
+    void logits(float* out) override { gpu_model_get_logits(model, out); }
     void backward() override { gpu_model_backward(model); }
     float grad_norm() override { return gpu_model_grad_norm(model); }
     void update(float lr, float beta1, float beta2, float eps, float weight_decay, float max_grad_norm) override {
@@ -598,6 +588,7 @@ struct Trainer {
     // the device, and the other processes
     void start_gpu(int argc, char** argv);
     void start_cpu();
+    void evaluate_states();
     void open_log();
     void print_banner();
     // the run
@@ -637,7 +628,6 @@ void Trainer::choose_device() {
              setup.world_from + "); several processes need a GPU each");
     if (*o.nccl_id || o.zero) fail(why + ": --nccl-id and --zero are for GPUs; drop them");
     if (o.profile) fail(why + ": --profile 1 times GPU kernels; drop it");
-    if (o.eval_states) fail(why + ": --eval 1 runs on the GPU only");
     if (o.gen_tokens > CPU_MAX_GEN_TOKENS)
         fail(why + ": -g " + std::to_string(o.gen_tokens) + " is more than the " + std::to_string(CPU_MAX_GEN_TOKENS) +
              " tokens a CPU sample may have (each token reruns the model over the sample so far)");
@@ -771,6 +761,28 @@ void Trainer::start_cpu() {
     if (o.resume) cpu_model_set_optimizer(*cpu_model, adam_m.data(), adam_v.data(), (int)state.step);
     device = "CPU, " + std::to_string(parallel_threads()) + " threads, precision fp32";
     engine = std::move(cpu_model);
+}
+
+// --eval 1 (train_state_eval.h) in place of training, its input checked before the device is touched as training's
+// is: the -e model on the run's device, without a decoder or optimizer state.
+void Trainer::evaluate_states() {
+    if (params.empty()) fail("--eval 1 evaluates a trained model: give its model_*.bin with -e");
+    if (setup.world > 1) fail("--eval 1 runs in one process, not " + std::to_string(setup.world));
+    StateEval eval;
+    std::string err;
+    if (!state_eval_open(eval, o.val_pattern, o.B, o.T, c.vocab, o.seed, err)) fail(err);
+    if (cpu) {
+        std::unique_ptr<CPUModel> model(new CPUModel);
+        cpu_model_init(*model, c, o.B, o.T, 0, params);
+        engine = std::move(model);
+    } else {
+        open_gpu(0);
+        std::unique_ptr<GPUEngine> gpu(new GPUEngine);
+        if (!gpu_model_init(gpu->model, c, o.B, o.T, err)) fail(err);
+        gpu_model_set_params(gpu->model, params.data());
+        engine = std::move(gpu);
+    }
+    if (!state_eval_run(eval, *engine, c, o.val_batches, err)) fail(err);
 }
 
 // <-o>/train.log, appended to on resume; rank 0 alone prints and writes it.
@@ -992,7 +1004,7 @@ int main(int argc, char** argv) {
     std::string err;
     if (!t.cpu && !gpu_model_check_config(t.c, err)) fail("model config: " + err);
     if (t.o.eval_states) {
-        evaluate_states(t.o, t.c, t.params, t.setup.world);
+        t.evaluate_states();
         return 0;
     }
     t.plan_batches();

@@ -13,8 +13,9 @@
 //
 //   eval L <L> sequences <n> state_accuracy <%> sequence_accuracy <%> buckets 1-64:<%> 65-128:<%> ...
 //
-// Two calls, so that everything about the input is checked before the trainer touches the GPU: open (the
-// shard and its first batch), then run (on the current GPU). Both return false with a message for the user.
+// Two calls, so that everything about the input is checked before the trainer touches the device: open (the
+// shard and its first batch), then run (on the trainer's Engine: the GPU's model or the CPU's). Both return false
+// with a message for the user.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -22,6 +23,7 @@
 
 #include "data/shards.h"
 #include "model/config.h"
+#include "model/engine.h"
 
 struct StateEval {
     std::string pattern;                 // the -j shard(s), for messages
@@ -34,6 +36,6 @@ struct StateEval {
 // out as a task's; the loader is left at the start.
 bool state_eval_open(StateEval& e, const char* pattern, int B, int T, int vocab, uint64_t seed, std::string& err);
 
-// The model of (c, params) on the current GPU over `batches` batches from the start of the shard, every row
-// checked again; prints the line above, then frees the model and the loader.
-bool state_eval_run(StateEval& e, const Config& c, const std::vector<float>& params, int batches, std::string& err);
+// `model` (of config c, sized for e.B rows of e.T) over `batches` batches from the start of the shard, every row
+// checked again; prints the line above, then closes the loader.
+bool state_eval_run(StateEval& e, Engine& model, const Config& c, int batches, std::string& err);

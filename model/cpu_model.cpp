@@ -30,6 +30,8 @@ float CPUModel::forward(const int* tokens, int accum) {
     return (float)reference_forward(ref, params.data(), tokens);
 }
 
+void CPUModel::logits(float* out) { std::copy(ref.logits.begin(), ref.logits.end(), out); }
+
 void CPUModel::backward() { reference_backward(ref, params.data(), grads.data()); }
 
 float CPUModel::grad_norm() {

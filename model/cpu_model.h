@@ -31,6 +31,7 @@ struct CPUModel : Engine {
 
     void zero_grad() override;
     float forward(const int* tokens, int grad_accum_steps) override;
+    void logits(float* out) override;
     void backward() override;
     float grad_norm() override;
     void update(float lr, float beta1, float beta2, float eps, float weight_decay, float max_grad_norm) override;

@@ -13,6 +13,8 @@ struct Engine {
     // Forward over tokens[B*(T+1)]; the mean loss. grad_accum_steps n >= 1: the backward that follows adds the
     // gradient of (mean loss / n); 0: only evaluates.
     virtual float forward(const int* tokens, int grad_accum_steps) = 0;
+    // The logits (B,T,Vp) of the last forward, as fp32, into out.
+    virtual void logits(float* out) = 0;
     virtual void backward() = 0;
     // Once per step, after its last backward: sums the gradients over the processes and returns their global norm,
     // the same on every process. It counts the step in AdamW's bias correction whether or not update follows, so

@@ -4,9 +4,10 @@
 # visible (CUDA_VISIBLE_DEVICES=""), so the cases run on the CPU unless they say --device gpu. Kinds: bad (must
 # fail before the device); good (given --device gpu, must get as far as the GPU and stop with "no NVIDIA GPU or
 # driver found": how accepted input shows up on any machine); cpu (must train on the CPU to the end, exit 0, and
-# leave only train.log and checkpoints); help (must print the usage). Then the other programs' bad inputs and
-# rough edges: m2rnn_export, tokenize, make_tasks, bench_m2rnn_scan and bench_attention, from the trainer's
-# directory (a row is skipped for a program not built). `make test` runs it.
+# leave only train.log and checkpoints); eval (must print --eval 1's line on the CPU and leave nothing); help (must
+# print the usage). Then the other programs' bad inputs and rough edges: m2rnn_export, tokenize, make_tasks,
+# bench_m2rnn_scan and bench_attention, from the trainer's directory (a row is skipped for a program not built).
+# `make test` runs it.
 #
 #   bash scripts/check_bad_inputs.sh [path/to/train_m2rnn]      (from the repository root; bash + python3)
 #
@@ -214,6 +215,10 @@ check() {
         if [ $rc -eq 0 ] && grep -q "^step [0-9]*/[0-9]* train_loss" "$dir/train.log" 2>/dev/null; then
             verdict="PASS (trained on the CPU)"
         else verdict="FAIL (did not train on the CPU: exit $rc)"; fi
+    elif [ "$kind" = eval ]; then
+        if [ $rc -eq 0 ] && grep -q "^eval L [0-9]* sequences [0-9]* state_accuracy" <<<"$out"; then
+            verdict="PASS (evaluated on the CPU)"
+        else verdict="FAIL (no eval line: exit $rc)"; fi
     elif [ "$kind" = good ]; then
         if [ $rc -lt 124 ] && grep -q "no NVIDIA GPU or driver found" <<<"$out" && [ -z "$new" ]; then verdict="PASS (accepted: reached the GPU)"
         else verdict="FAIL (good input rejected)"; fi
@@ -399,7 +404,8 @@ fresh; check cpu "on the CPU: gradient accumulation (-d 4 micro-batches)" -x 1 -
 fresh; check bad "on the CPU: --profile 1 (GPU kernel timing)" --device cpu --profile 1
 fresh; check bad "on the CPU: --world 2" --device cpu --world 2 --rank 0 --nccl-id "$ID"
 fresh; check bad "on the CPU: --zero 1" --device cpu --zero 1
-fresh; check bad "on the CPU: --eval 1" --device cpu -e "$F/model_good.bin" --eval 1 -t 9 -j "$F/task_like.bin" -b 4 -m 2
+fresh; check eval "on the CPU: --eval 1 of a checkpoint on a task shard" --device cpu -e "$F/model_good.bin" --eval 1 -t 9 \
+    -j "$F/task_like.bin" -b 4 -m 2
 fresh; check bad "on the CPU: -g longer than a CPU sample may be" --device cpu -g 2000
 fresh; check bad "--device tpu" --device tpu
 fresh; check bad "--threads 0" --threads 0

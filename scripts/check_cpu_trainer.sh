@@ -2,7 +2,8 @@
 # The trainer end to end on the CPU (--device cpu: the reference in float, model/cpu_model.h), so that CI, which
 # has no GPU, runs the driver itself: training with validation, checkpoints and a decoded sample; exact resume;
 # the same bits for any thread count; a start from a checkpoint; auto mode's one line where no GPU is visible, and
-# --device gpu's message there. A short tiny-preset run (B=4, T=32) each. `make test` runs it.
+# --device gpu's message there, a short tiny-preset run (B=4, T=32) each; and --eval 1 of a small model trained on
+# parity. `make test` runs it.
 #
 #   bash scripts/check_cpu_trainer.sh [path/to/train_m2rnn]      (from the repository root)
 #
@@ -62,7 +63,34 @@ line=$(CUDA_VISIBLE_DEVICES="" "$TRAIN" -x 1 -v 0 -g 0 -o "$W/auto" 2>&1 | head 
 check "auto mode, no GPU visible: '$line'" grep -q "^no NVIDIA GPU or driver found: training on the CPU (tiny preset, [0-9]* threads)$" <<<"$line"
 out=$(CUDA_VISIBLE_DEVICES="" "$TRAIN" --device gpu -x 1 -v 0 -g 0 -o "$W/gpu" 2>&1); rc=$?
 check "--device gpu, no GPU visible: exit $rc, '${out:0:90}...'" \
-    [ "$rc" != 0 -a -n "$(grep 'no NVIDIA GPU or driver found (--device gpu).*training on the CPU' <<<"$out")" ]
+    [ "$rc" != 0 -a -n "$(grep 'no NVIDIA GPU or driver found (--device gpu).*training and --eval 1 on the CPU' <<<"$out")" ]
+
+# 6. --eval 1 on the CPU: a small all-M model trained 300 steps on parity at L = 8 gets the states right at L = 8
+# and 16; its first step's checkpoint does not; another split of the same sequences into batches scores the same
+TASKS=./make_tasks
+[ -x "$TASKS" ] || TASKS=$(dirname "$TRAIN")/make_tasks
+for spec in "8 4000 1 train" "8 64 2 L8" "16 64 3 L16"; do
+    read -r len n seed name <<<"$spec"
+    "$TASKS" --task parity --length "$len" --sequences "$n" --seed "$seed" -o "$W/parity_$name.bin" > /dev/null
+done
+MODEL=(--vocab 5 --pattern MM --dim 32 --ffn 64 --heads 2 --m2rnn-heads 4 --key 8 --value 8 --q-heads 1 --k-heads 1)
+for steps in 1 300; do
+    "$TRAIN" --device cpu -i "$W/parity_train.bin" -j "$W/parity_L8.bin" -t 17 -b 32 -x "$steps" -l 3e-3 -u 20 -v 0 \
+        -g 0 -n "$steps" -o "$W/parity$steps" "${MODEL[@]}" > /dev/null 2>&1; rc=$?
+done
+evaluate() {  # evaluate STEPS L B M: the eval line of that run's checkpoint on the L test shard, M batches of B
+    "$TRAIN" --device cpu -e "$W/parity$1/model_$1.bin" --eval 1 -j "$W/parity_L$2.bin" -t $((2 * $2 + 1)) -b "$3" \
+        -m "$4" 2>&1 | grep "^eval "
+}
+at8=$(evaluate 300 8 16 4) at16=$(evaluate 300 16 16 4) split16=$(evaluate 300 16 8 8) untrained=$(evaluate 1 16 16 4)
+accuracy() { awk '{ for (i = 1; i < NF; i++) if ($i == "state_accuracy") print $(i + 1) }' <<<"$1"; }
+check "train parity on the CPU: exit $rc; --eval 1 at L = 8: '$at8'" \
+    python3 -c "import sys; sys.exit(not ($rc == 0 and float('$(accuracy "$at8")' or 0) >= 99))"
+check "--eval 1 at L = 16 (twice the training length): '$at16'" \
+    python3 -c "import sys; sys.exit(not float('$(accuracy "$at16")' or 0) >= 99)"
+check "--eval 1 of the step-1 checkpoint at L = 16 scores far lower: '$untrained'" \
+    python3 -c "import sys; sys.exit(not float('$(accuracy "$untrained")' or 100) < 60)"
+check "--eval 1 at L = 16 in 8 batches of 8 instead of 4 of 16: the same line" [ -n "$at16" -a "$at16" = "$split16" ]
 
 echo "cpu trainer: $passed passed, $failed failed"
 [ "$failed" = 0 ]

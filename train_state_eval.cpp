@@ -5,7 +5,6 @@
 #include <cstdio>
 
 #include "data/tasks.h"
-#include "model/gpu_model.h"
 
 // True when every row of the batch in e.tokens is laid out as a task's at e.T; else false with a message that
 // shows the first offending token and the layout expected.
@@ -96,20 +95,16 @@ static void print_score(const Score& s, int L) {
            100.0 * all_right / all, 100.0 * s.sequences_right / s.sequences, buckets.c_str());
 }
 
-bool state_eval_run(StateEval& e, const Config& c, const std::vector<float>& params, int batches, std::string& err) {
-    GPUModel model;
-    if (!gpu_model_init(model, c, e.B, e.T, err)) return false;
-    gpu_model_set_params(model, params.data());
+bool state_eval_run(StateEval& e, Engine& model, const Config& c, int batches, std::string& err) {
     std::vector<float> logits((size_t)e.B * e.T * c.Vp);
     Score s = score_init(e.L);
     for (int batch = 0; batch < batches; batch++) {
         if (!dataloader_next(e.shard, e.tokens.data(), err) || !rows_are_task_rows(e, err)) return false;
-        gpu_model_forward(model, e.tokens.data(), 0);
-        gpu_model_get_logits(model, logits.data());
+        model.forward(e.tokens.data(), 0);
+        model.logits(logits.data());
         score_batch(s, e, logits.data(), c.Vp, c.vocab);
     }
     print_score(s, e.L);
-    gpu_model_free(model);
     dataloader_close(e.shard);
     return true;
 }
