@@ -48,6 +48,10 @@ struct Score {
     std::vector<int> bucket_end;  // the last i of each bucket: 64, 128, 256, ..., L
     std::vector<long long> right, total;
     long long sequences = 0, sequences_right = 0;
+    // where the wrong states are: the bucket of each failing sequence's first wrong state; the states after it and
+    // how many of them are wrong too; wrong predictions and how many of them repeat the previous state
+    std::vector<long long> first_wrong;
+    long long after_first = 0, wrong_after_first = 0, wrong = 0, repeats = 0;
 };
 
 static Score score_init(int L) {
@@ -58,6 +62,7 @@ static Score score_init(int L) {
     }
     s.right.assign(s.bucket_end.size(), 0);
     s.total.assign(s.bucket_end.size(), 0);
+    s.first_wrong.assign(s.bucket_end.size(), 0);
     return s;
 }
 
@@ -71,9 +76,20 @@ static void score_batch(Score& s, const StateEval& e, const float* logits, int V
             if (i > s.bucket_end[bucket]) bucket++;
             const float* z = logits + ((size_t)b * e.T + task_input_position(i)) * Vp;
             const int predicted = (int)(std::max_element(z, z + vocab) - z), target = row[task_state_position(i)];
-            s.right[bucket] += predicted == target;
+            const bool right = predicted == target;
+            s.right[bucket] += right;
             s.total[bucket]++;
-            all_right = all_right && predicted == target;
+            if (!all_right) {
+                s.after_first++;
+                s.wrong_after_first += !right;
+            } else if (!right) {
+                s.first_wrong[bucket]++;
+            }
+            if (!right) {
+                s.wrong++;
+                s.repeats += i > 1 && predicted == row[task_state_position(i - 1)];
+            }
+            all_right = all_right && right;
         }
         s.sequences++;
         s.sequences_right += all_right;
@@ -93,6 +109,14 @@ static void print_score(const Score& s, int L) {
     }
     printf("eval L %d sequences %lld state_accuracy %.2f sequence_accuracy %.2f buckets%s\n", L, s.sequences,
            100.0 * all_right / all, 100.0 * s.sequences_right / s.sequences, buckets.c_str());
+    std::string first;
+    for (size_t k = 0; k < s.bucket_end.size(); k++)
+        first += " " + std::to_string(k == 0 ? 1 : s.bucket_end[k - 1] + 1) + "-" + std::to_string(s.bucket_end[k]) +
+                 ":" + std::to_string(s.first_wrong[k]);
+    auto percent = [](long long part, long long whole) { return whole ? 100.0 * part / whole : 0.0; };
+    printf("eval_errors wrong_states %lld failing_sequences %lld first_wrong%s wrong_after_first %.2f "
+           "repeat_previous %.2f\n", s.wrong, s.sequences - s.sequences_right, first.c_str(),
+           percent(s.wrong_after_first, s.after_first), percent(s.repeats, s.wrong));
 }
 
 bool state_eval_run(StateEval& e, Engine& model, const Config& c, int batches, std::string& err) {

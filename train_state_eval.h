@@ -13,6 +13,14 @@
 //
 //   eval L <L> sequences <n> state_accuracy <%> sequence_accuracy <%> buckets 1-64:<%> 65-128:<%> ...
 //
+// and a second line on where the wrong states are: how many, in how many sequences, the bucket of each failing
+// sequence's first wrong state (a count per bucket), the % of the states after a sequence's first wrong one that
+// are wrong too (near 100: the state is lost for good; near 0: single slips of the readout, or a state regained),
+// and the % of the wrong predictions that repeat the previous state (the input ignored):
+//
+//   eval_errors wrong_states <n> failing_sequences <n> first_wrong 1-64:<n> ... wrong_after_first <%>
+//       repeat_previous <%>
+//
 // Two calls, so that everything about the input is checked before the trainer touches the device: open (the
 // shard and its first batch), then run (on the trainer's Engine: the GPU's model or the CPU's). Both return false
 // with a message for the user.

@@ -66,7 +66,8 @@ check "--device gpu, no GPU visible: exit $rc, '${out:0:90}...'" \
     [ "$rc" != 0 -a -n "$(grep 'no NVIDIA GPU or driver found (--device gpu).*training and --eval 1 on the CPU' <<<"$out")" ]
 
 # 6. --eval 1 on the CPU: a small all-M model trained 300 steps on parity at L = 8 gets the states right at L = 8
-# and 16; its first step's checkpoint does not; another split of the same sequences into batches scores the same
+# and 16; its first step's checkpoint does not, and its error line counts what the accuracy line implies; another
+# split of the same sequences into batches scores the same
 TASKS=./make_tasks
 [ -x "$TASKS" ] || TASKS=$(dirname "$TRAIN")/make_tasks
 for spec in "8 4000 1 train" "8 64 2 L8" "16 64 3 L16"; do
@@ -78,19 +79,27 @@ for steps in 1 300; do
     "$TRAIN" --device cpu -i "$W/parity_train.bin" -j "$W/parity_L8.bin" -t 17 -b 32 -x "$steps" -l 3e-3 -u 20 -v 0 \
         -g 0 -n "$steps" -o "$W/parity$steps" "${MODEL[@]}" > /dev/null 2>&1; rc=$?
 done
-evaluate() {  # evaluate STEPS L B M: the eval line of that run's checkpoint on the L test shard, M batches of B
+evaluate() {  # evaluate STEPS L B M: the two eval lines of that run's checkpoint on the L test shard, M batches of B
     "$TRAIN" --device cpu -e "$W/parity$1/model_$1.bin" --eval 1 -j "$W/parity_L$2.bin" -t $((2 * $2 + 1)) -b "$3" \
-        -m "$4" 2>&1 | grep "^eval "
+        -m "$4" 2>&1 | grep -E "^eval(_errors)? "
 }
 at8=$(evaluate 300 8 16 4) at16=$(evaluate 300 16 16 4) split16=$(evaluate 300 16 8 8) untrained=$(evaluate 1 16 16 4)
-accuracy() { awk '{ for (i = 1; i < NF; i++) if ($i == "state_accuracy") print $(i + 1) }' <<<"$1"; }
-check "train parity on the CPU: exit $rc; --eval 1 at L = 8: '$at8'" \
+value() { awk -v k="$2" '{ for (i = 1; i < NF; i++) if ($i == k) print $(i + 1) }' <<<"$1"; }  # the value after k
+accuracy() { value "$1" state_accuracy; }
+check "train parity on the CPU: exit $rc; --eval 1 at L = 8: '$(head -1 <<<"$at8")'" \
     python3 -c "import sys; sys.exit(not ($rc == 0 and float('$(accuracy "$at8")' or 0) >= 99))"
-check "--eval 1 at L = 16 (twice the training length): '$at16'" \
+check "--eval 1 at L = 16 (twice the training length): '$(head -1 <<<"$at16")'" \
     python3 -c "import sys; sys.exit(not float('$(accuracy "$at16")' or 0) >= 99)"
-check "--eval 1 of the step-1 checkpoint at L = 16 scores far lower: '$untrained'" \
+check "--eval 1 of the step-1 checkpoint at L = 16 scores far lower: '$(head -1 <<<"$untrained")'" \
     python3 -c "import sys; sys.exit(not float('$(accuracy "$untrained")' or 100) < 60)"
-check "--eval 1 at L = 16 in 8 batches of 8 instead of 4 of 16: the same line" [ -n "$at16" -a "$at16" = "$split16" ]
+check "--eval 1 at L = 16 in 8 batches of 8 instead of 4 of 16: the same lines" [ -n "$at16" -a "$at16" = "$split16" ]
+check "the trained model's error line: '$(grep eval_errors <<<"$at16")'" \
+    [ "$(value "$at16" wrong_states)" = 0 -a "$(value "$at16" failing_sequences)" = 0 ]
+wrong=$(value "$untrained" wrong_states) failing=$(value "$untrained" failing_sequences)
+check "the step-1 checkpoint's error line: $wrong wrong states of 64 × 16 at $(accuracy "$untrained")%, $failing failing \
+sequences at $(value "$untrained" sequence_accuracy)% whole" python3 -c "import sys; sys.exit(not (
+    int('${wrong:-x}') == round(1024 * (100 - float('$(accuracy "$untrained")')) / 100) and
+    int('${failing:-x}') == round(64 * (100 - float('$(value "$untrained" sequence_accuracy)')) / 100)))"
 
 echo "cpu trainer: $passed passed, $failed failed"
 [ "$failed" = 0 ]
