@@ -59,6 +59,12 @@ void task_sequence(const Group& g, int L, Random& rng, std::vector<uint32_t>& ou
     }
 }
 
+void task_row(const Group& g, int L, int min_length, Random& rng, std::vector<uint32_t>& out) {
+    const int l = min_length < L ? min_length + rng.below(L - min_length + 1) : L;
+    task_sequence(g, l, rng, out);
+    out.insert(out.end(), (size_t)2 * (L - l), TASK_BOS);
+}
+
 int task_row_mismatch(const int* row, int T, int order) {
     for (int t = 0; t <= T; t++) {
         const bool ok = t == 0 || t == T ? row[t] == TASK_BOS
@@ -68,10 +74,16 @@ int task_row_mismatch(const int* row, int T, int order) {
     return -1;
 }
 
-bool task_write_shard(const char* path, const Group& g, int L, int64_t sequences, uint64_t seed, std::string& err) {
+bool task_write_shard(const char* path, const Group& g, int L, int min_length, int64_t sequences, uint64_t seed,
+                      std::string& err) {
     if (L < 1 || sequences < 1) {
         err = std::string(path) + ": need at least one sequence of at least one element (L " + std::to_string(L) +
               ", sequences " + std::to_string(sequences) + ")";
+        return false;
+    }
+    if (min_length < 1 || min_length > L) {
+        err = std::string(path) + ": the minimum length " + std::to_string(min_length) + " must be from 1 to L = " +
+              std::to_string(L);
         return false;
     }
     if (L > (INT32_MAX - 1) / 2 || sequences > (INT32_MAX - 1) / task_sequence_tokens(L)) {
@@ -89,7 +101,7 @@ bool task_write_shard(const char* path, const Group& g, int L, int64_t sequences
         return ok;
     };
     for (int64_t s = 0; s < sequences; s++) {
-        task_sequence(g, L, rng, tokens);
+        task_row(g, L, min_length, rng, tokens);
         if (tokens.size() >= (1 << 20) && !flush()) return shard_writer_discard(w), false;
     }
     tokens.push_back(TASK_BOS);

@@ -16,10 +16,12 @@
 // Token ids: BOS = 0, input element e -> 1 + e, state element e -> 1 + n + e; vocabulary 2n + 1
 // (parity 5, s3 13, s5 241). The model reads g_i at position 2i-1 and predicts s_i there, the token at 2i.
 //
-// A shard (shards.h, uint16 tokens: magic 20240520, version 1) holds S sequences back to back and one
+// A shard (shards.h, uint16 tokens: magic 20240520, version 1) holds S rows of 2L+1 tokens back to back and one
 // trailing BOS: S·(2L+1) + 1 tokens. The loader cuts windows of T+1 tokens at multiples of T, so at
-// T = 2L+1 window k is exactly sequence k, with the next sequence's BOS as its last target. The
-// sequences are task_sequence's, drawn in order from one Random(seed).
+// T = 2L+1 window k is exactly row k, with the next row's BOS as its last target. The rows are task_row's,
+// drawn in order from one Random(seed): each a sequence of L elements, or, for a minimum length M < L, of a
+// length drawn uniformly from M..L and padded with BOS to 2L+1 tokens (lengths mixed, every sequence still
+// starting from the zero state at its row's start).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -71,7 +73,13 @@ int task_row_mismatch(const int* row, int T, int order);
 // Appends one sequence of L elements (2L+1 tokens) drawn from rng to out.
 void task_sequence(const Group& g, int L, Random& rng, std::vector<uint32_t>& out);
 
-// Writes a shard of `sequences` sequences of L elements drawn from Random(seed), through path + ".tmp"
-// renamed into place. False with err (naming the file) when L or sequences is < 1, the count does not
-// fit the header's int32, or a write fails; nothing is left at path or path.tmp then.
-bool task_write_shard(const char* path, const Group& g, int L, int64_t sequences, uint64_t seed, std::string& err);
+// Appends one row of a shard (2L+1 tokens) drawn from rng to out: a sequence of l elements, l uniform in
+// min_length..L (drawn first; nothing is drawn when min_length = L), then BOS up to 2L+1 tokens.
+void task_row(const Group& g, int L, int min_length, Random& rng, std::vector<uint32_t>& out);
+
+// Writes a shard of `sequences` rows (task_row, at this L and min_length) drawn from Random(seed), through
+// path + ".tmp" renamed into place. False with err (naming the file) when L or sequences is < 1, min_length is
+// not in 1..L, the count does not fit the header's int32, or a write fails; nothing is left at path or path.tmp
+// then.
+bool task_write_shard(const char* path, const Group& g, int L, int min_length, int64_t sequences, uint64_t seed,
+                      std::string& err);

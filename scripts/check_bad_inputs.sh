@@ -466,6 +466,11 @@ fresh; EXPECT="takes all 6048 tokens" tool bad "tokenize --val-tokens = the inpu
 fresh; mkdir "$L/out"; EXPECT="is a directory" tool bad "tokenize -o a directory" tokenize -r "$RANKS/gpt2.tiktoken" \
     -o out "$F/text.txt"
 fresh; EXPECT="from 1 to 2147483647" tool bad "make_tasks --sequences 10^11" make_tasks --sequences 100000000000 -o t.bin
+fresh; EXPECT="a count from 1 to L" tool bad "make_tasks --min-length 0" make_tasks --min-length 0 -o t.bin
+fresh; EXPECT="is more than --length 8" tool bad "make_tasks --min-length above --length" make_tasks --length 8 \
+    --min-length 9 -o t.bin
+fresh; EXPECT="lengths 2..8, padded with BOS" tool good "make_tasks --min-length 2: mixed lengths" make_tasks --length 8 \
+    --min-length 2 --sequences 10 -o t.bin
 fresh; EXPECT="no NVIDIA GPU or driver found" CUDA_VISIBLE_DEVICES="" tool bad "bench_m2rnn_scan without a GPU" \
     bench_m2rnn_scan
 fresh; EXPECT="no NVIDIA GPU or driver found" CUDA_VISIBLE_DEVICES="" tool bad "bench_attention without a GPU" \
