@@ -4,7 +4,8 @@
 # shards of sequences [BOS g1 s1 … gL sL] with s_i = g1∘…∘g_i; three small models of similar size are trained on
 # L = 64 (all positions of every sequence, so every prefix length up to 64 is seen) and each final checkpoint is
 # evaluated at L = 64, 128, 256 and 512 (`train_m2rnn --eval 1`: argmax accuracy of every s_i, and of whole
-# sequences). The nine runs share the GPU. Writes $DIR/results.tsv, $DIR/results.md and $DIR/accuracy.png.
+# sequences). The nine runs share the GPU. Writes $DIR/results.tsv, $DIR/results.md, $DIR/accuracy.png and
+# $DIR/errors.txt (each evaluation's eval_errors line: where the wrong states are).
 #   models: all-M (MM, N=8 K=16 V=16), all-A (AA, RoPE, 4 heads), hybrid (MA); D=128, F=256
 # Checkpoints every 1000 steps; a run stopped early (TRAIN_TIMEOUT seconds, 0 = none) is evaluated at its last.
 #   usage: scripts/state_tracking.sh   env: DIR (default log/state_tracking), STEPS (10000), TASKS, LR (1e-3),
@@ -58,6 +59,7 @@ for pid in "${pids[@]}"; do wait "$pid" || echo "state_tracking: a run stopped e
 
 # ---- evaluation of every final checkpoint at every length
 printf 'task\tmodel\tlength\tstate_accuracy\tsequence_accuracy\n' > "$DIR/results.tsv"
+: > "$DIR/errors.txt"
 echo "| task | model | parameters | steps | last val loss | accuracy % by length (state / whole sequence) |" \
     > "$DIR/results.md"
 echo "|---|---|---|---|---|---|" >> "$DIR/results.md"
@@ -68,8 +70,10 @@ for task in $TASKS; do
         [ -n "$step" ] || { echo "state_tracking: $run has no checkpoint; see $DIR/$task-$model.out" >&2; continue; }
         cells=""
         for L in $TEST_LENS; do
-            line=$("$TRAIN" -e "$run/model_$step.bin" --eval 1 -j "$DIR/data/${task}_test_L$L.bin" -t $((2 * L + 1)) \
-                   -b 16 -m 16 | grep "^eval ")
+            out=$("$TRAIN" -e "$run/model_$step.bin" --eval 1 -j "$DIR/data/${task}_test_L$L.bin" -t $((2 * L + 1)) \
+                  -b 16 -m 16)
+            line=$(grep "^eval " <<<"$out")
+            printf '%s %s L=%s %s\n' "$task" "$model" "$L" "$(grep "^eval_errors " <<<"$out")" >> "$DIR/errors.txt"
             state=$(awk '{for (i = 1; i < NF; i++) if ($i == "state_accuracy") print $(i + 1)}' <<<"$line")
             whole=$(awk '{for (i = 1; i < NF; i++) if ($i == "sequence_accuracy") print $(i + 1)}' <<<"$line")
             printf '%s\t%s\t%s\t%s\t%s\n' "$task" "$model" "$L" "$state" "$whole" >> "$DIR/results.tsv"
