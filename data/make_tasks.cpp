@@ -19,9 +19,11 @@ static void usage(FILE* out) {
             "usage: make_tasks [options] -o PATH   a shard of a synthetic state-tracking task (llm.c format, uint16)\n"
             "  --task NAME       parity (Z2), s3 or s5 (the permutations of 3 or 5 things)   default s5\n"
             "  --length L        group elements per sequence (a sequence is 2L+1 tokens)      default 64\n"
-            "  --min-length M    sequences of M..L elements (uniform), each padded with BOS to 2L+1 tokens\n"
-            "                    (rows stay one sequence each)                                default L\n"
-            "  --sequences S     sequences in the shard                                       default 10000\n"
+            "  --min-length M    sequences of M..L elements (uniform), a row of 2L+1 tokens each, padded with BOS\n"
+            "                                                                                 default L\n"
+            "  --pack <0|1>      1: rows of whole sequences back to back (the last cut to fit), so each one after\n"
+            "                    the first starts from the state the one before it left       default 0\n"
+            "  --sequences S     rows in the shard (a sequence each, unless --pack 1)         default 10000\n"
             "  --seed N          random seed, 0 .. 2^64-1                                     default 1\n"
             "  -o, --out PATH    the shard to write (required); missing directories are made\n"
             "  -h, --help\n"
@@ -63,13 +65,13 @@ static void make_parent_dirs(const std::string& path) {
 
 int main(int argc, char** argv) {
     std::string task = "s5", out;
-    long long length = 64, sequences = 10000, min_length = 0;  // 0: L
+    long long length = 64, sequences = 10000, min_length = 0, pack = 0;  // min_length 0: L
     uint64_t seed = 1;
     for (int i = 1; i < argc; i++) {
         const std::string a = argv[i];
         if (a == "-h" || a == "--help") { usage(stdout); return 0; }
-        bool known = a == "--task" || a == "--length" || a == "--min-length" || a == "--sequences" ||
-                     a == "--seed" || a == "-o" || a == "--out";
+        bool known = a == "--task" || a == "--length" || a == "--min-length" || a == "--pack" ||
+                     a == "--sequences" || a == "--seed" || a == "-o" || a == "--out";
         if (!known) return fail("unknown flag '" + a + "' (make_tasks -h lists them)");
         if (i + 1 >= argc) return fail(a + " needs a value");
         const char* v = argv[++i];
@@ -80,6 +82,8 @@ int main(int argc, char** argv) {
             if (!parse_int(v, 1, most, length)) return fail(bad + ": a count from 1 to " + std::to_string(most));
         } else if (a == "--min-length") {
             if (!parse_int(v, 1, INT32_MAX, min_length)) return fail(bad + ": a count from 1 to L");
+        } else if (a == "--pack") {
+            if (!parse_int(v, 0, 1, pack)) return fail(bad + ": 0 or 1");
         } else if (a == "--sequences") {
             if (!parse_int(v, 1, INT32_MAX, sequences))
                 return fail(bad + ": a count from 1 to " + std::to_string(INT32_MAX));
@@ -99,12 +103,16 @@ int main(int argc, char** argv) {
     std::string err;
     if (!group_by_name(task.c_str(), g, err)) return fail(err);
     make_parent_dirs(out);
-    if (!task_write_shard(out.c_str(), g, (int)length, (int)min_length, sequences, seed, err)) return fail(err);
+    const TaskRows rows{(int)length, (int)min_length, pack == 1};
+    if (!task_write_shard(out.c_str(), g, rows, sequences, seed, err)) return fail(err);
     const int T = task_sequence_tokens((int)length);
-    const std::string lengths = min_length < length ? " (lengths " + std::to_string(min_length) + ".." +
-                                                          std::to_string(length) + ", padded with BOS)" : "";
-    printf("make_tasks: %s (order %d), L %lld%s, %lld sequences, seed %llu: %lld tokens, vocab %d -> %s; train "
-           "with -t %d\n", g.name.c_str(), g.order, length, lengths.c_str(), sequences, (unsigned long long)seed,
-           (long long)task_shard_tokens((int)length, sequences), task_vocab(g.order), out.c_str(), T);
+    std::string layout;
+    if (rows.pack) layout = " (lengths " + std::to_string(min_length) + ".." + std::to_string(length) + ", packed)";
+    else if (min_length < length)
+        layout = " (lengths " + std::to_string(min_length) + ".." + std::to_string(length) + ", padded with BOS)";
+    printf("make_tasks: %s (order %d), L %lld%s, %lld %s, seed %llu: %lld tokens, vocab %d -> %s; train with -t %d\n",
+           g.name.c_str(), g.order, length, layout.c_str(), sequences, rows.pack ? "rows" : "sequences",
+           (unsigned long long)seed, (long long)task_shard_tokens((int)length, sequences), task_vocab(g.order),
+           out.c_str(), T);
     return 0;
 }

@@ -59,10 +59,16 @@ void task_sequence(const Group& g, int L, Random& rng, std::vector<uint32_t>& ou
     }
 }
 
-void task_row(const Group& g, int L, int min_length, Random& rng, std::vector<uint32_t>& out) {
-    const int l = min_length < L ? min_length + rng.below(L - min_length + 1) : L;
-    task_sequence(g, l, rng, out);
-    out.insert(out.end(), (size_t)2 * (L - l), TASK_BOS);
+void task_row(const Group& g, const TaskRows& rows, Random& rng, std::vector<uint32_t>& out) {
+    const size_t end = out.size() + task_sequence_tokens(rows.L);
+    do {
+        const int room = (int)(end - out.size() - 1) / 2;  // the elements of a sequence that still fits
+        const int drawn = rows.min_length < rows.L ? rows.min_length + rng.below(rows.L - rows.min_length + 1) : rows.L;
+        const int l = std::min(drawn, room);
+        if (l < rows.min_length) break;
+        task_sequence(g, l, rng, out);
+    } while (rows.pack && out.size() < end);
+    out.insert(out.end(), end - out.size(), TASK_BOS);
 }
 
 int task_row_mismatch(const int* row, int T, int order) {
@@ -74,20 +80,21 @@ int task_row_mismatch(const int* row, int T, int order) {
     return -1;
 }
 
-bool task_write_shard(const char* path, const Group& g, int L, int min_length, int64_t sequences, uint64_t seed,
+bool task_write_shard(const char* path, const Group& g, const TaskRows& rows, int64_t count, uint64_t seed,
                       std::string& err) {
-    if (L < 1 || sequences < 1) {
-        err = std::string(path) + ": need at least one sequence of at least one element (L " + std::to_string(L) +
-              ", sequences " + std::to_string(sequences) + ")";
+    const int L = rows.L;
+    if (L < 1 || count < 1) {
+        err = std::string(path) + ": need at least one row for sequences of at least one element (L " +
+              std::to_string(L) + ", rows " + std::to_string(count) + ")";
         return false;
     }
-    if (min_length < 1 || min_length > L) {
-        err = std::string(path) + ": the minimum length " + std::to_string(min_length) + " must be from 1 to L = " +
-              std::to_string(L);
+    if (rows.min_length < 1 || rows.min_length > L) {
+        err = std::string(path) + ": the minimum length " + std::to_string(rows.min_length) +
+              " must be from 1 to L = " + std::to_string(L);
         return false;
     }
-    if (L > (INT32_MAX - 1) / 2 || sequences > (INT32_MAX - 1) / task_sequence_tokens(L)) {
-        err = std::string(path) + ": " + std::to_string(sequences) + " sequences of 2L+1 = " +
+    if (L > (INT32_MAX - 1) / 2 || count > (INT32_MAX - 1) / task_sequence_tokens(L)) {
+        err = std::string(path) + ": " + std::to_string(count) + " rows of 2L+1 = " +
               std::to_string(2 * (int64_t)L + 1) + " tokens do not fit a shard header's int32 count";
         return false;
     }
@@ -100,8 +107,8 @@ bool task_write_shard(const char* path, const Group& g, int L, int min_length, i
         tokens.clear();
         return ok;
     };
-    for (int64_t s = 0; s < sequences; s++) {
-        task_row(g, L, min_length, rng, tokens);
+    for (int64_t r = 0; r < count; r++) {
+        task_row(g, rows, rng, tokens);
         if (tokens.size() >= (1 << 20) && !flush()) return shard_writer_discard(w), false;
     }
     tokens.push_back(TASK_BOS);

@@ -19,9 +19,11 @@
 // A shard (shards.h, uint16 tokens: magic 20240520, version 1) holds S rows of 2L+1 tokens back to back and one
 // trailing BOS: S·(2L+1) + 1 tokens. The loader cuts windows of T+1 tokens at multiples of T, so at
 // T = 2L+1 window k is exactly row k, with the next row's BOS as its last target. The rows are task_row's,
-// drawn in order from one Random(seed): each a sequence of L elements, or, for a minimum length M < L, of a
-// length drawn uniformly from M..L and padded with BOS to 2L+1 tokens (lengths mixed, every sequence still
-// starting from the zero state at its row's start).
+// drawn in order from one Random(seed) (TaskRows below): each a sequence of L elements; or, for a minimum length
+// M < L, of a length drawn uniformly from M..L and padded with BOS to 2L+1 tokens (lengths mixed, every sequence
+// still starting from the zero state at its row's start); or, packed, whole sequences of M..L elements back to
+// back, so that each one after the first starts from the state the one before it left (the model's state is
+// not reset inside a row: it must learn to start over at each BOS).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -73,13 +75,20 @@ int task_row_mismatch(const int* row, int T, int order);
 // Appends one sequence of L elements (2L+1 tokens) drawn from rng to out.
 void task_sequence(const Group& g, int L, Random& rng, std::vector<uint32_t>& out);
 
-// Appends one row of a shard (2L+1 tokens) drawn from rng to out: a sequence of l elements, l uniform in
-// min_length..L (drawn first; nothing is drawn when min_length = L), then BOS up to 2L+1 tokens.
-void task_row(const Group& g, int L, int min_length, Random& rng, std::vector<uint32_t>& out);
+// How a shard's rows of 2L+1 tokens are filled.
+struct TaskRows {
+    int L = 64;           // the longest sequence's elements: a row is 2L+1 tokens
+    int min_length = 64;  // the shortest's: lengths are drawn uniformly from min_length..L (none drawn when equal)
+    bool pack = false;    // false: one sequence a row; true: sequences back to back while one of min_length fits
+};
 
-// Writes a shard of `sequences` rows (task_row, at this L and min_length) drawn from Random(seed), through
-// path + ".tmp" renamed into place. False with err (naming the file) when L or sequences is < 1, min_length is
-// not in 1..L, the count does not fit the header's int32, or a write fails; nothing is left at path or path.tmp
-// then.
-bool task_write_shard(const char* path, const Group& g, int L, int min_length, int64_t sequences, uint64_t seed,
+// Appends one row (2L+1 tokens) drawn from rng to out: a sequence (its length drawn first, then cut to the room
+// left in the row, and not written if that leaves it shorter than min_length), more of them while packing, then
+// BOS up to 2L+1 tokens.
+void task_row(const Group& g, const TaskRows& rows, Random& rng, std::vector<uint32_t>& out);
+
+// Writes a shard of `count` rows (task_row) drawn from Random(seed), through path + ".tmp" renamed into place.
+// False with err (naming the file) when L or count is < 1, min_length is not in 1..L, the count does not fit the
+// header's int32, or a write fails; nothing is left at path or path.tmp then.
+bool task_write_shard(const char* path, const Group& g, const TaskRows& rows, int64_t count, uint64_t seed,
                       std::string& err);

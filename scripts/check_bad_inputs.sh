@@ -471,6 +471,9 @@ fresh; EXPECT="is more than --length 8" tool bad "make_tasks --min-length above 
     --min-length 9 -o t.bin
 fresh; EXPECT="lengths 2..8, padded with BOS" tool good "make_tasks --min-length 2: mixed lengths" make_tasks --length 8 \
     --min-length 2 --sequences 10 -o t.bin
+fresh; EXPECT="0 or 1" tool bad "make_tasks --pack 2" make_tasks --pack 2 -o t.bin
+fresh; EXPECT="lengths 2..8, packed), 10 rows" tool good "make_tasks --pack 1: sequences back to back" make_tasks \
+    --length 8 --min-length 2 --pack 1 --sequences 10 -o t.bin
 fresh; EXPECT="no NVIDIA GPU or driver found" CUDA_VISIBLE_DEVICES="" tool bad "bench_m2rnn_scan without a GPU" \
     bench_m2rnn_scan
 fresh; EXPECT="no NVIDIA GPU or driver found" CUDA_VISIBLE_DEVICES="" tool bad "bench_attention without a GPU" \

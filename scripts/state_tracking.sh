@@ -10,7 +10,8 @@
 # Checkpoints every 1000 steps; a run stopped early (TRAIN_TIMEOUT seconds, 0 = none) is evaluated at its last.
 #   usage: scripts/state_tracking.sh   env: DIR (default log/state_tracking), STEPS (10000), TASKS, LR (1e-3),
 #                                           TRAIN_TIMEOUT (0), MIN_LENGTH (64: the training sequences' shortest;
-#                                           below 64, lengths mix, make_tasks --min-length)
+#                                           below 64, lengths mix, make_tasks --min-length), PACK (0; 1: training
+#                                           rows of sequences back to back, make_tasks --pack)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${DIR:-log/state_tracking}
@@ -21,6 +22,7 @@ TRAIN=${TRAIN:-./train_m2rnn}
 TRAIN_TIMEOUT=${TRAIN_TIMEOUT:-0}
 TRAIN_LEN=64
 MIN_LENGTH=${MIN_LENGTH:-$TRAIN_LEN}
+PACK=${PACK:-0}
 TEST_LENS="64 128 256 512"
 declare -A MODELS=(
     [all-M]="--pattern MM"
@@ -32,8 +34,8 @@ mkdir -p "$DIR/data" "$DIR/runs"
 
 # ---- data: train and val at L = 64, test shards at every length
 for task in $TASKS; do
-    ./make_tasks --task "$task" --length $TRAIN_LEN --min-length "$MIN_LENGTH" --sequences 100000 --seed 1 \
-        -o "$DIR/data/${task}_train.bin"
+    ./make_tasks --task "$task" --length $TRAIN_LEN --min-length "$MIN_LENGTH" --pack "$PACK" --sequences 100000 \
+        --seed 1 -o "$DIR/data/${task}_train.bin"
     ./make_tasks --task "$task" --length $TRAIN_LEN --sequences 1024 --seed 2 -o "$DIR/data/${task}_val.bin"
     for L in $TEST_LENS; do
         ./make_tasks --task "$task" --length "$L" --sequences 256 --seed 3 -o "$DIR/data/${task}_test_L$L.bin"

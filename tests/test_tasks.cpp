@@ -228,6 +228,65 @@ void check_row_layout(TestReport& r, const Group& g) {
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
+// The sequences of one row of 2L+1 tokens, as a shard's rows are made: BOS-led runs of (g, s) pairs whose
+// states are the running products from the identity; their lengths into `lengths`, BOS-only runs (the padding)
+// into `padding`. Returns the tokens that break that layout.
+int parse_row(const Group& g, const uint16_t* x, int T, std::vector<int>& lengths, int& padding) {
+    int faults = 0, t = 0;
+    padding = 0;
+    while (t < T) {
+        faults += x[t] != TASK_BOS;  // a run starts at a BOS
+        t++;
+        int l = 0, state = 0;
+        while (t < T && x[t] != TASK_BOS) {
+            if (!task_is_input_token(g.order, x[t]) || t + 1 >= T) {  // an input, then its state
+                faults++;
+                t++;
+                break;
+            }
+            state = g.compose[(size_t)state * g.order + task_token_element(g.order, x[t])];
+            faults += x[t + 1] != task_state_token(g.order, state);
+            t += 2;
+            l++;
+        }
+        if (l > 0) lengths.push_back(l);
+        else padding++;
+    }
+    return faults;
+}
+
+// A shard of these rows (L, a minimum length below it, packed or not): every row parses (parse_row), every
+// sequence has min_length..L elements, the lengths vary, and a packed shard holds rows of several sequences,
+// an unpacked one rows of one.
+void check_row_lengths(TestReport& r, const Group& g, const std::string& dir, const TaskRows& rows, int S) {
+    const std::string path = dir + (rows.pack ? "/packed.bin" : "/mixed.bin");
+    const int T = task_sequence_tokens(rows.L);
+    std::string err, bytes;
+    bool ok = task_write_shard(path.c_str(), g, rows, S, 7, err) && read_file(path, bytes) &&
+              bytes.size() == SHARD_HEADER_INTS * sizeof(int32_t) + (size_t)task_shard_tokens(rows.L, S) * 2;
+    std::vector<uint16_t> tokens(ok ? (bytes.size() - SHARD_HEADER_INTS * sizeof(int32_t)) / 2 : 0);
+    if (ok) memcpy(tokens.data(), bytes.data() + SHARD_HEADER_INTS * sizeof(int32_t), tokens.size() * 2);
+    int faults = 0, most = 0, padded_rows = 0;
+    std::vector<int> all;
+    for (int row = 0; ok && row < S; row++) {
+        std::vector<int> lengths;
+        int padding = 0;
+        faults += parse_row(g, tokens.data() + (size_t)row * T, T, lengths, padding);
+        for (int l : lengths) faults += l < rows.min_length || l > rows.L;
+        most = std::max(most, (int)lengths.size());
+        padded_rows += padding > 0;
+        all.insert(all.end(), lengths.begin(), lengths.end());
+    }
+    std::sort(all.begin(), all.end());
+    const int distinct = (int)(std::unique(all.begin(), all.end()) - all.begin());
+    const bool shape = rows.pack ? most >= 3 : most == 1;
+    r.check(ok && faults == 0 && !tokens.empty() && tokens.back() == TASK_BOS && distinct >= 6 && shape,
+            "tasks: minimum length %d at L %d%s: %d rows of 2L+1 tokens, whole sequences with their running "
+            "products (%d faults), %d lengths, up to %d sequences a row, %d rows padded with BOS %s", rows.min_length,
+            rows.L, rows.pack ? ", packed" : "", S, faults, distinct, most, padded_rows, err.c_str());
+    unlink(path.c_str());
+}
+
 // Shards of s3, L 10: bytes, header, determinism, and the loader at T = 2L+1.
 void check_shards(TestReport& r, const Group& g) {
     char dir_template[] = "/tmp/test_tasks_XXXXXX";
@@ -236,8 +295,8 @@ void check_shards(TestReport& r, const Group& g) {
     const int L = 10, T = 2 * L + 1, S = 50;
     const int64_t ntok = (int64_t)S * T + 1;
     std::string err, bytes_a, bytes_b, bytes_c;
-    bool ok = task_write_shard(a.c_str(), g, L, L, S, 7, err) && task_write_shard(b.c_str(), g, L, L, S, 7, err) &&
-              task_write_shard(c.c_str(), g, L, L, S, 8, err);
+    bool ok = task_write_shard(a.c_str(), g, TaskRows{L, L, false}, S, 7, err) && task_write_shard(b.c_str(), g, TaskRows{L, L, false}, S, 7, err) &&
+              task_write_shard(c.c_str(), g, TaskRows{L, L, false}, S, 8, err);
     ok = r.check(ok && read_file(a, bytes_a) && read_file(b, bytes_b) && read_file(c, bytes_c),
                  "tasks: write three s3 shards of %d sequences, L %d %s", S, L, err.c_str());
     r.check(ok && bytes_a == bytes_b && bytes_a != bytes_c && access((a + ".tmp").c_str(), F_OK) != 0,
@@ -288,49 +347,19 @@ void check_shards(TestReport& r, const Group& g) {
     // Refusals, each leaving no file.
     const std::string none = dir + "/none.bin", missing = dir + "/no/such/dir.bin";
     std::string e1, e2, e3, e4, e5, e6;
-    bool refused = !task_write_shard(none.c_str(), g, 0, 0, 5, 1, e1) &&
-                   !task_write_shard(none.c_str(), g, 5, 5, 0, 1, e2) &&
-                   !task_write_shard(none.c_str(), g, 64, 64, (int64_t)1 << 30, 1, e3) &&
-                   !task_write_shard(missing.c_str(), g, 5, 5, 5, 1, e4) &&
-                   !task_write_shard(none.c_str(), g, 5, 0, 5, 1, e5) && !task_write_shard(none.c_str(), g, 5, 6, 5, 1, e6);
+    bool refused = !task_write_shard(none.c_str(), g, TaskRows{0, 0, false}, 5, 1, e1) &&
+                   !task_write_shard(none.c_str(), g, TaskRows{5, 5, false}, 0, 1, e2) &&
+                   !task_write_shard(none.c_str(), g, TaskRows{64, 64, false}, (int64_t)1 << 30, 1, e3) &&
+                   !task_write_shard(missing.c_str(), g, TaskRows{5, 5, false}, 5, 1, e4) &&
+                   !task_write_shard(none.c_str(), g, TaskRows{5, 0, false}, 5, 1, e5) && !task_write_shard(none.c_str(), g, TaskRows{5, 6, false}, 5, 1, e6);
     r.check(refused && contains(e1, none) && contains(e3, "int32") && contains(e4, missing) &&
                 contains(e5, "minimum length 0") && contains(e6, "minimum length 6") &&
                 access(none.c_str(), F_OK) != 0 && access((none + ".tmp").c_str(), F_OK) != 0,
             "tasks: refused: L 0 (%s); 0 sequences; 2^30 sequences of L 64 (%s); missing directory (%s); minimum "
             "lengths 0 and 6 at L 5 (%s)", e1.c_str(), e3.c_str(), e4.c_str(), e6.c_str());
 
-    // Mixed lengths: each row one whole sequence of 2..L elements, its states the running products, BOS after it.
-    const std::string mixed = dir + "/mixed.bin";
-    std::string bytes_m;
-    ok = task_write_shard(mixed.c_str(), g, L, 2, S, 7, err) && read_file(mixed, bytes_m) &&
-         bytes_m.size() == bytes_a.size();
-    std::vector<uint16_t> mixed_tokens(ok ? (bytes_m.size() - sizeof header) / 2 : 0);
-    if (ok) memcpy(mixed_tokens.data(), bytes_m.data() + sizeof header, mixed_tokens.size() * 2);
-    int bad = 0, shortest = L + 1, longest = 0;
-    std::vector<int> seen(L + 1, 0);
-    for (int row = 0; ok && row < S; row++) {
-        const uint16_t* x = mixed_tokens.data() + (size_t)row * T;
-        int l = 0, state = 0;
-        bad += x[0] != TASK_BOS;
-        while (l < L && x[task_input_position(l + 1)] != TASK_BOS) {
-            const int e = task_token_element(g.order, x[task_input_position(l + 1)]);
-            state = e < 0 ? -1 : g.compose[(size_t)state * g.order + e];
-            bad += e < 0 || !task_is_input_token(g.order, x[task_input_position(l + 1)]) ||
-                   x[task_state_position(l + 1)] != task_state_token(g.order, state);
-            if (e < 0) break;
-            l++;
-        }
-        for (int t = 2 * l + 1; t < T; t++) bad += x[t] != TASK_BOS;
-        bad += l < 2;
-        seen[l] = 1;
-        shortest = std::min(shortest, l);
-        longest = std::max(longest, l);
-    }
-    const int lengths = std::accumulate(seen.begin(), seen.end(), 0);
-    r.check(ok && bad == 0 && mixed_tokens.back() == TASK_BOS && lengths >= 6,
-            "tasks: minimum length 2 at L %d: %d rows of 2L+1 tokens, each a whole sequence (%d faults), lengths %d.."
-            "%d, %d different %s", L, S, bad, shortest, longest, lengths, err.c_str());
-    unlink(mixed.c_str());
+    check_row_lengths(r, g, dir, TaskRows{L, 2, false}, S);
+    check_row_lengths(r, g, dir, TaskRows{L, 2, true}, S);
 
     unlink(a.c_str());
     unlink(b.c_str());
