@@ -74,7 +74,6 @@ template <int HD> struct AttentionTiles {
 // columns HD … width − 1 zero. (The Hopper kernels stage into wgmma.cuh's SwizzledTile instead.)
 template <int HD, int ROWS> struct PaddedTile {
     static constexpr int width = AttentionTiles<HD>::width;
-    static constexpr int elements = ROWS * AttentionTiles<HD>::pitch;
     __device__ __forceinline__ static int offset(int r, int i) { return r * AttentionTiles<HD>::pitch + i; }
 };
 

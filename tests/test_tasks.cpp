@@ -295,8 +295,9 @@ void check_shards(TestReport& r, const Group& g) {
     const int L = 10, T = 2 * L + 1, S = 50;
     const int64_t ntok = (int64_t)S * T + 1;
     std::string err, bytes_a, bytes_b, bytes_c;
-    bool ok = task_write_shard(a.c_str(), g, TaskRows{L, L, false}, S, 7, err) && task_write_shard(b.c_str(), g, TaskRows{L, L, false}, S, 7, err) &&
-              task_write_shard(c.c_str(), g, TaskRows{L, L, false}, S, 8, err);
+    const TaskRows full{L, L, false};  // one sequence of L a row
+    bool ok = task_write_shard(a.c_str(), g, full, S, 7, err) && task_write_shard(b.c_str(), g, full, S, 7, err) &&
+              task_write_shard(c.c_str(), g, full, S, 8, err);
     ok = r.check(ok && read_file(a, bytes_a) && read_file(b, bytes_b) && read_file(c, bytes_c),
                  "tasks: write three s3 shards of %d sequences, L %d %s", S, L, err.c_str());
     r.check(ok && bytes_a == bytes_b && bytes_a != bytes_c && access((a + ".tmp").c_str(), F_OK) != 0,
@@ -351,7 +352,8 @@ void check_shards(TestReport& r, const Group& g) {
                    !task_write_shard(none.c_str(), g, TaskRows{5, 5, false}, 0, 1, e2) &&
                    !task_write_shard(none.c_str(), g, TaskRows{64, 64, false}, (int64_t)1 << 30, 1, e3) &&
                    !task_write_shard(missing.c_str(), g, TaskRows{5, 5, false}, 5, 1, e4) &&
-                   !task_write_shard(none.c_str(), g, TaskRows{5, 0, false}, 5, 1, e5) && !task_write_shard(none.c_str(), g, TaskRows{5, 6, false}, 5, 1, e6);
+                   !task_write_shard(none.c_str(), g, TaskRows{5, 0, false}, 5, 1, e5) &&
+                   !task_write_shard(none.c_str(), g, TaskRows{5, 6, false}, 5, 1, e6);
     r.check(refused && contains(e1, none) && contains(e3, "int32") && contains(e4, missing) &&
                 contains(e5, "minimum length 0") && contains(e6, "minimum length 6") &&
                 access(none.c_str(), F_OK) != 0 && access((none + ".tmp").c_str(), F_OK) != 0,
