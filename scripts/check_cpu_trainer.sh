@@ -2,8 +2,8 @@
 # The trainer end to end on the CPU (--device cpu: the reference in float, model/cpu_model.h), so that CI, which
 # has no GPU, runs the driver itself: training with validation, checkpoints and a decoded sample; exact resume;
 # the same bits for any thread count; a start from a checkpoint; auto mode's one line where no GPU is visible, and
-# --device gpu's message there, a short tiny-preset run (B=4, T=32) each; and --eval 1 of a small model trained on
-# parity. `make test` runs it.
+# --device gpu's message there, a short tiny-preset run (B=4, T=32) each; --eval 1 of a small model trained on
+# parity; and scripts/state_tracking.sh end to end at a tiny size (its runs, labels and files). `make test` runs it.
 #
 #   bash scripts/check_cpu_trainer.sh [path/to/train_m2rnn]      (from the repository root)
 #
@@ -100,6 +100,23 @@ check "the step-1 checkpoint's error line: $wrong wrong states of 64 × 16 at $(
 sequences at $(value "$untrained" sequence_accuracy)% whole" python3 -c "import sys; sys.exit(not (
     int('${wrong:-x}') == round(1024 * (100 - float('$(accuracy "$untrained")')) / 100) and
     int('${failing:-x}') == round(64 * (100 - float('$(value "$untrained" sequence_accuracy)')) / 100)))"
+
+# 7. scripts/state_tracking.sh end to end at a tiny size: 2 models × 2 seeds, 2 steps each, 2 test lengths; an
+# unknown model is refused before anything runs
+ST=(env TRAIN="$TRAIN" TASKS=parity STEPS=2 SEQUENCES=128 TEST_LENS="4 8" SEEDS="1 2" MODELS="all-M hybrid-rope"
+    SHAPE="--dim 32 --ffn 64 --heads 2 --m2rnn-heads 2 --key 8 --value 8 --q-heads 1 --k-heads 1")
+"${ST[@]}" DIR="$W/st" bash scripts/state_tracking.sh > "$W/st.out" 2>&1; rc=$?
+labels=$(tail -n +2 "$W/st/results.tsv" 2>/dev/null | cut -f 2,3 | tr '\t\n' '@ ')
+check "state_tracking.sh: exit $rc, results.tsv rows (model@length) '$labels'" \
+    [ "$rc" = 0 -a "$labels" = "all-M/seed1@4 all-M/seed1@8 all-M/seed2@4 all-M/seed2@8 hybrid-rope/seed1@4 \
+hybrid-rope/seed1@8 hybrid-rope/seed2@4 hybrid-rope/seed2@8 " ]
+check "state_tracking.sh: $(grep -c ' eval_errors ' "$W/st/errors.txt" 2>/dev/null) eval_errors lines, \
+$(grep -c '^| parity |' "$W/st/results.md" 2>/dev/null) table rows, accuracy.png, a run directory per seed" \
+    [ "$(grep -c ' eval_errors ' "$W/st/errors.txt")" = 8 -a "$(grep -c '^| parity |' "$W/st/results.md")" = 4 \
+      -a -s "$W/st/accuracy.png" -a -f "$W/st/runs/parity-hybrid-rope-seed2/model_2.bin" ]
+out=$("${ST[@]}" MODELS="all-M hybrd" DIR="$W/st_bad" bash scripts/state_tracking.sh 2>&1); rc=$?
+check "state_tracking.sh MODELS='all-M hybrd': exit $rc, '${out:0:70}...', nothing trained" \
+    [ "$rc" != 0 -a -n "$(grep "unknown model 'hybrd'" <<<"$out")" -a ! -e "$W/st_bad/runs" ]
 
 echo "cpu trainer: $passed passed, $failed failed"
 [ "$failed" = 0 ]
