@@ -105,32 +105,56 @@ static inline bool floatx_packable(int C, std::initializer_list<const void*> row
 }
 
 // Second stage of a deterministic reduction: out[j] += Σ_p partials[p·n + j] for j < n, p < n_parts.
-// Block (SUM_PARTIALS_COLUMNS, SUM_PARTIALS_SLICES): thread (x, y) sums the parts p ≡ y (mod slices) of column
-// x in increasing p; the slices' totals are then added in increasing y. The order depends only on n_parts.
-static const int SUM_PARTIALS_COLUMNS = 32;
-static const int SUM_PARTIALS_SLICES = 8;
+// Block (columns, slices) of SUM_PARTIALS_THREADS: thread (x, y) sums the parts p ≡ y (mod slices) of its column in
+// increasing p, then the slices' sums are added pairwise in shared memory (slice y takes slice y + s, for s =
+// slices/2, …, 1). slices is the fewest (a power of two) that leave a thread at most SUM_PARTIALS_BATCH parts, but
+// at most SUM_PARTIALS_THREADS / SUM_PARTIALS_MIN_COLUMNS (8 columns: a 32-byte sector of a part), so the order
+// depends only on n_parts.
+// Speed: the parts were just written and sit in L2. A thread issues a batch of loads before adding any, so it waits
+// out L2's latency (≈ 600 ns) once a batch rather than once a part (one thread down 128 parts of a column took
+// ≈ 15 µs), and narrow blocks spread a few columns over many SMs: at the 410M shapes, 512–1024 parts of 1024–5888
+// columns are 128–736 blocks of one or two batches a thread, 8–32 parts of 21,504 are 84–168 blocks of one.
+static const int SUM_PARTIALS_THREADS = 256;
+static const int SUM_PARTIALS_BATCH = 16;  // loads a thread has in flight
+static const int SUM_PARTIALS_MIN_COLUMNS = 8;
 
-static __global__ void sum_partials_kernel(float* out, const float* partials, int n_parts, size_t n) {
-    __shared__ float slice_sum[SUM_PARTIALS_SLICES][SUM_PARTIALS_COLUMNS];
-    const size_t j = (size_t)blockIdx.x * SUM_PARTIALS_COLUMNS + threadIdx.x;
+static __global__ void __launch_bounds__(SUM_PARTIALS_THREADS)
+    sum_partials_kernel(float* out, const float* partials, int n_parts, size_t n) {
+    __shared__ float slice_sum[SUM_PARTIALS_THREADS];
+    const int columns = blockDim.x, slices = blockDim.y, x = threadIdx.x, y = threadIdx.y;
+    const size_t j = (size_t)blockIdx.x * columns + x;
     float acc = 0.0f;
     if (j < n)
-        for (int p = threadIdx.y; p < n_parts; p += SUM_PARTIALS_SLICES) acc += partials[(size_t)p * n + j];
-    slice_sum[threadIdx.y][threadIdx.x] = acc;
-    __syncthreads();
-    if (threadIdx.y == 0 && j < n) {
-        float total = slice_sum[0][threadIdx.x];
-        for (int y = 1; y < SUM_PARTIALS_SLICES; y++) total += slice_sum[y][threadIdx.x];
-        out[j] += total;
+        for (int p0 = y; p0 < n_parts; p0 += SUM_PARTIALS_BATCH * slices) {
+            float part[SUM_PARTIALS_BATCH];
+#pragma unroll
+            for (int b = 0; b < SUM_PARTIALS_BATCH; b++) {
+                const int p = p0 + b * slices;
+                if (p < n_parts) part[b] = partials[(size_t)p * n + j];
+            }
+#pragma unroll
+            for (int b = 0; b < SUM_PARTIALS_BATCH; b++)
+                if (p0 + b * slices < n_parts) acc += part[b];
+        }
+    slice_sum[y * columns + x] = acc;
+    for (int s = slices / 2; s > 0; s /= 2) {
+        __syncthreads();  // slice y + s wrote its sum (this round reads slices [s, 2s), writes [0, s))
+        if (y < s) {
+            acc += slice_sum[(y + s) * columns + x];
+            slice_sum[y * columns + x] = acc;
+        }
     }
+    if (y == 0 && j < n) out[j] += acc;
 }
 
 // out (n) += the column sums of partials (n_parts, n), in a fixed order.
 static inline void sum_partials(float* out, const float* partials, int n_parts, size_t n, cudaStream_t stream) {
     if (n == 0) return;
-    const dim3 block(SUM_PARTIALS_COLUMNS, SUM_PARTIALS_SLICES);
-    sum_partials_kernel<<<(unsigned)ceil_div(n, (size_t)SUM_PARTIALS_COLUMNS), block, 0, stream>>>(out, partials,
-                                                                                                  n_parts, n);
+    int slices = 1;
+    while (slices < SUM_PARTIALS_THREADS / SUM_PARTIALS_MIN_COLUMNS && slices * SUM_PARTIALS_BATCH < n_parts)
+        slices *= 2;
+    const dim3 block(SUM_PARTIALS_THREADS / slices, slices);
+    sum_partials_kernel<<<(unsigned)ceil_div(n, (size_t)block.x), block, 0, stream>>>(out, partials, n_parts, n);
     cudaCheckLaunch();
 }
 

@@ -1,5 +1,6 @@
-// GPU checks of kernels/encoder.cuh, rmsnorm.cuh, matmul.cuh, swiglu.cuh and crossentropy.cuh against the reference
-// steps (double precision) on fresh random inputs, rounded to what the kernels read before the reference sees them.
+// GPU checks of sum_partials (kernels/common.cuh) and of kernels/encoder.cuh, rmsnorm.cuh, matmul.cuh, swiglu.cuh and
+// crossentropy.cuh against the reference steps (double precision) on fresh random inputs, rounded to what the kernels
+// read before the reference sees them.
 // Outputs start poisoned (NaN), so an unwritten element fails; accumulated outputs start from known random
 // values of the increment's scale, so overwriting instead of adding fails. Sizes are not multiples of 32 or of
 // the 16-byte pack, except where the kernel requires it (Vp), and include the model's realistic ones.
@@ -35,6 +36,14 @@ int* device_tokens(const std::vector<int>& tokens) {
     return d;
 }
 
+// Elements that differ, NaN matching NaN.
+size_t count_changed(const std::vector<double>& got, const std::vector<double>& want) {
+    size_t count = 0;
+    for (size_t i = 0; i < got.size(); i++)
+        if (!(got[i] == want[i] || (std::isnan(got[i]) && std::isnan(want[i])))) count++;
+    return count;
+}
+
 // ---------------------------------------------------------------- encoder
 
 void test_encoder(TestReport& r, int B, int T, int D, int vocab, int Vp, Random& rng) {
@@ -65,6 +74,35 @@ void test_encoder(TestReport& r, int B, int T, int D, int vocab, int Vp, Random&
 
     for (void* p : {(void*)d_tokens, (void*)d_groups, (void*)d_wte, (void*)d_dx, (void*)d_x, (void*)d_dwte})
         cudaCheck(cudaFree(p));
+}
+
+// ---------------------------------------------------------------- sum_partials
+
+// out += the column sums of (n_parts, n) fp32 partials, against a double sum (fp32 whatever the build: a tolerance
+// a dropped or repeated part exceeds), and bitwise the same when run again.
+void test_sum_partials(TestReport& r, int n_parts, size_t n, Random& rng) {
+    char shape[64];
+    snprintf(shape, sizeof(shape), "n_parts=%d n=%zu", n_parts, n);
+    const double tolerance = 1e-5;
+    const std::vector<double> partials = random_rounded<float>((size_t)n_parts * n, rng, 1.0);
+    std::vector<double> sums(n, 0.0);
+    for (int p = 0; p < n_parts; p++)
+        for (size_t j = 0; j < n; j++) sums[j] += partials[(size_t)p * n + j];
+    const std::vector<double> out0 = prefill<float>(sums, rng);
+
+    float* d_partials = device_upload<float>(partials);
+    float* d_out = device_upload<float>(out0);
+    sum_partials(d_out, d_partials, n_parts, n, 0);
+    const std::vector<double> got = device_download(d_out, n);
+    const double err = max_rel_err(got.data(), plus(out0, sums).data(), n);
+    r.check(err <= tolerance, "sum_partials out (+=) (%s) max rel err %.1e <= %.0e", shape, err, tolerance);
+    cudaCheck(cudaFree(d_out));
+    d_out = device_upload<float>(out0);
+    sum_partials(d_out, d_partials, n_parts, n, 0);
+    const size_t changed = count_changed(device_download(d_out, n), got);
+    r.check(changed == 0, "sum_partials run again (%s): %zu sums differ bitwise", shape, changed);
+
+    for (void* p : {(void*)d_partials, (void*)d_out}) cudaCheck(cudaFree(p));
 }
 
 // ---------------------------------------------------------------- rmsnorm
@@ -187,14 +225,6 @@ void test_swiglu(TestReport& r, int n, int F, Random& rng) {
 
 // ---------------------------------------------------------------- crossentropy
 
-// Elements that differ, NaN matching NaN.
-size_t count_changed(const std::vector<double>& got, const std::vector<double>& want) {
-    size_t count = 0;
-    for (size_t i = 0; i < got.size(); i++)
-        if (!(got[i] == want[i] || (std::isnan(got[i]) && std::isnan(want[i])))) count++;
-    return count;
-}
-
 void test_crossentropy(TestReport& r, int B, int T, int vocab, int Vp, double scale, Random& rng) {
     char shape[96];
     snprintf(shape, sizeof(shape), "B=%d T=%d vocab=%d Vp=%d", B, T, vocab, Vp);
@@ -241,8 +271,16 @@ void test_crossentropy(TestReport& r, int B, int T, int vocab, int Vp, double sc
 
 void test_small_kernels(TestReport& r) {
     const unsigned long long seed = (unsigned long long)test_seed();
-    printf("encoder / rmsnorm / matmul / swiglu / crossentropy kernels (%s), seed %llu\n", PRECISION_NAME, seed);
+    printf("sum_partials / encoder / rmsnorm / matmul / swiglu / crossentropy kernels (%s), seed %llu\n",
+           PRECISION_NAME, seed);
     Random rng(seed);
+    // slices (sum_partials' split of the parts) 1, 4 and 32, one to three batches of loads, a column past the last
+    // block's end, and the 410M shapes of rmsnorm's dw (512 × 1024) and the scan's dW (8–32 × 21,504)
+    test_sum_partials(r, 1, 53, rng);
+    test_sum_partials(r, 37, 1, rng);
+    test_sum_partials(r, 1031, 85, rng);
+    test_sum_partials(r, 512, 1024, rng);
+    test_sum_partials(r, 24, 21504, rng);
     test_encoder(r, 3, 37, 53, 20, 128, rng);          // many repeated tokens: long groups of positions per row
     test_encoder(r, 2, 1024, 768, 4000, 4096, rng);
     test_rmsnorm(r, 37, 53, rng);
