@@ -283,9 +283,13 @@ void test_small_kernels(TestReport& r) {
     test_sum_partials(r, 24, 21504, rng);
     test_encoder(r, 3, 37, 53, 20, 128, rng);          // many repeated tokens: long groups of positions per row
     test_encoder(r, 2, 1024, 768, 4000, 4096, rng);
-    test_rmsnorm(r, 37, 53, rng);
-    test_rmsnorm(r, 37, 1344, rng);                    // the M²RNN gnorm width N·V of the 410M model
-    test_rmsnorm(r, 1031, 768, rng);
+    // rows of up to 1024 are read once from registers, longer ones in chunks and twice (rmsnorm.cuh)
+    test_rmsnorm(r, 37, 53, rng);                      // 1-element packs; one backward block of 37 rows
+    test_rmsnorm(r, 37, 136, rng);                     // 17 packs of 8: lanes with none (fp32: 34 of 4)
+    test_rmsnorm(r, 37, 1344, rng);                    // the M²RNN gnorm width N·V of the 410M model: two chunks
+    test_rmsnorm(r, 1031, 768, rng);                   // 17 backward blocks, the last of 7 rows
+    test_rmsnorm(r, 200, 1024, rng);                   // the 410M D: every lane's registers full
+    test_rmsnorm(r, 45, 2053, rng);                    // 1-element packs in three chunks
     test_matmul(r, 37, 53, 29, rng);
     test_matmul(r, 1031, 768, 1344, rng);       // the 410M model's out_proj, transposed: N·V = 1344
     test_swiglu(r, 37, 53, rng);
