@@ -13,7 +13,7 @@
 // K = RMSNORM_LANE_FLOATS / W packs a lane, so a lane holds up to 32 values of each tensor in registers and a row
 // of C ≤ 32·K·W = 1024 is read once: its sum is a warp reduction over the registers, which then give out (dx).
 // The row is walked in chunks of 32·K packs, each chunk's weights held in registers across the warp's rows; a
-// longer row (C > 1024, more than one chunk) first gets every row's sum (r, or the dx dot) in a pass of its own,
+// longer row (C > 1024, more than one chunk) first gets every row's sum (Σ x², or Σ dout·w·x) in a pass of its own,
 // kept in shared memory, so it is read twice. The backward's dw: each lane sums its columns' dout·x·r over its
 // warp's rows in registers (a chunk at a time), then the warps' sums are added in warp order in shared memory into
 // the block's partial. Deterministic: the partials (ceil(n / RMSNORM_BACKWARD_ROWS), C) go to scratch
