@@ -102,7 +102,7 @@ sequences at $(value "$untrained" sequence_accuracy)% whole" python3 -c "import 
     int('${failing:-x}') == round(64 * (100 - float('$(value "$untrained" sequence_accuracy)')) / 100)))"
 
 # 7. scripts/state_tracking.sh end to end at a tiny size: 2 models × 2 seeds, 2 steps each, 2 test lengths; an
-# unknown model is refused before anything runs
+# unknown model and an empty seed list are refused before anything runs
 ST=(env TRAIN="$TRAIN" TASKS=parity STEPS=2 SEQUENCES=128 TEST_LENS="4 8" SEEDS="1 2" MODELS="all-M hybrid-rope"
     SHAPE="--dim 32 --ffn 64 --heads 2 --m2rnn-heads 2 --key 8 --value 8 --q-heads 1 --k-heads 1")
 "${ST[@]}" DIR="$W/st" bash scripts/state_tracking.sh > "$W/st.out" 2>&1; rc=$?
@@ -117,6 +117,9 @@ $(grep -c '^| parity |' "$W/st/results.md" 2>/dev/null) table rows, accuracy.png
 out=$("${ST[@]}" MODELS="all-M hybrd" DIR="$W/st_bad" bash scripts/state_tracking.sh 2>&1); rc=$?
 check "state_tracking.sh MODELS='all-M hybrd': exit $rc, '${out:0:70}...', nothing trained" \
     [ "$rc" != 0 -a -n "$(grep "unknown model 'hybrd'" <<<"$out")" -a ! -e "$W/st_bad/runs" ]
+out=$("${ST[@]}" SEEDS=" " DIR="$W/st_none" bash scripts/state_tracking.sh 2>&1); rc=$?
+check "state_tracking.sh SEEDS=' ': exit $rc, '$out'" \
+    [ "$rc" != 0 -a -n "$(grep "SEEDS must each name at least one" <<<"$out")" -a ! -e "$W/st_none" ]
 
 echo "cpu trainer: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -41,12 +41,16 @@ declare -A MODEL_FLAGS=(
     [hybrid-rope]="--pattern MA --rope 1"
     [hybrid-AM]="--pattern AM"
 )
+[ -n "${MODELS// /}" ] && [ -n "${SEEDS// /}" ] ||
+    { echo "state_tracking: MODELS and SEEDS must each name at least one" >&2; exit 1; }
 for model in $MODELS; do
     [ -n "${MODEL_FLAGS[$model]:-}" ] ||
         { echo "state_tracking: unknown model '$model' in MODELS (known: ${!MODEL_FLAGS[*]})" >&2; exit 1; }
 done
-# a run's name and its label in the results: model/seedS when several seeds are run
+# label_of MODEL SEED: the run's label in the results, model/seedS when several seeds are run;
+# name_of TASK MODEL SEED: its directory under $DIR/runs and its log $DIR/NAME.out
 label_of() { if [ "$(wc -w <<<"$SEEDS")" -gt 1 ]; then echo "$1/seed$2"; else echo "$1"; fi; }
+name_of() { echo "$1-$(label_of "$2" "$3" | tr / -)"; }
 SHAPE=${SHAPE:---dim 128 --ffn 256 --heads 4 --m2rnn-heads 8 --key 16 --value 16 --q-heads 1 --k-heads 1}
 SEQUENCES=${SEQUENCES:-$((64 * STEPS))}
 mkdir -p "$DIR/data" "$DIR/runs"
@@ -67,7 +71,7 @@ pids=()
 for task in $TASKS; do
     for model in $MODELS; do
         for seed in $SEEDS; do
-            name=$task-$(label_of "$model" "$seed" | tr / -)
+            name=$(name_of "$task" "$model" "$seed")
             run=$DIR/runs/$name
             rm -rf "$run"
             # shellcheck disable=SC2086
@@ -90,8 +94,7 @@ echo "|---|---|---|---|---|---|" >> "$DIR/results.md"
 for task in $TASKS; do
     for model in $MODELS; do
         for seed in $SEEDS; do
-            label=$(label_of "$model" "$seed")
-            name=$task-$(tr / - <<<"$label")
+            label=$(label_of "$model" "$seed") name=$(name_of "$task" "$model" "$seed")
             run=$DIR/runs/$name
             step=$(ls "$run" | sed -n 's/^model_\([0-9]*\)\.bin$/\1/p' | sort -n | tail -n 1)
             [ -n "$step" ] || { echo "state_tracking: $run has no checkpoint; see $DIR/$name.out" >&2; continue; }
