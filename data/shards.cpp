@@ -11,6 +11,8 @@
 #include <cstring>
 #include <utility>
 
+#include "../model/model_math.h"
+
 static const int64_t HEADER_BYTES = SHARD_HEADER_INTS * sizeof(int32_t);
 
 // Sets err to "path: <message>" and returns false, so every problem names its file.
@@ -82,22 +84,15 @@ bool shard_read_header(const char* path, int& version, int64_t& ntok, std::strin
 // Windows start at multiples of T and need T+1 tokens, so a shard of n tokens holds (n-1)/T of them.
 static int64_t shard_windows(const DataLoader& dl, int64_t file) { return (dl.file_tokens[file] - 1) / dl.T; }
 
-// splitmix64's finalizer: a bijection of 64-bit words that spreads every input bit over the output.
-static uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 // A permutation of 0..n-1 that depends only on (seed, epoch, stream): Fisher-Yates driven by
-// splitmix64, written out because std::shuffle's draws differ between standard libraries.
+// splitmix64 (model/model_math.h), written out because std::shuffle's draws differ between standard libraries.
 static std::vector<int64_t> shuffled(int64_t n, uint64_t seed, int64_t epoch, uint64_t stream) {
     std::vector<int64_t> order(n);
     for (int64_t i = 0; i < n; i++) order[i] = i;
-    uint64_t state = mix64(mix64(mix64(seed) ^ (uint64_t)epoch) ^ stream);
+    uint64_t state = splitmix64_mix(splitmix64_mix(splitmix64_mix(seed) ^ (uint64_t)epoch) ^ stream);
     for (int64_t i = n - 1; i > 0; i--) {
-        state += 0x9E3779B97F4A7C15ull;
-        std::swap(order[i], order[mix64(state) % (uint64_t)(i + 1)]);
+        state += SPLITMIX64_GAMMA;
+        std::swap(order[i], order[splitmix64_mix(state) % (uint64_t)(i + 1)]);
     }
     return order;
 }

@@ -1,13 +1,14 @@
 // The model's math, written once for the CPU reference (double) and the GPU kernels (float): every formula
 // that is applied element by element (the M²RNN step forward and backward, the causal conv, the forget gate, the
 // output gate, silu, RMSNorm's row factor and input gradient, RoPE's rotation, AdamW) is a function here, and
-// model/reference.cpp and kernels/*.cuh both call it; so is the M²RNN layer's channel layout. docs/model.md
-// has the math step by step with its shapes.
+// model/reference.cpp and kernels/*.cuh both call it; so are the M²RNN layer's channel layout and splitmix64's
+// mix. docs/model.md has the math step by step with its shapes.
 //
 // A kernel that computes in another precision (the tensor-core scan's tanh.approx) passes its own function
 // for that one operation; everything else is the same code on both sides.
 #pragma once
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #if defined(__CUDACC__)
@@ -78,6 +79,18 @@ template <typename T> MODEL_FN T silu_grad(T x) {
 // log(1 + eˣ), without overflow for large x
 template <typename T> MODEL_FN T softplus(T x) {
     return x > T(0) ? x + math_log1p(math_exp(-x)) : math_log1p(math_exp(x));
+}
+
+// ---------------------------------------------------------------- splitmix64
+
+// The random numbers of the CPU reference and the checks (model/random.h) and of the shard loader's order: the
+// n-th output, n >= 1, of the splitmix64 stream seeded with s is splitmix64_mix(s + n·SPLITMIX64_GAMMA). The mix is
+// a bijection of 64-bit words that spreads every input bit over every output bit.
+static constexpr uint64_t SPLITMIX64_GAMMA = 0x9E3779B97F4A7C15ull;
+MODEL_FN uint64_t splitmix64_mix(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
 }
 
 // ---------------------------------------------------------------- RMSNorm

@@ -4,16 +4,13 @@
 #include <cmath>
 #include <cstdint>
 
+#include "model_math.h"
+
 struct Random {
     uint64_t state;
     explicit Random(uint64_t seed) : state(seed) {}
 
-    uint64_t next_u64() {
-        uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        return z ^ (z >> 31);
-    }
+    uint64_t next_u64() { return splitmix64_mix(state += SPLITMIX64_GAMMA); }
     // Uniform in [0, 1) with 53 random bits.
     double uniform() { return (double)(next_u64() >> 11) * (1.0 / 9007199254740992.0); }
     double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }

@@ -201,7 +201,7 @@ MASK64 = (1 << 64) - 1
 
 
 def mix64(z):
-    """splitmix64's finalizer, as data/shards.cpp has it."""
+    """splitmix64's finalizer, as model/model_math.h has it (splitmix64_mix)."""
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
     return z ^ (z >> 31)
