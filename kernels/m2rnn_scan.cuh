@@ -15,10 +15,12 @@
 //   W (N,V,V) fp32           W_n row-major: (H W)[i][j] = Σ_m H[i][m] W[m][j]
 //   y (B,T,N·V) floatX       written: head n at columns n·V..n·V+V-1, H_tᵀ q_t only (the D skip is added elsewhere)
 //   checkpoints (B,N,ceil(T/chunk),K,V) fp32   written by the forward unless null: entry c is the state entering
-//                                              step c·chunk, read by the backward; the order inside a (b, n) is the
-//                                              kernels' own (the tensor-core kernels' fragment order)
-//   state (B,N,K,V) fp32     null, or a carried state: the forward starts from it and leaves the last state in it
-//                            (generation runs the scan one position at a time); the kernels' own element order
+//                                              step c·chunk, read by the backward (entry 0 is H_{-1}: the backward's
+//                                              t = 0 terms need no other copy of it); the order inside a (b, n) is
+//                                              the kernels' own (the tensor-core kernels' fragment order)
+//   state (B,N,K,V) fp32     null (H_{-1} = 0), or a carried state, row-major (K, V) per (b, n): the forward starts
+//                            from it and leaves the last state in it (generation runs the scan one position at a
+//                            time)
 //   dy (B,T,N·V) floatX;  dqkv (B,T,Cc) fp32 +=;  df (B,T,N) fp32 overwritten;  dW (N,V,V) fp32 +=
 // dq and dk of a shared q/k head sum over the heads of its group; dv has one writer per element.
 //

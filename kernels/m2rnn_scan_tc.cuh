@@ -16,8 +16,11 @@
 // a chain's warps in shared memory, in warp order.
 //
 // Forward (a block per chain, grid B·N): a chunk's inputs are copied to shared memory with cp.async while the
-// previous chunk runs; the state entering each chunk is stored (fp32, in fragment order: the checkpoints' and the
-// carried state's layout is private to these kernels) for the backward.
+// previous chunk runs; the state entering each chunk is stored (fp32, in fragment order: the checkpoints' layout
+// is private to these kernels) for the backward. The carried `state` (generation's) is row-major (K, V) per
+// chain, as the scalar kernels and the reference hold it: a lane's entries of a row tile in one of its rows are
+// columns 4t … 4t+3, one float4 (scan_tc_load_row_major).
+// Checkpoint 0 is the state entering step 0, so the backward's H_{-1} at t = 0 is that state too.
 //
 // Backward (a block per P chains of one batch row, P·slices warps, in clusters of C blocks: m2rnn_scan_tc_split
 // chooses P and C): chunks last to first, the next chunk's inputs
@@ -363,8 +366,7 @@ __device__ __forceinline__ void scan_tc_step(ScanTCTile<R>& h, uint32_t (&a)[R][
 }
 
 // This lane's float4s of checkpoint `chunk` of a chain's slice, in fragment order: tile (r, c) at [(2r + c)·32].
-// The order is the state's row tiles, whatever R: the forward and the backward may split rows differently. A
-// carried state (m2rnn_scan_forward's `state`) is one such entry per chain (n_chunks = 1, chunk 0).
+// The order is the state's row tiles, whatever R: the forward and the backward may split rows differently.
 template <int R>
 __device__ __forceinline__ size_t scan_tc_checkpoint(size_t chain, int n_chunks, int chunk, int K, int slice) {
     return ((chain * n_chunks + chunk) * (K / 16) + slice * R) * 2 * 32 + (threadIdx.x & 31);
@@ -386,6 +388,34 @@ template <int R> __device__ __forceinline__ void scan_tc_load_tile(ScanTCTile<R>
             const float4 v = p[at + (2 * r + c) * 32];
             h[r][c][0] = v.x; h[r][c][1] = v.y; h[r][c][2] = v.z; h[r][c][3] = v.w;
         }
+}
+
+// A chain's (K, V) row-major state x (16-byte aligned) to and from a warp's slice: the lane's entries (r, c, e) with
+// e/2 = u lie in row 16(R·slice + r) + 2g + u, at columns 4t + 2c + e%2, that is 4t … 4t+3 in the order
+// (c, e%2) = (0, 0), (0, 1), (1, 0), (1, 1): one float4 per row tile and u.
+template <int R>
+__device__ __forceinline__ float4* scan_tc_row_major_at(float* x, int slice, int r, int u) {
+    const int lane = threadIdx.x & 31;
+    return reinterpret_cast<float4*>(x + (16 * (R * slice + r) + 2 * (lane >> 2) + u) * SCAN_TC_V + 4 * (lane & 3));
+}
+
+template <int R> __device__ __forceinline__ void scan_tc_load_row_major(ScanTCTile<R>& h, float* x, int slice) {
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            const float4 v = *scan_tc_row_major_at<R>(x, slice, r, u);
+            h[r][0][2 * u] = v.x; h[r][0][2 * u + 1] = v.y; h[r][1][2 * u] = v.z; h[r][1][2 * u + 1] = v.w;
+        }
+}
+
+template <int R> __device__ __forceinline__ void scan_tc_store_row_major(float* x, int slice, const ScanTCTile<R>& h) {
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int u = 0; u < 2; u++)
+            *scan_tc_row_major_at<R>(x, slice, r, u) =
+                make_float4(h[r][0][2 * u], h[r][0][2 * u + 1], h[r][1][2 * u], h[r][1][2 * u + 1]);
 }
 
 template <typename Run>
@@ -418,13 +448,12 @@ static __global__ void __launch_bounds__(128) m2rnn_scan_tc_forward_kernel(float
     const size_t in_bytes = scan_tc_inputs_bytes(K, chunk, false);
     auto buffer = [&](int c) { return scan_tc_inputs_at(smem + (c & 1) * in_bytes, K, chunk, false); };
     float* ys = (float*)(smem + 2 * in_bytes);  // (slices, chunk, V)
-    float4* carried = reinterpret_cast<float4*>(state);
-    const size_t carried_at = scan_tc_checkpoint<R>(blockIdx.x, 1, 0, K, slice);
+    float* carried = state ? state + (size_t)blockIdx.x * K * SCAN_TC_V : nullptr;  // this chain's (K, V)
 
     uint32_t w[2][2];
     scan_tc_load_b<true>(w, W + (size_t)n * SCAN_TC_V * SCAN_TC_V, false);
     ScanTCTile<R> h = {};
-    if (state) scan_tc_load_tile<R>(h, carried, carried_at);
+    if (carried) scan_tc_load_row_major<R>(h, carried, slice);
     scan_tc_stage(buffer(0), qkv, f, nullptr, L, b, n, T, 0, min(chunk, T));
     cp_async_commit();
     for (int c = 0; c < n_chunks; c++) {
@@ -468,7 +497,7 @@ static __global__ void __launch_bounds__(128) m2rnn_scan_tc_forward_kernel(float
         }
         __syncthreads();  // ys and this chunk's inputs are reused
     }
-    if (state) scan_tc_store_tile<R>(carried, carried_at, h);
+    if (carried) scan_tc_store_row_major<R>(carried, slice, h);
 }
 
 // ---------------------------------------------------------------- backward
