@@ -1,9 +1,10 @@
 // test_m2rnn: the project's checks, run by `make test` (`make test PRECISION=FP32` for the fp32 build).
 //   CPU: the reference against docs/model.md's golden vectors and finite differences, state-gradient
-//        clipping, a short training run, the token-shard loader on good and bad inputs, checkpoints and their
-//        safetensors export (round trip, the python checker, the windows of scripts/m2rnn_torch.py), the
-//        tokenizer, the synthetic state-tracking tasks (groups, sequences, shards), and the host side of several
-//        GPUs (ranks, the split of the batch, ZeRO-1's shards, the NCCL id file, scripts/launch.sh).
+//        clipping, --state-noise's initial states, a short training run, the token-shard loader on good and
+//        bad inputs, checkpoints and their safetensors export (round trip, the python checker, the windows of
+//        scripts/m2rnn_torch.py), the tokenizer, the synthetic state-tracking tasks (groups, sequences, shards),
+//        and the host side of several GPUs (ranks, the split of the batch, ZeRO-1's shards, the NCCL id file,
+//        scripts/launch.sh).
 //   GPU: each kernel family against its reference steps, then the whole model against the reference, then
 //        generation one token at a time against the reference's full forward;
 //        run when a CUDA device is present, skipped with one line saying so when none is.

@@ -73,6 +73,7 @@ struct Options {
     std::string pattern;
     int D = -1, F = -1, heads = -1, N = -1, K = -1, V = -1, Nq = -1, Nk = -1, rope = -1, vocab = -1;
     double clip = -1;
+    double state_noise = 0;              // --state-noise A: training's M2RNN states start uniform in [-A, A]
     // several GPUs (model/distributed.h); -1 = from the launcher's environment
     int world = -1, rank = -1, local_rank = -1, zero = 0;
     const char* nccl_id = "";            // empty: no NCCL (one process only)
@@ -145,6 +146,9 @@ static void usage() {
            "  -u <int>     warmup steps                                 default %d\n"
            "  -q <float>   final lr as a fraction of the peak           default %g\n"
            "  -c <float>   weight decay                                 default %g\n"
+           "  --state-noise <a>  every M2RNN layer starts each training sequence from a random state, uniform in\n"
+           "               [-a, a] and drawn afresh every step and micro-batch (validation, samples and --eval 1\n"
+           "               start from 0); 0 <= a <= 1, needs an M layer   default %g (off)\n"
            "  -v <int>     validate every N steps (0: never)            default %d\n"
            "  -m <int>     validation batches                           default %d\n"
            "  -s <int>     sample every N steps (0: only at the end)    default %d\n"
@@ -190,9 +194,9 @@ static void usage() {
            "               on the CPU the defaults of -e -t -x -u -v -m are: -e tiny -t 64 -x %d -u %d -v %d -m 10\n"
            "  -h           this help\n",
            o.train_pattern, o.val_pattern, o.start, o.log_dir, o.B, o.T, o.max_steps, o.lr, o.warmup, o.final_frac,
-           o.weight_decay, o.val_every, o.val_batches, o.sample_every, o.gen_tokens, o.temperature, o.checkpoint_every,
-           o.keep_checkpoints, o.resume, o.skip_z, SPIKE_MIN_HISTORY, o.skip_window, o.skip_max, INJECTED_SPIKE,
-           o.eval_states, o.profile, o.seed, o.nccl_timeout, o.zero, o.device,
+           o.weight_decay, o.state_noise, o.val_every, o.val_batches, o.sample_every, o.gen_tokens, o.temperature,
+           o.checkpoint_every, o.keep_checkpoints, o.resume, o.skip_z, SPIKE_MIN_HISTORY, o.skip_window, o.skip_max,
+           INJECTED_SPIKE, o.eval_states, o.profile, o.seed, o.nccl_timeout, o.zero, o.device,
            std::max(1u, std::thread::hardware_concurrency()), CPU_DEFAULT_STEPS, CPU_DEFAULT_STEPS / 10,
            CPU_DEFAULT_STEPS / 4);
     print_presets();
@@ -293,6 +297,7 @@ static Options parse_options(int argc, char** argv) {
         else if (flag == "--q-heads") o.Nq = (int)parse_int(flag, value(), 1, BIG);
         else if (flag == "--k-heads") o.Nk = (int)parse_int(flag, value(), 1, BIG);
         else if (flag == "--clip") o.clip = parse_float(flag, value(), 0, 1e30);
+        else if (flag == "--state-noise") o.state_noise = parse_float(flag, value(), 0, 1);
         else if (flag == "--rope") o.rope = (int)parse_int(flag, value(), 0, 1);
         else if (flag == "--vocab") o.vocab = (int)parse_int(flag, value(), 1, 1 << 24);
         else if (flag == "--seed") o.seed = (unsigned long long)parse_int(flag, value(), 0, 1ll << 62);
@@ -512,8 +517,8 @@ struct GPUEngine : Engine {
         gpu_model_free(model);
     }
     void zero_grad() override { gpu_model_zero_grad(model); }
-    float forward(const int* tokens, int grad_accum_steps) override {
-        return gpu_model_forward(model, tokens, grad_accum_steps);
+    float forward(const int* tokens, int grad_accum_steps, StateNoise noise) override {
+        return gpu_model_forward(model, tokens, grad_accum_steps, noise);
     }
     void logits(float* out) override { gpu_model_get_logits(model, out); }
     void backward() override { gpu_model_backward(model); }
@@ -582,6 +587,7 @@ struct Trainer {
     void choose_device();
     void resolve_start();
     void resume();
+    void check_state_noise() const;
     void plan_batches();
     void load_tokenizer();
     void open_data();
@@ -594,6 +600,7 @@ struct Trainer {
     // the run
     void run();
     void train_step(int step);
+    StateNoise state_noise(int step, int micro) const;
     void validate(int step);
     void sample(int step);
     std::vector<int> sample_prompt() const;
@@ -673,6 +680,20 @@ void Trainer::resume() {
                          std::to_string(o.T));
     o.seed = (unsigned long long)state.seed;
     last_checkpoint = checkpoint_model_path(o.log_dir, step);
+}
+
+// --state-noise sets the initial state of M2RNN layers in training: a model without one, or --eval 1, which does
+// not train, has no use for it.
+void Trainer::check_state_noise() const {
+    if (o.state_noise == 0) return;
+    char a[32];
+    snprintf(a, sizeof(a), "%g", o.state_noise);
+    if (config_count(c, 'M') == 0)
+        fail(std::string("--state-noise ") + a + ": the model (pattern " + c.pattern + ") has no M2RNN layer whose "
+             "initial state it would set; drop it");
+    if (o.eval_states)
+        fail(std::string("--state-noise ") + a + " is for training; --eval 1 starts every sequence from the zero "
+             "state: drop it");
 }
 
 // The batch plan: a step of -d tokens (default: one micro-batch on every process) is micro-batches of B·T,
@@ -801,6 +822,9 @@ void Trainer::print_banner() {
     if (dist.comm)
         log.line("# data parallel: %d process(es) (world size from %s) through NCCL, gradients %s\n", dist.world,
                  setup.world_from.c_str(), dist.zero ? "reduce-scattered (ZeRO-1)" : "all-reduced");
+    if (o.state_noise > 0)
+        log.line("# state noise: each training sequence's M2RNN states start uniform in [-%g, %g] (validation and "
+                 "samples from 0)\n", o.state_noise, o.state_noise);
     if (o.gen_tokens > 0)
         log.line("# sampling: %d tokens every %d steps and at the end, %s, %s\n", o.gen_tokens, o.sample_every,
                  engine->decoder_line().c_str(), encoding ? encoding : "no tokenizer for this vocabulary: token ids");
@@ -852,7 +876,7 @@ void Trainer::train_step(int step) {
     for (int micro = 0; micro < micro_batches; micro++) {
         if (!dataloader_next(train, tokens.data(), err)) fail(err);
         if (batch_owner(micro, micro_batches, dist.world) != dist.rank) continue;
-        loss += engine->forward(tokens.data(), micro_batches) / micro_batches;
+        loss += engine->forward(tokens.data(), micro_batches, state_noise(step, micro)) / micro_batches;
         engine->backward();
     }
     // the step's loss and norm, the same on every process, judged before its update
@@ -894,6 +918,15 @@ void Trainer::train_step(int step) {
              "loss spikes (--skip-max " + std::to_string(o.skip_max) + "); stopping" + last_good());
 }
 
+// --state-noise's draw for micro-batch `micro` of `step` (none when off): its key names (seed, step, micro) alone,
+// so that a resumed run draws what an unbroken one would, and a micro-batch (owned by one process: batch_owner)
+// draws states no other does. The pair packs into 64 bits, and splitmix64_mix is a bijection: no two share a key.
+StateNoise Trainer::state_noise(int step, int micro) const {
+    if (o.state_noise == 0) return {};
+    const uint64_t pair = (uint64_t)step << 32 | (uint32_t)micro;
+    return {(float)o.state_noise, splitmix64_mix(splitmix64_mix(o.seed) ^ pair)};
+}
+
 // For the messages that stop a run: where it can resume from.
 std::string Trainer::last_good() const {
     if (last_checkpoint.empty()) return "; no checkpoint written yet (-n N writes one every N steps)";
@@ -908,7 +941,7 @@ void Trainer::validate(int step) {
     for (int i = 0; i < o.val_batches; i++) {
         if (!dataloader_next(val, tokens.data(), err)) fail(err);
         if (batch_owner(i, o.val_batches, dist.world) == dist.rank)
-            loss += engine->forward(tokens.data(), 0) / o.val_batches;
+            loss += engine->forward(tokens.data(), 0, {}) / o.val_batches;  // from the zero state
     }
     loss = distributed_sum(dist, loss, dist.timeout_s, "validation loss sum");
     log.line("step %d val_loss %.6f\n", step, loss);
@@ -1003,6 +1036,7 @@ int main(int argc, char** argv) {
     t.resolve_start();
     std::string err;
     if (!t.cpu && !gpu_model_check_config(t.c, err)) fail("model config: " + err);
+    t.check_state_noise();
     if (t.o.eval_states) {
         t.evaluate_states();
         return 0;

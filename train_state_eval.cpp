@@ -124,7 +124,7 @@ bool state_eval_run(StateEval& e, Engine& model, const Config& c, int batches, s
     Score s = score_init(e.L);
     for (int batch = 0; batch < batches; batch++) {
         if (!dataloader_next(e.shard, e.tokens.data(), err) || !rows_are_task_rows(e, err)) return false;
-        model.forward(e.tokens.data(), 0);
+        model.forward(e.tokens.data(), 0, {});  // every M²RNN scan from the zero state
         model.logits(logits.data());
         score_batch(s, e, logits.data(), c.Vp, c.vocab);
     }

@@ -2,7 +2,8 @@
 // and m2rnn_scan_backward, for every (batch row b, head n) at once, each element's step the reference's
 // m2rnn_step_forward / m2rnn_step_backward (model/model_math.h).
 //
-// Per (b, n), with H_{-1} = 0 ∈ R^{K×V} (fp32; or the carried `state`), W_n ∈ R^{V×V}, q_t, k_t (K), v_t (V):
+// Per (b, n), with H_{-1} = 0 ∈ R^{K×V} (fp32; or the carried `state`: generation's, or a training forward's random
+// initial state, m2rnn_initial_state.cuh), W_n ∈ R^{V×V}, q_t, k_t (K), v_t (V):
 //   Z_t = tanh(H_{t-1} W_n + k_t v_tᵀ);   H_t = f_t H_{t-1} + (1 - f_t) Z_t;   y_t = H_tᵀ q_t
 // Backward with state-gradient clipping c (0 = none), from G = ∂L/∂H, carry C_{T-1} = 0, t = T-1 down to 0:
 //   G_t = q_t dy_tᵀ + clamp(C_t, -c, c);   dA_t = ((1 - f_t) G_t) ⊙ (1 - Z_t²)   (the gradient at tanh's input)
@@ -18,9 +19,9 @@
 //                                              step c·chunk, read by the backward (entry 0 is H_{-1}: the backward's
 //                                              t = 0 terms need no other copy of it); the order inside a (b, n) is
 //                                              the kernels' own (the tensor-core kernels' fragment order)
-//   state (B,N,K,V) fp32     null (H_{-1} = 0), or a carried state, row-major (K, V) per (b, n): the forward starts
-//                            from it and leaves the last state in it (generation runs the scan one position at a
-//                            time)
+//   state (B,N,K,V) fp32     null (H_{-1} = 0), or a carried state, row-major (K, V) per (b, n) as the reference's
+//                            H0: the forward starts from it and leaves the last state in it (generation runs the
+//                            scan one position at a time; a training forward's random H_{-1} is overwritten)
 //   dy (B,T,N·V) floatX;  dqkv (B,T,Cc) fp32 +=;  df (B,T,N) fp32 overwritten;  dW (N,V,V) fp32 +=
 // dq and dk of a shared q/k head sum over the heads of its group; dv has one writer per element.
 //

@@ -17,9 +17,9 @@
 //
 // Forward (a block per chain, grid B·N): a chunk's inputs are copied to shared memory with cp.async while the
 // previous chunk runs; the state entering each chunk is stored (fp32, in fragment order: the checkpoints' layout
-// is private to these kernels) for the backward. The carried `state` (generation's) is row-major (K, V) per
-// chain, as the scalar kernels and the reference hold it: a lane's entries of a row tile in one of its rows are
-// columns 4t … 4t+3, one float4 (scan_tc_load_row_major).
+// is private to these kernels) for the backward. The carried `state` (generation's, or the random initial state
+// of --state-noise) is row-major (K, V) per chain, as the scalar kernels and the reference hold it: a lane's
+// entries of a row tile in one of its rows are columns 4t … 4t+3, one float4 (scan_tc_load_row_major).
 // Checkpoint 0 is the state entering step 0, so the backward's H_{-1} at t = 0 is that state too.
 //
 // Backward (a block per P chains of one batch row, P·slices warps, in clusters of C blocks: m2rnn_scan_tc_split

@@ -25,9 +25,9 @@ void cpu_model_set_optimizer(CPUModel& m, const float* adam_m, const float* adam
 
 void CPUModel::zero_grad() { std::fill(grads.begin(), grads.end(), 0.0f); }
 
-float CPUModel::forward(const int* tokens, int accum) {
+float CPUModel::forward(const int* tokens, int accum, StateNoise noise) {
     if (accum > 0) grad_accum_steps = accum;
-    return (float)reference_forward(ref, params.data(), tokens);
+    return (float)reference_forward(ref, params.data(), tokens, noise);
 }
 
 void CPUModel::logits(float* out) { std::copy(ref.logits.begin(), ref.logits.end(), out); }

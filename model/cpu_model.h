@@ -30,7 +30,7 @@ struct CPUModel : Engine {
     std::vector<float> next_logits;  // (Vp) of the last decoder step
 
     void zero_grad() override;
-    float forward(const int* tokens, int grad_accum_steps) override;
+    float forward(const int* tokens, int grad_accum_steps, StateNoise noise) override;
     void logits(float* out) override;
     void backward() override;
     float grad_norm() override;

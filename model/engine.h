@@ -5,14 +5,17 @@
 #pragma once
 #include <string>
 
+#include "model_math.h"  // StateNoise
+
 struct StepTimer;  // model/step_timer.h
 
 struct Engine {
     virtual ~Engine() = default;
     virtual void zero_grad() = 0;
     // Forward over tokens[B*(T+1)]; the mean loss. grad_accum_steps n >= 1: the backward that follows adds the
-    // gradient of (mean loss / n); 0: only evaluates.
-    virtual float forward(const int* tokens, int grad_accum_steps) = 0;
+    // gradient of (mean loss / n); 0: only evaluates. noise: the M²RNN layers' random initial states of a training
+    // forward (--state-noise); evaluations pass {}, amplitude 0: every scan starts from zero.
+    virtual float forward(const int* tokens, int grad_accum_steps, StateNoise noise) = 0;
     // The logits (B,T,Vp) of the last forward, as fp32, into out.
     virtual void logits(float* out) = 0;
     virtual void backward() = 0;

@@ -10,6 +10,7 @@
 #include "../kernels/decode.cuh"
 #include "../kernels/encoder.cuh"
 #include "../kernels/m2rnn_gate.cuh"
+#include "../kernels/m2rnn_initial_state.cuh"
 #include "../kernels/m2rnn_input.cuh"
 #include "../kernels/m2rnn_scan.cuh"
 #include "../kernels/rmsnorm.cuh"
@@ -116,6 +117,7 @@ static void carve_activations(GPUModel& m, Carver& a) {
                              m2rnn_scan_backward_scratch_floats(L, m.B, m.T, m.chunk)});
     s.partials = a.take<float>(partials);
     m.mm.workspace = a.take<char>(MATMUL_WORKSPACE_BYTES);
+    s.h0 = has_m ? a.take<float>((size_t)m.B * c.N * c.K * c.V) : nullptr;  // last: the others' places as without it
 }
 
 void gpu_model_arena_bytes(const Config& c, int B, int T, int chunk, size_t bytes[3], Distributed* dist) {
@@ -268,7 +270,9 @@ static float* grad(GPUModel& m, int l, ParamKind kind) { return m.grads + param_
 static size_t global_offset(const GPUModel& m, int index) { return m.table.tensors[index].offset; }
 
 // The mixer's output joins the residual in its out-projection's epilogue: a.residual2 = a.residual + mixer(ln1).
-static void m2rnn_mixer_forward(GPUModel& m, GPULayer& a, int l, int B, int T, GPUCarryLayer* carry) {
+// The scan starts from generation's carried state, from a training forward's random one (noise), or from zero.
+static void m2rnn_mixer_forward(GPUModel& m, GPULayer& a, int l, int B, int T, GPUCarryLayer* carry,
+                                StateNoise noise) {
     const M2RNNLayout L = config_m2rnn_layout(m.c);
     const int n = B * T;
     // over in_proj's zero rows too (model_math.h: Cp_stride), for the GEMM's sake
@@ -279,8 +283,13 @@ static void m2rnn_mixer_forward(GPUModel& m, GPULayer& a, int l, int B, int T, G
     else
         m2rnn_input_forward(a.qkv, a.forget, a.proj, param(m, l, P_CONV), param(m, l, P_A_LOG), param(m, l, P_DT_BIAS),
                             L, B, T, timed(m, FAMILY_M2RNN_IO));
-    m2rnn_scan_forward(a.scan_y, a.checkpoints, carry ? carry->state : nullptr, a.qkv, a.forget, param(m, l, P_W), L,
-                       B, T, m.chunk, timed(m, FAMILY_SCAN));
+    float* state = carry ? carry->state : nullptr;
+    if (noise.amplitude > 0) {  // the scan leaves its last state in s.h0, which the next M layer fills again
+        state = m.s.h0;
+        m2rnn_initial_state_fill(state, noise, l, L, B, timed(m, FAMILY_SCAN));
+    }
+    m2rnn_scan_forward(a.scan_y, a.checkpoints, state, a.qkv, a.forget, param(m, l, P_W), L, B, T, m.chunk,
+                       timed(m, FAMILY_SCAN));
     m2rnn_gate_forward(a.gnorm_out, a.gnorm_rstd, a.scan_y, a.qkv, a.proj, param(m, l, P_SKIP), param(m, l, P_GNORM), L,
                        n, timed(m, FAMILY_M2RNN_IO));
     matmul_forward_residual(m.mm, a.residual2, a.residual, a.gnorm_out, weight(m, l, P_OUT_PROJ), n, L.NV(), m.c.D,
@@ -301,7 +310,7 @@ static void attention_mixer_forward(GPUModel& m, GPULayer& a, int l, int B, int 
                             timed(m, FAMILY_GEMM));
 }
 
-void gpu_model_layers_forward(GPUModel& m, GPUActivations& x, int B, int T, GPUCarry* carry) {
+void gpu_model_layers_forward(GPUModel& m, GPUActivations& x, int B, int T, GPUCarry* carry, StateNoise noise) {
     const Config& c = m.c;
     const int n = B * T, D = c.D;
     rmsnorm_forward(x.layers[0].ln1, x.layers[0].ln1_rstd, x.layers[0].residual, param(m, 0, P_LN1), n, D,
@@ -309,7 +318,7 @@ void gpu_model_layers_forward(GPUModel& m, GPUActivations& x, int B, int T, GPUC
     for (int l = 0; l < c.L; l++) {
         GPULayer& a = x.layers[l];
         if (c.pattern[l] == 'M')
-            m2rnn_mixer_forward(m, a, l, B, T, carry ? &carry->layers[l] : nullptr);
+            m2rnn_mixer_forward(m, a, l, B, T, carry ? &carry->layers[l] : nullptr, noise);
         else
             attention_mixer_forward(m, a, l, B, T, carry);
         rmsnorm_forward(a.ln2, a.ln2_rstd, a.residual2, param(m, l, P_LN2), n, D, timed(m, FAMILY_NORM));
@@ -359,7 +368,7 @@ static void classifier_forward_backward(GPUModel& m, float dloss) {
     }
 }
 
-float gpu_model_forward(GPUModel& m, const int* host_tokens, int grad_accum_steps) {
+float gpu_model_forward(GPUModel& m, const int* host_tokens, int grad_accum_steps, StateNoise noise) {
     const Config& c = m.c;
     const int B = m.B, T = m.T, BT = B * T;
     cudaStream_t st = timed(m, FAMILY_OTHER);
@@ -372,7 +381,7 @@ float gpu_model_forward(GPUModel& m, const int* host_tokens, int grad_accum_step
     if (m.s.rope_cos_sin) rope_table(m.s.rope_cos_sin, T, c.D / c.heads, timed(m, FAMILY_ATTENTION));
     encoder_forward(m.acts.layers[0].residual, m.params_lowp + global_offset(m, m.table.wte), m.tokens, B, T, c.D,
                     timed(m, FAMILY_EMBEDDING));
-    gpu_model_layers_forward(m, m.acts, B, T, nullptr);
+    gpu_model_layers_forward(m, m.acts, B, T, nullptr, noise);
     classifier_forward_backward(m, grad_accum_steps > 0 ? 1.0f / ((float)BT * grad_accum_steps) : 0.0f);
     st = timed(m, FAMILY_OTHER);
     cudaCheck(cudaMemcpyAsync(m.host_losses.data(), m.losses, sizeof(float) * BT, cudaMemcpyDeviceToHost, st));

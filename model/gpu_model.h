@@ -11,6 +11,7 @@
 //   matmul_forward_residual             matmul_forward + residual_forward (out_proj, attn_out, down: the branch's
 //                                       output joins the residual in the GEMM's epilogue)
 //   m2rnn_input_forward                 m2rnn_input_forward (causal conv + silu, forget gate)
+//   m2rnn_initial_state_fill            m2rnn_initial_state_fill (only under state noise: H_{-1} of the scan)
 //   m2rnn_scan_forward                  m2rnn_scan_forward
 //   m2rnn_gate_forward                  m2rnn_gate_forward (D skip, silu(g), gnorm)
 //   attention_forward                   attention_forward (RoPE included)
@@ -29,7 +30,7 @@
 //   2. gradients + optimizer state: fp32 gradients, AdamW m and v (with ZeRO-1 for this process's shard only)
 //   3. activations + scratch: what the forward keeps for the backward (M²RNN state only every `chunk`
 //      steps), the backward's scratch, one chunk of logits, tokens and their positions grouped by token,
-//      losses, the cuBLASLt workspace
+//      losses, the cuBLASLt workspace, and (M layers) the scan's initial state under state noise
 //
 // The classifier runs in chunks of `classifier_rows` rows of the B·T positions, so the (B·T, Vp) logits never
 // exist at once. gpu_model_backward starts from the dlnf the training forward left.
@@ -106,6 +107,8 @@ struct GPUScratch {
     floatX* dattn_qkv;               // (B,T,3D)
     float2* rope_cos_sin;            // (T, hd/2) RoPE's cos and sin of t·ω_i, filled by each forward; or nullptr
     float* partials;                 // the partial sums of the deterministic reductions (sized for the largest)
+    float* h0;                       // (B,N,K,V) an M layer's random H_{-1} under state noise, filled before its
+                                     // scan, which leaves its last state here
 };
 
 struct GPUModel {
@@ -177,8 +180,10 @@ void gpu_model_set_optimizer(GPUModel& m, const float* host_m, const float* host
 // Forward over tokens[B*(T+1)] (host memory); returns the mean loss. grad_accum_steps = 0 only
 // evaluates; n >= 1 also runs the classifier's backward for the gradient of (mean loss / n): lm_head's
 // gradient is added into the gradient arena and dlnf left for gpu_model_backward, so n micro-batches
-// (each forward followed by its backward) accumulate the gradient of their average loss.
-float gpu_model_forward(GPUModel& m, const int* host_tokens, int grad_accum_steps);
+// (each forward followed by its backward) accumulate the gradient of their average loss. With
+// noise.amplitude > 0 every M²RNN scan starts from a random state (model_math.h: StateNoise), else from zero.
+float gpu_model_forward(GPUModel& m, const int* host_tokens, int grad_accum_steps,
+                        StateNoise noise = StateNoise());
 // The logits (B,T,Vp) of the last forward, as fp32: the classifier run again, chunk by chunk, on the final
 // norm's output that forward left.
 void gpu_model_get_logits(GPUModel& m, float* host_logits);
@@ -198,5 +203,7 @@ void gpu_model_update(GPUModel& m, float lr, float beta1, float beta2, float eps
 // The layers' forward over B sequences of T positions, the part of gpu_model_forward between the embedding and
 // the classifier, which the decoder runs too: from x.layers[0].residual (the embedded tokens) to x.lnf. With a
 // carry (generation: T = 1, one position of each of B sequences) the M²RNN layers continue from its states and
-// conv inputs, and attention reads and extends its KV caches at position carry->t.
-void gpu_model_layers_forward(GPUModel& m, GPUActivations& x, int B, int T, GPUCarry* carry);
+// conv inputs, and attention reads and extends its KV caches at position carry->t. Without one they start from
+// zero, or under noise (the model's own activations, no carry) from m2rnn_initial_state_fill's random states.
+void gpu_model_layers_forward(GPUModel& m, GPUActivations& x, int B, int T, GPUCarry* carry,
+                              StateNoise noise = StateNoise());

@@ -1,8 +1,8 @@
 // The model's math, written once for the CPU reference (double) and the GPU kernels (float): every formula
 // that is applied element by element (the M²RNN step forward and backward, the causal conv, the forget gate, the
 // output gate, silu, RMSNorm's row factor and input gradient, RoPE's rotation, AdamW) is a function here, and
-// model/reference.cpp and kernels/*.cuh both call it; so are the M²RNN layer's channel layout and splitmix64's
-// mix. docs/model.md has the math step by step with its shapes.
+// model/reference.cpp and kernels/*.cuh both call it; so are the M²RNN layer's channel layout, splitmix64's mix
+// and the random initial state of --state-noise. docs/model.md has the math step by step with its shapes.
 //
 // A kernel that computes in another precision (the tensor-core scan's tanh.approx) passes its own function
 // for that one operation; everything else is the same code on both sides.
@@ -83,9 +83,10 @@ template <typename T> MODEL_FN T softplus(T x) {
 
 // ---------------------------------------------------------------- splitmix64
 
-// The random numbers of the CPU reference and the checks (model/random.h) and of the shard loader's order: the
-// n-th output, n >= 1, of the splitmix64 stream seeded with s is splitmix64_mix(s + n·SPLITMIX64_GAMMA). The mix is
-// a bijection of 64-bit words that spreads every input bit over every output bit.
+// The random numbers of the CPU reference, the GPU and the checks (model/random.h, the shard loader's order, the
+// random initial states below): the n-th output, n >= 1, of the splitmix64 stream seeded with s is
+// splitmix64_mix(s + n·SPLITMIX64_GAMMA). The mix is a bijection of 64-bit words that spreads every input bit over
+// every output bit.
 static constexpr uint64_t SPLITMIX64_GAMMA = 0x9E3779B97F4A7C15ull;
 MODEL_FN uint64_t splitmix64_mix(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -200,6 +201,26 @@ template <typename T>
 MODEL_FN M2RNNStepGrad<T> m2rnn_step_backward(T carry, T clip, T q_i, T dy_j, T z, T h_prev, T f) {
     const T G = q_i * dy_j + m2rnn_clip_carry(carry, clip);
     return {(T(1) - f) * G * (T(1) - z * z), G * (h_prev - z), f * G};
+}
+
+// The random initial state of --state-noise A (docs/model.md §2.2): a training forward may start each scan from
+// an H_{−1} whose elements are uniform in [−A, A] instead of 0. A forward's draw is named by its key, which the
+// trainer derives from (seed, step, micro-batch) so that a resumed run draws the same states; amplitude 0 (the
+// default, and every evaluation) is the zero state.
+struct StateNoise {
+    float amplitude;  // A in [0, 1]: the recurrence's states lie in (−1, 1)
+    uint64_t key;
+};
+
+// Element `index` of the initial states of the forward named `key`: output index + 1 of key's splitmix64 stream,
+// its top 24 bits as u ∈ [0, 1), then A·(2u − 1) ∈ [−A, A). Counter-based, so any element is drawn on its own
+// (a GPU thread per element), and in float (u and 2u − 1 exact, one rounding in the product), so the double
+// reference, the float CPU trainer and the GPU get the same value. An M²RNN layer's H_{−1} (B,N,K,V) takes
+// index = layer·B·N·K·V + ((b·N + n)·K + i)·V + j for element (i, j) of head n of batch row b.
+MODEL_FN float m2rnn_initial_state(uint64_t key, uint64_t index, float amplitude) {
+    const uint64_t bits = splitmix64_mix(key + (index + 1) * SPLITMIX64_GAMMA);
+    const float u = (float)(bits >> 40) * (1.0f / 16777216.0f);
+    return amplitude * (2.0f * u - 1.0f);
 }
 
 // The output gate of one element of a position's N·V vector, from the scan's output y, the head's v and g:

@@ -1,11 +1,11 @@
 // The CPU reference: docs/model.md's model as plain loops, in double for the checks and float for CPU training.
 //
 // Reading order: the small steps (embedding, RMSNorm, matmul, residual, SwiGLU), the M²RNN mixer's steps (its
-// input, the scan, its output gate), attention, cross-entropy, each backward beside its forward; then the
-// model's forward and backward as straight sequences of those calls; last, the optimizer. The element-wise
-// formulas (silu, the conv, the forget gate, the recurrence's step, RoPE, AdamW) come from model/model_math.h,
-// which the GPU kernels call too. Every step is a template on the scalar type S; the list of the types each is
-// built for closes the file.
+// input, the random initial state of --state-noise, the scan, its output gate), attention, cross-entropy, each
+// backward beside its forward; then the model's forward and backward as straight sequences of those calls; last,
+// the optimizer. The element-wise formulas (silu, the conv, the forget gate, the initial state's draw, the
+// recurrence's step, RoPE, AdamW) come from model/model_math.h, which the GPU kernels call too. Every step is a
+// template on the scalar type S; the list of the types each is built for closes the file.
 #include "reference.h"
 
 #include <algorithm>
@@ -221,24 +221,35 @@ void m2rnn_input_backward(S* dproj, S* dconv, S* dA_log, S* ddt_bias, const S* d
         }
 }
 
-// The recurrence, for every batch row b and head n (q, k of the head's group), from H_{−1} = 0:
+// The initial state of a training forward under --state-noise A (docs/model.md §2.2), layer `layer`'s:
+//   H0[b,n,i,j] = m2rnn_initial_state(key, layer·B·N·K·V + ((b·N + n)·K + i)·V + j, A)   uniform in [−A, A)
+// (model_math.h: a counter-based draw, the same values in float and double and on the GPU).
+template <typename S>
+void m2rnn_initial_state_fill(S* H0, StateNoise noise, int layer, const M2RNNLayout& L, int B) {
+    const size_t n = (size_t)B * L.N * L.K * L.V;
+    for (size_t e = 0; e < n; e++) H0[e] = m2rnn_initial_state(noise.key, (uint64_t)layer * n + e, noise.amplitude);
+}
+
+// The recurrence, for every batch row b and head n (q, k of the head's group), from H_{−1} = H0[b,n] (zero when H0
+// is null):
 //   Z_t = tanh(H_{t−1} W_n + k_t v_tᵀ)          H (K×V), W_n (V×V), k_t v_tᵀ the outer product
 //   H_t = f_t H_{t−1} + (1 − f_t) Z_t
 //   y_t = H_tᵀ q_t                               (V), head n at columns n·V … of y
 // H and Z are kept for the backward.
 template <typename S>
-void m2rnn_scan_forward(S* y, S* H, S* Z, const S* qkv, const S* f, const S* W,
+void m2rnn_scan_forward(S* y, S* H, S* Z, const S* qkv, const S* f, const S* W, const S* H0,
                         const M2RNNLayout& L, int B, int T) {
     const int K = L.K, V = L.V, KV = K * V, Cc = L.Cc();
     const std::vector<S> zero(KV, 0.0);
     for (int b = 0; b < B; b++)
         for (int n = 0; n < L.N; n++) {
             const S* Wn = W + (size_t)n * V * V;
+            const S* Hinit = H0 ? H0 + ((size_t)b * L.N + n) * KV : zero.data();
             for (int t = 0; t < T; t++) {
                 const size_t pos = (size_t)b * T + t, at = (((size_t)b * L.N + n) * T + t) * KV;
                 const S *q = qkv + pos * Cc + L.q_col(n), *k = qkv + pos * Cc + L.k_col(n);
                 const S* v = qkv + pos * Cc + L.v_col(n);
-                const S* Hprev = t > 0 ? H + at - KV : zero.data();
+                const S* Hprev = t > 0 ? H + at - KV : Hinit;
                 for (int i = 0; i < K; i++)
                     for (int j = 0; j < V; j++) {
                         S a = k[i] * v[j];
@@ -261,11 +272,12 @@ void m2rnn_scan_forward(S* y, S* H, S* Z, const S* qkv, const S* f, const S* W,
 //   dA_t = ((1 − f_t) G_t) ⊙ (1 − Z_t²)            the gradient at the tanh's input
 //   dq_t = H_t dy_t,  dk_t = dA_t v_t,  dv_t = dA_tᵀ k_t,  df_t = Σ G_t ⊙ (H_{t−1} − Z_t),  dW_n += H_{t−1}ᵀ dA_t
 //   C_{t−1} = f_t G_t + dA_t W_nᵀ                   the carry into the step before
+// At t = 0, H_{t−1} is the forward's H0 (zero when null: then dW gets nothing from step 0 and df_0 = −Σ G_0 ⊙ Z_0).
 // dq and dk of a shared q/k head sum over the heads of its group.
 template <typename S>
 void m2rnn_scan_backward(S* dqkv, S* df, S* dW, const S* dy, const S* qkv, const S* f,
-                         const S* W, const S* H, const S* Z, double clip, const M2RNNLayout& L, int B,
-                         int T) {
+                         const S* W, const S* H0, const S* H, const S* Z, double clip, const M2RNNLayout& L,
+                         int B, int T) {
     const int K = L.K, V = L.V, KV = K * V, Cc = L.Cc();
     const std::vector<S> zero(KV, 0.0);
     std::vector<S> carry(KV), dA(KV);
@@ -273,6 +285,7 @@ void m2rnn_scan_backward(S* dqkv, S* df, S* dW, const S* dy, const S* qkv, const
         for (int n = 0; n < L.N; n++) {
             const S* Wn = W + (size_t)n * V * V;
             S* dWn = dW + (size_t)n * V * V;
+            const S* Hinit = H0 ? H0 + ((size_t)b * L.N + n) * KV : zero.data();
             std::fill(carry.begin(), carry.end(), 0.0);
             for (int t = T - 1; t >= 0; t--) {
                 const size_t pos = (size_t)b * T + t, at = (((size_t)b * L.N + n) * T + t) * KV;
@@ -280,7 +293,7 @@ void m2rnn_scan_backward(S* dqkv, S* df, S* dW, const S* dy, const S* qkv, const
                 const S* v = qkv + pos * Cc + L.v_col(n);
                 S *dq = dqkv + pos * Cc + L.q_col(n), *dk = dqkv + pos * Cc + L.k_col(n);
                 S* dv = dqkv + pos * Cc + L.v_col(n);
-                const S *Ht = H + at, *Zt = Z + at, *Hprev = t > 0 ? H + at - KV : zero.data();
+                const S *Ht = H + at, *Zt = Z + at, *Hprev = t > 0 ? H + at - KV : Hinit;
                 const S* dyt = dy + pos * L.NV() + n * V;
                 S dft = 0;
                 for (int e = 0; e < KV; e++) {
@@ -566,7 +579,7 @@ void reference_init(Reference<S>& m, const Config& c, int B, int T) {
 }
 
 template <typename S>
-void reference_layers_forward(Reference<S>& m, const S* params, const int* tokens, int T) {
+void reference_layers_forward(Reference<S>& m, const S* params, const int* tokens, int T, StateNoise noise) {
     const Config& c = m.c;
     const int B = m.B, BT = B * T, D = c.D;
     const M2RNNLayout L = config_m2rnn_layout(c);
@@ -584,8 +597,10 @@ void reference_layers_forward(Reference<S>& m, const S* params, const int* token
             matmul_forward(a.proj.data(), a.ln1.data(), P(l, P_IN_PROJ), BT, D, L.Cp());
             m2rnn_input_forward(a.qkv.data(), a.conv_pre.data(), a.forget.data(), a.proj.data(), P(l, P_CONV),
                                 P(l, P_A_LOG), P(l, P_DT_BIAS), L, B, T);
+            a.h0.resize(noise.amplitude > 0 ? (size_t)B * c.N * c.K * c.V : 0);
+            if (noise.amplitude > 0) m2rnn_initial_state_fill(a.h0.data(), noise, l, L, B);
             m2rnn_scan_forward(a.scan_y.data(), a.state.data(), a.tanh_z.data(), a.qkv.data(), a.forget.data(),
-                               P(l, P_W), L, B, T);
+                               P(l, P_W), a.h0.empty() ? nullptr : a.h0.data(), L, B, T);
             m2rnn_gate_forward(a.gnorm_out.data(), a.gnorm_rstd.data(), a.gated.data(), a.scan_y.data(), a.qkv.data(),
                                a.proj.data(), P(l, P_SKIP), P(l, P_GNORM), L, BT);
             matmul_forward(a.mixer_out.data(), a.gnorm_out.data(), P(l, P_OUT_PROJ), BT, L.NV(), D);
@@ -606,10 +621,10 @@ void reference_layers_forward(Reference<S>& m, const S* params, const int* token
 }
 
 template <typename S>
-double reference_forward(Reference<S>& m, const S* params, const int* tokens) {
+double reference_forward(Reference<S>& m, const S* params, const int* tokens, StateNoise noise) {
     const Config& c = m.c;
     const size_t rows = (size_t)m.B * m.T;
-    reference_layers_forward(m, params, tokens, m.T);
+    reference_layers_forward(m, params, tokens, m.T, noise);
     m.logits.resize(rows * c.Vp);
     m.probs.resize(rows * c.Vp);
     const size_t lm_head = m.table.tensors[m.table.lm_head].offset;
@@ -655,7 +670,8 @@ void reference_backward(Reference<S>& m, const S* params, S* grads) {
                                 dgnorm_out.data(), a.scan_y.data(), a.qkv.data(), a.proj.data(), P(l, P_SKIP),
                                 P(l, P_GNORM), a.gated.data(), a.gnorm_rstd.data(), L, BT);
             m2rnn_scan_backward(dqkv.data(), dforget.data(), G(l, P_W), dscan_y.data(), a.qkv.data(), a.forget.data(),
-                                P(l, P_W), a.state.data(), a.tanh_z.data(), c.clip, L, B, T);
+                                P(l, P_W), a.h0.empty() ? nullptr : a.h0.data(), a.state.data(), a.tanh_z.data(),
+                                c.clip, L, B, T);
             m2rnn_input_backward(dproj.data(), G(l, P_CONV), G(l, P_A_LOG), G(l, P_DT_BIAS), dqkv.data(),
                                  dforget.data(), a.conv_pre.data(), a.proj.data(), P(l, P_CONV), P(l, P_A_LOG),
                                  P(l, P_DT_BIAS), L, B, T);
@@ -715,8 +731,8 @@ void reference_adamw(const ParameterTable& t, S* params, const S* grads, S* m, S
 // The whole model in both types (double: the checks; float: training on the CPU) ...
 #define REFERENCE_MODEL(S)                                                                                             \
     template void reference_init(Reference<S>&, const Config&, int, int);                                             \
-    template void reference_layers_forward(Reference<S>&, const S*, const int*, int);                                 \
-    template double reference_forward(Reference<S>&, const S*, const int*);                                           \
+    template void reference_layers_forward(Reference<S>&, const S*, const int*, int, StateNoise);                     \
+    template double reference_forward(Reference<S>&, const S*, const int*, StateNoise);                               \
     template void reference_backward(Reference<S>&, const S*, S*);                                                    \
     template double reference_grad_norm(const S*, size_t);                                                            \
     template void reference_adamw(const ParameterTable&, S*, const S*, S*, S*, int, double, double, double, double,  \
@@ -725,6 +741,8 @@ REFERENCE_MODEL(float)
 REFERENCE_MODEL(double)
 // the classifier of one position, for generation on the CPU (model/cpu_model.cpp)
 template void matmul_forward(float*, const float*, const float*, int, int, int);
+// the initial states of --state-noise as the CPU trainer draws them (the checks compare them with double's)
+template void m2rnn_initial_state_fill(float*, StateNoise, int, const M2RNNLayout&, int);
 
 // ... and each step alone in double, for the checks of the GPU kernels against it.
 template void encoder_forward(double*, const double*, const int*, int, int, int);
@@ -742,10 +760,11 @@ template void m2rnn_input_forward(double*, double*, double*, const double*, cons
 template void m2rnn_input_backward(double*, double*, double*, double*, const double*, const double*, const double*,
                                    const double*, const double*, const double*, const double*, const M2RNNLayout&, int,
                                    int);
-template void m2rnn_scan_forward(double*, double*, double*, const double*, const double*, const double*,
+template void m2rnn_initial_state_fill(double*, StateNoise, int, const M2RNNLayout&, int);
+template void m2rnn_scan_forward(double*, double*, double*, const double*, const double*, const double*, const double*,
                                  const M2RNNLayout&, int, int);
 template void m2rnn_scan_backward(double*, double*, double*, const double*, const double*, const double*, const double*,
-                                  const double*, const double*, double, const M2RNNLayout&, int, int);
+                                  const double*, const double*, const double*, double, const M2RNNLayout&, int, int);
 template void m2rnn_gate_forward(double*, double*, double*, const double*, const double*, const double*, const double*,
                                  const double*, const M2RNNLayout&, int);
 template void m2rnn_gate_backward(double*, double*, double*, double*, double*, const double*, const double*,

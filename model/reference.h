@@ -28,6 +28,7 @@ template <typename S> struct ReferenceLayer {
     std::vector<S> conv_pre;   // (B,T,Cc) causal conv output before silu
     std::vector<S> qkv;        // (B,T,Cc) silu(conv): [q | k | v]
     std::vector<S> forget;     // (B,T,N)  f_t
+    std::vector<S> h0;         // (B,N,K,V) H_{−1} of a forward with state noise; empty: H_{−1} = 0
     std::vector<S> state;      // (B,N,T,K,V) H_t
     std::vector<S> tanh_z;     // (B,N,T,K,V) Z_t
     std::vector<S> scan_y;     // (B,T,N·V) y_t = H_tᵀ q_t
@@ -62,13 +63,17 @@ template <typename S> struct Reference {
 
 template <typename S> void reference_init(Reference<S>& m, const Config& c, int B, int T);
 
-// Forward over tokens[B*(T+1)]; returns the mean cross-entropy loss.
-template <typename S> double reference_forward(Reference<S>& m, const S* params, const int* tokens);
+// Forward over tokens[B*(T+1)]; returns the mean cross-entropy loss. With noise.amplitude > 0 (a training forward
+// under --state-noise) every M²RNN layer's scan starts from m2rnn_initial_state_fill's H_{−1}, else from zero.
+template <typename S>
+double reference_forward(Reference<S>& m, const S* params, const int* tokens, StateNoise noise = StateNoise());
 
 // The part of the forward between the embedding and the classifier, over the first T <= m.T positions of the m.B
 // sequences of tokens[B*(T+1)]: from the embedding to m.lnf (B,T,D), the activations laid out as at that T. Being
 // causal, position t's output depends on tokens 0..t alone: sampling runs it on a growing prefix.
-template <typename S> void reference_layers_forward(Reference<S>& m, const S* params, const int* tokens, int T);
+template <typename S>
+void reference_layers_forward(Reference<S>& m, const S* params, const int* tokens, int T,
+                              StateNoise noise = StateNoise());
 
 // Backward of the last forward: adds d loss / d params into grads[table.total].
 template <typename S> void reference_backward(Reference<S>& m, const S* params, S* grads);
@@ -95,12 +100,14 @@ template <typename S> void m2rnn_input_forward(S* qkv, S* conv_pre, S* f, const 
 template <typename S> void m2rnn_input_backward(S* dproj, S* dconv, S* dA_log, S* ddt_bias, const S* dqkv,
                           const S* df, const S* conv_pre, const S* proj, const S* conv,
                           const S* A_log, const S* dt_bias, const M2RNNLayout& L, int B, int T);
-template <typename S> void m2rnn_scan_forward(S* y, S* H, S* Z, const S* qkv, const S* f, const S* W,
+// H0 (B,N,K,V): the state before step 0, H_{−1}; null = zero. Layer `layer`'s H0 under state noise:
+template <typename S> void m2rnn_initial_state_fill(S* H0, StateNoise noise, int layer, const M2RNNLayout& L, int B);
+template <typename S> void m2rnn_scan_forward(S* y, S* H, S* Z, const S* qkv, const S* f, const S* W, const S* H0,
                         const M2RNNLayout& L, int B, int T);
-// dqkv += (q, k and v columns), df overwritten, dW +=; clip 0 = no state-gradient clipping
+// dqkv += (q, k and v columns), df overwritten, dW +=; clip 0 = no state-gradient clipping; H0 the forward's
 template <typename S> void m2rnn_scan_backward(S* dqkv, S* df, S* dW, const S* dy, const S* qkv, const S* f,
-                         const S* W, const S* H, const S* Z, double clip, const M2RNNLayout& L, int B,
-                         int T);
+                         const S* W, const S* H0, const S* H, const S* Z, double clip, const M2RNNLayout& L,
+                         int B, int T);
 template <typename S> void m2rnn_gate_forward(S* out, S* rstd, S* gated, const S* y, const S* qkv,
                         const S* proj, const S* skip, const S* gnorm, const M2RNNLayout& L, int n_pos);
 // dy overwritten, dqkv's v columns +=, dproj's g columns overwritten, dskip and dgnorm +=

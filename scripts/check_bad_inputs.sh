@@ -105,6 +105,7 @@ model("model_bad_magic.bin", magic=20240520)
 model("model_huge_dims.bin", D=1 << 30, F_=1 << 30, heads=1, K=1 << 30, V=1 << 30, header_only=True)  # int overflow
 model("model_step3.bin", step=3)                     # header step differs from its name/state (5)
 n_other = model("model_other.bin", D=32, F_=64)      # another config (D=32)
+model("model_attention.bin", pattern="AA")           # no M2RNN layer
 state("state_other.bin", n_other)
 state("state_wrong_count.bin", n, count_field=n + 1) # right size, header count of another model
 state("state_bad_magic.bin", n, magic=20261123)
@@ -302,6 +303,19 @@ fresh; check bad "q-heads do not divide m2rnn-heads" --m2rnn-heads 5 --q-heads 2
 fresh; check bad "rope with an odd head size" --dim 66 --heads 2 --rope 1
 fresh; check bad "M2RNN value size the scan kernels do not support" --device gpu --value 5
 fresh; check bad "M2RNN state too large for the scan kernels (K·V > 1024)" --device gpu --key 128
+# --state-noise: random initial M2RNN states in training
+fresh; check good "baseline: --state-noise 0.5" --state-noise 0.5
+fresh; check good "baseline: --state-noise 1 (the upper bound)" --state-noise 1
+fresh; check good "baseline: --state-noise 0 (off) with no M layer" --pattern AA --state-noise 0
+fresh; EXPECT="out of range [0, 1]" check bad "--state-noise above 1 (states lie in (-1, 1))" --state-noise 1.5
+fresh; EXPECT="out of range [0, 1]" check bad "--state-noise negative" --state-noise -0.1
+fresh; check bad "--state-noise not a number" --state-noise abc
+fresh; check bad "--state-noise nan" --state-noise nan
+fresh; EXPECT="has no M2RNN layer" check bad "--state-noise with a pattern of no M layer" --pattern AA --state-noise 0.5
+fresh; EXPECT="has no M2RNN layer" check bad "--state-noise, -e a checkpoint of no M layer (pattern AA)" \
+    -e "$F/model_attention.bin" -t 64 --state-noise 0.5
+fresh; EXPECT="--eval 1" check bad "--state-noise with --eval 1 (which does not train)" -e "$F/model_good.bin" \
+    --eval 1 -t 9 -j "$F/task_like.bin" -b 4 -m 2 --state-noise 0.5
 fresh; check bad "unknown preset" -e no-such-preset
 fresh; check bad "-e a checkpoint path that does not exist" -e "$T/run1/model_100.bin"
 fresh; check bad "-e a checkpoint of another config + shape flags" -e "$F/model_other.bin" -t 64 "${TINY[@]}"
@@ -401,6 +415,10 @@ fresh; ckpt model_good.bin state_good.bin; check cpu "on the CPU: resume (-y 1, 
 fresh; check cpu "on the CPU: sampling flags -s 1 -g 16" -x 2 -s 1 -g 16 -v 0
 fresh; check cpu "on the CPU: a value size the GPU's scan does not support (--value 5)" --value 5 -x 1 -v 0 -g 0 -t 32 -b 2
 fresh; check cpu "on the CPU: gradient accumulation (-d 4 micro-batches)" -x 1 -v 0 -g 0 -t 32 -b 2 -d 256
+fresh; check cpu "on the CPU: --state-noise 0.5 with gradient accumulation" -x 2 -v 1 -m 1 -g 8 -t 32 -b 2 -d 256 \
+    --state-noise 0.5
+fresh; ckpt model_good.bin state_good.bin; check cpu "on the CPU: resume (-y 1) with --state-noise 0.3" -y 1 -t 64 \
+    -x 7 -v 0 -g 0 --state-noise 0.3
 fresh; check bad "on the CPU: --profile 1 (GPU kernel timing)" --device cpu --profile 1
 fresh; check bad "on the CPU: --world 2" --device cpu --world 2 --rank 0 --nccl-id "$ID"
 fresh; check bad "on the CPU: --zero 1" --device cpu --zero 1

@@ -3,7 +3,9 @@
 # has no GPU, runs the driver itself: training with validation, checkpoints and a decoded sample; exact resume;
 # the same bits for any thread count; a start from a checkpoint; auto mode's one line where no GPU is visible, and
 # --device gpu's message there, a short tiny-preset run (B=4, T=32) each; --eval 1 of a small model trained on
-# parity; and scripts/state_tracking.sh end to end at a tiny size (its runs, labels and files). `make test` runs it.
+# parity; scripts/state_tracking.sh end to end at a tiny size (its runs, labels and files); and --state-noise
+# (random initial M2RNN states in training: validation untouched, runs repeatable, resume exact, 0 the default's
+# bits). `make test` runs it.
 #
 #   bash scripts/check_cpu_trainer.sh [path/to/train_m2rnn]      (from the repository root)
 #
@@ -120,6 +122,39 @@ check "state_tracking.sh MODELS='all-M hybrd': exit $rc, '${out:0:70}...', nothi
 out=$("${ST[@]}" SEEDS=" " DIR="$W/st_none" bash scripts/state_tracking.sh 2>&1); rc=$?
 check "state_tracking.sh SEEDS=' ': exit $rc, '$out'" \
     [ "$rc" != 0 -a -n "$(grep "SEEDS must each name at least one" <<<"$out")" -a ! -e "$W/st_none" ]
+
+# 8. --state-noise 0.5: training starts every M2RNN scan from random states, validation from zero. Run 1's flags at
+# 4 steps (step 1's loss and the step-0 validation come before any update, so they compare with run 1's), twice, and
+# resumed from its step 2; --state-noise 0 against section 3's run without the flag
+NOISE=("${FLAGS[@]}" -x 4 -v 2 -n 2 -g 0 --state-noise 0.5)
+"$TRAIN" "${NOISE[@]}" -o "$W/noise" > /dev/null 2>&1; rc=$?
+"$TRAIN" "${NOISE[@]}" -o "$W/noise_again" > /dev/null 2>&1
+mkdir "$W/noise_resumed" && cp "$W/noise/model_2.bin" "$W/noise/state_2.bin" "$W/noise_resumed/" 2>/dev/null
+"$TRAIN" "${NOISE[@]}" -y 1 -o "$W/noise_resumed" > /dev/null 2>&1; rc_resume=$?
+first_noise=$(field "$W/noise/train.log" train_loss | head -1)
+val0=$(grep -m1 '^step 0 val_loss' "$W/run/train.log") val0_noise=$(grep -m1 '^step 0 val_loss' "$W/noise/train.log")
+check "--state-noise 0.5: exit $rc, step 1 train_loss ${first_noise:-none} differs from run 1's ${first:-none}" \
+    [ "$rc" = 0 -a -n "$first_noise" -a "$first_noise" != "$first" ]
+check "--state-noise 0.5: validation from the zero state, '$val0_noise' as run 1's '$val0'; the banner says \
+'$(grep -m1 '^# state noise' "$W/noise/train.log" | cut -c1-50)...'" \
+    [ -n "$val0" -a "$val0" = "$val0_noise" -a -n "$(grep '^# state noise: .*\[-0.5, 0.5\]' "$W/noise/train.log")" ]
+# a run's loss lines (step, loss, norm; not timing): all of them, or those after step 2
+losses() { awk '$1 == "step" && ($3 == "train_loss" || $3 == "val_loss") { print $1, $2, $3, $4, $5, $6 }' \
+           "$1/train.log"; }
+after2() { awk '$1 == "step" { split($2, s, "/"); if (s[1] > 2 && $3 != "checkpoint") print $1, $2, $3, $4, $5, $6 }' \
+           "$1/train.log"; }
+same_run() {  # same_run A B LINES: the lines LINES (losses, after2) prints of run A and its step-4 checkpoint are B's
+    [ -n "$("$3" "$1")" ] && [ "$("$3" "$1")" = "$("$3" "$2" 2>/dev/null)" ] &&
+        same_files "$1/model_4.bin" "$2/model_4.bin" "$1/state_4.bin" "$2/state_4.bin"
+}
+check "--state-noise 0.5 twice: $(losses "$W/noise" | wc -l) loss lines and model_4.bin, state_4.bin identical" \
+    same_run "$W/noise" "$W/noise_again" losses
+check "--state-noise 0.5 resumed from step 2: exit $rc_resume, $(after2 "$W/noise" | wc -l) lines after step 2 and \
+model_4.bin, state_4.bin identical" same_run "$W/noise" "$W/noise_resumed" after2
+"$TRAIN" "${FLAGS[@]}" -x 3 -v 0 -g 0 --threads 1 --state-noise 0 -o "$W/noise0" > /dev/null 2>&1; rc=$?
+grep "train_loss" "$W/noise0/train.log" 2>/dev/null | awk '{ print $2, $4, $6 }' > "$W/losses_noise0"
+check "--state-noise 0: exit $rc, $(wc -l < "$W/losses_noise0") step lines and model_3.bin identical to the run \
+without the flag" same_files "$W/losses1" "$W/losses_noise0" "$W/threads1/model_3.bin" "$W/noise0/model_3.bin"
 
 echo "cpu trainer: $passed passed, $failed failed"
 [ "$failed" = 0 ]

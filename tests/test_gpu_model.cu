@@ -18,6 +18,9 @@
 // one hybrid is also checked with 45-row chunks (45 + 45 + 21 = B·T: the last chunk shorter, and the lnf and
 // dlnf rows of the later chunks, GEMM operands, less than 256-byte aligned).
 //
+// State noise: one hybrid and the all-M config are also checked with every M²RNN scan starting from a random
+// H_{-1} (--state-noise, the same key on both sides).
+//
 // Determinism: a training step (forward, backward, AdamW update) run several times on one hybrid config from
 // the same parameters, optimizer state and tokens gives bitwise identical loss, gradients and parameters; the
 // classifier there runs in chunks that do not divide B·T.
@@ -59,15 +62,16 @@ struct GradientErrors {
     std::vector<double> ref_grads;  // the reference's gradient, to show that the clip bites
 };
 
-// One forward + backward on both sides with the same parameters and tokens, then the GPU's logits of that
-// forward. classifier_rows > 0 sets the rows per classifier chunk (0: the model's default).
-static GradientErrors compare_gradients(const Config& c, int B, int T, uint64_t seed, int classifier_rows) {
+// One forward + backward on both sides with the same parameters, tokens and state noise, then the GPU's logits of
+// that forward. classifier_rows > 0 sets the rows per classifier chunk (0: the model's default).
+static GradientErrors compare_gradients(const Config& c, int B, int T, uint64_t seed, int classifier_rows,
+                                        StateNoise noise = StateNoise()) {
     ParameterTable t = parameter_table_build(c);
     std::vector<double> params = gpu_parameters(t, c, seed, 0.0);
     std::vector<int> tokens = random_tokens(B, T, c.vocab, seed + 7);
     Reference<double> ref;
     reference_init(ref, c, B, T);
-    double ref_loss = reference_forward(ref, params.data(), tokens.data());
+    double ref_loss = reference_forward(ref, params.data(), tokens.data(), noise);
     std::vector<double> ref_grads(t.total, 0.0);
     reference_backward(ref, params.data(), ref_grads.data());
 
@@ -79,7 +83,7 @@ static GradientErrors compare_gradients(const Config& c, int B, int T, uint64_t 
     std::vector<float> p32 = to_float_vector(params);
     gpu_model_set_params(m, p32.data());
     gpu_model_zero_grad(m);
-    float loss = gpu_model_forward(m, tokens.data(), 1);
+    float loss = gpu_model_forward(m, tokens.data(), 1, noise);
     gpu_model_backward(m);
     std::vector<float> grads(t.total);
     gpu_model_get_grads(m, grads.data());
@@ -212,6 +216,35 @@ static void check_classifier_chunks(TestReport& r, const char* name, Config c, i
             e.logits, LOGITS_TOLERANCE, over, t.tensors.size(), worst);
 }
 
+// Every M²RNN scan from a random H_{-1} (state noise 0.5, the same key on both sides, clip off): loss, logits and
+// every gradient against the reference, as the zero-state runs above; and the noise matters: the reference's W
+// gradients move against the same run from H_{-1} = 0.
+static void check_state_noise(TestReport& r, const char* name, Config c, int B, int T) {
+    c.T = T;
+    c.clip = 0;
+    const uint64_t seed = test_seed();
+    const StateNoise noise{0.5f, seed * 1000003ull + 11};
+    const GradientErrors e = compare_gradients(c, B, T, seed, 0, noise);
+    const GradientErrors quiet = compare_gradients(c, B, T, seed, 0);
+    const ParameterTable t = parameter_table_build(c);
+    int over = 0;
+    double worst = 0, moved = 0;
+    for (size_t i = 0; i < t.tensors.size(); i++) {
+        const ParamTensor& p = t.tensors[i];
+        over += !(e.per_tensor[i] <= gradient_tolerance(p.kind));
+        worst = worst_of(worst, e.per_tensor[i]);
+        if (p.kind == P_W)
+            moved = fmax(moved, max_rel_err(e.ref_grads.data() + p.offset, quiet.ref_grads.data() + p.offset, p.numel));
+    }
+    r.check(moved > 1e-2, "%s, state noise %g: the reference's W gradients move by %.2e (rel) > 1e-2 against "
+            "H_{-1} = 0", name, noise.amplitude, moved);
+    r.check(e.loss <= LOSS_TOLERANCE && e.logits <= LOGITS_TOLERANCE && over == 0,
+            "%s B=%d T=%d %s, state noise %g (seed %llu): loss rel err %.2e <= %g, logits %.2e <= %g, every gradient "
+            "within its bound (%d of %zu over; worst %.2e)",
+            name, B, T, PRECISION_NAME, noise.amplitude, (unsigned long long)seed, e.loss, LOSS_TOLERANCE, e.logits,
+            LOGITS_TOLERANCE, over, t.tensors.size(), worst);
+}
+
 void test_gpu_model(TestReport& r) {
     struct Case { const char* name; Config c; };
     Config all_m = tiny_config("MM", 4, 2, 0), all_a = tiny_config("AA", 4, 1, 1);
@@ -268,5 +301,7 @@ void test_gpu_model(TestReport& r) {
                 cs.name, worst_param, PARAMETER_TOLERANCE);
     }
     check_classifier_chunks(r, "hybrid MAM Nq=Nk=1", hybrid_shared, B, T, biting_clip);
+    check_state_noise(r, "all-M MM (Nq=Nk=2)", all_m, B, T);
+    check_state_noise(r, "hybrid MAM Nq=Nk=1", hybrid_shared, B, T);
     check_determinism(r, "determinism, hybrid MAM Nq=Nk=1", tiny_config("MAM", 4, 1, 0), 8, 256, 600);
 }

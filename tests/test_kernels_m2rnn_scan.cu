@@ -3,8 +3,12 @@
 // to what the kernels read before the reference sees them. y and df start poisoned, so an unwritten element fails;
 // dqkv and dW start from known random values and what the kernel added to them is compared with the reference's
 // increment, so overwriting instead of adding fails. The backward reads the checkpoints the GPU forward wrote.
-// Each shape runs with clipping off and with a clip that bites. A carried state (generation's one position at a
-// time) is checked by running a sequence in two calls, the second starting from the state the first left.
+// Each shape runs with clipping off and with a clip that bites, from H_{-1} = 0 and from a random H_{-1} (the
+// `state` argument, row-major as --state-noise's fill kernel writes it): the forward's y and the last state it leaves
+// in `state` (against the reference's H_{T-1}), then the backward from the checkpoints, whose t = 0 terms read
+// H_{-1}. A carried state (generation's one position at a time) is checked by running a sequence in two calls, the
+// second starting from the state the first left. The fill kernel (m2rnn_initial_state.cuh) is checked against
+// model_math.h's m2rnn_initial_state on every element.
 #include "test_kernels_m2rnn_scan.h"
 
 #include <algorithm>
@@ -12,6 +16,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "../kernels/m2rnn_initial_state.cuh"
 #include "../kernels/m2rnn_scan.cuh"
 #include "../model/reference.h"
 #include "gpu_check.cuh"
@@ -38,9 +43,9 @@ const ScanShape SHAPES[] = {
 };
 const double CLIP_BITES = 0.05;
 
-void describe(char* buf, size_t size, const ScanShape& s, double clip) {
-    snprintf(buf, size, "B=%d T=%d N=%d K=%d V=%d Nq=%d Nk=%d chunk %d, clip %g", s.B, s.T, s.L.N, s.L.K, s.L.V,
-             s.L.Nq, s.L.Nk, s.chunk, clip);
+void describe(char* buf, size_t size, const ScanShape& s, double clip, bool random_h0 = false) {
+    snprintf(buf, size, "B=%d T=%d N=%d K=%d V=%d Nq=%d Nk=%d chunk %d, clip %g%s", s.B, s.T, s.L.N, s.L.K, s.L.V,
+             s.L.Nq, s.L.Nk, s.chunk, clip, random_h0 ? ", random H_{-1}" : "");
 }
 
 struct ScanInputs {
@@ -51,14 +56,14 @@ struct ScanGrads {
     std::vector<double> dqkv, df, dW;  // what the backward adds (df: writes)
 };
 
-ScanGrads reference_scan_backward(const ScanShape& s, const ScanInputs& in, const std::vector<double>& H,
-                                  const std::vector<double>& Z, double clip) {
+ScanGrads reference_scan_backward(const ScanShape& s, const ScanInputs& in, const double* H0,
+                                  const std::vector<double>& H, const std::vector<double>& Z, double clip) {
     ScanGrads g;
     g.dqkv.assign(s.BT() * s.L.Cc(), 0.0);
     g.df.assign(s.BT() * s.L.N, 0.0);
     g.dW.assign((size_t)s.L.N * s.L.V * s.L.V, 0.0);
     m2rnn_scan_backward(g.dqkv.data(), g.df.data(), g.dW.data(), in.dy.data(), in.qkv.data(), in.f.data(), in.W.data(),
-                        H.data(), Z.data(), clip, s.L, s.B, s.T);
+                        H0, H.data(), Z.data(), clip, s.L, s.B, s.T);
     return g;
 }
 
@@ -76,9 +81,9 @@ std::vector<double> prefill_by_columns(const std::vector<double>& increment, siz
     return x;
 }
 
-void test_scan(TestReport& r, const ScanShape& s, double clip, Random& rng) {
+void test_scan(TestReport& r, const ScanShape& s, double clip, bool random_h0, Random& rng) {
     char shape[160];
-    describe(shape, sizeof(shape), s, clip);
+    describe(shape, sizeof(shape), s, clip, random_h0);
     const M2RNNLayout& L = s.L;
     const size_t BT = s.BT();
     const int Cc = L.Cc(), NV = L.NV(), V = L.V;
@@ -98,22 +103,35 @@ void test_scan(TestReport& r, const ScanShape& s, double clip, Random& rng) {
     round_to<float>(in.W);
     in.dy = random_vector(BT * NV, rng, 1.0);
     round_to<floatX>(in.dy);
+    const size_t KV = (size_t)L.K * V, state_floats = (size_t)s.B * L.N * KV;
+    std::vector<double> h0(random_h0 ? state_floats : 0);  // (B,N,K,V) H_{-1}, uniform in (-0.9, 0.9)
+    for (double& x : h0) x = rng.uniform(-0.9, 0.9);
+    round_to<float>(h0);
+    const double* H0 = random_h0 ? h0.data() : nullptr;
 
     // forward
-    std::vector<double> y(BT * NV), H((size_t)s.B * L.N * s.T * L.K * V), Z(H.size());
-    m2rnn_scan_forward(y.data(), H.data(), Z.data(), in.qkv.data(), in.f.data(), in.W.data(), L, s.B, s.T);
+    std::vector<double> y(BT * NV), H((size_t)s.B * L.N * s.T * KV), Z(H.size());
+    m2rnn_scan_forward(y.data(), H.data(), Z.data(), in.qkv.data(), in.f.data(), in.W.data(), H0, L, s.B, s.T);
     floatX* d_qkv = device_upload<floatX>(in.qkv);
     float* d_f = device_upload<float>(in.f);
     float* d_W = device_upload<float>(in.W);
     floatX* d_y = device_poisoned<floatX>(BT * NV);
     float* d_checkpoints = device_poisoned<float>(m2rnn_scan_checkpoint_floats(L, s.B, s.T, s.chunk));
-    m2rnn_scan_forward(d_y, d_checkpoints, nullptr, d_qkv, d_f, d_W, L, s.B, s.T, s.chunk, 0);
+    float* d_state = random_h0 ? device_upload<float>(h0) : nullptr;
+    m2rnn_scan_forward(d_y, d_checkpoints, d_state, d_qkv, d_f, d_W, L, s.B, s.T, s.chunk, 0);
     check_err(r, device_download(d_y, BT * NV), y, "m2rnn_scan_forward y", shape);
+    if (random_h0) {  // the state left is H_{T-1} of every chain, row-major
+        std::vector<double> last(state_floats);
+        for (size_t chain = 0; chain < (size_t)s.B * L.N; chain++)
+            std::copy(H.begin() + (chain * s.T + s.T - 1) * KV, H.begin() + (chain * s.T + s.T) * KV,
+                      last.begin() + chain * KV);
+        check_err(r, device_download(d_state, state_floats), last, "m2rnn_scan_forward state left (H_{T-1})", shape);
+    }
 
     // backward
-    const ScanGrads want = reference_scan_backward(s, in, H, Z, clip);
+    const ScanGrads want = reference_scan_backward(s, in, H0, H, Z, clip);
     if (clip > 0) {
-        const ScanGrads exact = reference_scan_backward(s, in, H, Z, 0.0);
+        const ScanGrads exact = reference_scan_backward(s, in, H0, H, Z, 0.0);
         const double e_dqkv = max_rel_err(want.dqkv.data(), exact.dqkv.data(), want.dqkv.size()),
                      e_df = max_rel_err(want.df.data(), exact.df.data(), want.df.size()),
                      e_dW = max_rel_err(want.dW.data(), exact.dW.data(), want.dW.size());
@@ -142,9 +160,34 @@ void test_scan(TestReport& r, const ScanShape& s, double clip, Random& rng) {
     check_err(r, device_download(d_df, BT * L.N), want.df, "m2rnn_scan_backward df", shape);
     check_err(r, minus(device_download(d_dW, dW0.size()), dW0), want.dW, "m2rnn_scan_backward dW +=", shape);
 
-    for (void* p : {(void*)d_qkv, (void*)d_f, (void*)d_W, (void*)d_y, (void*)d_checkpoints, (void*)d_dy,
-                    (void*)d_dqkv, (void*)d_df, (void*)d_dW, (void*)d_scratch})
+    for (void* p : {(void*)d_qkv, (void*)d_f, (void*)d_W, (void*)d_y, (void*)d_checkpoints, (void*)d_state,
+                    (void*)d_dy, (void*)d_dqkv, (void*)d_df, (void*)d_dW, (void*)d_scratch})
         cudaCheck(cudaFree(p));
+}
+
+// m2rnn_initial_state_fill on the device against model_math.h's m2rnn_initial_state on the host, every element of
+// a layer's (B,N,K,V) H_{-1} at a layer index > 0: bitwise equal (both compute the draw in float); the output starts
+// poisoned, so an unwritten element fails.
+void test_initial_state_fill(TestReport& r, const ScanShape& s, int layer, Random& rng) {
+    const M2RNNLayout& L = s.L;
+    const size_t n = (size_t)s.B * L.N * L.K * L.V;
+    const StateNoise noise{0.75f, rng.next_u64()};
+    float* d_h0 = device_poisoned<float>(n);
+    m2rnn_initial_state_fill(d_h0, noise, layer, L, s.B, 0);
+    const std::vector<double> got = device_download(d_h0, n);
+    cudaCheck(cudaFree(d_h0));
+    size_t differ = 0;
+    double lo = 1, hi = -1;
+    for (size_t e = 0; e < n; e++) {
+        const float want = m2rnn_initial_state(noise.key, (uint64_t)layer * n + e, noise.amplitude);
+        differ += !(got[e] == (double)want);
+        lo = fmin(lo, got[e]);
+        hi = fmax(hi, got[e]);
+    }
+    r.check(differ == 0 && lo >= -noise.amplitude && hi < noise.amplitude,
+            "m2rnn_initial_state_fill (B=%d N=%d K=%d V=%d, layer %d, amplitude %g): %zu of %zu elements differ from "
+            "m2rnn_initial_state (bitwise); range [%.4f, %.4f]",
+            s.B, L.N, L.K, L.V, layer, noise.amplitude, differ, n, lo, hi);
 }
 
 // Positions [t0, t0 + len) of every sequence of a (B, T, width) tensor, as a (B, len, width) tensor.
@@ -171,7 +214,8 @@ void test_scan_carried_state(TestReport& r, const ScanShape& s, Random& rng) {
         for (int m = 0; m < L.V; m++) W[((size_t)n * L.V + m) * L.V + m] += 1.0;
     round_to<float>(W);
     std::vector<double> y(s.BT() * NV), H((size_t)s.B * L.N * s.T * L.K * L.V), Z(H.size());
-    m2rnn_scan_forward(y.data(), H.data(), Z.data(), qkv.data(), f.data(), W.data(), L, s.B, s.T);
+    const double* zero_h0 = nullptr;
+    m2rnn_scan_forward(y.data(), H.data(), Z.data(), qkv.data(), f.data(), W.data(), zero_h0, L, s.B, s.T);
 
     float* d_W = device_upload<float>(W);
     float* d_state = device_upload<float>(std::vector<double>((size_t)s.B * L.N * L.K * L.V, 0.0));
@@ -202,10 +246,13 @@ void test_m2rnn_scan_kernels(TestReport& r) {
     const unsigned long long seed = (unsigned long long)test_seed();
     printf("m2rnn_scan kernels (%s), seed %llu\n", PRECISION_NAME, seed);
     Random rng(seed);
-    for (const ScanShape& s : SHAPES) {
-        test_scan(r, s, 0.0, rng);
-        test_scan(r, s, CLIP_BITES, rng);
-    }
+    for (const ScanShape& s : SHAPES)
+        for (bool random_h0 : {false, true}) {
+            test_scan(r, s, 0.0, random_h0, rng);
+            test_scan(r, s, CLIP_BITES, random_h0, rng);
+        }
+    test_initial_state_fill(r, SHAPES[1], 2, rng);
+    test_initial_state_fill(r, SHAPES[3], 1, rng);
     test_scan_carried_state(r, SHAPES[1], rng);  // the scalar kernels
     test_scan_carried_state(r, SHAPES[3], rng);  // bf16 builds: the tensor-core kernels
 }

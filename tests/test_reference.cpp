@@ -1,6 +1,8 @@
 // Checks of the CPU reference: it computes docs/model.md's model (golden vectors), its gradient is the
-// derivative of its loss (finite differences), its state-gradient clipping is docs/model.md's rule
-// (an independent unrolled computation), and it learns (a short run on tinyshakespeare).
+// derivative of its loss (finite differences, also from random initial states), its state-gradient clipping is
+// docs/model.md's rule (an independent unrolled computation, from a zero and a random initial state),
+// --state-noise's initial states are the uniform draws they should be, and it learns (a short run on
+// tinyshakespeare).
 #include "test_reference.h"
 
 #include <algorithm>
@@ -125,13 +127,19 @@ static void test_golden(TestReport& r) {
 
 // ---------------------------------------------------------------- finite differences
 
+// The loss's gradient against five-point central differences, on sampled elements of every tensor. The cases with
+// state noise start every scan from a random H_{−1} (amplitude 0.9: the t = 0 terms of dW and df, which vanish at
+// H_{−1} = 0, are then as large as any), the same draw in every forward of a case.
 static void test_finite_differences(TestReport& r) {
-    struct Case { const char* name; Config c; };
+    struct Case { const char* name; Config c; StateNoise noise; };
+    const StateNoise random_h0{0.9f, 0x5eedull};
     const Case cases[] = {
-        {"all-M MM (Nq=Nk=2)", tiny_config("MM", 4, 2, 0)},
-        {"all-A AA RoPE", tiny_config("AA", 4, 1, 1)},
-        {"hybrid MAM Nq=Nk=1", tiny_config("MAM", 4, 1, 0)},
-        {"hybrid MAM Nq=Nk=N", tiny_config("MAM", 4, 4, 0)},
+        {"all-M MM (Nq=Nk=2)", tiny_config("MM", 4, 2, 0), {}},
+        {"all-A AA RoPE", tiny_config("AA", 4, 1, 1), {}},
+        {"hybrid MAM Nq=Nk=1", tiny_config("MAM", 4, 1, 0), {}},
+        {"hybrid MAM Nq=Nk=N", tiny_config("MAM", 4, 4, 0), {}},
+        {"all-M MM (Nq=Nk=2), random H_{-1} (state noise 0.9)", tiny_config("MM", 4, 2, 0), random_h0},
+        {"hybrid MAM Nq=Nk=1, random H_{-1} (state noise 0.9)", tiny_config("MAM", 4, 1, 0), random_h0},
     };
     const int B = 2, T = 16, samples = 12;
     const double h = 1e-3;
@@ -144,7 +152,7 @@ static void test_finite_differences(TestReport& r) {
         std::vector<int> tokens = random_tokens(B, T, c.vocab, 99);
         Reference<double> m;
         reference_init(m, c, B, T);
-        reference_forward(m, params.data(), tokens.data());
+        reference_forward(m, params.data(), tokens.data(), cs.noise);
         std::vector<double> grads(t.total, 0.0);
         reference_backward(m, params.data(), grads.data());
         printf("finite differences, %s (five-point central, h=%g, up to %d elements per tensor)\n", cs.name, h, samples);
@@ -172,7 +180,7 @@ static void test_finite_differences(TestReport& r) {
                 const double offsets[4] = {-2 * h, -h, h, 2 * h};
                 for (int j = 0; j < 4; j++) {
                     *x = saved + offsets[j];
-                    loss_at[j] = reference_forward(m, params.data(), tokens.data());
+                    loss_at[j] = reference_forward(m, params.data(), tokens.data(), cs.noise);
                 }
                 *x = saved;
                 fd.push_back((loss_at[0] - 8 * loss_at[1] + 8 * loss_at[2] - loss_at[3]) / (12 * h));
@@ -223,10 +231,11 @@ static Mat combine(double s, const Mat& x, double t, const Mat& y) {
 }
 
 // docs/model.md's clamp rule written out step by step for T = 3 (K = 3, V = 2, one head), from whole
-// matrices, and compared with m2rnn_scan_backward. The clip is small enough that it bites.
-static void test_state_gradient_clipping(TestReport& r) {
+// matrices, and compared with m2rnn_scan_backward. The clip is small enough that it bites. With random_h0 the
+// recurrence starts from a random H_{−1} (as under --state-noise), which step 0's dW and df terms then read.
+static void test_state_gradient_clipping(TestReport& r, bool random_h0) {
     const int T = 3, K = 3, V = 2;
-    Random rng(42);
+    Random rng(random_h0 ? 43 : 42);
     std::vector<std::vector<double>> q(T, std::vector<double>(K)), k = q, v(T, std::vector<double>(V)), dy = v;
     std::vector<double> f(T);
     Mat W(V, V);
@@ -237,10 +246,13 @@ static void test_state_gradient_clipping(TestReport& r) {
     }
     for (double& w : W.a) w = rng.normal();
     const double clip = 0.05;
+    Mat H0(K, V);  // H_{-1}
+    if (random_h0)
+        for (double& h : H0.a) h = rng.uniform(-0.9, 0.9);
 
-    // forward, unrolled: H_{-1} = 0
+    // forward, unrolled
     std::vector<Mat> H, Z;
-    Mat Hprev(K, V);
+    Mat Hprev = H0;
     for (int t = 0; t < T; t++) {
         Mat pre = combine(1, matmul(Hprev, W), 1, outer(k[t], v[t]));
         Mat z(K, V);
@@ -272,7 +284,8 @@ static void test_state_gradient_clipping(TestReport& r) {
     Mat dA0 = dA_of(G0, 0);
     const Mat* Gs[T] = {&G0, &G1, &G2};
     const Mat* dAs[T] = {&dA0, &dA1, &dA2};
-    Mat dW = combine(1, matmul(transpose(H[1]), dA2), 1, matmul(transpose(H[0]), dA1));  // H_{-1} = 0 adds nothing
+    Mat dW = combine(1, matmul(transpose(H[1]), dA2), 1, matmul(transpose(H[0]), dA1));
+    dW = combine(1, dW, 1, matmul(transpose(H0), dA0));  // nothing when H_{-1} = 0
     std::vector<double> want_dq, want_dk, want_dv, want_df;
     for (int t = 0; t < T; t++) {
         Mat dqt = matmul(H[t], transpose(outer({1.0}, dy[t])));           // H_t dy_t
@@ -283,7 +296,7 @@ static void test_state_gradient_clipping(TestReport& r) {
         want_dv.insert(want_dv.end(), dvt.a.begin(), dvt.a.end());
         double s = 0;
         for (int i = 0; i < K; i++)
-            for (int j = 0; j < V; j++) s += (*Gs[t])(i, j) * ((t > 0 ? H[t - 1](i, j) : 0.0) - Z[t](i, j));
+            for (int j = 0; j < V; j++) s += (*Gs[t])(i, j) * ((t > 0 ? H[t - 1] : H0)(i, j) - Z[t](i, j));
         want_df.push_back(s);
     }
 
@@ -299,14 +312,17 @@ static void test_state_gradient_clipping(TestReport& r) {
     std::vector<double> dyf;
     for (int t = 0; t < T; t++) dyf.insert(dyf.end(), dy[t].begin(), dy[t].end());
     std::vector<double> Hs(T * K * V), Zs(T * K * V), y(T * V);
-    m2rnn_scan_forward(y.data(), Hs.data(), Zs.data(), qkv.data(), f.data(), W.a.data(), L, 1, T);
+    const double* h0 = random_h0 ? H0.a.data() : nullptr;
+    m2rnn_scan_forward(y.data(), Hs.data(), Zs.data(), qkv.data(), f.data(), W.a.data(), h0, L, 1, T);
+    double e_H = 0;
+    for (int t = 0; t < T; t++) e_H = fmax(e_H, max_rel_err(Hs.data() + (size_t)t * K * V, H[t].a.data(), K * V));
     // out: dq, dk, dv (columns of dqkv), df, dW
     auto run_backward = [&](double c, std::vector<double>* out) {
         std::vector<double> dqkv((size_t)T * Cc, 0.0);
         out[3].assign(T, 0);
         out[4].assign(V * V, 0);
         m2rnn_scan_backward(dqkv.data(), out[3].data(), out[4].data(), dyf.data(), qkv.data(), f.data(), W.a.data(),
-                            Hs.data(), Zs.data(), c, L, 1, T);
+                            h0, Hs.data(), Zs.data(), c, L, 1, T);
         const int begin[3] = {L.q_col(0), L.k_col(0), L.v_col(0)}, width[3] = {K, K, V};
         for (int part = 0; part < 3; part++) {
             out[part].clear();
@@ -324,13 +340,54 @@ static void test_state_gradient_clipping(TestReport& r) {
     e = fmax(e, max_rel_err(clipped[2].data(), want_dv.data(), want_dv.size()));
     e = fmax(e, max_rel_err(clipped[3].data(), want_df.data(), want_df.size()));
     e = fmax(e, max_rel_err(clipped[4].data(), dW.a.data(), dW.a.size()));
-    printf("state-gradient clipping (T=%d, K=%d, V=%d, c=%g): %d of %d carried elements clamped\n", T, K, V, clip,
-           bites, 2 * K * V);
-    r.check(bites > 0, "the clip bites: %d carried elements clamped", bites);
-    r.check(e <= 1e-13, "clipped scan backward vs the unrolled clamp rule: max rel err over dq, dk, dv, df, dW %.2e <= 1e-13", e);
+    const char* from = random_h0 ? "from a random H_{-1}" : "from H_{-1} = 0";
+    printf("state-gradient clipping (T=%d, K=%d, V=%d, c=%g, %s): %d of %d carried elements clamped\n", T, K, V,
+           clip, from, bites, 2 * K * V);
+    r.check(bites > 0, "the clip bites (%s): %d carried elements clamped", from, bites);
+    r.check(e_H <= 1e-15, "scan forward %s vs the unrolled recurrence: H_t max rel err %.2e <= 1e-15", from, e_H);
+    r.check(e <= 1e-13, "clipped scan backward %s vs the unrolled clamp rule: max rel err over dq, dk, dv, df, dW "
+            "%.2e <= 1e-13", from, e);
     double diff = max_rel_err(clipped[4].data(), exact[4].data(), V * V);
     diff = fmax(diff, max_rel_err(clipped[1].data(), exact[1].data(), T * K));
-    r.check(diff > 1e-3, "clipped gradient differs from the exact one: dW, dk rel diff %.2e > 1e-3", diff);
+    r.check(diff > 1e-3, "clipped gradient differs from the exact one (%s): dW, dk rel diff %.2e > 1e-3", from, diff);
+}
+
+// ---------------------------------------------------------------- the random initial state of --state-noise
+
+// m2rnn_initial_state_fill's draws (B=2, N=3, K=16, V=8, amplitude 0.5): within [−A, A), of mean ~0 and variance
+// ~A²/3 (a uniform's), the same in float and double, and fresh for another layer and another key.
+static void test_state_noise_draws(TestReport& r) {
+    const M2RNNLayout L{3, 16, 8, 1, 1};
+    const int B = 2;
+    const size_t n = (size_t)B * L.N * L.K * L.V;
+    const StateNoise noise{0.5f, 1234}, other_key{0.5f, 1235};
+    std::vector<double> layer1(n), layer2(n), keyed(n);
+    std::vector<float> layer1_float(n);
+    m2rnn_initial_state_fill(layer1.data(), noise, 1, L, B);
+    m2rnn_initial_state_fill(layer1_float.data(), noise, 1, L, B);
+    m2rnn_initial_state_fill(layer2.data(), noise, 2, L, B);
+    m2rnn_initial_state_fill(keyed.data(), other_key, 1, L, B);
+    double lo = 1, hi = -1, mean = 0, var = 0;
+    size_t float_differs = 0, same_layer2 = 0, same_key = 0;
+    for (size_t e = 0; e < n; e++) {
+        lo = fmin(lo, layer1[e]);
+        hi = fmax(hi, layer1[e]);
+        mean += layer1[e] / n;
+        var += layer1[e] * layer1[e] / n;
+        float_differs += (double)layer1_float[e] != layer1[e];
+        same_layer2 += layer2[e] == layer1[e];
+        same_key += keyed[e] == layer1[e];
+    }
+    const double A = noise.amplitude, sd_mean = A / sqrt(3.0 * n);  // the mean's standard deviation
+    printf("state noise draws, B=%d N=%d K=%d V=%d, amplitude %g: %zu elements in [%.4f, %.4f], mean %.4f, "
+           "variance %.4f (A²/3 = %.4f)\n", B, L.N, L.K, L.V, A, n, lo, hi, mean, var - mean * mean, A * A / 3);
+    r.check(lo >= -A && hi < A && fabs(mean) < 4 * sd_mean && fabs(var - mean * mean - A * A / 3) < 0.15 * A * A / 3,
+            "initial states uniform in [-%g, %g): min %.4f, max %.4f, mean %.4f (|mean| < %.4f), variance %.4f "
+            "(A²/3 %.4f within 15%%)", A, A, lo, hi, mean, 4 * sd_mean, var - mean * mean, A * A / 3);
+    r.check(float_differs == 0, "initial states in float and double identical: %zu of %zu elements differ",
+            float_differs, n);
+    r.check(same_layer2 == 0 && same_key == 0, "another layer, another key draw other states: %zu and %zu of %zu "
+            "elements equal", same_layer2, same_key, n);
 }
 
 // ---------------------------------------------------------------- a short training run
@@ -374,6 +431,8 @@ static void test_reference_training(TestReport& r) {
 void test_reference(TestReport& r) {
     test_golden(r);
     test_finite_differences(r);
-    test_state_gradient_clipping(r);
+    test_state_gradient_clipping(r, false);
+    test_state_gradient_clipping(r, true);
+    test_state_noise_draws(r);
     test_reference_training(r);
 }
