@@ -74,6 +74,7 @@ template <int HD> struct AttentionTiles {
 // columns HD … width − 1 zero. (The Hopper kernels stage into wgmma.cuh's SwizzledTile instead.)
 template <int HD, int ROWS> struct PaddedTile {
     static constexpr int width = AttentionTiles<HD>::width;
+    static constexpr int elements = ROWS * AttentionTiles<HD>::pitch;
     __device__ __forceinline__ static int offset(int r, int i) { return r * AttentionTiles<HD>::pitch + i; }
 };
 
@@ -319,18 +320,20 @@ __device__ __forceinline__ void key_tile_scores(float (&p)[1][N][4], float (&ds)
         }
 }
 
-// A query kernel's rows row0 + g and row0 + g + 8: their lse·log2 e (+inf past T: P = 0 there) and δ (from the
-// dq slots).
+// Query t's lse·log2 e (+inf past T: P = 0 there) and δ (from its dq slot).
+static __device__ __forceinline__ void load_query_row(float& lse_log2, float& delta, const float* lse_bh,
+                                                      const floatX* dq, size_t stride, int t, int T) {
+    lse_log2 = t < T ? lse_bh[t] * ATTENTION_LOG2E : INFINITY;
+    delta = t < T ? load_row_sum(dq + t * stride) : 0.0f;
+}
+
+// A query kernel's rows row0 + g and row0 + g + 8: their lse·log2 e and δ.
 static __device__ __forceinline__ void load_query_rows(float (&lse_row)[2], float (&delta_row)[2],
                                                        const float* lse_bh, const floatX* dq, size_t stride, int row0,
                                                        int T) {
     const int g = threadIdx.x % 32 / 4;
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int t = row0 + g + 8 * r;
-        lse_row[r] = t < T ? lse_bh[t] * ATTENTION_LOG2E : INFINITY;
-        delta_row[r] = t < T ? load_row_sum(dq + t * stride) : 0.0f;
-    }
+    for (int r = 0; r < 2; r++) load_query_row(lse_row[r], delta_row[r], lse_bh, dq, stride, row0 + g + 8 * r, T);
 }
 
 // backward_pair over a query kernel's tiles: rows are the warp's 16 queries from row0 (their lse·log2 e and δ in
@@ -497,6 +500,69 @@ template <int HD> __device__ __forceinline__ AttentionHead attention_head(int T,
     return a;
 }
 
+// The tiles a block steps over, in its shared memory after its own rows' tiles: STEP rows each in Layout
+// (PaddedTile in the mma.sync kernels, SwizzledTile in the Hopper ones), double-buffered: step i's in buffer i % 2
+// while step i + 1's are copied into the other. KeyValueTiles: the head's k and v rows, for the forward and dq
+// kernels.
+template <int HD, int STEP, typename Layout> struct KeyValueTiles {
+    floatX *k_tiles, *v_tiles;  // two buffers each
+    const floatX *k, *v;        // the head's k and v in qkv
+    size_t stride;              // a row of qkv
+    int T;
+
+    // q: the head's q in qkv, which its k and v follow at D and 2D
+    __device__ __forceinline__ KeyValueTiles(floatX* shared, const floatX* q, const AttentionHead& head, int T)
+        : k_tiles(shared), v_tiles(shared + 2 * Layout::elements), k(q + head.D), v(q + 2 * head.D),
+          stride(head.stride), T(T) {}
+    __device__ __forceinline__ const floatX* k_tile(int buf) const { return k_tiles + buf * Layout::elements; }
+    __device__ __forceinline__ const floatX* v_tile(int buf) const { return v_tiles + buf * Layout::elements; }
+    // keys s0 … s0 + STEP − 1 into buffer buf (zero past T)
+    __device__ __forceinline__ void stage(int s0, int buf) const {
+        stage_rows<HD, STEP, Layout>(k_tiles + buf * Layout::elements, k, stride, s0, T);
+        stage_rows<HD, STEP, Layout>(v_tiles + buf * Layout::elements, v, stride, s0, T);
+    }
+};
+
+// QueryTiles, for the dk/dv kernels: as KeyValueTiles, the head's q and dy rows, and the queries' lse·log2 e and δ
+// (load_query_row: δ from the dq slots of dqkv).
+template <int HD, int STEP, typename Layout> struct QueryTiles {
+    floatX *q_tiles, *dy_tiles;      // two buffers each
+    float *lse_tiles, *delta_tiles;  // STEP floats, two buffers each
+    const floatX *q, *dy_bh;         // the head's q in qkv, its columns of dy
+    const float* lse_bh;             // its lse row
+    const floatX* dq;                // its dq slots in dqkv, which hold δ
+    size_t stride;                   // a row of qkv
+    int D, T;                        // a row of dy; the sequence length
+
+    __device__ __forceinline__ QueryTiles(floatX* shared, const floatX* q, const AttentionHead& head, const floatX* dy,
+                                          const float* lse, const floatX* dqkv, int T)
+        : q_tiles(shared), dy_tiles(shared + 2 * Layout::elements),
+          lse_tiles(reinterpret_cast<float*>(dy_tiles + 2 * Layout::elements)), delta_tiles(lse_tiles + 2 * STEP), q(q),
+          dy_bh(dy + head.rows), lse_bh(lse + head.lse), dq(dqkv + head.qkv), stride(head.stride), D(head.D), T(T) {}
+    __device__ __forceinline__ const floatX* q_tile(int buf) const { return q_tiles + buf * Layout::elements; }
+    __device__ __forceinline__ const floatX* dy_tile(int buf) const { return dy_tiles + buf * Layout::elements; }
+    __device__ __forceinline__ const float* lse_tile(int buf) const { return lse_tiles + buf * STEP; }
+    __device__ __forceinline__ const float* delta_tile(int buf) const { return delta_tiles + buf * STEP; }
+    // queries t0 … t0 + STEP − 1 into buffer buf
+    __device__ __forceinline__ void stage(int t0, int buf) const {
+        stage_rows<HD, STEP, Layout>(q_tiles + buf * Layout::elements, q, stride, t0, T);
+        stage_rows<HD, STEP, Layout>(dy_tiles + buf * Layout::elements, dy_bh, D, t0, T);
+        for (int i = threadIdx.x; i < STEP; i += blockDim.x)
+            load_query_row(lse_tiles[buf * STEP + i], delta_tiles[buf * STEP + i], lse_bh, dq, stride, t0 + i, T);
+    }
+};
+
+// The start of a step: waits until this step's tiles (copied by the step before, or before the loop) are in and
+// every warp is done with the previous step's buffers, into which the caller may then copy the next step's. The
+// Hopper kernels' wgmma reads shared memory through the async proxy, which sees cp.async's writes after a fence.
+template <bool WGMMA> __device__ __forceinline__ void await_step_tiles() {
+    cp_async_wait_all();
+#if defined(ATTENTION_WGMMA)
+    if constexpr (WGMMA) fence_proxy_async();
+#endif
+    __syncthreads();
+}
+
 // y and lse for a tile of ATTENTION_FORWARD_ROWS queries.
 // shared: q tile (ATTENTION_FORWARD_ROWS rows), k and v tiles (step rows) × 2 buffers each
 template <int HD>
@@ -507,39 +573,30 @@ static __global__ void __launch_bounds__(32 * AttentionTiles<HD>::forward_warps,
     constexpr int W = Tiles::width, P = Tiles::pitch;
     extern __shared__ __align__(16) char attention_shared[];
     floatX* q_tile = reinterpret_cast<floatX*>(attention_shared);
-    floatX* k_tiles = q_tile + ATTENTION_FORWARD_ROWS * P;
-    floatX* v_tiles = k_tiles + 2 * KEYS * P;
     const AttentionHead head = attention_head<HD>(T, heads);
-    const int D = head.D;
     const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ATTENTION_FORWARD_ROWS;
     const int row0 = t0 + (int)threadIdx.x / 32 * WARP_ROWS;  // the warp's first query
-    const size_t stride = head.stride;
     const floatX* q = qkv + head.qkv;
-    const floatX *k = q + D, *v = q + 2 * D;
+    const KeyValueTiles<HD, KEYS, PaddedTile<HD, KEYS>> kv(q_tile + ATTENTION_FORWARD_ROWS * P, q, head, T);
     const int n_steps = (min(t0 + ATTENTION_FORWARD_ROWS, T) + KEYS - 1) / KEYS;  // key tiles up to the diagonal
     const float scale_log2 = ATTENTION_LOG2E / sqrtf((float)HD);
 
-    stage_rows<HD, ATTENTION_FORWARD_ROWS>(q_tile, q, stride, t0, T);
-    stage_rows<HD, KEYS>(k_tiles, k, stride, 0, T);
-    stage_rows<HD, KEYS>(v_tiles, v, stride, 0, T);
+    stage_rows<HD, ATTENTION_FORWARD_ROWS>(q_tile, q, head.stride, t0, T);
+    kv.stage(0, 0);
     float o[M][W / 8][4] = {};
     OnlineSoftmax<M> softmax;
     for (int step = 0; step < n_steps; step++) {
         const int s0 = step * KEYS, buf = step % 2;
-        cp_async_wait_all();
-        __syncthreads();  // this step's tiles are in; every warp is done with the previous step's buffers
-        if (step + 1 < n_steps) {
-            stage_rows<HD, KEYS>(k_tiles + (1 - buf) * KEYS * P, k, stride, s0 + KEYS, T);
-            stage_rows<HD, KEYS>(v_tiles + (1 - buf) * KEYS * P, v, stride, s0 + KEYS, T);
-        }
+        await_step_tiles<false>();
+        if (step + 1 < n_steps) kv.stage(s0 + KEYS, 1 - buf);
         if (s0 > row0 + WARP_ROWS - 1) continue;  // every key of the tile follows the warp's rows
         float s[M][NK][4];
-        warp_row_dots<M, NK, W, P>(s, q_tile + (row0 - t0) * P, k_tiles + buf * KEYS * P);
+        warp_row_dots<M, NK, W, P>(s, q_tile + (row0 - t0) * P, kv.k_tile(buf));
         softmax.step(s, o, row0, s0, s0 + KEYS - 1 > row0, scale_log2);
-        warp_accumulate<M, NK, W, P>(o, s, v_tiles + buf * KEYS * P);
+        warp_accumulate<M, NK, W, P>(o, s, kv.v_tile(buf));
     }
     softmax.finish(o, lse + head.lse, row0, T);
-    store_rows<HD, M>(y + head.rows, D, o, row0, T, 1.0f, nullptr);
+    store_rows<HD, M>(y + head.rows, head.D, o, row0, T, 1.0f, nullptr);
 }
 
 // δ_t = dy_t·y_t of each (position, head) into its dq slot. grid ceil(BT·heads / ATTENTION_ROW_SUM_THREADS)
@@ -572,54 +629,36 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
     extern __shared__ __align__(16) char attention_shared[];
     floatX* k_tile = reinterpret_cast<floatX*>(attention_shared);
     floatX* v_tile = k_tile + ATTENTION_BACKWARD_ROWS * P;
-    floatX* q_tiles = v_tile + ATTENTION_BACKWARD_ROWS * P;
-    floatX* dy_tiles = q_tiles + 2 * QUERIES * P;
-    float* lse_tiles = reinterpret_cast<float*>(dy_tiles + 2 * QUERIES * P);  // +inf past T: P = 0 there
-    float* delta_tiles = lse_tiles + 2 * QUERIES;
     const AttentionHead head = attention_head<HD>(T, heads);
-    const int D = head.D;
     const int s0 = blockIdx.x * ATTENTION_BACKWARD_ROWS;  // low tiles, which have the most queries, run first
     const int key0 = s0 + (int)threadIdx.x / 32 * 16;     // the warp's first key
-    const size_t stride = head.stride;
     const floatX* q = qkv + head.qkv;
-    const floatX *k = q + D, *v = q + 2 * D;
-    const floatX* dy_bh = dy + head.rows;
-    const float* lse_bh = lse + head.lse;
-    floatX* dq = dqkv + head.qkv;  // the dq slots hold δ_t
+    const floatX *k = q + head.D, *v = q + 2 * head.D;
+    const QueryTiles<HD, QUERIES, PaddedTile<HD, QUERIES>> queries(v_tile + ATTENTION_BACKWARD_ROWS * P, q, head, dy,
+                                                                   lse, dqkv, T);
     const int n_steps = (T - s0 + QUERIES - 1) / QUERIES;
     const float scale = 1.0f / sqrtf((float)HD), scale_log2 = ATTENTION_LOG2E * scale;
-    auto stage_queries = [&](int t0, int buf) {
-        stage_rows<HD, QUERIES>(q_tiles + buf * QUERIES * P, q, stride, t0, T);
-        stage_rows<HD, QUERIES>(dy_tiles + buf * QUERIES * P, dy_bh, D, t0, T);
-        for (int i = threadIdx.x; i < QUERIES; i += blockDim.x) {
-            const int t = t0 + i;
-            lse_tiles[buf * QUERIES + i] = t < T ? lse_bh[t] * ATTENTION_LOG2E : INFINITY;
-            delta_tiles[buf * QUERIES + i] = t < T ? load_row_sum(dq + t * stride) : 0.0f;
-        }
-    };
 
-    stage_rows<HD, ATTENTION_BACKWARD_ROWS>(k_tile, k, stride, s0, T);
-    stage_rows<HD, ATTENTION_BACKWARD_ROWS>(v_tile, v, stride, s0, T);
-    stage_queries(s0, 0);
+    stage_rows<HD, ATTENTION_BACKWARD_ROWS>(k_tile, k, head.stride, s0, T);
+    stage_rows<HD, ATTENTION_BACKWARD_ROWS>(v_tile, v, head.stride, s0, T);
+    queries.stage(s0, 0);
     float dk[1][W / 8][4] = {}, dv[1][W / 8][4] = {};
     for (int step = 0; step < n_steps; step++) {
         const int t0 = s0 + step * QUERIES, buf = step % 2;
-        cp_async_wait_all();
-        __syncthreads();  // this step's tiles are in; every warp is done with the previous step's buffers
-        if (step + 1 < n_steps) stage_queries(t0 + QUERIES, 1 - buf);
+        await_step_tiles<false>();
+        if (step + 1 < n_steps) queries.stage(t0 + QUERIES, 1 - buf);
         if (t0 + QUERIES - 1 < key0) continue;  // every query of the tile precedes the warp's keys
-        const floatX *q_tile = q_tiles + buf * QUERIES * P, *dy_tile = dy_tiles + buf * QUERIES * P;
-        const float *lse_tile = lse_tiles + buf * QUERIES, *delta_tile = delta_tiles + buf * QUERIES;
+        const floatX *q_tile = queries.q_tile(buf), *dy_tile = queries.dy_tile(buf);
         float p[1][NQ][4], ds[1][NQ][4];
         warp_row_dots<1, NQ, W, P>(p, k_tile + (key0 - s0) * P, q_tile);    // Sᵀ
         warp_row_dots<1, NQ, W, P>(ds, v_tile + (key0 - s0) * P, dy_tile);  // dPᵀ
-        key_tile_scores(p, ds, key0, t0, lse_tile, delta_tile, scale_log2);
+        key_tile_scores(p, ds, key0, t0, queries.lse_tile(buf), queries.delta_tile(buf), scale_log2);
         warp_accumulate<1, NQ, W, P>(dv, p, dy_tile);
         warp_accumulate<1, NQ, W, P>(dk, ds, q_tile);
     }
-    floatX* dk_out = dqkv + head.qkv + D;
-    store_rows<HD, 1>(dk_out, stride, dk, key0, T, scale, rope_cos_sin);
-    store_rows<HD, 1>(dk_out + D, stride, dv, key0, T, 1.0f, nullptr);
+    floatX* dk_out = dqkv + head.qkv + head.D;
+    store_rows<HD, 1>(dk_out, head.stride, dk, key0, T, scale, rope_cos_sin);
+    store_rows<HD, 1>(dk_out + head.D, head.stride, dv, key0, T, 1.0f, nullptr);
 }
 
 // dq for a tile of ATTENTION_BACKWARD_ROWS queries (warp w: queries 16w … 16w + 15 of it), stepping over the key
@@ -634,44 +673,34 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
     extern __shared__ __align__(16) char attention_shared[];
     floatX* q_tile = reinterpret_cast<floatX*>(attention_shared);
     floatX* dy_tile = q_tile + ATTENTION_BACKWARD_ROWS * P;
-    floatX* k_tiles = dy_tile + ATTENTION_BACKWARD_ROWS * P;
-    floatX* v_tiles = k_tiles + 2 * KEYS * P;
     const AttentionHead head = attention_head<HD>(T, heads);
-    const int D = head.D;
     const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ATTENTION_BACKWARD_ROWS;  // the longest rows first
     const int row0 = t0 + (int)threadIdx.x / 32 * 16;                            // the warp's first query
-    const size_t stride = head.stride;
     const floatX* q = qkv + head.qkv;
-    const floatX *k = q + D, *v = q + 2 * D;
-    const float* lse_bh = lse + head.lse;
+    const KeyValueTiles<HD, KEYS, PaddedTile<HD, KEYS>> kv(dy_tile + ATTENTION_BACKWARD_ROWS * P, q, head, T);
     floatX* dq = dqkv + head.qkv;
     const int n_steps = (min(t0 + ATTENTION_BACKWARD_ROWS, T) + KEYS - 1) / KEYS;
     const float scale = 1.0f / sqrtf((float)HD), scale_log2 = ATTENTION_LOG2E * scale;
 
-    stage_rows<HD, ATTENTION_BACKWARD_ROWS>(q_tile, q, stride, t0, T);
-    stage_rows<HD, ATTENTION_BACKWARD_ROWS>(dy_tile, dy + head.rows, D, t0, T);
-    stage_rows<HD, KEYS>(k_tiles, k, stride, 0, T);
-    stage_rows<HD, KEYS>(v_tiles, v, stride, 0, T);
+    stage_rows<HD, ATTENTION_BACKWARD_ROWS>(q_tile, q, head.stride, t0, T);
+    stage_rows<HD, ATTENTION_BACKWARD_ROWS>(dy_tile, dy + head.rows, head.D, t0, T);
+    kv.stage(0, 0);
     float lse_row[2], delta_row[2];
-    load_query_rows(lse_row, delta_row, lse_bh, dq, stride, row0, T);
+    load_query_rows(lse_row, delta_row, lse + head.lse, dq, head.stride, row0, T);
     float acc[1][W / 8][4] = {};
     for (int step = 0; step < n_steps; step++) {
         const int s0 = step * KEYS, buf = step % 2;
-        cp_async_wait_all();
-        __syncthreads();  // this step's tiles are in; every warp is done with the previous step's buffers
-        if (step + 1 < n_steps) {
-            stage_rows<HD, KEYS>(k_tiles + (1 - buf) * KEYS * P, k, stride, s0 + KEYS, T);
-            stage_rows<HD, KEYS>(v_tiles + (1 - buf) * KEYS * P, v, stride, s0 + KEYS, T);
-        }
+        await_step_tiles<false>();
+        if (step + 1 < n_steps) kv.stage(s0 + KEYS, 1 - buf);
         if (s0 > row0 + 15) continue;  // every key of the tile follows the warp's rows
-        const floatX* k_tile = k_tiles + buf * KEYS * P;
+        const floatX* k_tile = kv.k_tile(buf);
         float p[1][NK][4], ds[1][NK][4];
-        warp_row_dots<1, NK, W, P>(p, q_tile + (row0 - t0) * P, k_tile);                      // S
-        warp_row_dots<1, NK, W, P>(ds, dy_tile + (row0 - t0) * P, v_tiles + buf * KEYS * P);  // dP
+        warp_row_dots<1, NK, W, P>(p, q_tile + (row0 - t0) * P, k_tile);              // S
+        warp_row_dots<1, NK, W, P>(ds, dy_tile + (row0 - t0) * P, kv.v_tile(buf));  // dP
         query_tile_scores(p, ds, row0, s0, lse_row, delta_row, scale_log2);
         warp_accumulate<1, NK, W, P>(acc, ds, k_tile);
     }
-    store_rows<HD, 1>(dq, stride, acc, row0, T, scale, rope_cos_sin);
+    store_rows<HD, 1>(dq, head.stride, acc, row0, T, scale, rope_cos_sin);
 }
 
 // ---------------------------------------------------------------- Hopper kernels (wgmma)
@@ -712,38 +741,28 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, HD <= 64 ? 2 :
 #if defined(ATTENTION_WGMMA)
     constexpr int ROWS = ATTENTION_WGMMA_ROWS, KEYS = ATTENTION_WGMMA_STEP;
     using QTile = SwizzledTile<HD, ROWS>;
-    using KTile = SwizzledTile<HD, KEYS>;
     extern __shared__ __align__(16) char attention_shared[];
     floatX* q_tile = swizzled_shared(attention_shared);
-    floatX* k_tiles = q_tile + QTile::elements;
-    floatX* v_tiles = k_tiles + 2 * KTile::elements;
     const AttentionHead head = attention_head<HD>(T, heads);
-    const int D = head.D, warp = (int)threadIdx.x / 32;
+    const int warp = (int)threadIdx.x / 32;
     const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ROWS;
     const int group_row0 = t0 + warp / 4 * 64, row0 = t0 + warp * 16;  // the warpgroup's and the warp's first query
-    const size_t stride = head.stride;
     const floatX* q = qkv + head.qkv;
-    const floatX *k = q + D, *v = q + 2 * D;
+    const KeyValueTiles<HD, KEYS, SwizzledTile<HD, KEYS>> kv(q_tile + QTile::elements, q, head, T);
     const int n_steps = (min(t0 + ROWS, T) + KEYS - 1) / KEYS;
     const float scale_log2 = ATTENTION_LOG2E / sqrtf((float)HD);
 
-    stage_rows<HD, ROWS, QTile>(q_tile, q, stride, t0, T);
-    stage_rows<HD, KEYS, KTile>(k_tiles, k, stride, 0, T);
-    stage_rows<HD, KEYS, KTile>(v_tiles, v, stride, 0, T);
+    stage_rows<HD, ROWS, QTile>(q_tile, q, head.stride, t0, T);
+    kv.stage(0, 0);
     uint32_t q_rows[HD / 16][4];
     float o[1][HD / 8][4] = {};
     OnlineSoftmax<1> softmax;
     for (int step = 0; step < n_steps; step++) {
         const int s0 = step * KEYS, buf = step % 2;
-        floatX *k_tile = k_tiles + buf * KTile::elements, *v_tile = v_tiles + buf * KTile::elements;
-        cp_async_wait_all();
-        fence_proxy_async();
-        __syncthreads();  // this step's tiles are in; every warpgroup is done with the previous step's buffers
+        const floatX *k_tile = kv.k_tile(buf), *v_tile = kv.v_tile(buf);
+        await_step_tiles<true>();
         if (step == 0) load_a_fragments<HD, ROWS>(q_rows, q_tile, row0 - t0);
-        if (step + 1 < n_steps) {
-            stage_rows<HD, KEYS, KTile>(k_tiles + (1 - buf) * KTile::elements, k, stride, s0 + KEYS, T);
-            stage_rows<HD, KEYS, KTile>(v_tiles + (1 - buf) * KTile::elements, v, stride, s0 + KEYS, T);
-        }
+        if (step + 1 < n_steps) kv.stage(s0 + KEYS, 1 - buf);
         if (s0 > group_row0 + 63) continue;  // every key of the tile follows the warpgroup's rows
         float s[1][KEYS / 8][4];
         wgmma_row_dots<HD, KEYS>(s[0], q_rows, k_tile);
@@ -755,7 +774,7 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, HD <= 64 ? 2 :
         wgmma_wait_all(o[0]);
     }
     softmax.finish(o, lse + head.lse, row0, T);
-    store_rows<HD, 1>(y + head.rows, D, o, row0, T, 1.0f, nullptr);
+    store_rows<HD, 1>(y + head.rows, head.D, o, row0, T, 1.0f, nullptr);
 #endif
 }
 
@@ -769,58 +788,40 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
 #if defined(ATTENTION_WGMMA)
     constexpr int ROWS = ATTENTION_WGMMA_ROWS, QUERIES = ATTENTION_WGMMA_STEP;
     using KTile = SwizzledTile<HD, ROWS>;
-    using QTile = SwizzledTile<HD, QUERIES>;
     extern __shared__ __align__(16) char attention_shared[];
     floatX* k_tile = swizzled_shared(attention_shared);
     floatX* v_tile = k_tile + KTile::elements;
-    floatX* q_tiles = v_tile + KTile::elements;
-    floatX* dy_tiles = q_tiles + 2 * QTile::elements;
-    float* lse_tiles = reinterpret_cast<float*>(dy_tiles + 2 * QTile::elements);  // +inf past T: P = 0 there
-    float* delta_tiles = lse_tiles + 2 * QUERIES;
     const AttentionHead head = attention_head<HD>(T, heads);
-    const int D = head.D, warp = (int)threadIdx.x / 32;
+    const int warp = (int)threadIdx.x / 32;
     const int s0 = blockIdx.x * ROWS;  // low tiles, which have the most queries, run first
     const int group_key0 = s0 + warp / 4 * 64, key0 = s0 + warp * 16;  // the warpgroup's and the warp's first key
-    const size_t stride = head.stride;
     const floatX* q = qkv + head.qkv;
-    const floatX *k = q + D, *v = q + 2 * D;
-    const floatX* dy_bh = dy + head.rows;
-    const float* lse_bh = lse + head.lse;
-    floatX* dq = dqkv + head.qkv;  // the dq slots hold δ_t
+    const floatX *k = q + head.D, *v = q + 2 * head.D;
+    const QueryTiles<HD, QUERIES, SwizzledTile<HD, QUERIES>> queries(v_tile + KTile::elements, q, head, dy, lse,
+                                                                     dqkv, T);
     const int n_steps = (T - s0 + QUERIES - 1) / QUERIES;
     const float scale = 1.0f / sqrtf((float)HD), scale_log2 = ATTENTION_LOG2E * scale;
-    auto stage_queries = [&](int t0, int buf) {
-        stage_rows<HD, QUERIES, QTile>(q_tiles + buf * QTile::elements, q, stride, t0, T);
-        stage_rows<HD, QUERIES, QTile>(dy_tiles + buf * QTile::elements, dy_bh, D, t0, T);
-        for (int i = threadIdx.x; i < QUERIES; i += blockDim.x) {
-            const int t = t0 + i;
-            lse_tiles[buf * QUERIES + i] = t < T ? lse_bh[t] * ATTENTION_LOG2E : INFINITY;
-            delta_tiles[buf * QUERIES + i] = t < T ? load_row_sum(dq + t * stride) : 0.0f;
-        }
-    };
 
-    stage_rows<HD, ROWS, KTile>(k_tile, k, stride, s0, T);
-    stage_rows<HD, ROWS, KTile>(v_tile, v, stride, s0, T);
-    stage_queries(s0, 0);
+    stage_rows<HD, ROWS, KTile>(k_tile, k, head.stride, s0, T);
+    stage_rows<HD, ROWS, KTile>(v_tile, v, head.stride, s0, T);
+    queries.stage(s0, 0);
     uint32_t k_rows[HD / 16][4], v_rows[HD / 16][4];
     float dk[1][HD / 8][4] = {}, dv[1][HD / 8][4] = {};
     for (int step = 0; step < n_steps; step++) {
         const int t0 = s0 + step * QUERIES, buf = step % 2;
-        floatX *q_tile = q_tiles + buf * QTile::elements, *dy_tile = dy_tiles + buf * QTile::elements;
-        cp_async_wait_all();
-        fence_proxy_async();
-        __syncthreads();  // this step's tiles are in; every warpgroup is done with the previous step's buffers
+        const floatX *q_tile = queries.q_tile(buf), *dy_tile = queries.dy_tile(buf);
+        await_step_tiles<true>();
         if (step == 0) {
             load_a_fragments<HD, ROWS>(k_rows, k_tile, key0 - s0);
             load_a_fragments<HD, ROWS>(v_rows, v_tile, key0 - s0);
         }
-        if (step + 1 < n_steps) stage_queries(t0 + QUERIES, 1 - buf);
+        if (step + 1 < n_steps) queries.stage(t0 + QUERIES, 1 - buf);
         if (t0 + QUERIES - 1 < group_key0) continue;  // every query of the tile precedes the warpgroup's keys
         float p[1][QUERIES / 8][4], ds[1][QUERIES / 8][4];
         wgmma_row_dots<HD, QUERIES>(p[0], k_rows, q_tile);   // Sᵀ
         wgmma_row_dots<HD, QUERIES>(ds[0], v_rows, dy_tile);  // dPᵀ
         wgmma_wait_all(p[0], ds[0]);
-        key_tile_scores(p, ds, key0, t0, lse_tiles + buf * QUERIES, delta_tiles + buf * QUERIES, scale_log2);
+        key_tile_scores(p, ds, key0, t0, queries.lse_tile(buf), queries.delta_tile(buf), scale_log2);
         uint32_t p_rows[1][QUERIES / 16][4], ds_rows[1][QUERIES / 16][4];
         pack_a_fragments(p_rows, p);
         pack_a_fragments(ds_rows, ds);
@@ -828,9 +829,9 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
         wgmma_accumulate<HD, QUERIES>(dk[0], ds_rows[0], q_tile);
         wgmma_wait_all(dv[0], dk[0]);
     }
-    floatX* dk_out = dqkv + head.qkv + D;
-    store_rows<HD, 1>(dk_out, stride, dk, key0, T, scale, rope_cos_sin);
-    store_rows<HD, 1>(dk_out + D, stride, dv, key0, T, 1.0f, nullptr);
+    floatX* dk_out = dqkv + head.qkv + head.D;
+    store_rows<HD, 1>(dk_out, head.stride, dk, key0, T, scale, rope_cos_sin);
+    store_rows<HD, 1>(dk_out + head.D, head.stride, dv, key0, T, 1.0f, nullptr);
 #endif
 }
 
@@ -843,45 +844,35 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
 #if defined(ATTENTION_WGMMA)
     constexpr int ROWS = ATTENTION_WGMMA_ROWS, KEYS = ATTENTION_WGMMA_STEP;
     using QTile = SwizzledTile<HD, ROWS>;
-    using KTile = SwizzledTile<HD, KEYS>;
     extern __shared__ __align__(16) char attention_shared[];
     floatX* q_tile = swizzled_shared(attention_shared);
     floatX* dy_tile = q_tile + QTile::elements;
-    floatX* k_tiles = dy_tile + QTile::elements;
-    floatX* v_tiles = k_tiles + 2 * KTile::elements;
     const AttentionHead head = attention_head<HD>(T, heads);
-    const int D = head.D, warp = (int)threadIdx.x / 32;
+    const int warp = (int)threadIdx.x / 32;
     const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ROWS;            // the longest rows first
     const int group_row0 = t0 + warp / 4 * 64, row0 = t0 + warp * 16;  // the warpgroup's and the warp's first query
-    const size_t stride = head.stride;
     const floatX* q = qkv + head.qkv;
-    const floatX *k = q + D, *v = q + 2 * D;
+    const KeyValueTiles<HD, KEYS, SwizzledTile<HD, KEYS>> kv(dy_tile + QTile::elements, q, head, T);
     floatX* dq = dqkv + head.qkv;
     const int n_steps = (min(t0 + ROWS, T) + KEYS - 1) / KEYS;
     const float scale = 1.0f / sqrtf((float)HD), scale_log2 = ATTENTION_LOG2E * scale;
 
-    stage_rows<HD, ROWS, QTile>(q_tile, q, stride, t0, T);
-    stage_rows<HD, ROWS, QTile>(dy_tile, dy + head.rows, D, t0, T);
-    stage_rows<HD, KEYS, KTile>(k_tiles, k, stride, 0, T);
-    stage_rows<HD, KEYS, KTile>(v_tiles, v, stride, 0, T);
+    stage_rows<HD, ROWS, QTile>(q_tile, q, head.stride, t0, T);
+    stage_rows<HD, ROWS, QTile>(dy_tile, dy + head.rows, head.D, t0, T);
+    kv.stage(0, 0);
     float lse_row[2], delta_row[2];
-    load_query_rows(lse_row, delta_row, lse + head.lse, dq, stride, row0, T);
+    load_query_rows(lse_row, delta_row, lse + head.lse, dq, head.stride, row0, T);
     uint32_t q_rows[HD / 16][4], dy_rows[HD / 16][4];
     float acc[1][HD / 8][4] = {};
     for (int step = 0; step < n_steps; step++) {
         const int s0 = step * KEYS, buf = step % 2;
-        floatX *k_tile = k_tiles + buf * KTile::elements, *v_tile = v_tiles + buf * KTile::elements;
-        cp_async_wait_all();
-        fence_proxy_async();
-        __syncthreads();  // this step's tiles are in; every warpgroup is done with the previous step's buffers
+        const floatX *k_tile = kv.k_tile(buf), *v_tile = kv.v_tile(buf);
+        await_step_tiles<true>();
         if (step == 0) {
             load_a_fragments<HD, ROWS>(q_rows, q_tile, row0 - t0);
             load_a_fragments<HD, ROWS>(dy_rows, dy_tile, row0 - t0);
         }
-        if (step + 1 < n_steps) {
-            stage_rows<HD, KEYS, KTile>(k_tiles + (1 - buf) * KTile::elements, k, stride, s0 + KEYS, T);
-            stage_rows<HD, KEYS, KTile>(v_tiles + (1 - buf) * KTile::elements, v, stride, s0 + KEYS, T);
-        }
+        if (step + 1 < n_steps) kv.stage(s0 + KEYS, 1 - buf);
         if (s0 > group_row0 + 63) continue;  // every key of the tile follows the warpgroup's rows
         float p[1][KEYS / 8][4], ds[1][KEYS / 8][4];
         wgmma_row_dots<HD, KEYS>(p[0], q_rows, k_tile);    // S
@@ -893,7 +884,7 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
         wgmma_accumulate<HD, KEYS>(acc[0], ds_rows[0], k_tile);
         wgmma_wait_all(acc[0]);
     }
-    store_rows<HD, 1>(dq, stride, acc, row0, T, scale, rope_cos_sin);
+    store_rows<HD, 1>(dq, head.stride, acc, row0, T, scale, rope_cos_sin);
 #endif
 }
 
