@@ -14,21 +14,26 @@
 static const int SWIGLU_THREADS = 256;
 static const int SWIGLU_ROWS = 8;
 
+// body(row, p, packs) for each of the block's (row, pack) pairs, packs = F/W a row: the walk the forward and the
+// backward share, the block's threads striding over the pairs.
+template <int W, typename Body> static __device__ __forceinline__ void swiglu_for_each_pack(int n, int F, Body body) {
+    const int packs = F / W, row0 = blockIdx.x * SWIGLU_ROWS;
+    const int count = min(SWIGLU_ROWS, n - row0) * packs;
+    for (int i = threadIdx.x; i < count; i += blockDim.x) body(row0 + i / packs, i % packs, packs);
+}
+
 // grid ceil(n / SWIGLU_ROWS), block SWIGLU_THREADS
 template <int W>
 static __global__ void swiglu_forward_kernel(floatX* __restrict__ h, const floatX* __restrict__ up, int n, int F) {
     using Pack = FloatXPack<W>;
-    const int packs = F / W, row0 = blockIdx.x * SWIGLU_ROWS;
-    const int count = min(SWIGLU_ROWS, n - row0) * packs;
-    for (int i = threadIdx.x; i < count; i += blockDim.x) {
-        const int row = row0 + i / packs, p = i % packs;
+    swiglu_for_each_pack<W>(n, F, [&](int row, int p, int packs) {
         const Pack* up_row = reinterpret_cast<const Pack*>(up + (size_t)row * 2 * F);
         const Pack a = up_row[p], b = up_row[packs + p];
         Pack out;
 #pragma unroll
         for (int u = 0; u < W; u++) out.v[u] = from_float<floatX>(silu(to_float(a.v[u])) * to_float(b.v[u]));
         reinterpret_cast<Pack*>(h + (size_t)row * F)[p] = out;
-    }
+    });
 }
 
 // grid ceil(n / SWIGLU_ROWS), block SWIGLU_THREADS
@@ -36,10 +41,7 @@ template <int W>
 static __global__ void swiglu_backward_kernel(floatX* __restrict__ dup, const floatX* __restrict__ dh,
                                               const floatX* __restrict__ up, int n, int F) {
     using Pack = FloatXPack<W>;
-    const int packs = F / W, row0 = blockIdx.x * SWIGLU_ROWS;
-    const int count = min(SWIGLU_ROWS, n - row0) * packs;
-    for (int i = threadIdx.x; i < count; i += blockDim.x) {
-        const int row = row0 + i / packs, p = i % packs;
+    swiglu_for_each_pack<W>(n, F, [&](int row, int p, int packs) {
         const Pack* up_row = reinterpret_cast<const Pack*>(up + (size_t)row * 2 * F);
         Pack* dup_row = reinterpret_cast<Pack*>(dup + (size_t)row * 2 * F);
         const Pack a = up_row[p], b = up_row[packs + p], g = reinterpret_cast<const Pack*>(dh + (size_t)row * F)[p];
@@ -52,7 +54,7 @@ static __global__ void swiglu_backward_kernel(floatX* __restrict__ dup, const fl
         }
         dup_row[p] = da;
         dup_row[packs + p] = db;
-    }
+    });
 }
 
 // h (n, F) from up (n, 2F).
