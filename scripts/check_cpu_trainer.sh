@@ -156,5 +156,19 @@ grep "train_loss" "$W/noise0/train.log" 2>/dev/null | awk '{ print $2, $4, $6 }'
 check "--state-noise 0: exit $rc, $(wc -l < "$W/losses_noise0") step lines and model_3.bin identical to the run \
 without the flag" same_files "$W/losses1" "$W/losses_noise0" "$W/threads1/model_3.bin" "$W/noise0/model_3.bin"
 
+# scripts/ncu_step.py (the GPU's busy fraction from ncu) on a made-up ncu CSV of two steps: init, then per step a
+# kernel of 2 ms, one of 3 ms and two AdamW launches of 1 ms; the second step is 4 launches, 7 ms
+{
+    echo '"ID","Kernel Name","Metric Name","Metric Unit","Metric Value","x"'
+    id=0
+    for k in init:500000 a:2000000 b:3000000 adamw_kernel:1000000 adamw_kernel:1000000 a:2000000 b:3000000 \
+             adamw_kernel:1000000 adamw_kernel:1000000; do
+        echo "\"$id\",\"${k%%:*}\",\"gpu__time_duration.sum\",\"ns\",\"${k##*:}\",\"\""; id=$((id + 1))
+    done
+} > "$W/ncu.csv"
+ncu_out=$(python3 scripts/ncu_step.py "$W/ncu.csv" 2>&1 | sed -n 1p)
+check "ncu_step.py on a made-up two-step ncu CSV: '$ncu_out'" \
+    [ "$ncu_out" = "second step: 4 launches, kernel time 7.00 ms" ]
+
 echo "cpu trainer: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -41,9 +41,9 @@ def launches(path):
 
 def second_step(all_launches):
     adamw = [i for i, (_, n, _) in enumerate(all_launches) if "adamw" in n]
-    runs = []  # runs of AdamW launches: a step's optimizer (a few small kernels may sit between them)
+    runs = []  # runs of back-to-back AdamW launches: a step's optimizer
     for i in adamw:
-        if runs and i - runs[-1][1] <= 8:
+        if runs and i == runs[-1][1] + 1:
             runs[-1][1] = i
         else:
             runs.append([i, i])
