@@ -33,19 +33,21 @@ check "the banner names the CPU: '$(grep -m1 '^# device' "$W/run/train.log")'" g
 # 2. exact resume: run 1's step-4 checkpoint resumed in a fresh directory to step 8, as run 1 went on
 mkdir "$W/resumed" && cp "$W/run/model_4.bin" "$W/run/state_4.bin" "$W/resumed/"
 "$TRAIN" "${FLAGS[@]}" -x 8 -v 4 -n 4 -g 16 -o "$W/resumed" -y 1 > /dev/null 2>&1; rc=$?
-# after step 4: each step line's step, loss and norm (not its timing), the val losses, the sample's text
-after4() { awk '$1 == "step" { split($2, s, "/"); keep = s[1] > 4 && $3 != "checkpoint"; if (keep) print $1, $2, $3,
-           $4, $5, $6; next } keep' "$1/train.log"; }
+# after N DIR: DIR's lines after step N: each step line's step, loss and norm (not its timing), the val losses, the
+# sample's text
+after() { awk -v n="$1" '$1 == "step" { split($2, s, "/"); keep = s[1] > n && $3 != "checkpoint"; if (keep) print $1,
+          $2, $3, $4, $5, $6; next } keep' "$2/train.log"; }
 same_files() { cmp -s "$1" "$2" && cmp -s "$3" "$4"; }
-check "resume from step 4: exit $rc, $(after4 "$W/run" | wc -l) lines after step 4 (losses, norms, sample) identical" \
-    [ "$rc" = 0 -a -n "$(after4 "$W/run")" -a "$(after4 "$W/run")" = "$(after4 "$W/resumed" 2>/dev/null)" ]
+step_losses() { grep "train_loss" "$1/train.log" 2>/dev/null | awk '{ print $2, $4, $6 }'; }  # step, loss, grad norm
+check "resume from step 4: exit $rc, $(after 4 "$W/run" | wc -l) lines after step 4 (losses, norms, sample) identical" \
+    [ "$rc" = 0 -a -n "$(after 4 "$W/run")" -a "$(after 4 "$W/run")" = "$(after 4 "$W/resumed" 2>/dev/null)" ]
 check "resume from step 4: model_8.bin and state_8.bin identical to run 1's, byte for byte" \
     same_files "$W/run/model_8.bin" "$W/resumed/model_8.bin" "$W/run/state_8.bin" "$W/resumed/state_8.bin"
 
 # 3. the same losses, bit for bit, with 1 and 3 threads
 for n in 1 3; do
     "$TRAIN" "${FLAGS[@]}" -x 3 -v 0 -g 0 --threads "$n" -o "$W/threads$n" > /dev/null 2>&1
-    grep "train_loss" "$W/threads$n/train.log" | awk '{ print $2, $4, $6 }' > "$W/losses$n"
+    step_losses "$W/threads$n" > "$W/losses$n"
 done
 check "1 thread and 3 threads: $(wc -l < "$W/losses1") step lines (loss, grad norm) identical" \
     cmp -s "$W/losses1" "$W/losses3"
@@ -138,21 +140,16 @@ check "--state-noise 0.5: exit $rc, step 1 train_loss ${first_noise:-none} diffe
 check "--state-noise 0.5: validation from the zero state, '$val0_noise' as run 1's '$val0'; the banner says \
 '$(grep -m1 '^# state noise' "$W/noise/train.log" | cut -c1-50)...'" \
     [ -n "$val0" -a "$val0" = "$val0_noise" -a -n "$(grep '^# state noise: .*\[-0.5, 0.5\]' "$W/noise/train.log")" ]
-# a run's loss lines (step, loss, norm; not timing): all of them, or those after step 2
-losses() { awk '$1 == "step" && ($3 == "train_loss" || $3 == "val_loss") { print $1, $2, $3, $4, $5, $6 }' \
-           "$1/train.log"; }
-after2() { awk '$1 == "step" { split($2, s, "/"); if (s[1] > 2 && $3 != "checkpoint") print $1, $2, $3, $4, $5, $6 }' \
-           "$1/train.log"; }
-same_run() {  # same_run A B LINES: the lines LINES (losses, after2) prints of run A and its step-4 checkpoint are B's
-    [ -n "$("$3" "$1")" ] && [ "$("$3" "$1")" = "$("$3" "$2" 2>/dev/null)" ] &&
+same_run() {  # same_run A B AFTER: the lines after step AFTER (-1: all) of run A and its step-4 checkpoint are B's
+    [ -n "$(after "$3" "$1")" ] && [ "$(after "$3" "$1")" = "$(after "$3" "$2" 2>/dev/null)" ] &&
         same_files "$1/model_4.bin" "$2/model_4.bin" "$1/state_4.bin" "$2/state_4.bin"
 }
-check "--state-noise 0.5 twice: $(losses "$W/noise" | wc -l) loss lines and model_4.bin, state_4.bin identical" \
-    same_run "$W/noise" "$W/noise_again" losses
-check "--state-noise 0.5 resumed from step 2: exit $rc_resume, $(after2 "$W/noise" | wc -l) lines after step 2 and \
-model_4.bin, state_4.bin identical" same_run "$W/noise" "$W/noise_resumed" after2
+check "--state-noise 0.5 twice: $(after -1 "$W/noise" | wc -l) loss lines and model_4.bin, state_4.bin identical" \
+    same_run "$W/noise" "$W/noise_again" -1
+check "--state-noise 0.5 resumed from step 2: exit $rc_resume, $(after 2 "$W/noise" | wc -l) lines after step 2 and \
+model_4.bin, state_4.bin identical" same_run "$W/noise" "$W/noise_resumed" 2
 "$TRAIN" "${FLAGS[@]}" -x 3 -v 0 -g 0 --threads 1 --state-noise 0 -o "$W/noise0" > /dev/null 2>&1; rc=$?
-grep "train_loss" "$W/noise0/train.log" 2>/dev/null | awk '{ print $2, $4, $6 }' > "$W/losses_noise0"
+step_losses "$W/noise0" > "$W/losses_noise0"
 check "--state-noise 0: exit $rc, $(wc -l < "$W/losses_noise0") step lines and model_3.bin identical to the run \
 without the flag" same_files "$W/losses1" "$W/losses_noise0" "$W/threads1/model_3.bin" "$W/noise0/model_3.bin"
 
