@@ -109,18 +109,25 @@ m2rnn_export: $(EXPORT_OBJS)
 
 # the bad-input table of train_m2rnn and the tools (scripts/check_bad_inputs.sh), the trainer end to end on the CPU
 # (scripts/check_cpu_trainer.sh), its faults (scripts/check_faults.sh: signals, kills, a full disk, spikes), then the test binary (which runs m2rnn_export)
-test: $(TEST) $(TRAIN) tokenize make_tasks m2rnn_export
+test: $(TEST) $(TRAIN) tokenize make_tasks m2rnn_export $(BUILD)/libgpu_trace.so
 	@bash scripts/check_bad_inputs.sh ./$(TRAIN) > $(BUILD)/bad_inputs$(SUFFIX).md || { cat $(BUILD)/bad_inputs$(SUFFIX).md; exit 1; }
 	@echo "$$(tail -n 1 $(BUILD)/bad_inputs$(SUFFIX).md) (./$(TRAIN), table in $(BUILD)/bad_inputs$(SUFFIX).md)"
 	@bash scripts/check_cpu_trainer.sh ./$(TRAIN)
 	@bash scripts/check_faults.sh ./$(TRAIN)
 	./$(TEST)
 
+# a GPU timeline of any CUDA program, loaded through the driver's injection hook (scripts/gpu_trace.py reads it);
+# CUPTI is the toolkit's, and no program links it
+$(BUILD)/libgpu_trace.so: scripts/gpu_trace.cpp
+	@mkdir -p $(BUILD)
+	$(CXX) $(CXXFLAGS) -shared -fPIC -isystem $(CUDA_HOME)/include -o $@ $< -L$(CUDA_HOME)/lib \
+	    -Wl,-rpath,$(CUDA_HOME)/lib -lcupti
+
 bench_%$(SUFFIX): scripts/bench_%.cu scripts/bench_common.h $(wildcard kernels/*.cuh model/*.h)
 	$(NVCC) $(NVCCFLAGS) -o $@ $< $(LDLIBS)
 
-# the M²RNN scan alone, attention alone, then the whole model (all need a GPU)
-bench: bench_m2rnn_scan$(SUFFIX) bench_attention$(SUFFIX) $(TRAIN)
+# the M²RNN scan alone, attention alone, then the whole model, its GPU busy time traced (all need a GPU)
+bench: bench_m2rnn_scan$(SUFFIX) bench_attention$(SUFFIX) $(TRAIN) $(BUILD)/libgpu_trace.so
 	./bench_m2rnn_scan$(SUFFIX)
 	./bench_attention$(SUFFIX)
 	TRAIN=./$(TRAIN) scripts/bench_model.sh

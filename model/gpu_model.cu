@@ -373,17 +373,18 @@ float gpu_model_forward(GPUModel& m, const int* host_tokens, int grad_accum_step
     const int B = m.B, T = m.T, BT = B * T;
     cudaStream_t st = timed(m, FAMILY_OTHER);
     cudaCheck(cudaMemcpyAsync(m.tokens, host_tokens, sizeof(int) * B * (T + 1), cudaMemcpyHostToDevice, st));
-    if (grad_accum_steps > 0) {
-        m.n_token_groups = encoder_group_positions(m.host_token_groups.data(), host_tokens, B, T);
-        cudaCheck(cudaMemcpyAsync(m.token_groups, m.host_token_groups.data(), sizeof(int) * m.host_token_groups.size(),
-                                  cudaMemcpyHostToDevice, st));
-    }
     if (m.s.rope_cos_sin) rope_table(m.s.rope_cos_sin, T, c.D / c.heads, timed(m, FAMILY_ATTENTION));
     encoder_forward(m.acts.layers[0].residual, m.params_lowp + global_offset(m, m.table.wte), m.tokens, B, T, c.D,
                     timed(m, FAMILY_EMBEDDING));
     gpu_model_layers_forward(m, m.acts, B, T, nullptr, noise);
     classifier_forward_backward(m, grad_accum_steps > 0 ? 1.0f / ((float)BT * grad_accum_steps) : 0.0f);
     st = timed(m, FAMILY_OTHER);
+    // the embedding backward's groups, sorted on the host while the GPU runs the forward launched above
+    if (grad_accum_steps > 0) {
+        m.n_token_groups = encoder_group_positions(m.host_token_groups.data(), host_tokens, B, T);
+        cudaCheck(cudaMemcpyAsync(m.token_groups, m.host_token_groups.data(), sizeof(int) * m.host_token_groups.size(),
+                                  cudaMemcpyHostToDevice, st));
+    }
     cudaCheck(cudaMemcpyAsync(m.host_losses.data(), m.losses, sizeof(float) * BT, cudaMemcpyDeviceToHost, st));
     cudaCheck(cudaStreamSynchronize(st));
     double loss = 0;

@@ -7,7 +7,9 @@
 # FLOPs per token against the datasheet peak it names), and memory two ways: the three arenas the trainer
 # allocates (parameters, gradients + AdamW, activations with the cuBLASLt workspace), and the GPU memory in use
 # from cudaMemGetInfo (the arenas plus the CUDA context and cuBLASLt's own: the peak, since nothing is allocated
-# after start-up). Then each preset's profiled step: GPU time by kernel family.
+# after start-up), and, where build/libgpu_trace.so is built (make bench builds it), how busy the GPU is: the median
+# over the steps of the time it runs anything against the step's wall time (scripts/gpu_trace.py, from a CUPTI
+# timeline of the same run). Then each preset's profiled step: GPU time by kernel family.
 #   usage: scripts/bench_model.sh [preset ...]      env: TRAIN (default ./train_m2rnn), STEPS (default 12), T (4096)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +20,7 @@ PRESETS=("$@")
 [ ${#PRESETS[@]} -eq 0 ] && PRESETS=(paper-410M-hybrid paper-410M-attention)
 [ "$STEPS" -ge 4 ] || { echo "STEPS must be at least 4 (two warm-up steps, one profiled, one timed)" >&2; exit 1; }
 SHARD=data/tinyshakespeare/tiny_shakespeare_train.bin
+TRACER=$PWD/build/libgpu_trace.so
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
@@ -47,7 +50,9 @@ for preset in "${PRESETS[@]}"; do
     note=""
     while :; do
         out="$WORK/$preset-$B"
-        if "$TRAIN" -e "$preset" -b "$B" -t "$T" -x "$STEPS" -u 0 -v 0 -g 0 --profile 1 -i "$SHARD" -j "$SHARD" \
+        trace=()
+        [ -f "$TRACER" ] && trace=(env CUDA_INJECTION64_PATH="$TRACER" GPU_TRACE="$WORK/trace.tsv")
+        if "${trace[@]}" "$TRAIN" -e "$preset" -b "$B" -t "$T" -x "$STEPS" -u 0 -v 0 -g 0 --profile 1 -i "$SHARD" -j "$SHARD" \
             -o "$out" >"$WORK/stdout" 2>"$WORK/stderr"; then
             break
         fi
@@ -62,13 +67,17 @@ for preset in "${PRESETS[@]}"; do
         exit 1
     done
     grep -m1 "training FLOPs per token" "$out/train.log" | sed "s/^# /$preset: /"
-    RESULTS+=("$(printf '%-22s %2d %5d %s  %s' "$preset" "$B" "$T" "$(summarise "$out/train.log")" "$note")")
+    busy="n/a"
+    [ -f "$TRACER" ] && busy=$(python3 scripts/gpu_trace.py "$WORK/trace.tsv" | sed -n 's/.*GPU busy //p')
+    RESULTS+=("$(printf '%-22s %2d %5d %s %8s  %s' "$preset" "$B" "$T" "$(summarise "$out/train.log")" "$busy" "$note")")
     PROFILES+=("$preset B=$B T=$T, $(sed -n '/^step [0-9]* profile:/,/^  total/p' "$out/train.log")")
 done
 echo
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | sed 's/^/device: /' || true
 echo "memory: arenas = the trainer's three arenas; GPU mem = in use on the GPU (cudaMemGetInfo), the peak of the run"
-printf '%-22s %2s %5s %9s %9s %6s %10s %11s  %s\n' preset B T "step ms" "tok/s" MFU "arenas GiB" "GPU mem GiB" note
+echo "GPU busy: the median step's time with the GPU running anything (kernels, memsets, copies), of its wall time"
+printf '%-22s %2s %5s %9s %9s %6s %10s %11s %8s  %s\n' preset B T "step ms" "tok/s" MFU "arenas GiB" "GPU mem GiB" \
+    "GPU busy" note
 printf '%s\n' "${RESULTS[@]}"
 for profile in "${PROFILES[@]}"; do
     echo

@@ -167,5 +167,20 @@ ncu_out=$(python3 scripts/ncu_step.py "$W/ncu.csv" 2>&1 | sed -n 1p)
 check "ncu_step.py on a made-up two-step ncu CSV: '$ncu_out'" \
     [ "$ncu_out" = "second step: 4 launches, kernel time 7.00 ms" ]
 
+# scripts/gpu_trace.py (busy and idle time per step from a gpu_trace timeline) on a made-up trace of three steps of
+# 3 ms, each: a 0.1 ms memset, a 1 ms kernel, the loss wait, a 1 ms kernel, a 0.1 ms AdamW launch, the update wait;
+# the GPU idles 0.8 ms a step, 0.25 of it while the host waits in cudaStreamSynchronize
+for s in 0 3000 6000; do
+    printf 'gpu\t%d\t%d\t7\t%s\n' $((s + 100))000 $((s + 200))000 "memset 64 bytes" \
+        $((s + 300))000 $((s + 1300))000 "void matmul_kernel<1>(float*)" \
+        $((s + 1500))000 $((s + 2500))000 "void attention_forward<64>(float*)" \
+        $((s + 2600))000 $((s + 2700))000 "void adamw_kernel<float>(float*)"
+    printf 'host\t%d\t%d\t-1\tcudaStreamSynchronize_v3020\n' $((s + 1250))000 $((s + 1400))000 \
+        $((s + 2000))000 $((s + 2750))000
+done > "$W/trace.tsv"
+trace_out=$(python3 scripts/gpu_trace.py "$W/trace.tsv" 2>&1 | sed -n 2p | tr -s ' ')
+check "gpu_trace.py on a made-up three-step trace: '$trace_out'" \
+    [ "$trace_out" = "2 3.00 2.20 73.3% 2.10 0.80 host code 0.55, cudaStreamSynchronize 0.25" ]
+
 echo "cpu trainer: $passed passed, $failed failed"
 [ "$failed" = 0 ]
