@@ -53,7 +53,7 @@ TOKENIZE_SRCS := data/tokenize.cpp data/prepare.cpp data/tokenizer.cpp data/pret
                  data/shards.cpp
 MAKE_TASKS_SRCS := data/make_tasks.cpp data/tasks.cpp data/shards.cpp
 EXPORT_SRCS := model/export.cpp model/safetensors.cpp model/json.cpp model/checkpoint.cpp model/parameters.cpp \
-               model/config.cpp
+               model/parallel.cpp model/config.cpp
 HOST_OBJS := $(HOST_SRCS:%.cpp=$(BUILD)/%.o)
 GPU_OBJS  := $(GPU_SRCS:%.cu=$(GPU_BUILD)/%.o)
 TRAIN_OBJS := $(TRAIN_SRCS:%.cpp=$(BUILD)/%.o)
@@ -105,7 +105,7 @@ make_tasks: $(MAKE_TASKS_OBJS)
 	$(CXX) $(CXXFLAGS) -o $@ $^
 
 m2rnn_export: $(EXPORT_OBJS)
-	$(CXX) $(CXXFLAGS) -o $@ $^
+	$(CXX) $(CXXFLAGS) -o $@ $^ -pthread
 
 # the bad-input table of train_m2rnn and the tools (scripts/check_bad_inputs.sh), the trainer end to end on the CPU
 # (scripts/check_cpu_trainer.sh), its faults (scripts/check_faults.sh: signals, kills, a full disk, spikes), then the test binary (which runs m2rnn_export)

@@ -79,7 +79,7 @@ struct Options {
     const char* nccl_id = "";            // empty: no NCCL (one process only)
     double nccl_timeout = 30;
     const char* device = "auto";         // --device: gpu, cpu, or auto (the GPU when there is one)
-    int threads = 0;                     // --threads: the CPU's; 0 = every core
+    int threads = 0;                     // --threads: the host's; 0 = every core
     int keep_checkpoints = 0;            // -nk: the newest N checkpoints kept in -o; 0 = all
     double skip_z = 0;                   // --skip-z: a step this many standard deviations up is skipped; 0 = off
     int skip_window = 100, skip_max = 10;  // --skip-window: steps in the running mean; --skip-max: skips in a row
@@ -190,7 +190,7 @@ static void usage() {
            "  --zero <0|1> ZeRO-1: AdamW's moments sharded over the processes           default %d\n"
            "device\n"
            "  --device <gpu|cpu|auto>  where to train; auto: the GPU when there is one, else the CPU   default %s\n"
-           "  --threads <n> the CPU's threads                                          default every core (%u)\n"
+           "  --threads <n> host threads: the CPU trainer's, and the initialisation's   default every core (%u)\n"
            "               on the CPU the defaults of -e -t -x -u -v -m are: -e tiny -t 64 -x %d -u %d -v %d -m 10\n"
            "  -h           this help\n",
            o.train_pattern, o.val_pattern, o.start, o.log_dir, o.B, o.T, o.max_steps, o.lr, o.warmup, o.final_frac,
@@ -627,6 +627,8 @@ void Trainer::resolve_processes() {
 void Trainer::choose_device() {
     const bool auto_cpu = strcmp(o.device, "auto") == 0 && gpu_count() == 0;
     cpu = strcmp(o.device, "cpu") == 0 || auto_cpu;
+    // the host's threads: the CPU trainer's, and on either device the parameters' initialisation
+    parallel_set_threads(o.threads > 0 ? o.threads : (int)std::max(1u, std::thread::hardware_concurrency()));
     if (!cpu) return;
     // the reason in every refusal below
     const std::string why = auto_cpu ? "no NVIDIA GPU or driver found, so this run is on the CPU" : "--device cpu";
@@ -639,7 +641,6 @@ void Trainer::choose_device() {
         fail(why + ": -g " + std::to_string(o.gen_tokens) + " is more than the " + std::to_string(CPU_MAX_GEN_TOKENS) +
              " tokens a CPU sample may have (each token reruns the model over the sample so far)");
     cpu_defaults(o);
-    parallel_set_threads(o.threads > 0 ? o.threads : (int)std::max(1u, std::thread::hardware_concurrency()));
 }
 
 // The start point: -y 1 resumes from -o; -e names a model.safetensors, a checkpoint file (it exists, or looks like a

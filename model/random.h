@@ -9,6 +9,8 @@
 struct Random {
     uint64_t state;
     explicit Random(uint64_t seed) : state(seed) {}
+    // Random(seed) after n draws: draw n is splitmix64 of seed + (n + 1)·γ, so no draw before it need be made.
+    static Random at_draw(uint64_t seed, uint64_t n) { return Random(seed + n * SPLITMIX64_GAMMA); }
 
     uint64_t next_u64() { return splitmix64_mix(state += SPLITMIX64_GAMMA); }
     // Uniform in [0, 1) with 53 random bits.

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../data/shards.h"
+#include "../model/parallel.h"
 #include "../model/random.h"
 #include "../model/reference.h"
 #include "../model/schedule.h"
@@ -428,7 +429,37 @@ static void test_reference_training(TestReport& r) {
             last);
 }
 
+// parameters_init on one thread and on three: the same bits; and the values of one generator drawn in order: wte's
+// (two draws each: Random::normal; 50304 × 32 values, seven tasks of parameters_init), then the next tensor that draws
+// (ln1 draws nothing), its first value
+static void test_parameters_init_threads(TestReport& r) {
+    Config c = tiny_config("MAM", 4, 1, 0);
+    c.vocab = 50257; c.Vp = config_padded_vocab(c.vocab);
+    const ParameterTable t = parameter_table_build(c);
+    std::vector<double> one(t.total), three(t.total);
+    const int threads = parallel_threads();
+    parallel_set_threads(1);
+    parameters_init(t, c, 99, one.data());
+    parallel_set_threads(3);
+    parameters_init(t, c, 99, three.data());
+    parallel_set_threads(threads);
+    size_t differ = 0;
+    for (size_t i = 0; i < t.total; i++) differ += memcmp(&one[i], &three[i], sizeof(double)) != 0;
+    r.check(differ == 0, "parameters_init on 1 and 3 threads: %zu of %zu values differ", differ, t.total);
+    Random rng(99);
+    const ParamTensor& wte = t.tensors[0];
+    size_t wrong = 0;
+    for (size_t i = 0; i < wte.numel; i++) wrong += one[wte.offset + i] != 0.02 * rng.normal();
+    size_t next = 1;
+    while (t.tensors[next].init != INIT_NORMAL) next++;
+    const ParamTensor& p = t.tensors[next];
+    const double drawn = 0.02 * rng.normal();
+    r.check(wrong == 0 && one[p.offset] == drawn, "parameters_init against one generator drawn in order: %zu of %zu "
+            "wte values differ; %s[0] %.17g, drawn next %.17g", wrong, wte.numel, p.name.c_str(), one[p.offset], drawn);
+}
+
 void test_reference(TestReport& r) {
+    test_parameters_init_threads(r);
     test_golden(r);
     test_finite_differences(r);
     test_state_gradient_clipping(r, false);
