@@ -20,9 +20,15 @@ PRESETS=("$@")
 [ ${#PRESETS[@]} -eq 0 ] && PRESETS=(paper-410M-hybrid paper-410M-attention)
 [ "$STEPS" -ge 4 ] || { echo "STEPS must be at least 4 (two warm-up steps, one profiled, one timed)" >&2; exit 1; }
 SHARD=data/tinyshakespeare/tiny_shakespeare_train.bin
-TRACER=$PWD/build/libgpu_trace.so
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
+TRACER=$PWD/build/libgpu_trace.so
+[ -f "$TRACER" ] || TRACER=""
+# the tracer must load with its CUPTI (the toolkit's) before the trainer is run under it; else no busy column
+if [ -n "$TRACER" ] && ! python3 -c "import ctypes, sys; ctypes.CDLL(sys.argv[1])" "$TRACER" 2>"$WORK/tracer.err"; then
+    echo "GPU busy not measured: $TRACER does not load ($(tail -n 1 "$WORK/tracer.err"))"
+    TRACER=""
+fi
 
 # median step ms, median tok/s, median mfu, arena GiB, max mem_gib over the steps after the third of a train.log
 summarise() {
@@ -51,7 +57,7 @@ for preset in "${PRESETS[@]}"; do
     while :; do
         out="$WORK/$preset-$B"
         trace=()
-        [ -f "$TRACER" ] && trace=(env CUDA_INJECTION64_PATH="$TRACER" GPU_TRACE="$WORK/trace.tsv")
+        [ -n "$TRACER" ] && trace=(env CUDA_INJECTION64_PATH="$TRACER" GPU_TRACE="$WORK/trace.tsv")
         if "${trace[@]}" "$TRAIN" -e "$preset" -b "$B" -t "$T" -x "$STEPS" -u 0 -v 0 -g 0 --profile 1 -i "$SHARD" -j "$SHARD" \
             -o "$out" >"$WORK/stdout" 2>"$WORK/stderr"; then
             break
@@ -68,7 +74,9 @@ for preset in "${PRESETS[@]}"; do
     done
     grep -m1 "training FLOPs per token" "$out/train.log" | sed "s/^# /$preset: /"
     busy="n/a"
-    [ -f "$TRACER" ] && busy=$(python3 scripts/gpu_trace.py "$WORK/trace.tsv" | sed -n 's/.*GPU busy //p')
+    if [ -n "$TRACER" ]; then
+        busy=$(python3 scripts/gpu_trace.py "$WORK/trace.tsv" | sed -n 's/.*GPU busy //p') || busy="n/a"
+    fi
     RESULTS+=("$(printf '%-22s %2d %5d %s %8s  %s' "$preset" "$B" "$T" "$(summarise "$out/train.log")" "$busy" "$note")")
     PROFILES+=("$preset B=$B T=$T, $(sed -n '/^step [0-9]* profile:/,/^  total/p' "$out/train.log")")
 done
