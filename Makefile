@@ -117,11 +117,11 @@ test: $(TEST) $(TRAIN) tokenize make_tasks m2rnn_export $(BUILD)/libgpu_trace.so
 	./$(TEST)
 
 # a GPU timeline of any CUDA program, loaded through the driver's injection hook (scripts/gpu_trace.py reads it);
-# CUPTI is the toolkit's, and no program links it
+# CUPTI is the toolkit's (lib, lib64 or extras/CUPTI/lib64 by install), and no program links it
 $(BUILD)/libgpu_trace.so: scripts/gpu_trace.cpp
 	@mkdir -p $(BUILD)
 	$(CXX) $(CXXFLAGS) -shared -fPIC -isystem $(CUDA_HOME)/include -o $@ $< -L$(CUDA_HOME)/lib \
-	    -Wl,-rpath,$(CUDA_HOME)/lib -lcupti
+	    -Wl,-rpath,$(CUDA_HOME)/lib -Wl,-rpath,$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/extras/CUPTI/lib64 -lcupti
 
 bench_%$(SUFFIX): scripts/bench_%.cu scripts/bench_common.h $(wildcard kernels/*.cuh model/*.h)
 	$(NVCC) $(NVCCFLAGS) -o $@ $< $(LDLIBS)
