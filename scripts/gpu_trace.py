@@ -29,6 +29,8 @@ def read(path):
             start, end = int(f[1]), int(f[2])
         except ValueError:
             sys.exit(f"gpu_trace: {path}:{n}: start and end must be integers: {line[:80]!r}")
+        if start == 0 and end == 0:  # CUPTI could not time this record
+            continue
         (gpu if f[0] == "gpu" else host).append((start, end, f[4]))
     gpu.sort()
     host.sort()
