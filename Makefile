@@ -108,7 +108,8 @@ m2rnn_export: $(EXPORT_OBJS)
 	$(CXX) $(CXXFLAGS) -o $@ $^ -pthread
 
 # the bad-input table of train_m2rnn and the tools (scripts/check_bad_inputs.sh), the trainer end to end on the CPU
-# (scripts/check_cpu_trainer.sh), its faults (scripts/check_faults.sh: signals, kills, a full disk, spikes), then the test binary (which runs m2rnn_export)
+# (scripts/check_cpu_trainer.sh), its faults (scripts/check_faults.sh: signals, kills, a full disk, spikes), then the test binary (which runs m2rnn_export);
+# the GPU tracer is built too, so that a change that breaks its build fails here
 test: $(TEST) $(TRAIN) tokenize make_tasks m2rnn_export $(BUILD)/libgpu_trace.so
 	@bash scripts/check_bad_inputs.sh ./$(TRAIN) > $(BUILD)/bad_inputs$(SUFFIX).md || { cat $(BUILD)/bad_inputs$(SUFFIX).md; exit 1; }
 	@echo "$$(tail -n 1 $(BUILD)/bad_inputs$(SUFFIX).md) (./$(TRAIN), table in $(BUILD)/bad_inputs$(SUFFIX).md)"

@@ -29,6 +29,8 @@ if [ -n "$TRACER" ] && ! python3 -c "import ctypes, sys; ctypes.CDLL(sys.argv[1]
     echo "GPU busy not measured: $TRACER does not load ($(tail -n 1 "$WORK/tracer.err"))"
     TRACER=""
 fi
+trace=()  # the trainer's command prefix: under the tracer, or none
+[ -n "$TRACER" ] && trace=(env CUDA_INJECTION64_PATH="$TRACER" GPU_TRACE="$WORK/trace.tsv")
 
 # median step ms, median tok/s, median mfu, arena GiB, max mem_gib over the steps after the third of a train.log
 summarise() {
@@ -56,8 +58,6 @@ for preset in "${PRESETS[@]}"; do
     note=""
     while :; do
         out="$WORK/$preset-$B"
-        trace=()
-        [ -n "$TRACER" ] && trace=(env CUDA_INJECTION64_PATH="$TRACER" GPU_TRACE="$WORK/trace.tsv")
         if "${trace[@]}" "$TRAIN" -e "$preset" -b "$B" -t "$T" -x "$STEPS" -u 0 -v 0 -g 0 --profile 1 -i "$SHARD" -j "$SHARD" \
             -o "$out" >"$WORK/stdout" 2>"$WORK/stderr"; then
             break

@@ -37,9 +37,14 @@ def read(path):
     return gpu, host
 
 
+def is_transfer(name):
+    """A memset or copy, not a kernel."""
+    return name.startswith(("memset", "memcpy"))
+
+
 def short(name):
     """A kernel's function name without its arguments and template arguments; a memset or copy as it is."""
-    if name.startswith(("memset", "memcpy")):
+    if is_transfer(name):
         return name
     base = name.split("(")[0]
     depth, out = 0, ""
@@ -79,7 +84,8 @@ def union(intervals, lo, hi):
 
 
 def host_during(host, lo, hi):
-    """{runtime call or 'host code': ns of [lo, hi) the host spent in it}; nested calls count once (the outer)."""
+    """{runtime call or 'host code': ns of [lo, hi) the host spent in it}; where calls overlap (nested or on other
+    threads), the time they cover is shared among them in proportion, so the values add up to hi − lo."""
     spent, covered = collections.Counter(), union(host, lo, hi)
     for start, end, name in host:
         overlap = min(end, hi) - max(start, lo)
@@ -97,7 +103,7 @@ def step_report(gpu, host, lo, hi):
     inside = [g for g in gpu if g[1] > lo and g[0] < hi]
     spans = union(inside, lo, hi)
     busy = sum(e - s for s, e in spans)
-    kernels = sum(min(e, hi) - max(s, lo) for s, e, n in inside if not n.startswith(("memset", "memcpy")))
+    kernels = sum(min(e, hi) - max(s, lo) for s, e, n in inside if not is_transfer(n))
     gaps, edge = [], lo
     for s, e in spans + [[hi, hi]]:
         if s > edge:
@@ -109,11 +115,16 @@ def step_report(gpu, host, lo, hi):
     return {"wall": hi - lo, "busy": busy, "kernels": kernels, "gaps": gaps, "idle": idle, "inside": inside}
 
 
-def around(inside, t):
-    """The names of the GPU work that ended last at or before t and of the first that starts at or after it."""
+def ended_by(inside, t):
+    """The name of the GPU work that ended last at or before t."""
     before = max((g for g in inside if g[1] <= t), key=lambda g: g[1], default=None)
+    return short(before[2]) if before else "(step start)"
+
+
+def starting_from(inside, t):
+    """The name of the first GPU work that starts at or after t."""
     after = min((g for g in inside if g[0] >= t), key=lambda g: g[0], default=None)
-    return (short(before[2]) if before else "(step start)"), (short(after[2]) if after else "(step end)")
+    return short(after[2]) if after else "(step end)"
 
 
 def main():
@@ -147,7 +158,7 @@ def main():
     print("\nthe median step's longest idle gaps:")
     print("%9s  %-36s %-36s %s" % ("idle ms", "after", "before", "the host meanwhile (ms)"))
     for a, b in sorted(median["gaps"], key=lambda g: g[0] - g[1])[:n_gaps]:
-        before, after = around(median["inside"], a)[0], around(median["inside"], b)[1]
+        before, after = ended_by(median["inside"], a), starting_from(median["inside"], b)
         spent = host_during(host, a, b)
         detail = ", ".join("%s %.3f" % (c, v * ms) for c, v in spent.most_common(3) if v > 0)
         print("%9.3f  %-36s %-36s %s" % ((b - a) * ms, before[:36], after[:36], detail))
