@@ -23,8 +23,8 @@
 // Work split (flash attention 2). A block owns a tile of rows of one (b, h), each warp 16 or 32 of them, and steps
 // over the other side's rows a tile at a time; tiles pass through shared memory, double-buffered (the next tile is
 // copied while the current one is used). Scores and probabilities of a step live in the warps' registers: nothing
-// T×T exists. Causal masking happens only in steps that cross the diagonal; a warp skips a step none of its rows
-// sees. Sums are fp32.
+// T×T exists. Causal masking happens only in steps that cross the diagonal (with_mask: the element-wise code compiled
+// with and without its masks); a warp skips a step none of its rows sees. Sums are fp32.
 //   forward: query tiles of ATTENTION_FORWARD_ROWS rows (the longest rows first), stepping over the key tiles up to
 //     the diagonal with the online softmax: per row a running max and sum, the output rescaled when the max grows.
 //   backward, three kernels, no atomics (deterministic):
@@ -129,17 +129,25 @@ static __global__ void rope_qk_kernel(floatX* qkv, const float2* cos_sin, int BT
 
 // Row r, columns i … i + chunk − 1 of dst (a Layout: PaddedTile or SwizzledTile) = src[(row0 + r)·stride + i …] for
 // r < ROWS, i < HD, copied with cp.async by the whole block; rows at or past T and the columns HD … width − 1 are
-// zero.
-template <int HD, int ROWS, typename Layout = PaddedTile<HD, ROWS>>
+// zero. THREADS, when given, must be the block's size (blockDim.x): the copies then unroll, each thread's chunks
+// known at compile time.
+template <int HD, int ROWS, typename Layout = PaddedTile<HD, ROWS>, int THREADS = 0>
 __device__ __forceinline__ void stage_rows(floatX* dst, const floatX* src, size_t stride, int row0, int T) {
     constexpr int CH = AttentionTiles<HD>::chunk, CHUNKS = HD / CH;  // chunks per row
     using Chunk = FloatXPack<CH>;
-    for (int e = threadIdx.x; e < ROWS * CHUNKS; e += blockDim.x) {
+    auto copy_chunk = [&](int e) {
         const int r = e / CHUNKS, t = row0 + r, i = e % CHUNKS * CH;
         if (t < T)
             cp_async<sizeof(Chunk)>(dst + Layout::offset(r, i), src + t * stride + i);
         else
             *reinterpret_cast<Chunk*>(dst + Layout::offset(r, i)) = Chunk{};
+    };
+    if constexpr (THREADS > 0) {
+        static_assert(ROWS * CHUNKS % THREADS == 0, "whole rounds of the block's threads");
+#pragma unroll
+        for (int j = 0; j < ROWS * CHUNKS / THREADS; j++) copy_chunk((int)threadIdx.x + j * THREADS);
+    } else {
+        for (int e = threadIdx.x; e < ROWS * CHUNKS; e += blockDim.x) copy_chunk(e);
     }
     if constexpr (HD < Layout::width) {
         constexpr int PAD = (Layout::width - HD) / CH;  // chunks of padding per row
@@ -218,6 +226,16 @@ static __device__ __forceinline__ float load_row_sum(const floatX* dq_slot) {
 // On a warp's accumulator tiles (layout below: lane 4g + c holds rows g, g + 8 and columns 2c, 2c + 1 of each 16×8
 // block), shared by the mma.sync and the Hopper kernels.
 
+// run(std::true_type()) for a tile that crosses the diagonal (its masks apply), run(std::false_type()) for one that
+// does not: the tile's element-wise code is compiled twice, as a mask tested at run time costs a compare and a
+// select on every element of every tile, and most tiles do not cross it.
+template <typename Run> __device__ __forceinline__ void with_mask(bool crosses_diagonal, Run run) {
+    if (crosses_diagonal)
+        run(std::true_type());
+    else
+        run(std::false_type());
+}
+
 // The forward's online softmax over a warp's 16M rows from row0, one tile of keys at a time.
 template <int M> struct OnlineSoftmax {
     float row_max[M][2];  // per row (m, r): the max of S·log2 e so far
@@ -236,6 +254,14 @@ template <int M> struct OnlineSoftmax {
     template <int NK, int NO>
     __device__ __forceinline__ void step(float (&s)[M][NK][4], float (&o)[M][NO][4], int row0, int s0,
                                          bool crosses_diagonal, float scale_log2) {
+        with_mask(crosses_diagonal,
+                  [&](auto masked) { step_tile<decltype(masked)::value>(s, o, row0, s0, scale_log2); });
+    }
+
+    // step, its masks applied if MASK
+    template <bool MASK, int NK, int NO>
+    __device__ __forceinline__ void step_tile(float (&s)[M][NK][4], float (&o)[M][NO][4], int row0, int s0,
+                                              float scale_log2) {
         const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
 #pragma unroll
         for (int m = 0; m < M; m++)
@@ -248,7 +274,7 @@ template <int M> struct OnlineSoftmax {
 #pragma unroll
                     for (int f = 0; f < 2; f++) {
                         float& x = s[m][n][2 * r + f];
-                        if (crosses_diagonal && s0 + 8 * n + 2 * c + f > t) x = -INFINITY;
+                        if (MASK && s0 + 8 * n + 2 * c + f > t) x = -INFINITY;
                         tile_max = fmaxf(tile_max, x);
                     }
                 tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffff, tile_max, 1));
@@ -311,13 +337,17 @@ template <int N>
 __device__ __forceinline__ void key_tile_scores(float (&p)[1][N][4], float (&ds)[1][N][4], int key0, int t0,
                                                 const float* lse_tile, const float* delta_tile, float scale_log2) {
     const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+    with_mask(key0 + 15 > t0, [&](auto masked) {  // the warp's last key after the tile's first query
+        constexpr bool MASK = decltype(masked)::value;
 #pragma unroll
-    for (int n = 0; n < N; n++)
+        for (int n = 0; n < N; n++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const int key = key0 + g + 8 * (e / 2), col = 8 * n + 2 * c + e % 2;
-            backward_pair(p[0][n][e], ds[0][n][e], key <= t0 + col, lse_tile[col], delta_tile[col], scale_log2);
-        }
+            for (int e = 0; e < 4; e++) {
+                const int key = key0 + g + 8 * (e / 2), col = 8 * n + 2 * c + e % 2;
+                backward_pair(p[0][n][e], ds[0][n][e], !MASK || key <= t0 + col, lse_tile[col], delta_tile[col],
+                              scale_log2);
+            }
+    });
 }
 
 // Query t's lse·log2 e (+inf past T: P = 0 there) and δ (from its dq slot).
@@ -343,13 +373,17 @@ __device__ __forceinline__ void query_tile_scores(float (&p)[1][N][4], float (&d
                                                   const float (&lse_row)[2], const float (&delta_row)[2],
                                                   float scale_log2) {
     const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+    with_mask(s0 + 8 * N - 1 > row0, [&](auto masked) {  // the tile's last key after the warp's first query
+        constexpr bool MASK = decltype(masked)::value;
 #pragma unroll
-    for (int n = 0; n < N; n++)
+        for (int n = 0; n < N; n++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const int key = s0 + 8 * n + 2 * c + e % 2, r = e / 2;
-            backward_pair(p[0][n][e], ds[0][n][e], key <= row0 + g + 8 * r, lse_row[r], delta_row[r], scale_log2);
-        }
+            for (int e = 0; e < 4; e++) {
+                const int key = s0 + 8 * n + 2 * c + e % 2, r = e / 2;
+                backward_pair(p[0][n][e], ds[0][n][e], !MASK || key <= row0 + g + 8 * r, lse_row[r], delta_row[r],
+                              scale_log2);
+            }
+    });
 }
 
 #if !defined(ENABLE_FP32)
@@ -502,9 +536,9 @@ template <int HD> __device__ __forceinline__ AttentionHead attention_head(int T,
 
 // The tiles a block steps over, in its shared memory after its own rows' tiles: STEP rows each in Layout
 // (PaddedTile in the mma.sync kernels, SwizzledTile in the Hopper ones), double-buffered: step i's in buffer i % 2
-// while step i + 1's are copied into the other. KeyValueTiles: the head's k and v rows, for the forward and dq
-// kernels.
-template <int HD, int STEP, typename Layout> struct KeyValueTiles {
+// while step i + 1's are copied into the other; THREADS as stage_rows' (the Hopper kernels give their block size).
+// KeyValueTiles: the head's k and v rows, for the forward and dq kernels.
+template <int HD, int STEP, typename Layout, int THREADS = 0> struct KeyValueTiles {
     floatX *k_tiles, *v_tiles;  // two buffers each
     const floatX *k, *v;        // the head's k and v in qkv
     size_t stride;              // a row of qkv
@@ -518,14 +552,14 @@ template <int HD, int STEP, typename Layout> struct KeyValueTiles {
     __device__ __forceinline__ const floatX* v_tile(int buf) const { return v_tiles + buf * Layout::elements; }
     // keys s0 … s0 + STEP − 1 into buffer buf (zero past T)
     __device__ __forceinline__ void stage(int s0, int buf) const {
-        stage_rows<HD, STEP, Layout>(k_tiles + buf * Layout::elements, k, stride, s0, T);
-        stage_rows<HD, STEP, Layout>(v_tiles + buf * Layout::elements, v, stride, s0, T);
+        stage_rows<HD, STEP, Layout, THREADS>(k_tiles + buf * Layout::elements, k, stride, s0, T);
+        stage_rows<HD, STEP, Layout, THREADS>(v_tiles + buf * Layout::elements, v, stride, s0, T);
     }
 };
 
 // QueryTiles, for the dk/dv kernels: as KeyValueTiles, the head's q and dy rows, and the queries' lse·log2 e and δ
 // (load_query_row: δ from the dq slots of dqkv).
-template <int HD, int STEP, typename Layout> struct QueryTiles {
+template <int HD, int STEP, typename Layout, int THREADS = 0> struct QueryTiles {
     floatX *q_tiles, *dy_tiles;      // two buffers each
     float *lse_tiles, *delta_tiles;  // STEP floats, two buffers each
     const floatX *q, *dy_bh;         // the head's q in qkv, its columns of dy
@@ -545,8 +579,8 @@ template <int HD, int STEP, typename Layout> struct QueryTiles {
     __device__ __forceinline__ const float* delta_tile(int buf) const { return delta_tiles + buf * STEP; }
     // queries t0 … t0 + STEP − 1 into buffer buf
     __device__ __forceinline__ void stage(int t0, int buf) const {
-        stage_rows<HD, STEP, Layout>(q_tiles + buf * Layout::elements, q, stride, t0, T);
-        stage_rows<HD, STEP, Layout>(dy_tiles + buf * Layout::elements, dy_bh, D, t0, T);
+        stage_rows<HD, STEP, Layout, THREADS>(q_tiles + buf * Layout::elements, q, stride, t0, T);
+        stage_rows<HD, STEP, Layout, THREADS>(dy_tiles + buf * Layout::elements, dy_bh, D, t0, T);
         for (int i = threadIdx.x; i < STEP; i += blockDim.x)
             load_query_row(lse_tiles[buf * STEP + i], delta_tiles[buf * STEP + i], lse_bh, dq, stride, t0 + i, T);
     }
@@ -713,7 +747,7 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
 static const int ATTENTION_WGMMA_WARPGROUPS = 2;
 static const int ATTENTION_WGMMA_ROWS = 64 * ATTENTION_WGMMA_WARPGROUPS;  // the block's rows
 static const int ATTENTION_WGMMA_STEP = 64;                               // rows of the other side per step
-static const int ATTENTION_WGMMA_THREADS = 128 * ATTENTION_WGMMA_WARPGROUPS;
+static const int ATTENTION_WGMMA_THREADS = 128 * ATTENTION_WGMMA_WARPGROUPS;  // every launch's block size
 
 // The block's dynamic shared memory from its first 1024-byte boundary (SwizzledTile blocks start on one; the
 // launchers ask for 1024 bytes more).
@@ -724,6 +758,10 @@ static __device__ __forceinline__ floatX* swizzled_shared(char* shared) {
 
 #if defined(ATTENTION_WGMMA)
 // a[k]: the A fragment of rows r0 … r0 + 15, columns 16k … 16k + 15 of a SwizzledTile<HD, ROWS>.
+// The kernels load their own rows' fragments in the first step (the tile arrives with that step's tiles) and keep
+// them for all steps. The arrays are zeroed before the loop all the same: with no value on entry to it, ptxas
+// (CUDA 13.0) took their registers as free after each step's first products and reused them within the step (the
+// three hd-64 kernels once the masks were split: every later step multiplied P, dS or softmax temporaries instead).
 template <int HD, int ROWS>
 __device__ __forceinline__ void load_a_fragments(uint32_t (&a)[HD / 16][4], const floatX* tile, int r0) {
     const int lane = threadIdx.x % 32;
@@ -739,7 +777,7 @@ template <int HD>
 static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, HD <= 64 ? 2 : 1)
     attention_forward_wgmma_kernel(floatX* y, float* lse, const floatX* qkv, int T, int heads) {
 #if defined(ATTENTION_WGMMA)
-    constexpr int ROWS = ATTENTION_WGMMA_ROWS, KEYS = ATTENTION_WGMMA_STEP;
+    constexpr int ROWS = ATTENTION_WGMMA_ROWS, KEYS = ATTENTION_WGMMA_STEP, THREADS = ATTENTION_WGMMA_THREADS;
     using QTile = SwizzledTile<HD, ROWS>;
     extern __shared__ __align__(16) char attention_shared[];
     floatX* q_tile = swizzled_shared(attention_shared);
@@ -748,13 +786,13 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, HD <= 64 ? 2 :
     const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ROWS;
     const int group_row0 = t0 + warp / 4 * 64, row0 = t0 + warp * 16;  // the warpgroup's and the warp's first query
     const floatX* q = qkv + head.qkv;
-    const KeyValueTiles<HD, KEYS, SwizzledTile<HD, KEYS>> kv(q_tile + QTile::elements, q, head, T);
+    const KeyValueTiles<HD, KEYS, SwizzledTile<HD, KEYS>, THREADS> kv(q_tile + QTile::elements, q, head, T);
     const int n_steps = (min(t0 + ROWS, T) + KEYS - 1) / KEYS;
     const float scale_log2 = ATTENTION_LOG2E / sqrtf((float)HD);
 
-    stage_rows<HD, ROWS, QTile>(q_tile, q, head.stride, t0, T);
+    stage_rows<HD, ROWS, QTile, THREADS>(q_tile, q, head.stride, t0, T);
     kv.stage(0, 0);
-    uint32_t q_rows[HD / 16][4];
+    uint32_t q_rows[HD / 16][4] = {};  // zeroed: see load_a_fragments
     float o[1][HD / 8][4] = {};
     OnlineSoftmax<1> softmax;
     for (int step = 0; step < n_steps; step++) {
@@ -786,7 +824,7 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
     attention_backward_key_wgmma_kernel(floatX* dqkv, const floatX* dy, const float* lse, const floatX* qkv,
                                         const float2* rope_cos_sin, int T, int heads) {
 #if defined(ATTENTION_WGMMA)
-    constexpr int ROWS = ATTENTION_WGMMA_ROWS, QUERIES = ATTENTION_WGMMA_STEP;
+    constexpr int ROWS = ATTENTION_WGMMA_ROWS, QUERIES = ATTENTION_WGMMA_STEP, THREADS = ATTENTION_WGMMA_THREADS;
     using KTile = SwizzledTile<HD, ROWS>;
     extern __shared__ __align__(16) char attention_shared[];
     floatX* k_tile = swizzled_shared(attention_shared);
@@ -797,15 +835,15 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
     const int group_key0 = s0 + warp / 4 * 64, key0 = s0 + warp * 16;  // the warpgroup's and the warp's first key
     const floatX* q = qkv + head.qkv;
     const floatX *k = q + head.D, *v = q + 2 * head.D;
-    const QueryTiles<HD, QUERIES, SwizzledTile<HD, QUERIES>> queries(v_tile + KTile::elements, q, head, dy, lse,
-                                                                     dqkv, T);
+    const QueryTiles<HD, QUERIES, SwizzledTile<HD, QUERIES>, THREADS> queries(v_tile + KTile::elements, q, head, dy,
+                                                                              lse, dqkv, T);
     const int n_steps = (T - s0 + QUERIES - 1) / QUERIES;
     const float scale = 1.0f / sqrtf((float)HD), scale_log2 = ATTENTION_LOG2E * scale;
 
-    stage_rows<HD, ROWS, KTile>(k_tile, k, head.stride, s0, T);
-    stage_rows<HD, ROWS, KTile>(v_tile, v, head.stride, s0, T);
+    stage_rows<HD, ROWS, KTile, THREADS>(k_tile, k, head.stride, s0, T);
+    stage_rows<HD, ROWS, KTile, THREADS>(v_tile, v, head.stride, s0, T);
     queries.stage(s0, 0);
-    uint32_t k_rows[HD / 16][4], v_rows[HD / 16][4];
+    uint32_t k_rows[HD / 16][4] = {}, v_rows[HD / 16][4] = {};  // zeroed: see load_a_fragments
     float dk[1][HD / 8][4] = {}, dv[1][HD / 8][4] = {};
     for (int step = 0; step < n_steps; step++) {
         const int t0 = s0 + step * QUERIES, buf = step % 2;
@@ -842,7 +880,7 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
     attention_backward_query_wgmma_kernel(floatX* dqkv, const floatX* dy, const float* lse, const floatX* qkv,
                                           const float2* rope_cos_sin, int T, int heads) {
 #if defined(ATTENTION_WGMMA)
-    constexpr int ROWS = ATTENTION_WGMMA_ROWS, KEYS = ATTENTION_WGMMA_STEP;
+    constexpr int ROWS = ATTENTION_WGMMA_ROWS, KEYS = ATTENTION_WGMMA_STEP, THREADS = ATTENTION_WGMMA_THREADS;
     using QTile = SwizzledTile<HD, ROWS>;
     extern __shared__ __align__(16) char attention_shared[];
     floatX* q_tile = swizzled_shared(attention_shared);
@@ -852,17 +890,17 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
     const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ROWS;            // the longest rows first
     const int group_row0 = t0 + warp / 4 * 64, row0 = t0 + warp * 16;  // the warpgroup's and the warp's first query
     const floatX* q = qkv + head.qkv;
-    const KeyValueTiles<HD, KEYS, SwizzledTile<HD, KEYS>> kv(dy_tile + QTile::elements, q, head, T);
+    const KeyValueTiles<HD, KEYS, SwizzledTile<HD, KEYS>, THREADS> kv(dy_tile + QTile::elements, q, head, T);
     floatX* dq = dqkv + head.qkv;
     const int n_steps = (min(t0 + ROWS, T) + KEYS - 1) / KEYS;
     const float scale = 1.0f / sqrtf((float)HD), scale_log2 = ATTENTION_LOG2E * scale;
 
-    stage_rows<HD, ROWS, QTile>(q_tile, q, head.stride, t0, T);
-    stage_rows<HD, ROWS, QTile>(dy_tile, dy + head.rows, head.D, t0, T);
+    stage_rows<HD, ROWS, QTile, THREADS>(q_tile, q, head.stride, t0, T);
+    stage_rows<HD, ROWS, QTile, THREADS>(dy_tile, dy + head.rows, head.D, t0, T);
     kv.stage(0, 0);
     float lse_row[2], delta_row[2];
     load_query_rows(lse_row, delta_row, lse + head.lse, dq, head.stride, row0, T);
-    uint32_t q_rows[HD / 16][4], dy_rows[HD / 16][4];
+    uint32_t q_rows[HD / 16][4] = {}, dy_rows[HD / 16][4] = {};  // zeroed: see load_a_fragments
     float acc[1][HD / 8][4] = {};
     for (int step = 0; step < n_steps; step++) {
         const int s0 = step * KEYS, buf = step % 2;

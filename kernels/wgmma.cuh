@@ -10,9 +10,11 @@
 // B is read from a 128-byte-swizzled tile (SwizzledTile below), either as K-major (the tile's rows are B's columns:
 // B = Yᵀ for a product X Yᵀ) or as MN-major (the tile's rows are B's rows: B = Z for X Z).
 // The instruction runs asynchronously: wgmma_fence before a batch (its registers were written by ordinary code),
-// wgmma_commit after it, wgmma_wait<n> until at most n batches are in flight, then wgmma_fence_operands on the
-// accumulators before ordinary code reads them. Shared memory written by ordinary stores or cp.async is visible to
-// wgmma after fence_proxy_async in each writing thread and a barrier.
+// after wgmma_fence_operands on its accumulators and A fragments (the compiler then cannot move their writes past
+// the fence: those of P and dS are computed just before), wgmma_commit after it, wgmma_wait<n> until at most n
+// batches are in flight, then wgmma_fence_operands on the accumulators before ordinary code reads them. Shared
+// memory written by ordinary stores or cp.async is visible to wgmma after fence_proxy_async in each writing thread
+// and a barrier.
 #pragma once
 #include <cstdint>
 
@@ -83,10 +85,11 @@ __device__ __forceinline__ void wgmma_m64n64k16(float* d, const uint32_t (&a)[4]
 // s (the warpgroup's 64 rows × YROWS) = X Yᵀ over HD columns: X's A fragments in registers (x[k]: columns 16k …),
 // Y a SwizzledTile<HD, YROWS>. Issued and committed; the caller waits.
 template <int HD, int YROWS>
-__device__ __forceinline__ void wgmma_row_dots(float (&s)[YROWS / 8][4], const uint32_t (&x)[HD / 16][4],
+__device__ __forceinline__ void wgmma_row_dots(float (&s)[YROWS / 8][4], uint32_t (&x)[HD / 16][4],
                                                const floatX* y) {
     using Tile = SwizzledTile<HD, YROWS>;
     wgmma_fence_operands(s);
+    wgmma_fence_operands(x);
     wgmma_fence();
 #pragma unroll
     for (int n = 0; n < YROWS / 64; n++)
@@ -99,10 +102,11 @@ __device__ __forceinline__ void wgmma_row_dots(float (&s)[YROWS / 8][4], const u
 // acc (the warpgroup's 64 rows × HD) += W Z: W's A fragments in registers (w[j]: columns 16j … of its ZROWS), Z a
 // SwizzledTile<HD, ZROWS>. Issued and committed; the caller waits.
 template <int HD, int ZROWS>
-__device__ __forceinline__ void wgmma_accumulate(float (&acc)[HD / 8][4], const uint32_t (&w)[ZROWS / 16][4],
+__device__ __forceinline__ void wgmma_accumulate(float (&acc)[HD / 8][4], uint32_t (&w)[ZROWS / 16][4],
                                                  const floatX* z) {
     using Tile = SwizzledTile<HD, ZROWS>;
     wgmma_fence_operands(acc);
+    wgmma_fence_operands(w);
     wgmma_fence();
 #pragma unroll
     for (int j = 0; j < ZROWS / 16; j++)
