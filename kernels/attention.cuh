@@ -22,9 +22,10 @@
 //
 // Work split (flash attention 2). A block owns a tile of rows of one (b, h), each warp 16 or 32 of them, and steps
 // over the other side's rows a tile at a time; tiles pass through shared memory, double-buffered (the next tile is
-// copied while the current one is used). Scores and probabilities of a step live in the warps' registers: nothing
-// T×T exists. Causal masking happens only in steps that cross the diagonal (with_mask: the element-wise code compiled
-// with and without its masks); a warp skips a step none of its rows sees. Sums are fp32.
+// copied while the current one is used; three buffers in the pipelined Hopper forward). Scores and probabilities of
+// a step live in the warps' registers: nothing T×T exists. Causal masking happens only in steps that cross the
+// diagonal (with_mask: the element-wise code compiled with and without its masks); a warp skips a step none of its
+// rows sees. Sums are fp32.
 //   forward: query tiles of ATTENTION_FORWARD_ROWS rows (the longest rows first), stepping over the key tiles up to
 //     the diagonal with the online softmax: per row a running max and sum, the output rescaled when the max grows.
 //   backward, three kernels, no atomics (deterministic):
@@ -238,8 +239,9 @@ template <typename Run> __device__ __forceinline__ void with_mask(bool crosses_d
 
 // The forward's online softmax over a warp's 16M rows from row0, one tile of keys at a time.
 template <int M> struct OnlineSoftmax {
-    float row_max[M][2];  // per row (m, r): the max of S·log2 e so far
-    float row_sum[M][2];  // and this lane's part of Σ exp2(S·log2 e − max)
+    float row_max[M][2];      // per row (m, r): the max of S·log2 e so far
+    float row_sum[M][2];      // and this lane's part of Σ exp2(S·log2 e − max)
+    float row_rescale[M][2];  // exp2(max before the last step − max): what the output's sums so far are scaled by
 
     __device__ __forceinline__ OnlineSoftmax() {
 #pragma unroll
@@ -249,39 +251,26 @@ template <int M> struct OnlineSoftmax {
     }
 
     // s: the scores q·k of keys s0 … s0 + 8NK − 1 (masked past each row only if the tile crosses the diagonal).
-    // Raises the running max, rescales the running sum and the output o by the change, and leaves s = exp2(S·log2 e
-    // − max), the tile's unnormalised probabilities.
-    template <int NK, int NO>
-    __device__ __forceinline__ void step(float (&s)[M][NK][4], float (&o)[M][NO][4], int row0, int s0,
-                                         bool crosses_diagonal, float scale_log2) {
-        with_mask(crosses_diagonal,
-                  [&](auto masked) { step_tile<decltype(masked)::value>(s, o, row0, s0, scale_log2); });
-    }
-
-    // step, its masks applied if MASK
-    template <bool MASK, int NK, int NO>
-    __device__ __forceinline__ void step_tile(float (&s)[M][NK][4], float (&o)[M][NO][4], int row0, int s0,
-                                              float scale_log2) {
-        const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+    // Raises the running max, rescales the running sum by the change (row_rescale) and leaves s = exp2(S·log2 e −
+    // max), the tile's unnormalised probabilities. The output is rescaled apart (rescale), so that a kernel can run
+    // this step while the previous tile's P V, which the output waits for, is still in flight.
+    // Only the lane's max is compiled with and without the masks: the shuffles after it then run where ptxas knows
+    // the warp converged (inside the branch it added a divergent path for them, which spilled in the Hopper forward).
+    template <int NK>
+    __device__ __forceinline__ void step(float (&s)[M][NK][4], int row0, int s0, bool crosses_diagonal,
+                                         float scale_log2) {
+        float tile_max[M][2];  // of the raw scores: scale_log2 > 0, so it scales after the max
+        with_mask(crosses_diagonal, [&](auto masked) { lane_max<decltype(masked)::value>(tile_max, s, row0, s0); });
 #pragma unroll
         for (int m = 0; m < M; m++)
 #pragma unroll
             for (int r = 0; r < 2; r++) {
-                const int t = row0 + 16 * m + g + 8 * r;
-                float tile_max = -INFINITY;  // of the raw scores: scale_log2 > 0, so it scales after the max
-#pragma unroll
-                for (int n = 0; n < NK; n++)
-#pragma unroll
-                    for (int f = 0; f < 2; f++) {
-                        float& x = s[m][n][2 * r + f];
-                        if (MASK && s0 + 8 * n + 2 * c + f > t) x = -INFINITY;
-                        tile_max = fmaxf(tile_max, x);
-                    }
-                tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffff, tile_max, 1));
-                tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffff, tile_max, 2));
+                float& mx = tile_max[m][r];
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
                 // finite: key 0, in the first step, is visible to every row
-                const float new_max = fmaxf(row_max[m][r], tile_max * scale_log2);
-                const float rescale = exp2_approx(row_max[m][r] - new_max);
+                const float new_max = fmaxf(row_max[m][r], mx * scale_log2);
+                row_rescale[m][r] = exp2_approx(row_max[m][r] - new_max);
                 row_max[m][r] = new_max;
                 float sum = 0.0f;
 #pragma unroll
@@ -292,12 +281,39 @@ template <int M> struct OnlineSoftmax {
                         x = exp2_approx(x * scale_log2 - new_max);
                         sum += x;
                     }
-                row_sum[m][r] = row_sum[m][r] * rescale + sum;
-#pragma unroll
-                for (int n = 0; n < NO; n++)
-#pragma unroll
-                    for (int f = 0; f < 2; f++) o[m][n][2 * r + f] *= rescale;
+                row_sum[m][r] = row_sum[m][r] * row_rescale[m][r] + sum;
             }
+    }
+
+    // The lane's max of each row's scores in s, -inf written over those past the row first if MASK.
+    template <bool MASK, int NK>
+    __device__ __forceinline__ static void lane_max(float (&tile_max)[M][2], float (&s)[M][NK][4], int row0, int s0) {
+        const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+#pragma unroll
+        for (int m = 0; m < M; m++)
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                const int t = row0 + 16 * m + g + 8 * r;
+                tile_max[m][r] = -INFINITY;
+#pragma unroll
+                for (int n = 0; n < NK; n++)
+#pragma unroll
+                    for (int f = 0; f < 2; f++) {
+                        float& x = s[m][n][2 * r + f];
+                        if (MASK && s0 + 8 * n + 2 * c + f > t) x = -INFINITY;
+                        tile_max[m][r] = fmaxf(tile_max[m][r], x);
+                    }
+            }
+    }
+
+    // The output's sums so far (o: 8NO columns) scaled as the last step scaled the running sums.
+    template <int NO> __device__ __forceinline__ void rescale(float (&o)[M][NO][4]) const {
+#pragma unroll
+        for (int m = 0; m < M; m++)
+#pragma unroll
+            for (int n = 0; n < NO; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) o[m][n][e] *= row_rescale[m][e / 2];
     }
 
     // After the last tile: o divided by each row's sum, and lse_t (natural log) into lse_bh[t] for rows t < T.
@@ -535,18 +551,19 @@ template <int HD> __device__ __forceinline__ AttentionHead attention_head(int T,
 }
 
 // The tiles a block steps over, in its shared memory after its own rows' tiles: STEP rows each in Layout
-// (PaddedTile in the mma.sync kernels, SwizzledTile in the Hopper ones), double-buffered: step i's in buffer i % 2
-// while step i + 1's are copied into the other; THREADS as stage_rows' (the Hopper kernels give their block size).
+// (PaddedTile in the mma.sync kernels, SwizzledTile in the Hopper ones), in STAGES buffers: step i's in buffer
+// i % STAGES while step i + 1's are copied into the next, so double-buffered (2), or 3 for a kernel that still reads
+// a tile in the step after its own; THREADS as stage_rows' (the Hopper kernels give their block size).
 // KeyValueTiles: the head's k and v rows, for the forward and dq kernels.
-template <int HD, int STEP, typename Layout, int THREADS = 0> struct KeyValueTiles {
-    floatX *k_tiles, *v_tiles;  // two buffers each
+template <int HD, int STEP, typename Layout, int THREADS = 0, int STAGES = 2> struct KeyValueTiles {
+    floatX *k_tiles, *v_tiles;  // STAGES buffers each
     const floatX *k, *v;        // the head's k and v in qkv
     size_t stride;              // a row of qkv
     int T;
 
     // q: the head's q in qkv, which its k and v follow at D and 2D
     __device__ __forceinline__ KeyValueTiles(floatX* shared, const floatX* q, const AttentionHead& head, int T)
-        : k_tiles(shared), v_tiles(shared + 2 * Layout::elements), k(q + head.D), v(q + 2 * head.D),
+        : k_tiles(shared), v_tiles(shared + STAGES * Layout::elements), k(q + head.D), v(q + 2 * head.D),
           stride(head.stride), T(T) {}
     __device__ __forceinline__ const floatX* k_tile(int buf) const { return k_tiles + buf * Layout::elements; }
     __device__ __forceinline__ const floatX* v_tile(int buf) const { return v_tiles + buf * Layout::elements; }
@@ -626,7 +643,8 @@ static __global__ void __launch_bounds__(32 * AttentionTiles<HD>::forward_warps,
         if (s0 > row0 + WARP_ROWS - 1) continue;  // every key of the tile follows the warp's rows
         float s[M][NK][4];
         warp_row_dots<M, NK, W, P>(s, q_tile + (row0 - t0) * P, kv.k_tile(buf));
-        softmax.step(s, o, row0, s0, s0 + KEYS - 1 > row0, scale_log2);
+        softmax.step(s, row0, s0, s0 + KEYS - 1 > row0, scale_log2);
+        softmax.rescale(o);
         warp_accumulate<M, NK, W, P>(o, s, kv.v_tile(buf));
     }
     softmax.finish(o, lse + head.lse, row0, T);
@@ -748,6 +766,7 @@ static const int ATTENTION_WGMMA_WARPGROUPS = 2;
 static const int ATTENTION_WGMMA_ROWS = 64 * ATTENTION_WGMMA_WARPGROUPS;  // the block's rows
 static const int ATTENTION_WGMMA_STEP = 64;                               // rows of the other side per step
 static const int ATTENTION_WGMMA_THREADS = 128 * ATTENTION_WGMMA_WARPGROUPS;  // every launch's block size
+static const int ATTENTION_WGMMA_FORWARD_STAGES = 3;  // buffers of the forward's k and v tiles (its pipeline)
 
 // The block's dynamic shared memory from its first 1024-byte boundary (SwizzledTile blocks start on one; the
 // launchers ask for 1024 bytes more).
@@ -758,10 +777,11 @@ static __device__ __forceinline__ floatX* swizzled_shared(char* shared) {
 
 #if defined(ATTENTION_WGMMA)
 // a[k]: the A fragment of rows r0 … r0 + 15, columns 16k … 16k + 15 of a SwizzledTile<HD, ROWS>.
-// The kernels load their own rows' fragments in the first step (the tile arrives with that step's tiles) and keep
-// them for all steps. The arrays are zeroed before the loop all the same: with no value on entry to it, ptxas
-// (CUDA 13.0) took their registers as free after each step's first products and reused them within the step (the
-// three hd-64 kernels once the masks were split: every later step multiplied P, dS or softmax temporaries instead).
+// The kernels load their own rows' fragments once the tile is in (with the first step's tiles) and keep them for all
+// steps: the forward before its loop; the backward kernels in their first step, with the arrays zeroed before the
+// loop all the same: with no value on entry to it, ptxas (CUDA 13.0) took their registers as free after each step's
+// first products and reused them within the step (the three hd-64 kernels once the masks were split: every later
+// step multiplied P, dS or softmax temporaries instead).
 template <int HD, int ROWS>
 __device__ __forceinline__ void load_a_fragments(uint32_t (&a)[HD / 16][4], const floatX* tile, int r0) {
     const int lane = threadIdx.x % 32;
@@ -771,13 +791,21 @@ __device__ __forceinline__ void load_a_fragments(uint32_t (&a)[HD / 16][4], cons
 }
 #endif
 
-// As attention_forward_kernel, for ATTENTION_WGMMA_ROWS queries.
-// shared: q tile (ATTENTION_WGMMA_ROWS rows), k and v tiles (ATTENTION_WGMMA_STEP rows) × 2 buffers each
+// As attention_forward_kernel, for ATTENTION_WGMMA_ROWS queries, each warpgroup's softmax overlapping its products
+// (software-pipelined): step i issues S_i = Q K_iᵀ, then O += P_{i−1} V_{i−1}, waits for S_i alone and runs the
+// softmax of tile i while that P V runs; the next step waits for the P V, rescales O by tile i's max and packs P_i
+// over the A fragments the P V read. The warpgroup's last P V follows its loop, in the block's last step when the
+// other warpgroup has a tile more. Tile i is in buffer i % 3: step i reads K_i and V_{i−1} while tile i + 1 is copied
+// over tile i − 2, whose last reader, P_{i−2} V_{i−2}, each warpgroup waits for before step i's one barrier.
+// Every wgmma is issued outside branches: issued under them, ptxas (CUDA 13.0) serialised them all (C7514).
+// shared: q tile (ATTENTION_WGMMA_ROWS rows), k and v tiles (ATTENTION_WGMMA_STEP rows) × 3 buffers each
 template <int HD>
 static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, HD <= 64 ? 2 : 1)
     attention_forward_wgmma_kernel(floatX* y, float* lse, const floatX* qkv, int T, int heads) {
 #if defined(ATTENTION_WGMMA)
     constexpr int ROWS = ATTENTION_WGMMA_ROWS, KEYS = ATTENTION_WGMMA_STEP, THREADS = ATTENTION_WGMMA_THREADS;
+    constexpr int STAGES = ATTENTION_WGMMA_FORWARD_STAGES;
+    static_assert(ROWS - 64 <= KEYS, "a warpgroup's tiles end at most one step before the block's");
     using QTile = SwizzledTile<HD, ROWS>;
     extern __shared__ __align__(16) char attention_shared[];
     floatX* q_tile = swizzled_shared(attention_shared);
@@ -786,31 +814,52 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, HD <= 64 ? 2 :
     const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ROWS;
     const int group_row0 = t0 + warp / 4 * 64, row0 = t0 + warp * 16;  // the warpgroup's and the warp's first query
     const floatX* q = qkv + head.qkv;
-    const KeyValueTiles<HD, KEYS, SwizzledTile<HD, KEYS>, THREADS> kv(q_tile + QTile::elements, q, head, T);
-    const int n_steps = (min(t0 + ROWS, T) + KEYS - 1) / KEYS;
+    const KeyValueTiles<HD, KEYS, SwizzledTile<HD, KEYS>, THREADS, STAGES> kv(q_tile + QTile::elements, q, head, T);
+    const int n_steps = (min(t0 + ROWS, T) + KEYS - 1) / KEYS;           // key tiles up to the block's last row
+    const int group_tiles = min(n_steps, (group_row0 + 63) / KEYS + 1);  // and up to the warpgroup's
     const float scale_log2 = ATTENTION_LOG2E / sqrtf((float)HD);
+
+    uint32_t q_rows[HD / 16][4], p[1][KEYS / 16][4];  // A fragments: the warp's queries; P of the tile before
+    float s[1][KEYS / 8][4], o[1][HD / 8][4] = {};
+    OnlineSoftmax<1> softmax;
+    auto begin_step = [&](int step) {
+        await_step_tiles<true>();
+        if (step + 1 < n_steps) kv.stage((step + 1) * KEYS, (step + 1) % STAGES);
+    };
+    auto scores = [&](int tile) { wgmma_row_dots<HD, KEYS>(s[0], q_rows, kv.k_tile(tile % STAGES)); };
+    auto accumulate = [&](int tile) { wgmma_accumulate<HD, KEYS>(o[0], p[0], kv.v_tile(tile % STAGES)); };
+    auto probabilities = [&](int tile) {
+        const int s0 = tile * KEYS;
+        softmax.step(s, row0, s0, s0 + KEYS - 1 > row0, scale_log2);
+    };
+    // After the P V in flight: O rescaled by the last softmax step, whose P goes over the fragments that P V read.
+    // The loop does this at the top of the next step, not at the end of the softmax's: ptxas moved the wait up to the
+    // start of the softmax's basic block, ahead of the exponentials it is to overlap.
+    auto rescale_and_pack = [&] {
+        wgmma_wait<0>(o[0], p[0]);
+        softmax.rescale(o);
+        pack_a_fragments(p, s);
+    };
 
     stage_rows<HD, ROWS, QTile, THREADS>(q_tile, q, head.stride, t0, T);
     kv.stage(0, 0);
-    uint32_t q_rows[HD / 16][4] = {};  // zeroed: see load_a_fragments
-    float o[1][HD / 8][4] = {};
-    OnlineSoftmax<1> softmax;
-    for (int step = 0; step < n_steps; step++) {
-        const int s0 = step * KEYS, buf = step % 2;
-        const floatX *k_tile = kv.k_tile(buf), *v_tile = kv.v_tile(buf);
-        await_step_tiles<true>();
-        if (step == 0) load_a_fragments<HD, ROWS>(q_rows, q_tile, row0 - t0);
-        if (step + 1 < n_steps) kv.stage(s0 + KEYS, 1 - buf);
-        if (s0 > group_row0 + 63) continue;  // every key of the tile follows the warpgroup's rows
-        float s[1][KEYS / 8][4];
-        wgmma_row_dots<HD, KEYS>(s[0], q_rows, k_tile);
-        wgmma_wait_all(s[0]);
-        softmax.step(s, o, row0, s0, s0 + KEYS - 1 > row0, scale_log2);
-        uint32_t p[1][KEYS / 16][4];
-        pack_a_fragments(p, s);
-        wgmma_accumulate<HD, KEYS>(o[0], p[0], v_tile);
-        wgmma_wait_all(o[0]);
+    begin_step(0);
+    load_a_fragments<HD, ROWS>(q_rows, q_tile, row0 - t0);
+    scores(0);
+    wgmma_wait<0>(s[0]);
+    probabilities(0);
+    for (int step = 1; step < group_tiles; step++) {
+        rescale_and_pack();  // at step 1, o (zero) by 0
+        begin_step(step);
+        scores(step);
+        accumulate(step - 1);
+        wgmma_wait<1>(s[0]);  // S_step, committed first, is done; the P V may still run
+        probabilities(step);
     }
+    rescale_and_pack();
+    if (group_tiles < n_steps) begin_step(group_tiles);  // the block's last step, the other warpgroup's tile
+    accumulate(group_tiles - 1);
+    wgmma_wait<0>(o[0]);
     softmax.finish(o, lse + head.lse, row0, T);
     store_rows<HD, 1>(y + head.rows, head.D, o, row0, T, 1.0f, nullptr);
 #endif
@@ -858,14 +907,14 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
         float p[1][QUERIES / 8][4], ds[1][QUERIES / 8][4];
         wgmma_row_dots<HD, QUERIES>(p[0], k_rows, q_tile);   // Sᵀ
         wgmma_row_dots<HD, QUERIES>(ds[0], v_rows, dy_tile);  // dPᵀ
-        wgmma_wait_all(p[0], ds[0]);
+        wgmma_wait<0>(p[0], ds[0]);
         key_tile_scores(p, ds, key0, t0, queries.lse_tile(buf), queries.delta_tile(buf), scale_log2);
         uint32_t p_rows[1][QUERIES / 16][4], ds_rows[1][QUERIES / 16][4];
         pack_a_fragments(p_rows, p);
         pack_a_fragments(ds_rows, ds);
         wgmma_accumulate<HD, QUERIES>(dv[0], p_rows[0], dy_tile);
         wgmma_accumulate<HD, QUERIES>(dk[0], ds_rows[0], q_tile);
-        wgmma_wait_all(dv[0], dk[0]);
+        wgmma_wait<0>(dv[0], dk[0]);
     }
     floatX* dk_out = dqkv + head.qkv + head.D;
     store_rows<HD, 1>(dk_out, head.stride, dk, key0, T, scale, rope_cos_sin);
@@ -915,12 +964,12 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
         float p[1][KEYS / 8][4], ds[1][KEYS / 8][4];
         wgmma_row_dots<HD, KEYS>(p[0], q_rows, k_tile);    // S
         wgmma_row_dots<HD, KEYS>(ds[0], dy_rows, v_tile);  // dP
-        wgmma_wait_all(p[0], ds[0]);
+        wgmma_wait<0>(p[0], ds[0]);
         query_tile_scores(p, ds, row0, s0, lse_row, delta_row, scale_log2);
         uint32_t ds_rows[1][KEYS / 16][4];
         pack_a_fragments(ds_rows, ds);
         wgmma_accumulate<HD, KEYS>(acc[0], ds_rows[0], k_tile);
-        wgmma_wait_all(acc[0]);
+        wgmma_wait<0>(acc[0]);
     }
     store_rows<HD, 1>(dq, head.stride, acc, row0, T, scale, rope_cos_sin);
 #endif
@@ -1001,8 +1050,9 @@ static inline void attention_forward(floatX* y, float* lse, floatX* qkv, const f
         }
         if constexpr (HD == 64 || HD == 128) {
             if (kernels == AttentionKernels::best && attention_hopper_available()) {
-                constexpr int tiles = SwizzledTile<HD, ATTENTION_WGMMA_ROWS>::elements +
-                                      4 * SwizzledTile<HD, ATTENTION_WGMMA_STEP>::elements;
+                constexpr int tiles =
+                    SwizzledTile<HD, ATTENTION_WGMMA_ROWS>::elements +
+                    2 * ATTENTION_WGMMA_FORWARD_STAGES * SwizzledTile<HD, ATTENTION_WGMMA_STEP>::elements;
                 const size_t shared =
                     attention_shared_bytes(attention_forward_wgmma_kernel<HD>, 1024 + tiles * sizeof(floatX));
                 const dim3 grid(ceil_div(T, ATTENTION_WGMMA_ROWS), B * heads);

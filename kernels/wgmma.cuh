@@ -11,10 +11,10 @@
 // B = Yᵀ for a product X Yᵀ) or as MN-major (the tile's rows are B's rows: B = Z for X Z).
 // The instruction runs asynchronously: wgmma_fence before a batch (its registers were written by ordinary code),
 // after wgmma_fence_operands on its accumulators and A fragments (the compiler then cannot move their writes past
-// the fence: those of P and dS are computed just before), wgmma_commit after it, wgmma_wait<n> until at most n
-// batches are in flight, then wgmma_fence_operands on the accumulators before ordinary code reads them. Shared
-// memory written by ordinary stores or cp.async is visible to wgmma after fence_proxy_async in each writing thread
-// and a barrier.
+// the fence: those of P and dS are computed just before), wgmma_commit after it, and wgmma_wait<n>(registers…)
+// until at most the newest n batches are in flight (batches complete in the order committed), which then releases
+// the given accumulators and A fragments of the completed ones to ordinary code. Shared memory written by ordinary
+// stores or cp.async is visible to wgmma after fence_proxy_async in each writing thread and a barrier.
 #pragma once
 #include <cstdint>
 
@@ -47,9 +47,6 @@ __device__ __forceinline__ uint64_t wgmma_descriptor(const floatX* start) {
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int pending> __device__ __forceinline__ void wgmma_wait() {
-    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(pending) : "memory");
-}
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
 // Keeps the compiler from moving reads or writes of these registers across an asynchronous wgmma.
@@ -116,9 +113,10 @@ __device__ __forceinline__ void wgmma_accumulate(float (&acc)[HD / 8][4], uint32
     wgmma_commit();
 }
 
-// Waits for every batch in flight, then releases these accumulators to ordinary code.
-template <typename... Accumulators> __device__ __forceinline__ void wgmma_wait_all(Accumulators&... acc) {
-    wgmma_wait<0>();
-    (wgmma_fence_operands(acc), ...);
+// Waits until at most the newest `pending` batches are in flight, then releases these registers (accumulators and A
+// fragments of the completed batches) to ordinary code: the compiler cannot move their reads or writes above it.
+template <int pending, typename... Registers> __device__ __forceinline__ void wgmma_wait(Registers&... registers) {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(pending) : "memory");
+    (wgmma_fence_operands(registers), ...);
 }
 #endif
