@@ -22,10 +22,10 @@
 //
 // Work split (flash attention 2). A block owns a tile of rows of one (b, h), each warp 16 or 32 of them, and steps
 // over the other side's rows a tile at a time; tiles pass through shared memory, double-buffered (the next tile is
-// copied while the current one is used; three buffers in the pipelined Hopper forward). Scores and probabilities of
-// a step live in the warps' registers: nothing T×T exists. Causal masking happens only in steps that cross the
-// diagonal (with_mask: the element-wise code compiled with and without its masks); a warp skips a step none of its
-// rows sees. Sums are fp32.
+// copied while the current one is used; three buffers in the pipelined Hopper forward and dq kernels). Scores and
+// probabilities of a step live in the warps' registers: nothing T×T exists. Causal masking happens only in steps
+// that cross the diagonal (with_mask: the element-wise code compiled with and without its masks); a warp skips a
+// step none of its rows sees. Sums are fp32.
 //   forward: query tiles of ATTENTION_FORWARD_ROWS rows (the longest rows first), stepping over the key tiles up to
 //     the diagonal with the online softmax: per row a running max and sum, the output rescaled when the max grows.
 //   backward, three kernels, no atomics (deterministic):
@@ -766,7 +766,7 @@ static const int ATTENTION_WGMMA_WARPGROUPS = 2;
 static const int ATTENTION_WGMMA_ROWS = 64 * ATTENTION_WGMMA_WARPGROUPS;  // the block's rows
 static const int ATTENTION_WGMMA_STEP = 64;                               // rows of the other side per step
 static const int ATTENTION_WGMMA_THREADS = 128 * ATTENTION_WGMMA_WARPGROUPS;  // every launch's block size
-static const int ATTENTION_WGMMA_FORWARD_STAGES = 3;  // buffers of the forward's k and v tiles (its pipeline)
+static const int ATTENTION_WGMMA_PIPELINE_STAGES = 3;  // buffers of the k and v tiles of the forward and dq kernels
 
 // The block's dynamic shared memory from its first 1024-byte boundary (SwizzledTile blocks start on one; the
 // launchers ask for 1024 bytes more).
@@ -778,10 +778,10 @@ static __device__ __forceinline__ floatX* swizzled_shared(char* shared) {
 #if defined(ATTENTION_WGMMA)
 // a[k]: the A fragment of rows r0 … r0 + 15, columns 16k … 16k + 15 of a SwizzledTile<HD, ROWS>.
 // The kernels load their own rows' fragments once the tile is in (with the first step's tiles) and keep them for all
-// steps: the forward before its loop; the backward kernels in their first step, with the arrays zeroed before the
-// loop all the same: with no value on entry to it, ptxas (CUDA 13.0) took their registers as free after each step's
-// first products and reused them within the step (the three hd-64 kernels once the masks were split: every later
-// step multiplied P, dS or softmax temporaries instead).
+// steps: the forward and dq kernels before their loops; the dk/dv kernel in its first step, with the arrays zeroed
+// before the loop all the same: with no value on entry to it, ptxas (CUDA 13.0) took their registers as free after
+// each step's first products and reused them within the step (the three hd-64 kernels once the masks were split:
+// every later step multiplied P, dS or softmax temporaries instead).
 template <int HD, int ROWS>
 __device__ __forceinline__ void load_a_fragments(uint32_t (&a)[HD / 16][4], const floatX* tile, int r0) {
     const int lane = threadIdx.x % 32;
@@ -789,23 +789,56 @@ __device__ __forceinline__ void load_a_fragments(uint32_t (&a)[HD / 16][4], cons
     for (int k = 0; k < HD / 16; k++)
         ldmatrix_x4(a[k], tile + SwizzledTile<HD, ROWS>::offset(r0 + lane % 16, 16 * k + 8 * (lane / 16)));
 }
+
+// The steps of the pipelined kernels (forward, dq) for a warpgroup whose rows see `tiles` of the block's n_steps
+// key tiles: step i issues tile i's score products, then the sum over tile i − 1 (O += P V, dQ += dS K), waits for
+// the scores alone (committed first) and forms tile i's P or dS while the sum runs; the next step waits for the sum
+// (there, not at the end of its own step, where ptxas hoisted the wait to the top of the element-wise code's basic
+// block) and packs P or dS over the A fragments it read. The last sum follows the loop, in the block's last step
+// when the other warpgroup has a tile more; the caller waits for it. Tile i goes into buffer i % STAGES during step
+// i − 1: step i reads tiles i and i − 1 while tile i + 1 overwrites tile i − 2, whose last reader every warpgroup
+// waited for before step i's barrier, the one barrier of the step. No wgmma is issued under a branch: ptxas
+// (CUDA 13.0) serialised every wgmma of a kernel that did (C7514).
+//   own_fragments(): the block's own rows as A fragments, after step 0's barrier; scores(i), accumulate(i): issue
+//   and commit tile i's products; elementwise(i, pending): wgmma_wait<pending>, then tile i's P or dS; pack(): the
+//   wait for the sum in flight, then the packing.
+template <int KEYS, int STAGES, typename KV, typename OwnFragments, typename Scores, typename Elementwise,
+          typename Accumulate, typename Pack>
+__device__ __forceinline__ void pipelined_steps(const KV& kv, int n_steps, int tiles, OwnFragments own_fragments,
+                                                Scores scores, Elementwise elementwise, Accumulate accumulate,
+                                                Pack pack) {
+    static_assert(ATTENTION_WGMMA_ROWS - 64 <= KEYS, "a warpgroup's tiles end at most one step before the block's");
+    static_assert(STAGES >= 3, "step i reads tiles i and i − 1 while tile i + 1 is copied");
+    auto begin_step = [&](int step) {
+        await_step_tiles<true>();
+        if (step + 1 < n_steps) kv.stage((step + 1) * KEYS, (step + 1) % STAGES);
+    };
+    begin_step(0);
+    own_fragments();
+    scores(0);
+    elementwise(0, std::integral_constant<int, 0>());
+    for (int step = 1; step < tiles; step++) {
+        pack();
+        begin_step(step);
+        scores(step);
+        accumulate(step - 1);
+        elementwise(step, std::integral_constant<int, 1>());  // the scores are done; the sum may still run
+    }
+    pack();
+    if (tiles < n_steps) begin_step(tiles);  // the block's last step, the other warpgroup's tile
+    accumulate(tiles - 1);
+}
 #endif
 
-// As attention_forward_kernel, for ATTENTION_WGMMA_ROWS queries, each warpgroup's softmax overlapping its products
-// (software-pipelined): step i issues S_i = Q K_iᵀ, then O += P_{i−1} V_{i−1}, waits for S_i alone and runs the
-// softmax of tile i while that P V runs; the next step waits for the P V, rescales O by tile i's max and packs P_i
-// over the A fragments the P V read. The warpgroup's last P V follows its loop, in the block's last step when the
-// other warpgroup has a tile more. Tile i is in buffer i % 3: step i reads K_i and V_{i−1} while tile i + 1 is copied
-// over tile i − 2, whose last reader, P_{i−2} V_{i−2}, each warpgroup waits for before step i's one barrier.
-// Every wgmma is issued outside branches: issued under them, ptxas (CUDA 13.0) serialised them all (C7514).
+// As attention_forward_kernel, for ATTENTION_WGMMA_ROWS queries, pipelined (pipelined_steps): the softmax of tile i
+// runs while O += P_{i−1} V_{i−1} does; O is rescaled by tile i's max once that product is done.
 // shared: q tile (ATTENTION_WGMMA_ROWS rows), k and v tiles (ATTENTION_WGMMA_STEP rows) × 3 buffers each
 template <int HD>
 static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, HD <= 64 ? 2 : 1)
     attention_forward_wgmma_kernel(floatX* y, float* lse, const floatX* qkv, int T, int heads) {
 #if defined(ATTENTION_WGMMA)
     constexpr int ROWS = ATTENTION_WGMMA_ROWS, KEYS = ATTENTION_WGMMA_STEP, THREADS = ATTENTION_WGMMA_THREADS;
-    constexpr int STAGES = ATTENTION_WGMMA_FORWARD_STAGES;
-    static_assert(ROWS - 64 <= KEYS, "a warpgroup's tiles end at most one step before the block's");
+    constexpr int STAGES = ATTENTION_WGMMA_PIPELINE_STAGES;
     using QTile = SwizzledTile<HD, ROWS>;
     extern __shared__ __align__(16) char attention_shared[];
     floatX* q_tile = swizzled_shared(attention_shared);
@@ -819,46 +852,25 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, HD <= 64 ? 2 :
     const int group_tiles = min(n_steps, (group_row0 + 63) / KEYS + 1);  // and up to the warpgroup's
     const float scale_log2 = ATTENTION_LOG2E / sqrtf((float)HD);
 
+    stage_rows<HD, ROWS, QTile, THREADS>(q_tile, q, head.stride, t0, T);
+    kv.stage(0, 0);
     uint32_t q_rows[HD / 16][4], p[1][KEYS / 16][4];  // A fragments: the warp's queries; P of the tile before
     float s[1][KEYS / 8][4], o[1][HD / 8][4] = {};
     OnlineSoftmax<1> softmax;
-    auto begin_step = [&](int step) {
-        await_step_tiles<true>();
-        if (step + 1 < n_steps) kv.stage((step + 1) * KEYS, (step + 1) % STAGES);
-    };
-    auto scores = [&](int tile) { wgmma_row_dots<HD, KEYS>(s[0], q_rows, kv.k_tile(tile % STAGES)); };
-    auto accumulate = [&](int tile) { wgmma_accumulate<HD, KEYS>(o[0], p[0], kv.v_tile(tile % STAGES)); };
-    auto probabilities = [&](int tile) {
-        const int s0 = tile * KEYS;
-        softmax.step(s, row0, s0, s0 + KEYS - 1 > row0, scale_log2);
-    };
-    // After the P V in flight: O rescaled by the last softmax step, whose P goes over the fragments that P V read.
-    // The loop does this at the top of the next step, not at the end of the softmax's: ptxas moved the wait up to the
-    // start of the softmax's basic block, ahead of the exponentials it is to overlap.
-    auto rescale_and_pack = [&] {
-        wgmma_wait<0>(o[0], p[0]);
-        softmax.rescale(o);
-        pack_a_fragments(p, s);
-    };
-
-    stage_rows<HD, ROWS, QTile, THREADS>(q_tile, q, head.stride, t0, T);
-    kv.stage(0, 0);
-    begin_step(0);
-    load_a_fragments<HD, ROWS>(q_rows, q_tile, row0 - t0);
-    scores(0);
-    wgmma_wait<0>(s[0]);
-    probabilities(0);
-    for (int step = 1; step < group_tiles; step++) {
-        rescale_and_pack();  // at step 1, o (zero) by 0
-        begin_step(step);
-        scores(step);
-        accumulate(step - 1);
-        wgmma_wait<1>(s[0]);  // S_step, committed first, is done; the P V may still run
-        probabilities(step);
-    }
-    rescale_and_pack();
-    if (group_tiles < n_steps) begin_step(group_tiles);  // the block's last step, the other warpgroup's tile
-    accumulate(group_tiles - 1);
+    pipelined_steps<KEYS, STAGES>(
+        kv, n_steps, group_tiles, [&] { load_a_fragments<HD, ROWS>(q_rows, q_tile, row0 - t0); },
+        [&](int tile) { wgmma_row_dots<HD, KEYS>(s[0], q_rows, kv.k_tile(tile % STAGES)); },
+        [&](int tile, auto pending) {
+            wgmma_wait<decltype(pending)::value>(s[0]);
+            const int s0 = tile * KEYS;
+            softmax.step(s, row0, s0, s0 + KEYS - 1 > row0, scale_log2);
+        },
+        [&](int tile) { wgmma_accumulate<HD, KEYS>(o[0], p[0], kv.v_tile(tile % STAGES)); },
+        [&] {
+            wgmma_wait<0>(o[0], p[0]);
+            softmax.rescale(o);  // after step 0: o, zero, by 0
+            pack_a_fragments(p, s);
+        });
     wgmma_wait<0>(o[0]);
     softmax.finish(o, lse + head.lse, row0, T);
     store_rows<HD, 1>(y + head.rows, head.D, o, row0, T, 1.0f, nullptr);
@@ -922,14 +934,16 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
 #endif
 }
 
-// As attention_backward_query_kernel, for ATTENTION_WGMMA_ROWS queries.
-// shared: q and dy tiles (ATTENTION_WGMMA_ROWS rows); k and v tiles (ATTENTION_WGMMA_STEP rows) × 2 buffers each
+// As attention_backward_query_kernel, for ATTENTION_WGMMA_ROWS queries, pipelined (pipelined_steps): dS of tile i is
+// formed from S_i = Q K_iᵀ and dP_i = dY V_iᵀ while dQ += dS_{i−1} K_{i−1} runs.
+// shared: q and dy tiles (ATTENTION_WGMMA_ROWS rows); k and v tiles (ATTENTION_WGMMA_STEP rows) × 3 buffers each
 template <int HD>
 static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
     attention_backward_query_wgmma_kernel(floatX* dqkv, const floatX* dy, const float* lse, const floatX* qkv,
                                           const float2* rope_cos_sin, int T, int heads) {
 #if defined(ATTENTION_WGMMA)
     constexpr int ROWS = ATTENTION_WGMMA_ROWS, KEYS = ATTENTION_WGMMA_STEP, THREADS = ATTENTION_WGMMA_THREADS;
+    constexpr int STAGES = ATTENTION_WGMMA_PIPELINE_STAGES;
     using QTile = SwizzledTile<HD, ROWS>;
     extern __shared__ __align__(16) char attention_shared[];
     floatX* q_tile = swizzled_shared(attention_shared);
@@ -939,9 +953,10 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
     const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ROWS;            // the longest rows first
     const int group_row0 = t0 + warp / 4 * 64, row0 = t0 + warp * 16;  // the warpgroup's and the warp's first query
     const floatX* q = qkv + head.qkv;
-    const KeyValueTiles<HD, KEYS, SwizzledTile<HD, KEYS>, THREADS> kv(dy_tile + QTile::elements, q, head, T);
+    const KeyValueTiles<HD, KEYS, SwizzledTile<HD, KEYS>, THREADS, STAGES> kv(dy_tile + QTile::elements, q, head, T);
     floatX* dq = dqkv + head.qkv;
-    const int n_steps = (min(t0 + ROWS, T) + KEYS - 1) / KEYS;
+    const int n_steps = (min(t0 + ROWS, T) + KEYS - 1) / KEYS;           // key tiles up to the block's last row
+    const int group_tiles = min(n_steps, (group_row0 + 63) / KEYS + 1);  // and up to the warpgroup's
     const float scale = 1.0f / sqrtf((float)HD), scale_log2 = ATTENTION_LOG2E * scale;
 
     stage_rows<HD, ROWS, QTile, THREADS>(q_tile, q, head.stride, t0, T);
@@ -949,28 +964,28 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
     kv.stage(0, 0);
     float lse_row[2], delta_row[2];
     load_query_rows(lse_row, delta_row, lse + head.lse, dq, head.stride, row0, T);
-    uint32_t q_rows[HD / 16][4] = {}, dy_rows[HD / 16][4] = {};  // zeroed: see load_a_fragments
-    float acc[1][HD / 8][4] = {};
-    for (int step = 0; step < n_steps; step++) {
-        const int s0 = step * KEYS, buf = step % 2;
-        const floatX *k_tile = kv.k_tile(buf), *v_tile = kv.v_tile(buf);
-        await_step_tiles<true>();
-        if (step == 0) {
+    uint32_t q_rows[HD / 16][4], dy_rows[HD / 16][4], ds_rows[1][KEYS / 16][4];  // A fragments; dS of the tile before
+    float p[1][KEYS / 8][4], ds[1][KEYS / 8][4], acc[1][HD / 8][4] = {};
+    pipelined_steps<KEYS, STAGES>(
+        kv, n_steps, group_tiles,
+        [&] {
             load_a_fragments<HD, ROWS>(q_rows, q_tile, row0 - t0);
             load_a_fragments<HD, ROWS>(dy_rows, dy_tile, row0 - t0);
-        }
-        if (step + 1 < n_steps) kv.stage(s0 + KEYS, 1 - buf);
-        if (s0 > group_row0 + 63) continue;  // every key of the tile follows the warpgroup's rows
-        float p[1][KEYS / 8][4], ds[1][KEYS / 8][4];
-        wgmma_row_dots<HD, KEYS>(p[0], q_rows, k_tile);    // S
-        wgmma_row_dots<HD, KEYS>(ds[0], dy_rows, v_tile);  // dP
-        wgmma_wait<0>(p[0], ds[0]);
-        query_tile_scores(p, ds, row0, s0, lse_row, delta_row, scale_log2);
-        uint32_t ds_rows[1][KEYS / 16][4];
-        pack_a_fragments(ds_rows, ds);
-        wgmma_accumulate<HD, KEYS>(acc[0], ds_rows[0], k_tile);
-        wgmma_wait<0>(acc[0]);
-    }
+        },
+        [&](int tile) {
+            wgmma_row_dots<HD, KEYS>(p[0], q_rows, kv.k_tile(tile % STAGES));    // S
+            wgmma_row_dots<HD, KEYS>(ds[0], dy_rows, kv.v_tile(tile % STAGES));  // dP
+        },
+        [&](int tile, auto pending) {
+            wgmma_wait<decltype(pending)::value>(p[0], ds[0]);
+            query_tile_scores(p, ds, row0, tile * KEYS, lse_row, delta_row, scale_log2);
+        },
+        [&](int tile) { wgmma_accumulate<HD, KEYS>(acc[0], ds_rows[0], kv.k_tile(tile % STAGES)); },
+        [&] {
+            wgmma_wait<0>(acc[0], ds_rows[0]);
+            pack_a_fragments(ds_rows, ds);
+        });
+    wgmma_wait<0>(acc[0]);
     store_rows<HD, 1>(dq, head.stride, acc, row0, T, scale, rope_cos_sin);
 #endif
 }
@@ -1052,7 +1067,7 @@ static inline void attention_forward(floatX* y, float* lse, floatX* qkv, const f
             if (kernels == AttentionKernels::best && attention_hopper_available()) {
                 constexpr int tiles =
                     SwizzledTile<HD, ATTENTION_WGMMA_ROWS>::elements +
-                    2 * ATTENTION_WGMMA_FORWARD_STAGES * SwizzledTile<HD, ATTENTION_WGMMA_STEP>::elements;
+                    2 * ATTENTION_WGMMA_PIPELINE_STAGES * SwizzledTile<HD, ATTENTION_WGMMA_STEP>::elements;
                 const size_t shared =
                     attention_shared_bytes(attention_forward_wgmma_kernel<HD>, 1024 + tiles * sizeof(floatX));
                 const dim3 grid(ceil_div(T, ATTENTION_WGMMA_ROWS), B * heads);
@@ -1095,15 +1110,16 @@ static inline void attention_backward(floatX* dqkv, const floatX* dy, const floa
         };
         if constexpr (HD == 64 || HD == 128) {
             if (kernels == AttentionKernels::best && attention_hopper_available()) {
-                const size_t tiles = 1024 + (2 * SwizzledTile<HD, ATTENTION_WGMMA_ROWS>::elements +
-                                             4 * SwizzledTile<HD, ATTENTION_WGMMA_STEP>::elements) * sizeof(floatX);
+                // the block's two tiles of its own rows, then buffers of the other side's two tiles a step
+                constexpr size_t own = 1024 + 2 * SwizzledTile<HD, ATTENTION_WGMMA_ROWS>::elements * sizeof(floatX);
+                constexpr size_t step = 2 * SwizzledTile<HD, ATTENTION_WGMMA_STEP>::elements * sizeof(floatX);
                 if constexpr (HD == 64)
                     launch(attention_backward_key_wgmma_kernel<HD>, ATTENTION_WGMMA_ROWS, ATTENTION_WGMMA_THREADS,
-                           tiles + 4 * ATTENTION_WGMMA_STEP * sizeof(float));
+                           own + 2 * step + 4 * ATTENTION_WGMMA_STEP * sizeof(float));
                 else  // at hd 128 its accumulators and fragments would outgrow the registers
                     key_kernel();
                 launch(attention_backward_query_wgmma_kernel<HD>, ATTENTION_WGMMA_ROWS, ATTENTION_WGMMA_THREADS,
-                       tiles);
+                       own + ATTENTION_WGMMA_PIPELINE_STAGES * step);
                 return;
             }
         }
