@@ -370,7 +370,7 @@ static inline void m2rnn_scan_forward(floatX* y, float* checkpoints, float* stat
     if (m2rnn_scan_tc_supported(L.K, L.V)) {
         const int R = m2rnn_scan_tc_row_tiles(L.K, SCAN_TC_FORWARD_TILES), slices = L.K / (16 * R);
         const size_t smem = scan_tc_forward_smem(L.K, chunk, slices);
-        scan_tc_with_R(R, [&](auto r) {
+        scan_tc_with_R<SCAN_TC_FORWARD_TILES>(R, [&](auto r) {
             constexpr int RC = decltype(r)::value;
             m2rnn_scan_prepare(m2rnn_scan_tc_forward_kernel<RC>, smem, L, chunk, "m2rnn_scan_forward");
             m2rnn_scan_tc_forward_kernel<RC><<<B * L.N, 32 * slices, smem, stream>>>(y, checkpoints, state, qkv, f, W,
@@ -425,7 +425,7 @@ static inline void m2rnn_scan_backward(float* dqkv, float* df, float* dW, float*
         const int P = split.P, C = split.C;
         const int R = m2rnn_scan_tc_row_tiles(L.K, SCAN_TC_BACKWARD_TILES), slices = L.K / (16 * R);
         const size_t smem = scan_tc_backward_layout(L.K, chunk, P, R).total;
-        scan_tc_with_R(R, [&](auto r) {
+        scan_tc_with_R<SCAN_TC_BACKWARD_TILES>(R, [&](auto r) {
             constexpr int RC = decltype(r)::value;
             m2rnn_scan_prepare(m2rnn_scan_tc_backward_kernel<RC>, smem, L, chunk, "m2rnn_scan_backward");
             cudaLaunchConfig_t config = {};

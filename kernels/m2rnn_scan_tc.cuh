@@ -418,13 +418,15 @@ template <int R> __device__ __forceinline__ void scan_tc_store_row_major(float* 
                 make_float4(h[r][0][2 * u], h[r][0][2 * u + 1], h[r][1][2 * u], h[r][1][2 * u + 1]);
 }
 
-template <typename Run>
+// Calls run(std::integral_constant<int, R>()) for R = 4, 2 or 1 (m2rnn_scan_tc_row_tiles(K, most)), instantiating
+// no R above `most`: a kernel that is never launched need not be compiled (the backward's would spill).
+template <int most, typename Run>
 static inline void scan_tc_with_R(int R, Run run) {
-    switch (R) {
-        case 4: run(std::integral_constant<int, 4>()); break;
-        case 2: run(std::integral_constant<int, 2>()); break;
-        default: run(std::integral_constant<int, 1>()); break;
-    }
+    if constexpr (most >= 4)
+        if (R == 4) return run(std::integral_constant<int, 4>());
+    if constexpr (most >= 2)
+        if (R == 2) return run(std::integral_constant<int, 2>());
+    run(std::integral_constant<int, 1>());
 }
 
 // ---------------------------------------------------------------- forward
