@@ -61,8 +61,9 @@ __device__ __forceinline__ uint32_t pack_f16(float lo, float hi) {
     const __half2 p = __floats2half2_rn(lo, hi);
     return *reinterpret_cast<const uint32_t*>(&p);
 }
+// bf16 → fp32 is the bf16 bits in the upper half: one shift or mask each (the intrinsic adds a byte permute).
 __device__ __forceinline__ float2 unpack_bf16(uint32_t x) {
-    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&x));
+    return make_float2(__uint_as_float(x << 16), __uint_as_float(x & 0xffff0000u));
 }
 __device__ __forceinline__ float2 unpack_f16(uint32_t x) {
     return __half22float2(*reinterpret_cast<const __half2*>(&x));
