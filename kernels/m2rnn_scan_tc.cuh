@@ -11,9 +11,10 @@
 // registers. Rows and columns are permuted inside a tile so that a lane's elements are adjacent: lane (g = lane/4,
 // t = lane%4) holds rows 2g, 2g+1 of each of its row tiles and columns 4t … 4t+3; entry (r, c, e) (row tile r,
 // column tile c, fragment entry e) is state row 16(R·slice + r) + 2g + e/2 and column 4t + 2c + e%2, and W_n's
-// fragments are gathered through the same column permutation. Sums over rows (y = Hᵀq; dv, df, dW backward) are
-// reduce-scatters across lanes (log2 of the lanes in shuffles, each level halving what a lane keeps), then across
-// a chain's warps in shared memory, in warp order.
+// fragments are gathered through the same column permutation. The per-step sums y = Hᵀq (forward) and dq = H dy
+// (backward) are reduce-scatters across lanes (log2 of the lanes in shuffles, each level halving what a lane keeps);
+// the backward's dk = dA v and dv = dAᵀ k are mma over groups of 8 steps (scan_tc_group_sums_add), and its df goes to
+// shared memory as per-lane partials; all then sum across lanes and a chain's warps in shared memory, in fixed order.
 //
 // Forward (a block per chain, grid B·N): a chunk's inputs are copied to shared memory with cp.async while the
 // previous chunk runs; the state entering each chunk is stored (fp32, in fragment order: the checkpoints' layout
@@ -23,22 +24,23 @@
 // Checkpoint 0 is the state entering step 0, so the backward's H_{-1} at t = 0 is that state too.
 //
 // Backward (a block per P chains of one batch row, P·slices warps, in clusters of C blocks: m2rnn_scan_tc_split
-// chooses P and C): chunks last to first, the next chunk's inputs
-// copied in while one runs. scan_tc_recompute_chunk runs the state from the chunk's checkpoint through the chunk,
-// keeping each step's H_{t-1} as its A fragments in a per-warp state buffer (global memory, L2-resident: one
-// forward step per step) and dq_t = H_t dy_t; scan_tc_reverse_step then runs the chunk backwards, each step's
-// fragments loaded a step ahead: Z_t recomputed from them (the operands the forward used, so the same Z_t), the
-// carry C_{t-1} = f_t G_t + dA_t W_nᵀ by mma with dA_t as the A fragment, dW_n += H_{t-1}ᵀ dA_t accumulated in
-// registers by mma on fragments transposed with movmatrix; scan_tc_chunk_sums adds the chunk's df, dv (over a
-// head's slices) and dq, dk (over the cluster's P·C heads, in head order, read through distributed shared memory,
-// into one partial per cluster: scratch (B·T, N/(P·C), K) each, which m2rnn_scan.cuh's group sum adds over each
-// q/k group). dW goes to scratch per (b, slice, n) and sum_partials adds it. No atomics: deterministic.
+// chooses P and C): chunks last to first, the next chunk's inputs copied in while one runs. scan_tc_recompute_chunk
+// runs the state from the chunk's checkpoint through the chunk, keeping each step's H_{t-1} as its A fragments in a
+// per-warp state buffer (global memory, L2-resident: one forward step per step) and dq_t = H_t dy_t;
+// scan_tc_reverse_step then runs the chunk backwards, each step's fragments loaded a step ahead: Z_t recomputed from
+// them (the operands the forward used, so the same Z_t), the carry C_{t-1} = f_t G_t + dA_t W_nᵀ by mma with dA_t as
+// the A fragment, dW_n += H_{t-1}ᵀ dA_t accumulated in registers by mma on fragments transposed with movmatrix, and
+// dk_t, dv_t by mma into accumulator tiles of 8 steps each; scan_tc_chunk_sums adds the chunk's df, dv (over a head's
+// slices) and dq, dk (over the cluster's P·C heads, in head order, read through distributed shared memory, into one
+// partial per cluster: scratch (B·T, N/(P·C), K) each, which m2rnn_scan.cuh's group sum adds over each q/k group).
+// dW goes to scratch per (b, slice, n) and sum_partials adds it. No atomics: deterministic.
 //
 // Precision: H_{t-1} W_n reads fp16 operands (|H| < 1 always, since H is a running average of tanh values; fp16
 // keeps 3 more bits than bf16 there); dA_t W_nᵀ reads dA_t as two bf16 terms (hi + lo, so ~16 bits, without
-// fp16's underflow on small gradients) and W_nᵀ likewise as bf16 hi + lo; H_{t-1}ᵀ dA_t reads both in bf16;
-// accumulation is fp32; tanh is tanh.approx; the state, the carry and everything else are fp32. The tests measure
-// the results against the reference.
+// fp16's underflow on small gradients) and W_nᵀ likewise as bf16 hi + lo; dA_t v_t and dA_tᵀ k_t read the same hi +
+// lo of dA_t, and v, k as staged (bf16: exact); H_{t-1}ᵀ dA_t reads both in bf16; accumulation is fp32; tanh is
+// tanh.approx; the state, the carry and everything else are fp32. The tests measure the results against the
+// reference.
 #pragma once
 #include <cstdint>
 #include <type_traits>
@@ -144,40 +146,52 @@ __device__ __forceinline__ void scan_tc_load_b(uint32_t (&b)[2][2], const float*
     }
 }
 
-// The A fragments of a slice, one per row tile (its two column tiles), rounded to fp16 or bf16.
+// The A fragment of one row tile x (its two column tiles), rounded to fp16 or bf16; over a slice, one per row tile.
+template <bool fp16>
+__device__ __forceinline__ void scan_tc_pack_tile(uint32_t (&a)[4], const float (&x)[2][4]) {
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const float lo = x[i / 2][2 * (i % 2)], hi = x[i / 2][2 * (i % 2) + 1];
+        a[i] = fp16 ? pack_f16(lo, hi) : pack_bf16(lo, hi);
+    }
+}
+
 template <bool fp16, int R>
 __device__ __forceinline__ void scan_tc_pack(uint32_t (&a)[R][4], const ScanTCTile<R>& x) {
 #pragma unroll
-    for (int r = 0; r < R; r++)
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const float lo = x[r][i / 2][2 * (i % 2)], hi = x[r][i / 2][2 * (i % 2) + 1];
-            a[r][i] = fp16 ? pack_f16(lo, hi) : pack_bf16(lo, hi);
-        }
+    for (int r = 0; r < R; r++) scan_tc_pack_tile<fp16>(a[r], x[r]);
 }
 
-// The slice of fragments a as floats (the inverse of scan_tc_pack).
+// A row tile's fragment a as floats (the inverse of scan_tc_pack_tile), and a slice's.
+template <bool fp16>
+__device__ __forceinline__ void scan_tc_unpack_tile(float (&x)[2][4], const uint32_t (&a)[4]) {
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const float2 v = fp16 ? unpack_f16(a[i]) : unpack_bf16(a[i]);
+        x[i / 2][2 * (i % 2)] = v.x;
+        x[i / 2][2 * (i % 2) + 1] = v.y;
+    }
+}
+
 template <bool fp16, int R>
 __device__ __forceinline__ void scan_tc_unpack(ScanTCTile<R>& x, const uint32_t (&a)[R][4]) {
 #pragma unroll
-    for (int r = 0; r < R; r++)
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const float2 v = fp16 ? unpack_f16(a[r][i]) : unpack_bf16(a[r][i]);
-            x[r][i / 2][2 * (i % 2)] = v.x;
-            x[r][i / 2][2 * (i % 2) + 1] = v.y;
-        }
+    for (int r = 0; r < R; r++) scan_tc_unpack_tile<fp16>(x[r], a[r]);
 }
 
-// acc += A M over the slice.
+// acc += A M over a row tile, and over the slice.
+template <bool fp16>
+__device__ __forceinline__ void scan_tc_times_tile(float (&acc)[2][4], const uint32_t (&a)[4],
+                                                   const uint32_t (&b)[2][2]) {
+    mma_m16n8k16<fp16>(acc[0], a, b[0][0], b[0][1]);
+    mma_m16n8k16<fp16>(acc[1], a, b[1][0], b[1][1]);
+}
+
 template <bool fp16, int R>
 __device__ __forceinline__ void scan_tc_times(ScanTCTile<R>& acc, const uint32_t (&a)[R][4],
                                               const uint32_t (&b)[2][2]) {
 #pragma unroll
-    for (int r = 0; r < R; r++) {
-        mma_m16n8k16<fp16>(acc[r][0], a[r], b[0][0], b[0][1]);
-        mma_m16n8k16<fp16>(acc[r][1], a[r], b[1][0], b[1][1]);
-    }
+    for (int r = 0; r < R; r++) scan_tc_times_tile<fp16>(acc[r], a[r], b);
 }
 
 // Sums x over the 2^levels lanes that differ only in lane bits lo … lo+levels−1. While a lane holds more than one
@@ -505,8 +519,8 @@ static __global__ void __launch_bounds__(128) m2rnn_scan_tc_forward_kernel(float
 // ---------------------------------------------------------------- backward
 
 // Shared memory of a backward block, byte offsets (16-byte aligned sections): per head, two chunks' inputs (the
-// next one's copied in while this one runs) and the chunk's dq, dk (rows from all its slices); per warp, its dv and
-// df partials of the chunk.
+// next one's copied in while this one runs) and the chunk's dq, dk (rows from all its slices); per warp, its dv
+// partials of the chunk and its lanes' df partials (step s, lane l at s·32 + l).
 struct ScanTCBackwardLayout {
     size_t head, inputs, dq, dk;   // one head's part: size `head`; offsets inside it (inputs: 2 buffers)
     size_t warp, dv, df;           // one warp's part: size `warp`; offsets inside it
@@ -524,7 +538,7 @@ __host__ __device__ inline ScanTCBackwardLayout scan_tc_backward_layout(int K, i
     S.head = o;
     o = 0;
     S.dv = o;     o += (size_t)chunk * SCAN_TC_V * sizeof(float);
-    S.df = o;     o += ((size_t)chunk * sizeof(float) + 15) / 16 * 16;
+    S.df = o;     o += (size_t)chunk * 32 * sizeof(float);
     S.warp = o;
     S.warps_at = P * S.head;
     S.total = S.warps_at + (size_t)P * (K / (16 * R)) * S.warp;
@@ -536,14 +550,14 @@ struct ScanTCWarp {
     ScanTCLane in;           // its head's inputs of the chunk
     float *dq_out, *dk_out;  // its head's dq_t, dk_t of the chunk (rows of all its slices), at the lane's first row
     uint4* states;           // the chunk's fp16 A fragments of H_{t-1}, step s's row tile r at [(s·R + r)·32]
-    float* dv_out;           // its dv_t partials of the chunk, at the lane's first column
-    float* dfs;              // its df_t partials of the chunk
+    float* dv_out;           // its dv_t partials of the chunk (step s at s·V)
+    float* dfs;              // its lanes' df_t partials of the chunk (step s at s·32)
 };
 
 // Rows of the state a lane holds after scan_tc_row_sums.
 template <int R> __host__ __device__ constexpr int scan_tc_kept_rows() { return R / 2 > 0 ? R / 2 : 1; }
 
-// Row sums (scan_tc_row_sums) of the chunk's step s into a head's dq or dk rows.
+// Row sums (scan_tc_row_sums) of the chunk's step s into a head's dq rows.
 template <int R>
 __device__ __forceinline__ void scan_tc_store_rows(float* out, const float (&part)[2 * R], int first, bool owner,
                                                    int s, int K) {
@@ -565,7 +579,7 @@ __device__ __forceinline__ void scan_tc_recompute_chunk(ScanTCTile<R>& h, const 
         scan_tc_step<R>(h, a, w, x);
 #pragma unroll
         for (int r = 0; r < R; r++)
-            __stcg(wp.states + (s * R + r) * 32, make_uint4(a[r][0], a[r][1], a[r][2], a[r][3]));
+            __stcg(wp.states + s * R * 32 + r * 32, make_uint4(a[r][0], a[r][1], a[r][2], a[r][3]));
         float part[2 * R];
         bool owner;
         const int first = scan_tc_row_sums<R>(part, h, x.dy, owner);
@@ -578,66 +592,131 @@ template <int R>
 __device__ __forceinline__ void scan_tc_load_state(uint32_t (&a)[R][4], const ScanTCWarp& wp, int s) {
 #pragma unroll
     for (int r = 0; r < R; r++) {
-        const uint4 v = __ldcg(wp.states + (s * R + r) * 32);
+        const uint4 v = __ldcg(wp.states + s * R * 32 + r * 32);  // r's offset an immediate
         a[r][0] = v.x; a[r][1] = v.y; a[r][2] = v.z; a[r][3] = v.w;
     }
 }
 
-// carry += dA W_nᵀ with dA = hi + lo and W_nᵀ = wt + wt_lo, all bf16 (the lo·wt_lo term dropped); hi is returned
-// for dW.
-template <int R>
-__device__ __forceinline__ void scan_tc_carry_product(ScanTCTile<R>& carry, uint32_t (&hi)[R][4],
-                                                      const ScanTCTile<R>& dA, const uint32_t (&wt)[2][2],
+// A row tile's carry += dA W_nᵀ with dA = hi + lo and W_nᵀ = wt + wt_lo, all bf16 (the lo·wt_lo term dropped); hi
+// and lo are returned for dk, dv and dW.
+__device__ __forceinline__ void scan_tc_carry_product(float (&carry)[2][4], uint32_t (&hi)[4], uint32_t (&lo)[4],
+                                                      const float (&dA)[2][4], const uint32_t (&wt)[2][2],
                                                       const uint32_t (&wt_lo)[2][2]) {
-    uint32_t lo[R][4];
-    ScanTCTile<R> dA_lo;
-    scan_tc_pack<false, R>(hi, dA);
-    scan_tc_unpack<false, R>(dA_lo, hi);
+    float dA_lo[2][4];
+    scan_tc_pack_tile<false>(hi, dA);
+    scan_tc_unpack_tile<false>(dA_lo, hi);
 #pragma unroll
-    for (int r = 0; r < R; r++)
+    for (int c = 0; c < 2; c++)
 #pragma unroll
-        for (int c = 0; c < 2; c++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) dA_lo[r][c][e] = dA[r][c][e] - dA_lo[r][c][e];
-    scan_tc_pack<false, R>(lo, dA_lo);
-    scan_tc_times<false, R>(carry, lo, wt);
-    scan_tc_times<false, R>(carry, hi, wt_lo);
-    scan_tc_times<false, R>(carry, hi, wt);
+        for (int e = 0; e < 4; e++) dA_lo[c][e] = dA[c][e] - dA_lo[c][e];
+    scan_tc_pack_tile<false>(lo, dA_lo);
+    scan_tc_times_tile<false>(carry, lo, wt);
+    scan_tc_times_tile<false>(carry, hi, wt_lo);
+    scan_tc_times_tile<false>(carry, hi, wt);
 }
 
-// dW_n += H_{t-1}ᵀ dA_t over each row tile's 16 rows: A = (bf16 H_{t-1})ᵀ, B = dA_t (its bf16 hi), both transposed
-// by movmatrix; dW in the mma's D layout: (μ = g + 8(e/2), ν = 8c + 2t + e%2).
-template <int R>
-__device__ __forceinline__ void scan_tc_accumulate_dW(float (&dW)[2][4], const ScanTCTile<R>& hprev,
-                                                      const uint32_t (&hi)[R][4]) {
-    uint32_t hb[R][4];
-    scan_tc_pack<false, R>(hb, hprev);
+// From the A fragment x of a 16×16 tile X (rows as m, columns as k), by movmatrix on its 8×8 quarters: the A
+// fragment of Xᵀ (each quarter transposed, the off-diagonal ones swapped), and the B fragment of X's column tile c
+// (X's rows as k).
+__device__ __forceinline__ void scan_tc_transpose(uint32_t (&xt)[4], const uint32_t (&x)[4]) {
+    xt[0] = movmatrix_trans(x[0]);
+    xt[1] = movmatrix_trans(x[2]);
+    xt[2] = movmatrix_trans(x[1]);
+    xt[3] = movmatrix_trans(x[3]);
+}
+
+__device__ __forceinline__ void scan_tc_as_b(uint32_t (&b)[2], const uint32_t (&x)[4], int c) {
+    b[0] = movmatrix_trans(x[2 * c]);
+    b[1] = movmatrix_trans(x[2 * c + 1]);
+}
+
+// dW_nᵀ += dA_tᵀ H_{t-1} over a row tile's 16 rows: A = dA_tᵀ (its bf16 hi, transposed: hi_t, which dv reads too),
+// B = bf16 H_{t-1}; dW_nᵀ in the mma's D layout: (ν = g + 8(e/2), μ = 8c + 2t + e%2).
+__device__ __forceinline__ void scan_tc_accumulate_dW(float (&dWt)[2][4], const float (&hprev)[2][4],
+                                                      const uint32_t (&hi_t)[4]) {
+    uint32_t hb[4];
+    scan_tc_pack_tile<false>(hb, hprev);
 #pragma unroll
-    for (int r = 0; r < R; r++) {
-        const uint32_t at[4] = {movmatrix_trans(hb[r][0]), movmatrix_trans(hb[r][2]), movmatrix_trans(hb[r][1]),
-                                movmatrix_trans(hb[r][3])};
-#pragma unroll
-        for (int c = 0; c < 2; c++) {
-            const uint32_t bt[2] = {movmatrix_trans(hi[r][2 * c]), movmatrix_trans(hi[r][2 * c + 1])};
-            mma_m16n8k16<false>(dW[c], at, bt[0], bt[1]);
-        }
+    for (int c = 0; c < 2; c++) {
+        uint32_t b[2];
+        scan_tc_as_b(b, hb, c);
+        mma_m16n8k16<false>(dWt[c], hi_t, b[0], b[1]);
     }
 }
 
-// Step s of the chunk backwards, from a = the stored fp16 fragments of H_{t-1}: Z_t recomputed from them; per
-// element m2rnn_step_backward (G_t, dA_t, df_t's share, f G_t); then the carry C_{t-1} = f G_t + dA_t W_nᵀ,
-// dW_n += H_{t-1}ᵀ dA_t, and this warp's partials of dk_t = dA_t v_t (per row), dv_t = dA_tᵀ k_t (per column) and
-// df_t.
+// dk_t = dA_t v_t and dv_t = dA_tᵀ k_t, the reverse step's sums over a state's columns and over its rows, by mma in
+// groups of 8 steps: step s's v_t (or k_t) fills column s % 8 of the mma's B and the other columns are zero, so the
+// 8 steps of a group land in the 8 columns of one accumulator tile (scan_tc_store_group_sums writes it when the
+// group ends): 4R mma a step, in place of two multiply-adds per element and two reduce-scatters of shuffles.
+template <int R> struct ScanTCGroupSums {
+    float dk[R][4];  // D layout: row tile r's rows m = g, g + 8 (state rows 2g, 2g+1), steps 2t, 2t+1 of the group
+    float dv[4];     // D layout: logical columns ℓ = g, g + 8 (state columns scan_tc_column(ℓ)), steps 2t, 2t+1
+};
+
+// Row tile r's terms of step s, from dA_t's bf16 hi + lo (A fragments) and hi's transpose: dk += (lo + hi) B_v with
+// B_v[ℓ][s % 8] = v_t at column scan_tc_column(ℓ), which at lane (g, t) is v's 4 staged values at columns 4t … 4t+3
+// as they lie (b0 = ℓ 2t, 2t+1; b1 = ℓ 2t+8, 2t+9); dv += (lo + hi)ᵀ B_k with B_k[m][s % 8] = k_t at the row of
+// A-fragment row m (2m for m < 8, 2(m−8)+1 above), at lane (g, t) rows 4t, 4t+2 (b0) and 4t+1, 4t+3 (b1) of the
+// tile. Only the lanes of g = s % 8 hold column s % 8.
 template <int R>
-__device__ __forceinline__ void scan_tc_reverse_step(ScanTCTile<R>& carry, float (&dW)[2][4], const ScanTCWarp& wp,
-                                                     const uint32_t (&a)[R][4], const uint32_t (&w)[2][2],
-                                                     const uint32_t (&wt)[2][2], const uint32_t (&wt_lo)[2][2],
-                                                     float clip, int s, int K) {
+__device__ __forceinline__ void scan_tc_group_sums_add(ScanTCGroupSums<R>& sums, int r, const uint32_t (&hi)[4],
+                                                       const uint32_t (&lo)[4], const uint32_t (&hi_t)[4],
+                                                       const ScanTCWarp& wp, int s, int K) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const bool mine = g == (s & 7);
+    const uint2 v = *reinterpret_cast<const uint2*>(wp.in.v + s * SCAN_TC_V);
+    const uint32_t v0 = mine ? v.x : 0u, v1 = mine ? v.y : 0u;
+    mma_m16n8k16<false>(sums.dk[r], lo, v0, v1);
+    mma_m16n8k16<false>(sums.dk[r], hi, v0, v1);
+    // k at rows 4t … 4t+3 of the tile: 4t − 2g from the lane's first row
+    const uint2 k = *reinterpret_cast<const uint2*>(wp.in.k + s * K + 16 * r + 4 * t - 2 * g);
+    const uint32_t k0 = mine ? __byte_perm(k.x, k.y, 0x5410) : 0u, k1 = mine ? __byte_perm(k.x, k.y, 0x7632) : 0u;
+    uint32_t lo_t[4];
+    scan_tc_transpose(lo_t, lo);
+    mma_m16n8k16<false>(sums.dv, lo_t, k0, k1);
+    mma_m16n8k16<false>(sums.dv, hi_t, k0, k1);
+}
+
+// The group of steps s0 … s0+7 (those below len) into the chunk's dk rows and the warp's dv partials; the sums are
+// zeroed for the next group.
+template <int R>
+__device__ __forceinline__ void scan_tc_store_group_sums(ScanTCGroupSums<R>& sums, const ScanTCWarp& wp, int s0,
+                                                         int len, int K) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int e = 0; e < 2; e++) {
+        const int s = s0 + 2 * t + e;
+        if (s < len) {
+#pragma unroll
+            for (int r = 0; r < R; r++)
+                *reinterpret_cast<float2*>(wp.dk_out + s * K + 16 * r) = make_float2(sums.dk[r][e], sums.dk[r][2 + e]);
+            wp.dv_out[s * SCAN_TC_V + scan_tc_column(g)] = sums.dv[e];
+            wp.dv_out[s * SCAN_TC_V + scan_tc_column(g + 8)] = sums.dv[2 + e];
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+#pragma unroll
+        for (int r = 0; r < R; r++) sums.dk[r][i] = 0.0f;
+        sums.dv[i] = 0.0f;
+    }
+}
+
+// Step s of the chunk backwards, from a = the stored fp16 fragments of H_{t-1} (replaced by step s−1's once read):
+// Z_t recomputed from them; per element m2rnn_step_backward (G_t, dA_t, df_t's share, f G_t); then the carry
+// C_{t-1} = f G_t + dA_t W_nᵀ, dW_n += H_{t-1}ᵀ dA_t, the group sums' terms of dk_t = dA_t v_t and dv_t = dA_tᵀ k_t,
+// and the lane's share of df_t.
+template <int R>
+__device__ __forceinline__ void scan_tc_reverse_step(ScanTCTile<R>& carry, float (&dWt)[2][4], ScanTCGroupSums<R>& sums,
+                                                     const ScanTCWarp& wp, uint32_t (&a)[R][4],
+                                                     const uint32_t (&w)[2][2], const uint32_t (&wt)[2][2],
+                                                     const uint32_t (&wt_lo)[2][2], float clip, int s, int K) {
     ScanTCStep<R> x;
     scan_tc_step_inputs<R>(x, wp.in, s, K, true);
     ScanTCTile<R> pre, hprev, dA;
     scan_tc_preactivation<R>(pre, a, w, x);
     scan_tc_unpack<true, R>(hprev, a);
+    scan_tc_load_state<R>(a, wp, max(s - 1, 0));  // step s−1's, its L2 latency hidden under the rest of this step
     float df_part = 0.0f;
 #pragma unroll
     for (int r = 0; r < R; r++)
@@ -652,17 +731,15 @@ __device__ __forceinline__ void scan_tc_reverse_step(ScanTCTile<R>& carry, float
                 dA[r][c][e] = g.dA;
                 carry[r][c][e] = g.carry;
             }
-    uint32_t hi[R][4];
-    scan_tc_carry_product<R>(carry, hi, dA, wt, wt_lo);
-    scan_tc_accumulate_dW<R>(dW, hprev, hi);
-    float dk_part[2 * R], dv_part[4];
-    bool owner;
-    int first = scan_tc_row_sums<R>(dk_part, dA, x.v, owner);
-    scan_tc_store_rows<R>(wp.dk_out, dk_part, first, owner, s, K);
-    first = scan_tc_column_sums<R>(dv_part, dA, x.k, owner);
-    if (owner) wp.dv_out[s * SCAN_TC_V + first] = dv_part[0];
-    df_part = warp_sum(df_part);
-    if ((threadIdx.x & 31) == 0) wp.dfs[s] = df_part;
+#pragma unroll
+    for (int r = 0; r < R; r++) {  // tile by tile: one tile's fragments live at a time
+        uint32_t hi[4], lo[4], hi_t[4];
+        scan_tc_carry_product(carry[r], hi, lo, dA[r], wt, wt_lo);
+        scan_tc_transpose(hi_t, hi);
+        scan_tc_accumulate_dW(dWt, hprev[r], hi_t);
+        scan_tc_group_sums_add<R>(sums, r, hi, lo, hi_t, wp, s, K);
+    }
+    wp.dfs[s * 32 + (threadIdx.x & 31)] = df_part;
 }
 
 // The shared memory of block `rank` of this block's cluster of C (C = 1: this block's own).
@@ -699,7 +776,13 @@ __device__ __forceinline__ void scan_tc_chunk_sums(float* dqkv, float* df, float
     for (int o = threadIdx.x; o < P * len; o += blockDim.x) {
         const int q = o / len, s = o % len;
         float acc = 0.0f;
-        for (int sl = 0; sl < slices; sl++) acc += ((const float*)(S.warp_part(smem, q * slices + sl) + S.df))[s];
+        for (int sl = 0; sl < slices; sl++) {
+            const float4* lanes = (const float4*)(S.warp_part(smem, q * slices + sl) + S.df) + s * 8;
+            for (int i = 0; i < 8; i++) {  // starting at float4 s % 8: neighbouring steps read different banks
+                const float4 x = lanes[(i + s) & 7];
+                acc += (x.x + x.y) + (x.z + x.w);
+            }
+        }
         df[(row0 + s) * L.N + n0 + q] = acc;
     }
     for (int o = threadIdx.x; o < P * len * V; o += blockDim.x) {
@@ -767,28 +850,25 @@ static __global__ void __launch_bounds__(scan_tc_backward_max_threads<R>(),
     scan_tc_load_b<false>(wt, W + (size_t)n * V * V, true);
     scan_tc_load_b<false>(wt_lo, W + (size_t)n * V * V, true, true);
     ScanTCTile<R> carry = {};  // C_t
-    float dW[2][4] = {};       // this slice's dW_n
+    float dWt[2][4] = {};      // this slice's dW_nᵀ
     stage_chunk(n_chunks - 1);
     for (int c = n_chunks - 1; c >= 0; c--) {
         const int t0 = c * chunk, len = min(chunk, T - t0);
         cp_async_wait<0>();
         __syncthreads();  // chunk c's inputs are in
         if (c > 0) stage_chunk(c - 1);  // into the buffer chunk c + 1 used, free since the last cluster barrier
-        const ScanTCWarp wp{scan_tc_lane<R>(inputs(p, c), slice), (float*)(head + S.dq) + row,
-                            (float*)(head + S.dk) + row, states, (float*)(mine + S.dv) + 4 * t, (float*)(mine + S.df)};
+        const ScanTCInputs in = inputs(p, c);
+        const ScanTCWarp wp{scan_tc_lane<R>(in, slice), (float*)(head + S.dq) + row, (float*)(head + S.dk) + row,
+                            states, (float*)(mine + S.dv), (float*)(mine + S.df)};
         ScanTCTile<R> h;
         scan_tc_load_tile<R>(h, ckpt, scan_tc_checkpoint<R>((size_t)b * L.N + n, n_chunks, c, K, slice));
         scan_tc_recompute_chunk<R>(h, wp, w, len, K);
         uint32_t a[R][4];
         scan_tc_load_state<R>(a, wp, len - 1);
+        ScanTCGroupSums<R> sums = {};
         for (int s = len - 1; s >= 0; s--) {
-            uint32_t next[R][4];  // one step ahead: the load's L2 latency hides under this step
-            scan_tc_load_state<R>(next, wp, max(s - 1, 0));
-            scan_tc_reverse_step<R>(carry, dW, wp, a, w, wt, wt_lo, clip, s, K);
-#pragma unroll
-            for (int r = 0; r < R; r++)
-#pragma unroll
-                for (int i = 0; i < 4; i++) a[r][i] = next[r][i];
+            scan_tc_reverse_step<R>(carry, dWt, sums, wp, a, w, wt, wt_lo, clip, s, K);
+            if ((s & 7) == 0) scan_tc_store_group_sums<R>(sums, wp, s, len, K);
         }
         scan_tc_cluster_sync(C);  // every warp's dq, dk, dv and df of the chunk, in the cluster's blocks
         scan_tc_chunk_sums(dqkv, df, dq_parts, dk_parts, S, smem, L, n0, P, slices, C, rank, part, (size_t)b * T + t0,
@@ -800,7 +880,7 @@ static __global__ void __launch_bounds__(scan_tc_backward_max_threads<R>(),
     for (int cc = 0; cc < 2; cc++)
 #pragma unroll
         for (int e = 0; e < 4; e++)
-            dW_out[scan_tc_column(g + 8 * (e / 2)) * V + scan_tc_column(8 * cc + 2 * t + e % 2)] = dW[cc][e];
+            dW_out[scan_tc_column(8 * cc + 2 * t + e % 2) * V + scan_tc_column(g + 8 * (e / 2))] = dWt[cc][e];
 }
 
 #endif  // !ENABLE_FP32
