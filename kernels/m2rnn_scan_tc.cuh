@@ -785,15 +785,16 @@ __device__ __forceinline__ void scan_tc_chunk_sums(float* dqkv, float* df, float
         }
         df[(row0 + s) * L.N + n0 + q] = acc;
     }
-    for (int o = threadIdx.x; o < P * len * V; o += blockDim.x) {
-        const int q = o / (len * V), s = (o / V) % len, j = o % V;
-        float acc = 0.0f;
-        for (int sl = 0; sl < slices; sl++)
-            acc += ((const float*)(S.warp_part(smem, q * slices + sl) + S.dv))[s * V + j];
-        dqkv[(row0 + s) * L.Cc() + L.v_col(n0 + q) + j] += acc;
-    }
-    for (int o = rank * blockDim.x + threadIdx.x; o < len * K; o += C * blockDim.x) {
-        const int s = o / K, i = o % K;
+    // dv and dq, dk: no integer division inside the loops (each is ~20 instructions)
+    for (int q = 0; q < P; q++)
+        for (int o = threadIdx.x; o < len * V; o += blockDim.x) {  // o = s·V + j
+            float acc = 0.0f;
+            for (int sl = 0; sl < slices; sl++) acc += ((const float*)(S.warp_part(smem, q * slices + sl) + S.dv))[o];
+            dqkv[(row0 + o / V) * L.Cc() + L.v_col(n0 + q) + o % V] += acc;
+        }
+    const int first = rank * blockDim.x + threadIdx.x, stride = C * blockDim.x, parts = L.N / (P * C);
+    const int ds = stride / K, di = stride % K;
+    for (int s = first / K, i = first % K; s < len;) {  // entry s·K + i, every stride-th from first
         float sq = 0.0f, sk = 0.0f;
         for (int r = 0; r < C; r++) {
             char* theirs = scan_tc_cluster_smem(smem, r, C);
@@ -802,9 +803,15 @@ __device__ __forceinline__ void scan_tc_chunk_sums(float* dqkv, float* df, float
                 sk += ((const float*)(S.head_part(theirs, q) + S.dk))[s * K + i];
             }
         }
-        const size_t out = ((row0 + s) * (L.N / (P * C)) + part) * K + i;
+        const size_t out = ((row0 + s) * parts + part) * K + i;
         dq_parts[out] = sq;
         dk_parts[out] = sk;
+        s += ds;
+        i += di;
+        if (i >= K) {
+            i -= K;
+            s++;
+        }
     }
 }
 
