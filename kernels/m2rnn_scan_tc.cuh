@@ -283,6 +283,15 @@ __device__ __forceinline__ ScanTCInputs scan_tc_inputs_at(char* p, int K, int ch
     return in;
 }
 
+// The zero row that scan_tc_lane points the lanes t ≠ 0 at, chunk·V values (a multiple of 16 bytes), zeroed by the
+// block's threads before the first barrier.
+__host__ __device__ inline size_t scan_tc_zero_row_bytes(int chunk) { return (size_t)chunk * SCAN_TC_V * sizeof(floatX); }
+
+__device__ __forceinline__ floatX* scan_tc_zero_row(char* p, int chunk) {
+    for (int o = threadIdx.x; o < chunk * SCAN_TC_V / 8; o += blockDim.x) reinterpret_cast<uint4*>(p)[o] = uint4{};
+    return reinterpret_cast<floatX*>(p);
+}
+
 // The block's threads copy steps t0 … t0+len−1 of head n's inputs (sequence b) into `in` with cp.async (rows of q,
 // k, v, dy are 16-byte aligned: K, V and the column offsets are multiples of 8 elements). The caller commits and
 // waits.
@@ -312,23 +321,31 @@ __device__ __forceinline__ void scan_tc_read4(float (&out)[4], const floatX* p) 
     out[0] = a.x; out[1] = a.y; out[2] = b.x; out[3] = b.y;
 }
 
-// A lane's view of a chunk's inputs: k and q at its first row (its rows are pairs 16 apart), v and dy at its
-// columns (step s at s·K or s·V).
+// A lane's view of a chunk's inputs: q at its first row (its rows are pairs 16 apart), v at its columns (step s at
+// s·K or s·V; k_t and dy_t lie `chunk` steps further, scan_tc_inputs_at, so they take no registers of their own),
+// and vb, its B operand of k_t v_tᵀ (scan_tc_preactivation): v_t at column scan_tc_column(g) (+2 for column tile
+// 1) on lanes t = 0; on the others `zeros`, a zeroed chunk·V row of the block's shared memory (scan_tc_zero_row).
 struct ScanTCLane {
-    const floatX *k, *q, *v, *dy;
+    const floatX *q, *v, *vb;
     const float* f;
+    int chunk;
+    __device__ const floatX* k(int s, int K) const { return q + (chunk + s) * K; }
+    __device__ const floatX* dy(int s) const { return v + (chunk + s) * SCAN_TC_V; }
 };
 
 template <int R>
-__device__ __forceinline__ ScanTCLane scan_tc_lane(const ScanTCInputs& in, int slice) {
-    const int lane = threadIdx.x & 31, row = 16 * R * slice + 2 * (lane >> 2), col = 4 * (lane & 3);
-    return {in.k + row, in.q + row, in.v + col, in.dy + col, in.f};
+__device__ __forceinline__ ScanTCLane scan_tc_lane(const ScanTCInputs& in, const floatX* zeros, int slice,
+                                                   int chunk) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, row = 16 * R * slice + 2 * g, col = 4 * t;
+    return {in.q + row, in.v + col, t == 0 ? in.v + scan_tc_column(g) : zeros, in.f, chunk};
 }
 
-// One step's inputs as a lane needs them.
+// One step's inputs as a lane needs them: k as its bf16 pairs (rows 2g, 2g+1 of row tile r) and v as the bf16 in
+// the low half of vb[c] (column tile c), both as they lie, for the kv mma (scan_tc_preactivation).
 template <int R>
 struct ScanTCStep {
-    float k[2 * R], q[2 * R], v[4], dy[4], f;
+    uint32_t k[R], vb[2];
+    float q[2 * R], dy[4], f;
 };
 
 template <int R>
@@ -336,13 +353,13 @@ __device__ __forceinline__ void scan_tc_step_inputs(ScanTCStep<R>& x, const Scan
                                                     bool backward) {
 #pragma unroll
     for (int r = 0; r < R; r++) {
-        const float2 k = unpack_bf16(*reinterpret_cast<const uint32_t*>(in.k + s * K + 16 * r));
+        x.k[r] = *reinterpret_cast<const uint32_t*>(in.k(s, K) + 16 * r);
         const float2 q = unpack_bf16(*reinterpret_cast<const uint32_t*>(in.q + s * K + 16 * r));
-        x.k[2 * r] = k.x; x.k[2 * r + 1] = k.y;
         x.q[2 * r] = q.x; x.q[2 * r + 1] = q.y;
     }
-    scan_tc_read4(x.v, in.v + s * SCAN_TC_V);
-    if (backward) scan_tc_read4(x.dy, in.dy + s * SCAN_TC_V);
+#pragma unroll
+    for (int c = 0; c < 2; c++) x.vb[c] = *reinterpret_cast<const uint16_t*>(in.vb + s * SCAN_TC_V + 2 * c);
+    if (backward) scan_tc_read4(x.dy, in.dy(s));
     x.f = in.f[s];
 }
 
@@ -351,16 +368,23 @@ struct ApproxTanh {
     __device__ __forceinline__ float operator()(float x) const { return tanh_approx(x); }
 };
 
-// The pre-activations k_t v_tᵀ + A W_n of the slice, for its fp16 fragments A of H_{t-1}.
+// The pre-activations k_t v_tᵀ + A W_n of the slice, for its fp16 fragments A of H_{t-1}. k_t v_tᵀ is one bf16
+// mma.m16n8k8 per row and column tile, exact (a product of two bf16 values fits fp32, the other terms are zeros), in
+// place of a multiply per element: A holds k_t at k-index 0 of rows m = g (state row 2g) and g + 8 (row 2g+1),
+// a = {k pair, k pair >> 16} (the pair's upper half, row 2g+1's k, meets B's zero row 1); B holds v_t in row 0 of
+// column n (state column scan_tc_column(8c + n)): b = v on lanes t = 0 (zero-extended), zero on the others.
 template <int R>
 __device__ __forceinline__ void scan_tc_preactivation(ScanTCTile<R>& pre, const uint32_t (&a)[R][4],
                                                       const uint32_t (&w)[2][2], const ScanTCStep<R>& x) {
 #pragma unroll
-    for (int r = 0; r < R; r++)
+    for (int r = 0; r < R; r++) {
+        const uint32_t k[2] = {x.k[r], x.k[r] >> 16};
 #pragma unroll
-        for (int c = 0; c < 2; c++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) pre[r][c][e] = x.k[2 * r + e / 2] * x.v[2 * c + e % 2];
+        for (int c = 0; c < 2; c++) {
+            pre[r][c][0] = pre[r][c][1] = pre[r][c][2] = pre[r][c][3] = 0.0f;
+            mma_m16n8k8_bf16(pre[r][c], k, x.vb[c]);
+        }
+    }
     scan_tc_times<true, R>(pre, a, w);
 }
 
@@ -445,9 +469,10 @@ static inline void scan_tc_with_R(int R, Run run) {
 
 // ---------------------------------------------------------------- forward
 
-// Dynamic shared memory of the forward: two input buffers and the chunk's y partials of each slice.
+// Dynamic shared memory of the forward: the zero row, two input buffers, the chunk's y partials of each slice.
 __host__ __device__ inline size_t scan_tc_forward_smem(int K, int chunk, int slices) {
-    return 2 * scan_tc_inputs_bytes(K, chunk, false) + (size_t)slices * chunk * SCAN_TC_V * sizeof(float);
+    return scan_tc_zero_row_bytes(chunk) + 2 * scan_tc_inputs_bytes(K, chunk, false) +
+           (size_t)slices * chunk * SCAN_TC_V * sizeof(float);
 }
 
 // grid B·N (block b·N + n), block 32·slices (warp = slice of 16R rows), dynamic shared memory
@@ -458,7 +483,8 @@ static __global__ void __launch_bounds__(128) m2rnn_scan_tc_forward_kernel(float
                                                                            const float* W, M2RNNLayout L, int T,
                                                                            int chunk) {
     extern __shared__ __align__(16) char scan_tc_smem[];
-    char* smem = scan_tc_smem;
+    const floatX* zeros = scan_tc_zero_row(scan_tc_smem, chunk);
+    char* smem = scan_tc_smem + scan_tc_zero_row_bytes(chunk);
     const int K = L.K, slices = blockDim.x / 32, slice = threadIdx.x / 32, lane = threadIdx.x & 31, t = lane & 3;
     const int b = blockIdx.x / L.N, n = blockIdx.x % L.N, n_chunks = (T + chunk - 1) / chunk;
     const size_t in_bytes = scan_tc_inputs_bytes(K, chunk, false);
@@ -486,7 +512,7 @@ static __global__ void __launch_bounds__(128) m2rnn_scan_tc_forward_kernel(float
             scan_tc_store_tile<R>(reinterpret_cast<float4*>(checkpoints),
                                   scan_tc_checkpoint<R>(blockIdx.x, n_chunks, c, K, slice), h);
 
-        const ScanTCLane in = scan_tc_lane<R>(buffer(c), slice);
+        const ScanTCLane in = scan_tc_lane<R>(buffer(c), zeros, slice, chunk);
         float* y_out = ys + slice * chunk * SCAN_TC_V + 4 * t;
         ScanTCStep<R> next;
         scan_tc_step_inputs<R>(next, in, 0, K, false);
@@ -520,7 +546,8 @@ static __global__ void __launch_bounds__(128) m2rnn_scan_tc_forward_kernel(float
 
 // Shared memory of a backward block, byte offsets (16-byte aligned sections): per head, two chunks' inputs (the
 // next one's copied in while this one runs) and the chunk's dq, dk (rows from all its slices); per warp, its dv
-// partials of the chunk and its lanes' df partials (step s, lane l at s·32 + l).
+// partials of the chunk and its lanes' df partials (step s, lane l at s·32 + l); last the zero row
+// (scan_tc_zero_row), at total − scan_tc_zero_row_bytes(chunk) (a field of its own would cost registers).
 struct ScanTCBackwardLayout {
     size_t head, inputs, dq, dk;   // one head's part: size `head`; offsets inside it (inputs: 2 buffers)
     size_t warp, dv, df;           // one warp's part: size `warp`; offsets inside it
@@ -541,17 +568,20 @@ __host__ __device__ inline ScanTCBackwardLayout scan_tc_backward_layout(int K, i
     S.df = o;     o += (size_t)chunk * 32 * sizeof(float);
     S.warp = o;
     S.warps_at = P * S.head;
-    S.total = S.warps_at + (size_t)P * (K / (16 * R)) * S.warp;
+    S.total = S.warps_at + (size_t)P * (K / (16 * R)) * S.warp + scan_tc_zero_row_bytes(chunk);
     return S;
 }
 
 // A backward warp's places, at this lane: in the block's shared memory, and its part of the state buffer.
 struct ScanTCWarp {
     ScanTCLane in;           // its head's inputs of the chunk
-    float *dq_out, *dk_out;  // its head's dq_t, dk_t of the chunk (rows of all its slices), at the lane's first row
+    float* dq_out;           // its head's dq_t of the chunk (rows of all its slices), at the lane's first row
     uint4* states;           // the chunk's fp16 A fragments of H_{t-1}, step s's row tile r at [(s·R + r)·32]
     float* dv_out;           // its dv_t partials of the chunk (step s at s·V)
-    float* dfs;              // its lanes' df_t partials of the chunk (step s at s·32)
+    // dk_t and the df_t partials (step s at s·32) follow dq_t and dv_t (scan_tc_backward_layout), so their places
+    // take no registers of their own
+    __device__ float* dk_out(int K) const { return dq_out + in.chunk * K; }
+    __device__ float* dfs() const { return dv_out + in.chunk * SCAN_TC_V; }
 };
 
 // Rows of the state a lane holds after scan_tc_row_sums.
@@ -669,7 +699,7 @@ __device__ __forceinline__ void scan_tc_group_sums_add(ScanTCGroupSums<R>& sums,
     mma_m16n8k16<false>(sums.dk[r], lo, v0, v1);
     mma_m16n8k16<false>(sums.dk[r], hi, v0, v1);
     // k at rows 4t … 4t+3 of the tile: 4t − 2g from the lane's first row
-    const uint2 k = *reinterpret_cast<const uint2*>(wp.in.k + s * K + 16 * r + 4 * t - 2 * g);
+    const uint2 k = *reinterpret_cast<const uint2*>(wp.in.k(s, K) + 16 * r + 4 * t - 2 * g);
     const uint32_t k0 = mine ? __byte_perm(k.x, k.y, 0x5410) : 0u, k1 = mine ? __byte_perm(k.x, k.y, 0x7632) : 0u;
     uint32_t lo_t[4];
     scan_tc_transpose(lo_t, lo);
@@ -689,7 +719,7 @@ __device__ __forceinline__ void scan_tc_store_group_sums(ScanTCGroupSums<R>& sum
         if (s < len) {
 #pragma unroll
             for (int r = 0; r < R; r++)
-                *reinterpret_cast<float2*>(wp.dk_out + s * K + 16 * r) = make_float2(sums.dk[r][e], sums.dk[r][2 + e]);
+                *reinterpret_cast<float2*>(wp.dk_out(K) + s * K + 16 * r) = make_float2(sums.dk[r][e], sums.dk[r][2 + e]);
             wp.dv_out[s * SCAN_TC_V + scan_tc_column(g)] = sums.dv[e];
             wp.dv_out[s * SCAN_TC_V + scan_tc_column(g + 8)] = sums.dv[2 + e];
         }
@@ -716,7 +746,6 @@ __device__ __forceinline__ void scan_tc_reverse_step(ScanTCTile<R>& carry, float
     ScanTCTile<R> pre, hprev, dA;
     scan_tc_preactivation<R>(pre, a, w, x);
     scan_tc_unpack<true, R>(hprev, a);
-    scan_tc_load_state<R>(a, wp, max(s - 1, 0));  // step s−1's, its L2 latency hidden under the rest of this step
     float df_part = 0.0f;
 #pragma unroll
     for (int r = 0; r < R; r++)
@@ -731,6 +760,9 @@ __device__ __forceinline__ void scan_tc_reverse_step(ScanTCTile<R>& carry, float
                 dA[r][c][e] = g.dA;
                 carry[r][c][e] = g.carry;
             }
+    // step s−1's fragments, their L2 latency hidden under the products below; loaded before the element-wise part
+    // they would hold 8 registers through it, and the 128-register cap spills (sm_80)
+    scan_tc_load_state<R>(a, wp, max(s - 1, 0));
 #pragma unroll
     for (int r = 0; r < R; r++) {  // tile by tile: one tile's fragments live at a time
         uint32_t hi[4], lo[4], hi_t[4];
@@ -739,7 +771,7 @@ __device__ __forceinline__ void scan_tc_reverse_step(ScanTCTile<R>& carry, float
         scan_tc_accumulate_dW(dWt, hprev[r], hi_t);
         scan_tc_group_sums_add<R>(sums, r, hi, lo, hi_t, wp, s, K);
     }
-    wp.dfs[s * 32 + (threadIdx.x & 31)] = df_part;
+    wp.dfs()[s * 32 + (threadIdx.x & 31)] = df_part;
 }
 
 // The shared memory of block `rank` of this block's cluster of C (C = 1: this block's own).
@@ -851,6 +883,7 @@ static __global__ void __launch_bounds__(scan_tc_backward_max_threads<R>(),
         cp_async_commit();
     };
     const float4* ckpt = reinterpret_cast<const float4*>(checkpoints);
+    const floatX* zeros = scan_tc_zero_row(smem + S.total - scan_tc_zero_row_bytes(chunk), chunk);
 
     uint32_t w[2][2], wt[2][2], wt_lo[2][2];  // W_n (fp16) for Z; W_nᵀ as bf16 + its rounding residual
     scan_tc_load_b<true>(w, W + (size_t)n * V * V, false);
@@ -865,10 +898,10 @@ static __global__ void __launch_bounds__(scan_tc_backward_max_threads<R>(),
         __syncthreads();  // chunk c's inputs are in
         if (c > 0) stage_chunk(c - 1);  // into the buffer chunk c + 1 used, free since the last cluster barrier
         const ScanTCInputs in = inputs(p, c);
-        const ScanTCWarp wp{scan_tc_lane<R>(in, slice), (float*)(head + S.dq) + row, (float*)(head + S.dk) + row,
-                            states, (float*)(mine + S.dv), (float*)(mine + S.df)};
+        const ScanTCWarp wp{scan_tc_lane<R>(in, zeros, slice, chunk), (float*)(head + S.dq) + row, states,
+                            (float*)(mine + S.dv)};
         ScanTCTile<R> h;
-        scan_tc_load_tile<R>(h, ckpt, scan_tc_checkpoint<R>((size_t)b * L.N + n, n_chunks, c, K, slice));
+        scan_tc_load_tile<R>(h, ckpt, scan_tc_checkpoint<R>(b * L.N + n, n_chunks, c, K, slice));
         scan_tc_recompute_chunk<R>(h, wp, w, len, K);
         uint32_t a[R][4];
         scan_tc_load_state<R>(a, wp, len - 1);

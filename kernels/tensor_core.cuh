@@ -6,7 +6,8 @@
 //   A (16×16) a0 = A[g][2c, 2c+1], a1 = A[g+8][2c, 2c+1], a2 = A[g][2c+8, 2c+9], a3 = A[g+8][2c+8, 2c+9]
 //   B (16×8)  b0 = B[2c, 2c+1][g], b1 = B[2c+8, 2c+9][g]
 //   C, D (16×8) C[g][2c], C[g][2c+1], C[g+8][2c], C[g+8][2c+1]   (pairs: the lower index in the low half)
-// so the accumulators of two adjacent 16×8 tiles, packed, are exactly an A fragment.
+// so the accumulators of two adjacent 16×8 tiles, packed, are exactly an A fragment. mma.m16n8k8 (bf16) is its first
+// half in k: A (16×8) a0 = A[g][2c, 2c+1], a1 = A[g+8][2c, 2c+1]; B (8×8) b0 = B[2c, 2c+1][g]; C, D as above.
 // ldmatrix.x4 loads four 8×8 b16 matrices whose 16-byte rows lanes 8q … 8q+7 address: register q of lane l holds
 // elements 2(l%4), 2(l%4)+1 of row l/4 of matrix q, or with .trans rows 2(l%4), 2(l%4)+1 of column l/4.
 #pragma once
@@ -43,6 +44,13 @@ __device__ __forceinline__ void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[
             "{%0,%1,%2,%3};\n"
             : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// d += a b over k = 8, operands bf16.
+__device__ __forceinline__ void mma_m16n8k8_bf16(float (&d)[4], const uint32_t (&a)[2], uint32_t b) {
+    asm("mma.sync.aligned.m16n8k8.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(b));
 }
 
 // The transpose of the 8×8 16-bit matrix whose row lane/4, columns 2(lane%4), +1 this lane holds, same layout.
