@@ -225,20 +225,19 @@ __device__ __forceinline__ int lane_reduce_scatter(float (&x)[n], int lo, bool& 
     return first;
 }
 
-// Sums over the slice's rows against a per-row vector u (u[2r + e/2] for the rows of x[r][.][e]):
-// out[j] = Σ_rows x[row][4t + j] u[row], then over the 8 lanes of equal t; the lane returns with column
-// 4t + first's sum in out[0].
+// Sums over the lane's 2R rows against a per-row vector u (u[2r + e/2] for the rows of x[r][.][e]):
+// out[j] = Σ x[row][4t + j] u[row], one multiply-add per element. The forward's y_t = H_tᵀ q_t adds these over the
+// 8 lanes of equal t and the slices after the chunk (m2rnn_scan_tc_forward_kernel).
 template <int R>
-__device__ __forceinline__ int scan_tc_column_sums(float (&out)[4], const ScanTCTile<R>& x, const float (&u)[2 * R],
-                                                   bool& owner) {
+__device__ __forceinline__ void scan_tc_lane_column_sums(float (&out)[4], const ScanTCTile<R>& x,
+                                                         const float (&u)[2 * R]) {
 #pragma unroll
     for (int j = 0; j < 4; j++) {
-        float acc = 0.0f;
+        float acc = x[0][j / 2][j % 2] * u[0];
 #pragma unroll
-        for (int r = 0; r < R; r++) acc += x[r][j / 2][j % 2] * u[2 * r] + x[r][j / 2][2 + j % 2] * u[2 * r + 1];
+        for (int i = 1; i < 2 * R; i++) acc = fmaf(x[i / 2][j / 2][2 * (i % 2) + j % 2], u[i], acc);
         out[j] = acc;
     }
-    return lane_reduce_scatter<4, 3>(out, 2, owner);
 }
 
 // Sums over the columns against a per-column vector u (u[j] for column 4t + j): out[2r + e/2] for the rows of
@@ -469,10 +468,16 @@ static inline void scan_tc_with_R(int R, Run run) {
 
 // ---------------------------------------------------------------- forward
 
+// The forward's y partials of a chunk: lane (g, t) of slice p writes step s's sums over its rows
+// (scan_tc_lane_column_sums, columns 4t … 4t+3) at s·scan_tc_y_step(slices) + (8p + g)·V + 4t: a warp's store is
+// 512 contiguous bytes, and a step's 8·slices·V floats are padded by V so that the sums after the chunk, a thread
+// per (step, 4 columns), read steps s and s + 1 from different banks.
+__host__ __device__ inline int scan_tc_y_step(int slices) { return (8 * slices + 1) * SCAN_TC_V; }
+
 // Dynamic shared memory of the forward: the zero row, two input buffers, the chunk's y partials of each slice.
 __host__ __device__ inline size_t scan_tc_forward_smem(int K, int chunk, int slices) {
     return scan_tc_zero_row_bytes(chunk) + 2 * scan_tc_inputs_bytes(K, chunk, false) +
-           (size_t)slices * chunk * SCAN_TC_V * sizeof(float);
+           (size_t)chunk * scan_tc_y_step(slices) * sizeof(float);
 }
 
 // grid B·N (block b·N + n), block 32·slices (warp = slice of 16R rows), dynamic shared memory
@@ -489,7 +494,8 @@ static __global__ void __launch_bounds__(128) m2rnn_scan_tc_forward_kernel(float
     const int b = blockIdx.x / L.N, n = blockIdx.x % L.N, n_chunks = (T + chunk - 1) / chunk;
     const size_t in_bytes = scan_tc_inputs_bytes(K, chunk, false);
     auto buffer = [&](int c) { return scan_tc_inputs_at(smem + (c & 1) * in_bytes, K, chunk, false); };
-    float* ys = (float*)(smem + 2 * in_bytes);  // (slices, chunk, V)
+    float* ys = (float*)(smem + 2 * in_bytes);  // (chunk, scan_tc_y_step(slices))
+    const int y_step = scan_tc_y_step(slices);
     float* carried = state ? state + (size_t)blockIdx.x * K * SCAN_TC_V : nullptr;  // this chain's (K, V)
 
     uint32_t w[2][2];
@@ -513,7 +519,7 @@ static __global__ void __launch_bounds__(128) m2rnn_scan_tc_forward_kernel(float
                                   scan_tc_checkpoint<R>(blockIdx.x, n_chunks, c, K, slice), h);
 
         const ScanTCLane in = scan_tc_lane<R>(buffer(c), zeros, slice, chunk);
-        float* y_out = ys + slice * chunk * SCAN_TC_V + 4 * t;
+        float* y_out = ys + (8 * slice + (lane >> 2)) * SCAN_TC_V + 4 * t;
         ScanTCStep<R> next;
         scan_tc_step_inputs<R>(next, in, 0, K, false);
         for (int s = 0; s < len; s++) {
@@ -521,21 +527,22 @@ static __global__ void __launch_bounds__(128) m2rnn_scan_tc_forward_kernel(float
             if (s + 1 < len) scan_tc_step_inputs<R>(next, in, s + 1, K, false);
             uint32_t a[R][4];
             scan_tc_step<R>(h, a, w, x);
-            float part[4];  // y_t = H_tᵀ q_t over this slice's rows
-            bool owner;
-            const int first = scan_tc_column_sums<R>(part, h, x.q, owner);
-            if (owner) y_out[s * SCAN_TC_V + first] = part[0];
+            float part[4];  // y_t = H_tᵀ q_t over this lane's rows; the lanes and slices are added below
+            scan_tc_lane_column_sums<R>(part, h, x.q);
+            *reinterpret_cast<float4*>(y_out + s * y_step) = make_float4(part[0], part[1], part[2], part[3]);
         }
         __syncthreads();
-        for (int o = threadIdx.x; o < len * SCAN_TC_V / 2; o += blockDim.x) {
-            const int s = o / (SCAN_TC_V / 2), j = 2 * (o % (SCAN_TC_V / 2));
-            float y0 = 0.0f, y1 = 0.0f;
-            for (int p = 0; p < slices; p++) {
-                y0 += ys[(p * chunk + s) * SCAN_TC_V + j];
-                y1 += ys[(p * chunk + s) * SCAN_TC_V + j + 1];
-            }
-            *reinterpret_cast<__nv_bfloat162*>(y + ((size_t)b * T + t0 + s) * L.NV() + n * SCAN_TC_V + j) =
-                __floats2bfloat162_rn(y0, y1);
+        for (int o = threadIdx.x; o < len * SCAN_TC_V / 4; o += blockDim.x) {  // columns j … j+3 of step s
+            const int s = o / (SCAN_TC_V / 4), j = 4 * (o % (SCAN_TC_V / 4));
+            float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            for (int p = 0; p < slices; p++)  // slice by slice, lane g by lane g: a fixed order
+#pragma unroll
+                for (int g = 0; g < 8; g++) {
+                    const float4 v = *reinterpret_cast<const float4*>(ys + s * y_step + (8 * p + g) * SCAN_TC_V + j);
+                    acc.x += v.x; acc.y += v.y; acc.z += v.z; acc.w += v.w;
+                }
+            *reinterpret_cast<uint2*>(y + ((size_t)b * T + t0 + s) * L.NV() + n * SCAN_TC_V + j) =
+                make_uint2(pack_bf16(acc.x, acc.y), pack_bf16(acc.z, acc.w));
         }
         __syncthreads();  // ys and this chunk's inputs are reused
     }
