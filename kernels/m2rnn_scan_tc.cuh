@@ -520,16 +520,21 @@ static __global__ void __launch_bounds__(128) m2rnn_scan_tc_forward_kernel(float
 
         const ScanTCLane in = scan_tc_lane<R>(buffer(c), zeros, slice, chunk);
         float* y_out = ys + (8 * slice + (lane >> 2)) * SCAN_TC_V + 4 * t;
-        ScanTCStep<R> next;
-        scan_tc_step_inputs<R>(next, in, 0, K, false);
-        for (int s = 0; s < len; s++) {
-            const ScanTCStep<R> x = next;
-            if (s + 1 < len) scan_tc_step_inputs<R>(next, in, s + 1, K, false);
+        // Each step's inputs are loaded a step ahead (the last step reloads its own), into the other of two
+        // buffers: two steps an iteration, so that no step copies them.
+        ScanTCStep<R> x[2];
+        scan_tc_step_inputs<R>(x[0], in, 0, K, false);
+        auto step = [&](int s, const ScanTCStep<R>& now, ScanTCStep<R>& next) {
+            scan_tc_step_inputs<R>(next, in, min(s + 1, len - 1), K, false);
             uint32_t a[R][4];
-            scan_tc_step<R>(h, a, w, x);
+            scan_tc_step<R>(h, a, w, now);
             float part[4];  // y_t = H_tᵀ q_t over this lane's rows; the lanes and slices are added below
-            scan_tc_lane_column_sums<R>(part, h, x.q);
+            scan_tc_lane_column_sums<R>(part, h, now.q);
             *reinterpret_cast<float4*>(y_out + s * y_step) = make_float4(part[0], part[1], part[2], part[3]);
+        };
+        for (int s = 0; s < len; s += 2) {
+            step(s, x[0], x[1]);
+            if (s + 1 < len) step(s + 1, x[1], x[0]);
         }
         __syncthreads();
         for (int o = threadIdx.x; o < len * SCAN_TC_V / 4; o += blockDim.x) {  // columns j … j+3 of step s
