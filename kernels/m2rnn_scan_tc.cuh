@@ -8,13 +8,15 @@
 // backward; slices = K/16R warps per chain) in registers, in fp32, for the whole sequence, laid out as the
 // accumulators of mma.m16n8k16 (two 16×8 column tiles per row tile, 4 floats per lane each). H W is then 2R mma
 // per step: a pair of accumulator tiles, rounded, is exactly an A fragment, and W_n's B fragments sit in 4
-// registers. Rows and columns are permuted inside a tile so that a lane's elements are adjacent: lane (g = lane/4,
-// t = lane%4) holds rows 2g, 2g+1 of each of its row tiles and columns 4t … 4t+3; entry (r, c, e) (row tile r,
-// column tile c, fragment entry e) is state row 16(R·slice + r) + 2g + e/2 and column 4t + 2c + e%2, and W_n's
-// fragments are gathered through the same column permutation. The per-step sums y = Hᵀq (forward) and dq = H dy
-// (backward) are reduce-scatters across lanes (log2 of the lanes in shuffles, each level halving what a lane keeps);
-// the backward's dk = dA v and dv = dAᵀ k are mma over groups of 8 steps (scan_tc_group_sums_add), and its df goes to
-// shared memory as per-lane partials; all then sum across lanes and a chain's warps in shared memory, in fixed order.
+// registers; k v_tᵀ is 2R more (bf16 mma.m16n8k8 of rank 1, exact: scan_tc_preactivation). Rows and columns are
+// permuted inside a tile so that a lane's elements are adjacent: lane (g = lane/4, t = lane%4) holds rows 2g, 2g+1
+// of each of its row tiles and columns 4t … 4t+3; entry (r, c, e) (row tile r, column tile c, fragment entry e) is
+// state row 16(R·slice + r) + 2g + e/2 and column 4t + 2c + e%2, and W_n's fragments are gathered through the same
+// column permutation. The forward's y = Hᵀq goes to shared memory as per-lane sums over a lane's rows
+// (scan_tc_lane_column_sums); the backward's dq = H dy is a reduce-scatter across lanes (log2 of the lanes in
+// shuffles, each level halving what a lane keeps), its dk = dA v and dv = dAᵀ k are mma over groups of 8 steps
+// (scan_tc_group_sums_add), and its df goes to shared memory as per-lane partials; all then sum across lanes and a
+// chain's warps in shared memory, in fixed order.
 //
 // Forward (a block per chain, grid B·N): a chunk's inputs are copied to shared memory with cp.async while the
 // previous chunk runs; the state entering each chunk is stored (fp32, in fragment order: the checkpoints' layout
@@ -284,7 +286,9 @@ __device__ __forceinline__ ScanTCInputs scan_tc_inputs_at(char* p, int K, int ch
 
 // The zero row that scan_tc_lane points the lanes t ≠ 0 at, chunk·V values (a multiple of 16 bytes), zeroed by the
 // block's threads before the first barrier.
-__host__ __device__ inline size_t scan_tc_zero_row_bytes(int chunk) { return (size_t)chunk * SCAN_TC_V * sizeof(floatX); }
+__host__ __device__ inline size_t scan_tc_zero_row_bytes(int chunk) {
+    return (size_t)chunk * SCAN_TC_V * sizeof(floatX);
+}
 
 __device__ __forceinline__ floatX* scan_tc_zero_row(char* p, int chunk) {
     for (int o = threadIdx.x; o < chunk * SCAN_TC_V / 8; o += blockDim.x) reinterpret_cast<uint4*>(p)[o] = uint4{};
@@ -731,7 +735,8 @@ __device__ __forceinline__ void scan_tc_store_group_sums(ScanTCGroupSums<R>& sum
         if (s < len) {
 #pragma unroll
             for (int r = 0; r < R; r++)
-                *reinterpret_cast<float2*>(wp.dk_out(K) + s * K + 16 * r) = make_float2(sums.dk[r][e], sums.dk[r][2 + e]);
+                *reinterpret_cast<float2*>(wp.dk_out(K) + s * K + 16 * r) =
+                    make_float2(sums.dk[r][e], sums.dk[r][2 + e]);
             wp.dv_out[s * SCAN_TC_V + scan_tc_column(g)] = sums.dv[e];
             wp.dv_out[s * SCAN_TC_V + scan_tc_column(g + 8)] = sums.dv[2 + e];
         }
