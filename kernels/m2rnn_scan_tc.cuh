@@ -37,9 +37,10 @@
 // partial per cluster: scratch (B·T, N/(P·C), K) each, which m2rnn_scan.cuh's group sum adds over each q/k group).
 // dW goes to scratch per (b, slice, n) and sum_partials adds it. No atomics: deterministic.
 //
-// Precision: H_{t-1} W_n reads fp16 operands (|H| < 1 always, since H is a running average of tanh values; fp16
-// keeps 3 more bits than bf16 there); dA_t W_nᵀ reads dA_t as two bf16 terms (hi + lo, so ~16 bits, without
-// fp16's underflow on small gradients) and W_nᵀ likewise as bf16 hi + lo; dA_t v_t and dA_tᵀ k_t read the same hi +
+// Precision: W_n is read rounded to fp16 everywhere (scan_tc_read_w). H_{t-1} W_n reads fp16 operands (|H| < 1
+// always, since H is a running average of tanh values; fp16 keeps 3 more bits than bf16 there); dA_t W_nᵀ reads
+// dA_t as two bf16 terms (hi + lo, so ~16 bits, without fp16's underflow on small gradients) and W_nᵀ as the bf16
+// hi + lo pair that holds its fp16 value exactly; dA_t v_t and dA_tᵀ k_t read the same hi +
 // lo of dA_t, and v, k as staged (bf16: exact); H_{t-1}ᵀ dA_t reads both in bf16; accumulation is fp32; tanh is
 // tanh.approx; the state, the carry and everything else are fp32. The tests measure the results against the
 // reference.
@@ -59,6 +60,11 @@ static const int SCAN_TC_BLOCK_HEADS = 4;     // heads per backward block, at mo
 static const int SCAN_TC_CLUSTER_BLOCKS = 3;
 static const int SCAN_TC_FORWARD_TILES = 2;   // 16-row tiles of the state per warp in the forward, at most
 static const int SCAN_TC_BACKWARD_TILES = 2;  // and in the backward
+
+// W_n as these kernels read it, forward and backward: rounded to fp16 (11 significant bits, where bf16 has 8), so
+// the backward is the gradient of the function the forward computed. The tests round W the same way before the
+// reference sees it, as they round every other input to what the kernels read.
+__host__ __device__ inline float scan_tc_read_w(float w) { return __half2float(__float2half_rn(w)); }
 
 // Whether the tensor-core kernels take this shape (bf16 builds only: the fp32 build is the exact one).
 static inline bool m2rnn_scan_tc_supported(int K, int V) {
@@ -128,15 +134,16 @@ template <int R> using ScanTCTile = float[R][2][4];
 __device__ __forceinline__ int scan_tc_column(int l) { return 4 * ((l >> 1) & 3) + 2 * (l >> 3) + (l & 1); }
 
 // The B fragments of M (V×V row-major fp32; M = W_n for H W_n, or transposed for dA W_nᵀ) for column tile c:
-// b[c][0] = {M[ℓ=2t][n], M[2t+1][n]}, b[c][1] = {M[2t+8][n], M[2t+9][n]}, n = 8c + g, through scan_tc_column;
-// `residual` gives instead what rounding M to bf16 left over (M − bf16(M), rounded).
+// b[c][0] = {M[ℓ=2t][n], M[2t+1][n]}, b[c][1] = {M[2t+8][n], M[2t+9][n]}, n = 8c + g, through scan_tc_column.
+// M is first rounded to fp16 (scan_tc_read_w), so the forward and the backward compute with the same W_n;
+// `residual` gives instead what rounding that to bf16 left over (exact: an fp16 value is a bf16 hi + lo pair).
 template <bool fp16>
 __device__ __forceinline__ void scan_tc_load_b(uint32_t (&b)[2][2], const float* Wn, bool transpose,
                                                bool residual = false) {
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     auto at = [&](int l, int n) {
         const int row = scan_tc_column(l), col = scan_tc_column(n);
-        const float m = transpose ? Wn[col * SCAN_TC_V + row] : Wn[row * SCAN_TC_V + col];
+        const float m = scan_tc_read_w(transpose ? Wn[col * SCAN_TC_V + row] : Wn[row * SCAN_TC_V + col]);
         return residual ? m - __bfloat162float(__float2bfloat16(m)) : m;
     };
     auto pack = [&](float lo, float hi) { return fp16 ? pack_f16(lo, hi) : pack_bf16(lo, hi); };
