@@ -40,10 +40,9 @@
 // Precision: W_n is read rounded to fp16 everywhere (scan_tc_read_w). H_{t-1} W_n reads fp16 operands (|H| < 1
 // always, since H is a running average of tanh values; fp16 keeps 3 more bits than bf16 there); dA_t W_nᵀ reads
 // dA_t as two bf16 terms (hi + lo, so ~16 bits, without fp16's underflow on small gradients) and W_nᵀ as the bf16
-// hi + lo pair that holds its fp16 value exactly; dA_t v_t and dA_tᵀ k_t read the same hi +
-// lo of dA_t, and v, k as staged (bf16: exact); H_{t-1}ᵀ dA_t reads both in bf16; accumulation is fp32; tanh is
-// tanh.approx; the state, the carry and everything else are fp32. The tests measure the results against the
-// reference.
+// hi + lo pair that holds its fp16 value exactly; dA_t v_t and dA_tᵀ k_t read the same hi + lo of dA_t, and v, k
+// as staged (bf16: exact); H_{t-1}ᵀ dA_t reads both in bf16; accumulation is fp32; tanh is tanh.approx; the state,
+// the carry and everything else are fp32. The tests measure the results against the reference.
 #pragma once
 #include <cstdint>
 #include <type_traits>
