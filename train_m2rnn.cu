@@ -585,6 +585,7 @@ struct Trainer {
     // before the GPU
     void resolve_processes();
     void choose_device();
+    void set_host_threads() const;
     void resolve_start();
     void resume();
     void check_state_noise() const;
@@ -627,8 +628,6 @@ void Trainer::resolve_processes() {
 void Trainer::choose_device() {
     const bool auto_cpu = strcmp(o.device, "auto") == 0 && gpu_count() == 0;
     cpu = strcmp(o.device, "cpu") == 0 || auto_cpu;
-    // the host's threads: the CPU trainer's, and on either device the parameters' initialisation
-    parallel_set_threads(o.threads > 0 ? o.threads : (int)std::max(1u, std::thread::hardware_concurrency()));
     if (!cpu) return;
     // the reason in every refusal below
     const std::string why = auto_cpu ? "no NVIDIA GPU or driver found, so this run is on the CPU" : "--device cpu";
@@ -641,6 +640,11 @@ void Trainer::choose_device() {
         fail(why + ": -g " + std::to_string(o.gen_tokens) + " is more than the " + std::to_string(CPU_MAX_GEN_TOKENS) +
              " tokens a CPU sample may have (each token reruns the model over the sample so far)");
     cpu_defaults(o);
+}
+
+// The host's threads (--threads): the CPU trainer's, and on either device the parameters' initialisation.
+void Trainer::set_host_threads() const {
+    parallel_set_threads(o.threads > 0 ? o.threads : (int)std::max(1u, std::thread::hardware_concurrency()));
 }
 
 // The start point: -y 1 resumes from -o; -e names a model.safetensors, a checkpoint file (it exists, or looks like a
@@ -1034,6 +1038,7 @@ int main(int argc, char** argv) {
     t.o = parse_options(argc, argv);
     t.resolve_processes();
     t.choose_device();
+    t.set_host_threads();
     t.resolve_start();
     std::string err;
     if (!t.cpu && !gpu_model_check_config(t.c, err)) fail("model config: " + err);
