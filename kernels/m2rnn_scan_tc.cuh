@@ -303,17 +303,20 @@ __device__ __forceinline__ floatX* scan_tc_zero_row(char* p, int chunk) {
 
 // The block's threads copy steps t0 … t0+len−1 of head n's inputs (sequence b) into `in` with cp.async (rows of q,
 // k, v, dy are 16-byte aligned: K, V and the column offsets are multiples of 8 elements). The caller commits and
-// waits.
+// waits. A thread copies the same 16-byte piece of q and k in every (blockDim.x / (K/8))-th step, so the loop
+// divides nothing (a division by the runtime K/8 per copy was ≈ 70 instructions of each copy's 76): every launch's
+// block is a multiple of K/8 threads (32·K/16R per chain).
 __device__ __forceinline__ void scan_tc_stage(const ScanTCInputs& in, const floatX* qkv, const float* f,
                                               const floatX* dy, const M2RNNLayout& L, int b, int n, int T, int t0,
                                               int len) {
     const int K = L.K, per_row = K / 8, Cc = L.Cc();
     const size_t row0 = (size_t)b * T + t0;
-    for (int o = threadIdx.x; o < len * per_row; o += blockDim.x) {
-        const int s = o / per_row, piece = 8 * (o % per_row);
-        const floatX* row = qkv + (row0 + s) * Cc;
-        cp_async<16>(in.q + s * K + piece, row + L.q_col(n) + piece);
-        cp_async<16>(in.k + s * K + piece, row + L.k_col(n) + piece);
+    const int piece = 8 * ((int)threadIdx.x % per_row), steps_a_round = (int)blockDim.x / per_row;
+    const floatX* q = qkv + row0 * Cc + L.q_col(n) + piece;
+    const floatX* k = qkv + row0 * Cc + L.k_col(n) + piece;
+    for (int s = (int)threadIdx.x / per_row; s < len; s += steps_a_round) {
+        cp_async<16>(in.q + s * K + piece, q + (size_t)s * Cc);
+        cp_async<16>(in.k + s * K + piece, k + (size_t)s * Cc);
     }
     for (int o = threadIdx.x; o < len * 2; o += blockDim.x) {
         const int s = o / 2, piece = 8 * (o % 2);
