@@ -50,6 +50,7 @@
 
 #include "common.cuh"
 #include "tensor_core.cuh"
+#include "tma.cuh"
 #include "wgmma.cuh"
 
 static const int ATTENTION_FORWARD_ROWS = 128;          // query rows of a forward block
@@ -551,26 +552,26 @@ template <int HD> __device__ __forceinline__ AttentionHead attention_head(int T,
 }
 
 // The tiles a block steps over, in its shared memory after its own rows' tiles: STEP rows each in Layout
-// (PaddedTile in the mma.sync kernels, SwizzledTile in the Hopper ones), in STAGES buffers: step i's in buffer
-// i % STAGES while step i + 1's are copied into the next, so double-buffered (2), or 3 for a kernel that still reads
-// a tile in the step after its own; THREADS as stage_rows' (the Hopper kernels give their block size).
-// KeyValueTiles: the head's k and v rows, for the forward and dq kernels.
-template <int HD, int STEP, typename Layout, int THREADS = 0, int STAGES = 2> struct KeyValueTiles {
-    floatX *k_tiles, *v_tiles;  // STAGES buffers each
+// (PaddedTile in the mma.sync kernels, SwizzledTile in the Hopper dk/dv kernel), double-buffered: step i's in buffer
+// i % 2 while step i + 1's are copied into the other; THREADS as stage_rows' (the Hopper kernel gives its block
+// size). (The pipelined Hopper kernels load theirs by TMA: PipelineTiles.)
+// KeyValueTiles: the head's k and v rows, for the mma.sync forward and dq kernels.
+template <int HD, int STEP, typename Layout> struct KeyValueTiles {
+    floatX *k_tiles, *v_tiles;  // two buffers each
     const floatX *k, *v;        // the head's k and v in qkv
     size_t stride;              // a row of qkv
     int T;
 
     // q: the head's q in qkv, which its k and v follow at D and 2D
     __device__ __forceinline__ KeyValueTiles(floatX* shared, const floatX* q, const AttentionHead& head, int T)
-        : k_tiles(shared), v_tiles(shared + STAGES * Layout::elements), k(q + head.D), v(q + 2 * head.D),
+        : k_tiles(shared), v_tiles(shared + 2 * Layout::elements), k(q + head.D), v(q + 2 * head.D),
           stride(head.stride), T(T) {}
     __device__ __forceinline__ const floatX* k_tile(int buf) const { return k_tiles + buf * Layout::elements; }
     __device__ __forceinline__ const floatX* v_tile(int buf) const { return v_tiles + buf * Layout::elements; }
     // keys s0 … s0 + STEP − 1 into buffer buf (zero past T)
     __device__ __forceinline__ void stage(int s0, int buf) const {
-        stage_rows<HD, STEP, Layout, THREADS>(k_tiles + buf * Layout::elements, k, stride, s0, T);
-        stage_rows<HD, STEP, Layout, THREADS>(v_tiles + buf * Layout::elements, v, stride, s0, T);
+        stage_rows<HD, STEP, Layout>(k_tiles + buf * Layout::elements, k, stride, s0, T);
+        stage_rows<HD, STEP, Layout>(v_tiles + buf * Layout::elements, v, stride, s0, T);
     }
 };
 
@@ -766,7 +767,8 @@ static const int ATTENTION_WGMMA_WARPGROUPS = 2;
 static const int ATTENTION_WGMMA_ROWS = 64 * ATTENTION_WGMMA_WARPGROUPS;  // the block's rows
 static const int ATTENTION_WGMMA_STEP = 64;                               // rows of the other side per step
 static const int ATTENTION_WGMMA_THREADS = 128 * ATTENTION_WGMMA_WARPGROUPS;  // every launch's block size
-static const int ATTENTION_WGMMA_PIPELINE_STAGES = 3;  // buffers of the k and v tiles of the forward and dq kernels
+static const int ATTENTION_WGMMA_PIPELINE_STAGES = 4;  // buffers of the k and v tiles of the forward and dq kernels
+static const int ATTENTION_WGMMA_PIPELINE_LEAD = ATTENTION_WGMMA_PIPELINE_STAGES - 3;  // tiles loaded ahead
 
 // The block's dynamic shared memory from its first 1024-byte boundary (SwizzledTile blocks start on one; the
 // launchers ask for 1024 bytes more).
@@ -789,83 +791,166 @@ __device__ __forceinline__ void load_a_fragments(uint32_t (&a)[HD / 16][4], cons
     for (int k = 0; k < HD / 16; k++)
         ldmatrix_x4(a[k], tile + SwizzledTile<HD, ROWS>::offset(r0 + lane % 16, 16 * k + 8 * (lane / 16)));
 }
+#endif
 
+// The pipelined kernels' tiles (forward, dq), loaded by TMA (tma.cuh) into the block's shared memory: OWN tiles of
+// its own ATTENTION_WGMMA_ROWS rows (q; q and dy), then STAGES buffers of a step's key and value tiles, then the
+// barriers: `own` (the own tiles are in), full[i] (buffer i's tiles are in: the loading thread's arrival and their
+// bytes) and empty[i] (every warp is done reading them: an arrival a warp). Step tile i goes into buffer i % STAGES.
+// Thread 0 issues every load: a copy is one instruction, and the other threads never wait for it.
+template <int HD, int OWN> struct PipelineTiles {
+    using OwnTile = SwizzledTile<HD, ATTENTION_WGMMA_ROWS>;
+    using StepTile = SwizzledTile<HD, ATTENTION_WGMMA_STEP>;
+    static constexpr int STAGES = ATTENTION_WGMMA_PIPELINE_STAGES, WARPS = ATTENTION_WGMMA_THREADS / 32;
+    static constexpr size_t tile_bytes = (OWN * OwnTile::elements + 2 * STAGES * StepTile::elements) * sizeof(floatX);
+    // the launch's dynamic shared memory: the tiles from the first 1024-byte boundary, then the barriers
+    static constexpr size_t shared_bytes = 1024 + tile_bytes + (1 + 2 * STAGES) * sizeof(uint64_t);
+
+    floatX* tiles;       // own tiles, then k tiles, then v tiles
+    uint64_t* barriers;  // own, full[STAGES], empty[STAGES]
+    const CUtensorMap* qkv_map;
+    int batch, q_column, D;  // the head's batch row and first column of q in qkv (k and v follow at D and 2D)
+
+    __device__ __forceinline__ PipelineTiles(char* shared, const CUtensorMap& qkv_map, int heads)
+        : tiles(swizzled_shared(shared)), barriers(reinterpret_cast<uint64_t*>(reinterpret_cast<char*>(tiles) +
+                                                                             tile_bytes)),
+          qkv_map(&qkv_map), batch((int)blockIdx.y / heads), q_column((int)blockIdx.y % heads * HD), D(heads * HD) {}
+#if defined(ATTENTION_WGMMA)
+    __device__ __forceinline__ const floatX* own_tile(int i) const { return tiles + i * OwnTile::elements; }
+    __device__ __forceinline__ const floatX* k_tile(int tile) const {
+        return tiles + OWN * OwnTile::elements + tile % STAGES * StepTile::elements;
+    }
+    __device__ __forceinline__ const floatX* v_tile(int tile) const { return k_tile(tile) + STAGES * StepTile::elements; }
+    __device__ __forceinline__ uint64_t* full(int tile) const { return barriers + 1 + tile % STAGES; }
+    __device__ __forceinline__ uint64_t* empty(int tile) const { return full(tile) + STAGES; }
+
+    // Every barrier initialised, then the block's barrier: before any load or wait.
+    __device__ __forceinline__ void init() const {
+        if (threadIdx.x == 0) {
+            mbarrier_init(barriers, 1);
+            for (int i = 0; i < STAGES; i++) {
+                mbarrier_init(full(i), 1);
+                mbarrier_init(empty(i), WARPS);
+            }
+            mbarrier_init_fence();
+        }
+        __syncthreads();
+    }
+    // The rows of the box row by row and its 64-column blocks, into a SwizzledTile<HD, ROWS> at dst.
+    template <int ROWS>
+    __device__ __forceinline__ void load_rows(floatX* dst, const CUtensorMap& map, int column, int row0,
+                                              uint64_t* bar) const {
+#pragma unroll
+        for (int r = 0; r < ROWS; r += TMA_BOX)
+#pragma unroll
+            for (int c = 0; c < HD; c += TMA_BOX)
+                tma_load_box(dst + SwizzledTile<HD, ROWS>::block_offset(r, c), map, column + c, row0 + r, batch, bar);
+    }
+    // Thread 0: own tile i's rows t0 … from `map` (of the head's columns from q_column: q in qkv, dy in dy). The
+    // caller announces the own tiles' bytes first (own_bytes on barriers[0]).
+    __device__ __forceinline__ void load_own(int i, const CUtensorMap& map, int column, int t0) const {
+        load_rows<ATTENTION_WGMMA_ROWS>(tiles + i * OwnTile::elements, map, column, t0, barriers);
+    }
+    __device__ __forceinline__ void expect_own() const {
+        mbarrier_expect_bytes(barriers, OWN * OwnTile::elements * sizeof(floatX));
+    }
+    // Thread 0: step tile `tile` (keys 64·tile …), once every warp released the tile that last used its buffer.
+    __device__ __forceinline__ void load_step(int tile) const {
+        if (tile >= STAGES) mbarrier_wait(empty(tile), (tile / STAGES - 1) & 1);
+        mbarrier_expect_bytes(full(tile), 2 * StepTile::elements * sizeof(floatX));
+        const int s0 = tile * ATTENTION_WGMMA_STEP;
+        load_rows<ATTENTION_WGMMA_STEP>(const_cast<floatX*>(k_tile(tile)), *qkv_map, q_column + D, s0, full(tile));
+        load_rows<ATTENTION_WGMMA_STEP>(const_cast<floatX*>(v_tile(tile)), *qkv_map, q_column + 2 * D, s0,
+                                        full(tile));
+    }
+    __device__ __forceinline__ void wait_own() const { mbarrier_wait(barriers, 0); }
+    __device__ __forceinline__ void wait_step(int tile) const { mbarrier_wait(full(tile), tile / STAGES & 1); }
+    // The warp is done reading the tile (its last wgmma on it waited for).
+    __device__ __forceinline__ void release(int tile) const {
+        if (threadIdx.x % 32 == 0) mbarrier_arrive(empty(tile));
+    }
+#endif
+};
+
+#if defined(ATTENTION_WGMMA)
 // The steps of the pipelined kernels (forward, dq) for a warpgroup whose rows see `tiles` of the block's n_steps
 // key tiles: step i issues tile i's score products, then the sum over tile i − 1 (O += P V, dQ += dS K), waits for
 // the scores alone (committed first) and forms tile i's P or dS while the sum runs; the next step waits for the sum
 // (there, not at the end of its own step, where ptxas hoisted the wait to the top of the element-wise code's basic
-// block) and packs P or dS over the A fragments it read. The last sum follows the loop, in the block's last step
-// when the other warpgroup has a tile more; the caller waits for it. Tile i goes into buffer i % STAGES during step
-// i − 1: step i reads tiles i and i − 1 while tile i + 1 overwrites tile i − 2, whose last reader every warpgroup
-// waited for before step i's barrier, the one barrier of the step. No wgmma is issued under a branch: ptxas
+// block) and packs P or dS over the A fragments it read. The last sum follows the loop; the caller waits for it.
+// Loads: tiles 0 … LEAD before the steps, tile i + LEAD in step i, into the buffer of tile i + LEAD − STAGES =
+// i − 3, which every warp released in its step i − 1 (step i releases tile i − 2, whose sum step i's pack waited
+// for): a step of slack before thread 0 would wait for the other warpgroup. No wgmma is issued under a branch: ptxas
 // (CUDA 13.0) serialised every wgmma of a kernel that did (C7514).
-//   own_fragments(): the block's own rows as A fragments, after step 0's barrier; scores(i), accumulate(i): issue
-//   and commit tile i's products; elementwise(i, pending): wgmma_wait<pending>, then tile i's P or dS; pack(): the
-//   wait for the sum in flight, then the packing.
-template <int KEYS, int STAGES, typename KV, typename OwnFragments, typename Scores, typename Elementwise,
-          typename Accumulate, typename Pack>
-__device__ __forceinline__ void pipelined_steps(const KV& kv, int n_steps, int tiles, OwnFragments own_fragments,
+//   own_fragments(): the block's own rows as A fragments, once they are in; scores(i), accumulate(i): issue and
+//   commit tile i's products; elementwise(i, pending): wgmma_wait<pending>, then tile i's P or dS; pack(): the wait
+//   for the sum in flight, then the packing.
+template <typename Tiles, typename OwnFragments, typename Scores, typename Elementwise, typename Accumulate,
+          typename Pack>
+__device__ __forceinline__ void pipelined_steps(const Tiles& kv, int n_steps, int tiles, OwnFragments own_fragments,
                                                 Scores scores, Elementwise elementwise, Accumulate accumulate,
                                                 Pack pack) {
-    static_assert(ATTENTION_WGMMA_ROWS - 64 <= KEYS, "a warpgroup's tiles end at most one step before the block's");
-    static_assert(STAGES >= 3, "step i reads tiles i and i − 1 while tile i + 1 is copied");
-    auto begin_step = [&](int step) {
-        await_step_tiles<true>();
-        if (step + 1 < n_steps) kv.stage((step + 1) * KEYS, (step + 1) % STAGES);
-    };
-    begin_step(0);
+    constexpr int LEAD = ATTENTION_WGMMA_PIPELINE_LEAD;
+    static_assert(ATTENTION_WGMMA_ROWS - 64 <= ATTENTION_WGMMA_STEP,
+                  "a warpgroup's tiles end at most one step before the block's, so thread 0 loads every tile");
+    static_assert(LEAD >= 1 && Tiles::STAGES == LEAD + 3, "the buffer a load reuses was released a step before");
+    if (threadIdx.x == 0)
+        for (int i = 0; i <= LEAD && i < n_steps; i++) kv.load_step(i);
+    kv.wait_own();
     own_fragments();
+    kv.wait_step(0);
     scores(0);
     elementwise(0, std::integral_constant<int, 0>());
     for (int step = 1; step < tiles; step++) {
         pack();
-        begin_step(step);
+        if (step >= 2) kv.release(step - 2);
+        if (threadIdx.x == 0 && step + LEAD < n_steps) kv.load_step(step + LEAD);
+        kv.wait_step(step);
         scores(step);
         accumulate(step - 1);
         elementwise(step, std::integral_constant<int, 1>());  // the scores are done; the sum may still run
     }
     pack();
-    if (tiles < n_steps) begin_step(tiles);  // the block's last step, the other warpgroup's tile
     accumulate(tiles - 1);
 }
 #endif
 
 // As attention_forward_kernel, for ATTENTION_WGMMA_ROWS queries, pipelined (pipelined_steps): the softmax of tile i
 // runs while O += P_{i−1} V_{i−1} does; O is rescaled by tile i's max once that product is done.
-// shared: q tile (ATTENTION_WGMMA_ROWS rows), k and v tiles (ATTENTION_WGMMA_STEP rows) × 3 buffers each
+// shared: PipelineTiles<HD, 1> (the q tile; k and v tiles)
 template <int HD>
 static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, HD <= 64 ? 2 : 1)
-    attention_forward_wgmma_kernel(floatX* y, float* lse, const floatX* qkv, int T, int heads) {
+    attention_forward_wgmma_kernel(floatX* y, float* lse, const __grid_constant__ CUtensorMap qkv_map, int T,
+                                   int heads) {
 #if defined(ATTENTION_WGMMA)
-    constexpr int ROWS = ATTENTION_WGMMA_ROWS, KEYS = ATTENTION_WGMMA_STEP, THREADS = ATTENTION_WGMMA_THREADS;
-    constexpr int STAGES = ATTENTION_WGMMA_PIPELINE_STAGES;
-    using QTile = SwizzledTile<HD, ROWS>;
+    constexpr int ROWS = ATTENTION_WGMMA_ROWS, KEYS = ATTENTION_WGMMA_STEP;
     extern __shared__ __align__(16) char attention_shared[];
-    floatX* q_tile = swizzled_shared(attention_shared);
+    const PipelineTiles<HD, 1> kv(attention_shared, qkv_map, heads);
     const AttentionHead head = attention_head<HD>(T, heads);
     const int warp = (int)threadIdx.x / 32;
     const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ROWS;
     const int group_row0 = t0 + warp / 4 * 64, row0 = t0 + warp * 16;  // the warpgroup's and the warp's first query
-    const floatX* q = qkv + head.qkv;
-    const KeyValueTiles<HD, KEYS, SwizzledTile<HD, KEYS>, THREADS, STAGES> kv(q_tile + QTile::elements, q, head, T);
     const int n_steps = (min(t0 + ROWS, T) + KEYS - 1) / KEYS;           // key tiles up to the block's last row
     const int group_tiles = min(n_steps, (group_row0 + 63) / KEYS + 1);  // and up to the warpgroup's
     const float scale_log2 = ATTENTION_LOG2E / sqrtf((float)HD);
 
-    stage_rows<HD, ROWS, QTile, THREADS>(q_tile, q, head.stride, t0, T);
-    kv.stage(0, 0);
+    kv.init();
+    if (threadIdx.x == 0) {
+        kv.expect_own();
+        kv.load_own(0, qkv_map, kv.q_column, t0);
+    }
     uint32_t q_rows[HD / 16][4], p[1][KEYS / 16][4];  // A fragments: the warp's queries; P of the tile before
     float s[1][KEYS / 8][4], o[1][HD / 8][4] = {};
     OnlineSoftmax<1> softmax;
-    pipelined_steps<KEYS, STAGES>(
-        kv, n_steps, group_tiles, [&] { load_a_fragments<HD, ROWS>(q_rows, q_tile, row0 - t0); },
-        [&](int tile) { wgmma_row_dots<HD, KEYS>(s[0], q_rows, kv.k_tile(tile % STAGES)); },
+    pipelined_steps(
+        kv, n_steps, group_tiles, [&] { load_a_fragments<HD, ROWS>(q_rows, kv.own_tile(0), row0 - t0); },
+        [&](int tile) { wgmma_row_dots<HD, KEYS>(s[0], q_rows, kv.k_tile(tile)); },
         [&](int tile, auto pending) {
             wgmma_wait<decltype(pending)::value>(s[0]);
             const int s0 = tile * KEYS;
             softmax.step(s, row0, s0, s0 + KEYS - 1 > row0, scale_log2);
         },
-        [&](int tile) { wgmma_accumulate<HD, KEYS>(o[0], p[0], kv.v_tile(tile % STAGES)); },
+        [&](int tile) { wgmma_accumulate<HD, KEYS>(o[0], p[0], kv.v_tile(tile)); },
         [&] {
             wgmma_wait<0>(o[0], p[0]);
             softmax.rescale(o);  // after step 0: o, zero, by 0
@@ -935,52 +1020,51 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
 }
 
 // As attention_backward_query_kernel, for ATTENTION_WGMMA_ROWS queries, pipelined (pipelined_steps): dS of tile i is
-// formed from S_i = Q K_iᵀ and dP_i = dY V_iᵀ while dQ += dS_{i−1} K_{i−1} runs.
-// shared: q and dy tiles (ATTENTION_WGMMA_ROWS rows); k and v tiles (ATTENTION_WGMMA_STEP rows) × 3 buffers each
+// formed from S_i = Q K_iᵀ and dP_i = dY V_iᵀ while dQ += dS_{i−1} K_{i−1} runs. dy_map: dy's tensor map.
+// shared: PipelineTiles<HD, 2> (the q and dy tiles; k and v tiles)
 template <int HD>
 static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
-    attention_backward_query_wgmma_kernel(floatX* dqkv, const floatX* dy, const float* lse, const floatX* qkv,
-                                          const float2* rope_cos_sin, int T, int heads) {
+    attention_backward_query_wgmma_kernel(floatX* dqkv, const float* lse, const __grid_constant__ CUtensorMap qkv_map,
+                                          const __grid_constant__ CUtensorMap dy_map, const float2* rope_cos_sin,
+                                          int T, int heads) {
 #if defined(ATTENTION_WGMMA)
-    constexpr int ROWS = ATTENTION_WGMMA_ROWS, KEYS = ATTENTION_WGMMA_STEP, THREADS = ATTENTION_WGMMA_THREADS;
-    constexpr int STAGES = ATTENTION_WGMMA_PIPELINE_STAGES;
-    using QTile = SwizzledTile<HD, ROWS>;
+    constexpr int ROWS = ATTENTION_WGMMA_ROWS, KEYS = ATTENTION_WGMMA_STEP;
     extern __shared__ __align__(16) char attention_shared[];
-    floatX* q_tile = swizzled_shared(attention_shared);
-    floatX* dy_tile = q_tile + QTile::elements;
+    const PipelineTiles<HD, 2> kv(attention_shared, qkv_map, heads);
     const AttentionHead head = attention_head<HD>(T, heads);
     const int warp = (int)threadIdx.x / 32;
     const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ROWS;            // the longest rows first
     const int group_row0 = t0 + warp / 4 * 64, row0 = t0 + warp * 16;  // the warpgroup's and the warp's first query
-    const floatX* q = qkv + head.qkv;
-    const KeyValueTiles<HD, KEYS, SwizzledTile<HD, KEYS>, THREADS, STAGES> kv(dy_tile + QTile::elements, q, head, T);
     floatX* dq = dqkv + head.qkv;
     const int n_steps = (min(t0 + ROWS, T) + KEYS - 1) / KEYS;           // key tiles up to the block's last row
     const int group_tiles = min(n_steps, (group_row0 + 63) / KEYS + 1);  // and up to the warpgroup's
     const float scale = 1.0f / sqrtf((float)HD), scale_log2 = ATTENTION_LOG2E * scale;
 
-    stage_rows<HD, ROWS, QTile, THREADS>(q_tile, q, head.stride, t0, T);
-    stage_rows<HD, ROWS, QTile, THREADS>(dy_tile, dy + head.rows, head.D, t0, T);
-    kv.stage(0, 0);
+    kv.init();
+    if (threadIdx.x == 0) {
+        kv.expect_own();
+        kv.load_own(0, qkv_map, kv.q_column, t0);
+        kv.load_own(1, dy_map, kv.q_column, t0);
+    }
     float lse_row[2], delta_row[2];
     load_query_rows(lse_row, delta_row, lse + head.lse, dq, head.stride, row0, T);
     uint32_t q_rows[HD / 16][4], dy_rows[HD / 16][4], ds_rows[1][KEYS / 16][4];  // A fragments; dS of the tile before
     float p[1][KEYS / 8][4], ds[1][KEYS / 8][4], acc[1][HD / 8][4] = {};
-    pipelined_steps<KEYS, STAGES>(
+    pipelined_steps(
         kv, n_steps, group_tiles,
         [&] {
-            load_a_fragments<HD, ROWS>(q_rows, q_tile, row0 - t0);
-            load_a_fragments<HD, ROWS>(dy_rows, dy_tile, row0 - t0);
+            load_a_fragments<HD, ROWS>(q_rows, kv.own_tile(0), row0 - t0);
+            load_a_fragments<HD, ROWS>(dy_rows, kv.own_tile(1), row0 - t0);
         },
         [&](int tile) {
-            wgmma_row_dots<HD, KEYS>(p[0], q_rows, kv.k_tile(tile % STAGES));    // S
-            wgmma_row_dots<HD, KEYS>(ds[0], dy_rows, kv.v_tile(tile % STAGES));  // dP
+            wgmma_row_dots<HD, KEYS>(p[0], q_rows, kv.k_tile(tile));    // S
+            wgmma_row_dots<HD, KEYS>(ds[0], dy_rows, kv.v_tile(tile));  // dP
         },
         [&](int tile, auto pending) {
             wgmma_wait<decltype(pending)::value>(p[0], ds[0]);
             query_tile_scores(p, ds, row0, tile * KEYS, lse_row, delta_row, scale_log2);
         },
-        [&](int tile) { wgmma_accumulate<HD, KEYS>(acc[0], ds_rows[0], kv.k_tile(tile % STAGES)); },
+        [&](int tile) { wgmma_accumulate<HD, KEYS>(acc[0], ds_rows[0], kv.k_tile(tile)); },
         [&] {
             wgmma_wait<0>(acc[0], ds_rows[0]);
             pack_a_fragments(ds_rows, ds);
@@ -1065,14 +1149,11 @@ static inline void attention_forward(floatX* y, float* lse, floatX* qkv, const f
         }
         if constexpr (HD == 64 || HD == 128) {
             if (kernels == AttentionKernels::best && attention_hopper_available()) {
-                constexpr int tiles =
-                    SwizzledTile<HD, ATTENTION_WGMMA_ROWS>::elements +
-                    2 * ATTENTION_WGMMA_PIPELINE_STAGES * SwizzledTile<HD, ATTENTION_WGMMA_STEP>::elements;
                 const size_t shared =
-                    attention_shared_bytes(attention_forward_wgmma_kernel<HD>, 1024 + tiles * sizeof(floatX));
+                    attention_shared_bytes(attention_forward_wgmma_kernel<HD>, PipelineTiles<HD, 1>::shared_bytes);
                 const dim3 grid(ceil_div(T, ATTENTION_WGMMA_ROWS), B * heads);
-                attention_forward_wgmma_kernel<HD><<<grid, ATTENTION_WGMMA_THREADS, shared, stream>>>(y, lse, qkv, T,
-                                                                                                    heads);
+                attention_forward_wgmma_kernel<HD><<<grid, ATTENTION_WGMMA_THREADS, shared, stream>>>(
+                    y, lse, tensor_map_rows(qkv, B, T, 3 * D), T, heads);
                 cudaCheckLaunch();
                 return;
             }
@@ -1110,16 +1191,22 @@ static inline void attention_backward(floatX* dqkv, const floatX* dy, const floa
         };
         if constexpr (HD == 64 || HD == 128) {
             if (kernels == AttentionKernels::best && attention_hopper_available()) {
-                // the block's two tiles of its own rows, then buffers of the other side's two tiles a step
-                constexpr size_t own = 1024 + 2 * SwizzledTile<HD, ATTENTION_WGMMA_ROWS>::elements * sizeof(floatX);
-                constexpr size_t step = 2 * SwizzledTile<HD, ATTENTION_WGMMA_STEP>::elements * sizeof(floatX);
-                if constexpr (HD == 64)
+                if constexpr (HD == 64) {
+                    // the block's k and v tiles, then two buffers of a step's q and dy tiles, lse and δ
+                    constexpr size_t own = 1024 + 2 * SwizzledTile<HD, ATTENTION_WGMMA_ROWS>::elements * sizeof(floatX);
+                    constexpr size_t step = 2 * SwizzledTile<HD, ATTENTION_WGMMA_STEP>::elements * sizeof(floatX);
                     launch(attention_backward_key_wgmma_kernel<HD>, ATTENTION_WGMMA_ROWS, ATTENTION_WGMMA_THREADS,
                            own + 2 * step + 4 * ATTENTION_WGMMA_STEP * sizeof(float));
-                else  // at hd 128 its accumulators and fragments would outgrow the registers
+                } else {  // at hd 128 its accumulators and fragments would outgrow the registers
                     key_kernel();
-                launch(attention_backward_query_wgmma_kernel<HD>, ATTENTION_WGMMA_ROWS, ATTENTION_WGMMA_THREADS,
-                       own + ATTENTION_WGMMA_PIPELINE_STAGES * step);
+                }
+                const dim3 grid(ceil_div(T, ATTENTION_WGMMA_ROWS), B * heads);
+                auto query_kernel = attention_backward_query_wgmma_kernel<HD>;
+                query_kernel<<<grid, ATTENTION_WGMMA_THREADS,
+                               attention_shared_bytes(query_kernel, PipelineTiles<HD, 2>::shared_bytes), stream>>>(
+                    dqkv, lse, tensor_map_rows(qkv, B, T, 3 * D), tensor_map_rows(dy, B, T, D), rope_cos_sin, T,
+                    heads);
+                cudaCheckLaunch();
                 return;
             }
         }

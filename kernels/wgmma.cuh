@@ -45,6 +45,12 @@ __device__ __forceinline__ uint64_t wgmma_descriptor(const floatX* start) {
     return (uint64_t)((address & 0x3FFFF) >> 4) | (uint64_t)1 << 16 | (uint64_t)(1024 >> 4) << 32 | (uint64_t)1 << 62;
 }
 
+// The descriptor of the operand `elements` further into the same SwizzledTile as descriptor d: its start field
+// advanced (it cannot carry out: every shared-memory address fits it). Cheaper than a descriptor formed anew.
+__device__ __forceinline__ uint64_t wgmma_descriptor_at(uint64_t d, int elements) {
+    return d + (uint64_t)(elements * (int)sizeof(floatX) / 16);
+}
+
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
@@ -85,6 +91,7 @@ template <int HD, int YROWS>
 __device__ __forceinline__ void wgmma_row_dots(float (&s)[YROWS / 8][4], uint32_t (&x)[HD / 16][4],
                                                const floatX* y) {
     using Tile = SwizzledTile<HD, YROWS>;
+    const uint64_t tile = wgmma_descriptor(y);
     wgmma_fence_operands(s);
     wgmma_fence_operands(x);
     wgmma_fence();
@@ -92,7 +99,8 @@ __device__ __forceinline__ void wgmma_row_dots(float (&s)[YROWS / 8][4], uint32_
     for (int n = 0; n < YROWS / 64; n++)
 #pragma unroll
         for (int k = 0; k < HD / 16; k++)
-            wgmma_m64n64k16<0>(&s[8 * n][0], x[k], wgmma_descriptor(y + Tile::block_offset(64 * n, 16 * k)), k > 0);
+            wgmma_m64n64k16<0>(&s[8 * n][0], x[k], wgmma_descriptor_at(tile, Tile::block_offset(64 * n, 16 * k)),
+                               k > 0);
     wgmma_commit();
 }
 
@@ -102,6 +110,7 @@ template <int HD, int ZROWS>
 __device__ __forceinline__ void wgmma_accumulate(float (&acc)[HD / 8][4], uint32_t (&w)[ZROWS / 16][4],
                                                  const floatX* z) {
     using Tile = SwizzledTile<HD, ZROWS>;
+    const uint64_t tile = wgmma_descriptor(z);
     wgmma_fence_operands(acc);
     wgmma_fence_operands(w);
     wgmma_fence();
@@ -109,7 +118,8 @@ __device__ __forceinline__ void wgmma_accumulate(float (&acc)[HD / 8][4], uint32
     for (int j = 0; j < ZROWS / 16; j++)
 #pragma unroll
         for (int n = 0; n < HD / 64; n++)
-            wgmma_m64n64k16<1>(&acc[8 * n][0], w[j], wgmma_descriptor(z + Tile::block_offset(16 * j, 64 * n)), 1);
+            wgmma_m64n64k16<1>(&acc[8 * n][0], w[j], wgmma_descriptor_at(tile, Tile::block_offset(16 * j, 64 * n)),
+                               1);
     wgmma_commit();
 }
 
