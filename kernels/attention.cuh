@@ -22,15 +22,16 @@
 //
 // Work split (flash attention 2). A block owns a tile of rows of one (b, h), each warp 16 or 32 of them, and steps
 // over the other side's rows a tile at a time; tiles pass through shared memory, double-buffered (the next tile is
-// copied while the current one is used; three buffers in the pipelined Hopper forward and dq kernels). Scores and
+// copied while the current one is used; in the Hopper kernels four buffers, loaded by TMA a step ahead). Scores and
 // probabilities of a step live in the warps' registers: nothing T×T exists. Causal masking happens only in steps
 // that cross the diagonal (with_mask: the element-wise code compiled with and without its masks); a warp skips a
 // step none of its rows sees. Sums are fp32.
 //   forward: query tiles of ATTENTION_FORWARD_ROWS rows (the longest rows first), stepping over the key tiles up to
 //     the diagonal with the online softmax: per row a running max and sum, the output rescaled when the max grows.
 //   backward, three kernels, no atomics (deterministic):
-//     row sum: δ_t into the first 4 bytes of row t's dq slot of the head (the dq kernel reads it there, then
-//       overwrites the slot with dq, so the backward needs no buffer beyond its output);
+//     row sum: δ_t and lse_t·log2 e into the first 8 bytes of row t's dq slot of the head (the other two kernels
+//       read them there, the dq kernel then overwrites the slot with dq, so the backward needs no buffer beyond its
+//       output);
 //     dk, dv: key tiles of ATTENTION_BACKWARD_ROWS rows, stepping over the query tiles from the diagonal to T;
 //     dq: query tiles of ATTENTION_BACKWARD_ROWS rows, stepping over the key tiles up to the diagonal (it recomputes
 //       S and dP, two products more than a fused backward, which would need atomics or T/64 partial dq per row).
@@ -73,7 +74,7 @@ template <int HD> struct AttentionTiles {
 };
 
 // ROWS staged rows of the mma.sync kernels: row r at r·pitch (the padding spreads a column over the banks), the
-// columns HD … width − 1 zero. (The Hopper kernels stage into wgmma.cuh's SwizzledTile instead.)
+// columns HD … width − 1 zero. (The Hopper kernels' tiles are wgmma.cuh's SwizzledTile, loaded by TMA.)
 template <int HD, int ROWS> struct PaddedTile {
     static constexpr int width = AttentionTiles<HD>::width;
     static constexpr int elements = ROWS * AttentionTiles<HD>::pitch;
@@ -129,27 +130,20 @@ static __global__ void rope_qk_kernel(floatX* qkv, const float2* cos_sin, int BT
 
 // ---------------------------------------------------------------- staging and storing rows
 
-// Row r, columns i … i + chunk − 1 of dst (a Layout: PaddedTile or SwizzledTile) = src[(row0 + r)·stride + i …] for
-// r < ROWS, i < HD, copied with cp.async by the whole block; rows at or past T and the columns HD … width − 1 are
-// zero. THREADS, when given, must be the block's size (blockDim.x): the copies then unroll, each thread's chunks
-// known at compile time.
-template <int HD, int ROWS, typename Layout = PaddedTile<HD, ROWS>, int THREADS = 0>
+// Row r, columns i … i + chunk − 1 of dst (a PaddedTile<HD, ROWS>) = src[(row0 + r)·stride + i …] for r < ROWS,
+// i < HD, copied with cp.async by the whole block (the mma.sync kernels; the Hopper ones load by TMA); rows at or
+// past T and the columns HD … width − 1 are zero.
+template <int HD, int ROWS>
 __device__ __forceinline__ void stage_rows(floatX* dst, const floatX* src, size_t stride, int row0, int T) {
+    using Layout = PaddedTile<HD, ROWS>;
     constexpr int CH = AttentionTiles<HD>::chunk, CHUNKS = HD / CH;  // chunks per row
     using Chunk = FloatXPack<CH>;
-    auto copy_chunk = [&](int e) {
+    for (int e = threadIdx.x; e < ROWS * CHUNKS; e += blockDim.x) {
         const int r = e / CHUNKS, t = row0 + r, i = e % CHUNKS * CH;
         if (t < T)
             cp_async<sizeof(Chunk)>(dst + Layout::offset(r, i), src + t * stride + i);
         else
             *reinterpret_cast<Chunk*>(dst + Layout::offset(r, i)) = Chunk{};
-    };
-    if constexpr (THREADS > 0) {
-        static_assert(ROWS * CHUNKS % THREADS == 0, "whole rounds of the block's threads");
-#pragma unroll
-        for (int j = 0; j < ROWS * CHUNKS / THREADS; j++) copy_chunk((int)threadIdx.x + j * THREADS);
-    } else {
-        for (int e = threadIdx.x; e < ROWS * CHUNKS; e += blockDim.x) copy_chunk(e);
     }
     if constexpr (HD < Layout::width) {
         constexpr int PAD = (Layout::width - HD) / CH;  // chunks of padding per row
@@ -216,12 +210,14 @@ __device__ __forceinline__ void store_rows(floatX* out, size_t stride,
         }
 }
 
-// δ_t in the first 4 bytes of row t's dq slot (hd ≥ 2 in bf16); memcpy, as the slot is only floatX-aligned.
-static __device__ __forceinline__ void store_row_sum(floatX* dq_slot, float d) { memcpy(dq_slot, &d, sizeof(d)); }
-static __device__ __forceinline__ float load_row_sum(const floatX* dq_slot) {
-    float d;
-    memcpy(&d, dq_slot, sizeof(d));
-    return d;
+// Query t's floats for the backward, in the first 8 bytes of row t's dq slot (hd ≥ 4 in bf16): δ_t, then
+// lse_t·log2 e; memcpy, as the slot is only floatX-aligned.
+static const int ATTENTION_QUERY_FLOATS = 2;
+static __device__ __forceinline__ void store_query_floats(floatX* dq_slot, const float (&f)[ATTENTION_QUERY_FLOATS]) {
+    memcpy(dq_slot, f, sizeof(f));
+}
+static __device__ __forceinline__ void load_query_floats(float (&f)[ATTENTION_QUERY_FLOATS], const floatX* dq_slot) {
+    memcpy(f, dq_slot, sizeof(f));
 }
 
 // ---------------------------------------------------------------- the element-wise steps
@@ -348,39 +344,48 @@ static __device__ __forceinline__ void backward_pair(float& s_to_p, float& dp_to
     dp_to_ds = p * (dp_to_ds - delta);
 }
 
+// The key kernels' query floats of a step, in shared memory: query t0 + i's δ and lse·log2 e at
+// ATTENTION_QUERY_STRIDE · i and one after (the Hopper kernel copies the first 16 bytes of each dq slot; 8-byte
+// aligned).
+static const int ATTENTION_QUERY_STRIDE = 4;
+
 // backward_pair over a key kernel's transposed tiles: rows are the warp's 16 keys from key0, columns 8N queries from
-// t0 (their lse·log2 e and δ in lse_tile, delta_tile).
+// t0 (their δ and lse·log2 e in query_floats), those at or past T masked (their floats may be anything finite).
 template <int N>
-__device__ __forceinline__ void key_tile_scores(float (&p)[1][N][4], float (&ds)[1][N][4], int key0, int t0,
-                                                const float* lse_tile, const float* delta_tile, float scale_log2) {
+__device__ __forceinline__ void key_tile_scores(float (&p)[1][N][4], float (&ds)[1][N][4], int key0, int t0, int T,
+                                                const float* query_floats, float scale_log2) {
     const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
-    with_mask(key0 + 15 > t0, [&](auto masked) {  // the warp's last key after the tile's first query
+    // the warp's last key after the tile's first query, or the tile past T
+    with_mask(key0 + 15 > t0 || t0 + 8 * N > T, [&](auto masked) {
         constexpr bool MASK = decltype(masked)::value;
 #pragma unroll
         for (int n = 0; n < N; n++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int key = key0 + g + 8 * (e / 2), col = 8 * n + 2 * c + e % 2;
-                backward_pair(p[0][n][e], ds[0][n][e], !MASK || key <= t0 + col, lse_tile[col], delta_tile[col],
+                // δ and lse·log2 e in one 8-byte load
+                const float2 f = *reinterpret_cast<const float2*>(query_floats + ATTENTION_QUERY_STRIDE * col);
+                backward_pair(p[0][n][e], ds[0][n][e], !MASK || (key <= t0 + col && t0 + col < T), f.y, f.x,
                               scale_log2);
             }
     });
 }
 
-// Query t's lse·log2 e (+inf past T: P = 0 there) and δ (from its dq slot).
-static __device__ __forceinline__ void load_query_row(float& lse_log2, float& delta, const float* lse_bh,
-                                                      const floatX* dq, size_t stride, int t, int T) {
-    lse_log2 = t < T ? lse_bh[t] * ATTENTION_LOG2E : INFINITY;
-    delta = t < T ? load_row_sum(dq + t * stride) : 0.0f;
+// Query t's lse·log2 e (+inf past T: P = 0 there) and δ, from its dq slot.
+static __device__ __forceinline__ void load_query_row(float& lse_log2, float& delta, const floatX* dq, size_t stride,
+                                                      int t, int T) {
+    float f[ATTENTION_QUERY_FLOATS] = {0.0f, INFINITY};
+    if (t < T) load_query_floats(f, dq + t * stride);
+    delta = f[0];
+    lse_log2 = f[1];
 }
 
 // A query kernel's rows row0 + g and row0 + g + 8: their lse·log2 e and δ.
-static __device__ __forceinline__ void load_query_rows(float (&lse_row)[2], float (&delta_row)[2],
-                                                       const float* lse_bh, const floatX* dq, size_t stride, int row0,
-                                                       int T) {
+static __device__ __forceinline__ void load_query_rows(float (&lse_row)[2], float (&delta_row)[2], const floatX* dq,
+                                                       size_t stride, int row0, int T) {
     const int g = threadIdx.x % 32 / 4;
 #pragma unroll
-    for (int r = 0; r < 2; r++) load_query_row(lse_row[r], delta_row[r], lse_bh, dq, stride, row0 + g + 8 * r, T);
+    for (int r = 0; r < 2; r++) load_query_row(lse_row[r], delta_row[r], dq, stride, row0 + g + 8 * r, T);
 }
 
 // backward_pair over a query kernel's tiles: rows are the warp's 16 queries from row0 (their lse·log2 e and δ in
@@ -538,6 +543,8 @@ struct AttentionHead {
     size_t qkv;     // b·T·3D + h·hd: the head's q in qkv, its dq in dqkv
     size_t rows;    // b·T·D + h·hd: the head's columns of y and dy
     size_t lse;     // (b·heads + h)·T: its log-sum-exp row
+    int batch;      // b: the third coordinate of the Hopper kernels' tensor maps
+    int column;     // h·hd: the head's first column of q in qkv (k and v: + D, + 2D), of dq in dqkv, of y and dy
 };
 
 template <int HD> __device__ __forceinline__ AttentionHead attention_head(int T, int heads) {
@@ -548,15 +555,17 @@ template <int HD> __device__ __forceinline__ AttentionHead attention_head(int T,
     a.qkv = (size_t)b * T * a.stride + h * HD;
     a.rows = (size_t)b * T * a.D + h * HD;
     a.lse = ((size_t)b * heads + h) * T;
+    a.batch = b;
+    a.column = h * HD;
     return a;
 }
 
-// The tiles a block steps over, in its shared memory after its own rows' tiles: STEP rows each in Layout
-// (PaddedTile in the mma.sync kernels, SwizzledTile in the Hopper dk/dv kernel), double-buffered: step i's in buffer
-// i % 2 while step i + 1's are copied into the other; THREADS as stage_rows' (the Hopper kernel gives its block
-// size). (The pipelined Hopper kernels load theirs by TMA: PipelineTiles.)
-// KeyValueTiles: the head's k and v rows, for the mma.sync forward and dq kernels.
-template <int HD, int STEP, typename Layout> struct KeyValueTiles {
+// The tiles an mma.sync kernel steps over, in its shared memory after its own rows' tiles: STEP rows each in a
+// PaddedTile, double-buffered: step i's in buffer i % 2 while step i + 1's are copied into the other. (The Hopper
+// kernels load theirs by TMA: PipelineTiles.)
+// KeyValueTiles: the head's k and v rows, for the forward and dq kernels.
+template <int HD, int STEP> struct KeyValueTiles {
+    using Layout = PaddedTile<HD, STEP>;
     floatX *k_tiles, *v_tiles;  // two buffers each
     const floatX *k, *v;        // the head's k and v in qkv
     size_t stride;              // a row of qkv
@@ -570,48 +579,47 @@ template <int HD, int STEP, typename Layout> struct KeyValueTiles {
     __device__ __forceinline__ const floatX* v_tile(int buf) const { return v_tiles + buf * Layout::elements; }
     // keys s0 … s0 + STEP − 1 into buffer buf (zero past T)
     __device__ __forceinline__ void stage(int s0, int buf) const {
-        stage_rows<HD, STEP, Layout>(k_tiles + buf * Layout::elements, k, stride, s0, T);
-        stage_rows<HD, STEP, Layout>(v_tiles + buf * Layout::elements, v, stride, s0, T);
+        stage_rows<HD, STEP>(k_tiles + buf * Layout::elements, k, stride, s0, T);
+        stage_rows<HD, STEP>(v_tiles + buf * Layout::elements, v, stride, s0, T);
     }
 };
 
-// QueryTiles, for the dk/dv kernels: as KeyValueTiles, the head's q and dy rows, and the queries' lse·log2 e and δ
-// (load_query_row: δ from the dq slots of dqkv).
-template <int HD, int STEP, typename Layout, int THREADS = 0> struct QueryTiles {
-    floatX *q_tiles, *dy_tiles;      // two buffers each
-    float *lse_tiles, *delta_tiles;  // STEP floats, two buffers each
-    const floatX *q, *dy_bh;         // the head's q in qkv, its columns of dy
-    const float* lse_bh;             // its lse row
-    const floatX* dq;                // its dq slots in dqkv, which hold δ
-    size_t stride;                   // a row of qkv
-    int D, T;                        // a row of dy; the sequence length
+// QueryTiles, for the dk/dv kernel: as KeyValueTiles, the head's q and dy rows, and the queries' floats as
+// key_tile_scores reads them (load_query_row: from the dq slots of dqkv).
+template <int HD, int STEP> struct QueryTiles {
+    using Layout = PaddedTile<HD, STEP>;
+    static constexpr int FLOATS = ATTENTION_QUERY_STRIDE * STEP;                // a step's query floats
+    static constexpr size_t float_bytes = 2 * FLOATS * sizeof(float);          // two buffers
+    floatX *q_tiles, *dy_tiles;  // two buffers each
+    float* query_floats;         // FLOATS, two buffers
+    const floatX *q, *dy_bh;     // the head's q in qkv, its columns of dy
+    const floatX* dq;            // its dq slots in dqkv, which hold the query floats
+    size_t stride;               // a row of qkv
+    int D, T;                    // a row of dy; the sequence length
 
     __device__ __forceinline__ QueryTiles(floatX* shared, const floatX* q, const AttentionHead& head, const floatX* dy,
-                                          const float* lse, const floatX* dqkv, int T)
+                                          const floatX* dqkv, int T)
         : q_tiles(shared), dy_tiles(shared + 2 * Layout::elements),
-          lse_tiles(reinterpret_cast<float*>(dy_tiles + 2 * Layout::elements)), delta_tiles(lse_tiles + 2 * STEP), q(q),
-          dy_bh(dy + head.rows), lse_bh(lse + head.lse), dq(dqkv + head.qkv), stride(head.stride), D(head.D), T(T) {}
+          query_floats(reinterpret_cast<float*>(dy_tiles + 2 * Layout::elements)), q(q), dy_bh(dy + head.rows),
+          dq(dqkv + head.qkv), stride(head.stride), D(head.D), T(T) {}
     __device__ __forceinline__ const floatX* q_tile(int buf) const { return q_tiles + buf * Layout::elements; }
     __device__ __forceinline__ const floatX* dy_tile(int buf) const { return dy_tiles + buf * Layout::elements; }
-    __device__ __forceinline__ const float* lse_tile(int buf) const { return lse_tiles + buf * STEP; }
-    __device__ __forceinline__ const float* delta_tile(int buf) const { return delta_tiles + buf * STEP; }
+    __device__ __forceinline__ const float* floats(int buf) const { return query_floats + buf * FLOATS; }
     // queries t0 … t0 + STEP − 1 into buffer buf
     __device__ __forceinline__ void stage(int t0, int buf) const {
-        stage_rows<HD, STEP, Layout, THREADS>(q_tiles + buf * Layout::elements, q, stride, t0, T);
-        stage_rows<HD, STEP, Layout, THREADS>(dy_tiles + buf * Layout::elements, dy_bh, D, t0, T);
-        for (int i = threadIdx.x; i < STEP; i += blockDim.x)
-            load_query_row(lse_tiles[buf * STEP + i], delta_tiles[buf * STEP + i], lse_bh, dq, stride, t0 + i, T);
+        stage_rows<HD, STEP>(q_tiles + buf * Layout::elements, q, stride, t0, T);
+        stage_rows<HD, STEP>(dy_tiles + buf * Layout::elements, dy_bh, D, t0, T);
+        for (int i = threadIdx.x; i < STEP; i += blockDim.x) {
+            float* f = query_floats + buf * FLOATS + ATTENTION_QUERY_STRIDE * i;
+            load_query_row(f[1], f[0], dq, stride, t0 + i, T);
+        }
     }
 };
 
 // The start of a step: waits until this step's tiles (copied by the step before, or before the loop) are in and
-// every warp is done with the previous step's buffers, into which the caller may then copy the next step's. The
-// Hopper kernels' wgmma reads shared memory through the async proxy, which sees cp.async's writes after a fence.
-template <bool WGMMA> __device__ __forceinline__ void await_step_tiles() {
+// every warp is done with the previous step's buffers, into which the caller may then copy the next step's.
+__device__ __forceinline__ void await_step_tiles() {
     cp_async_wait_all();
-#if defined(ATTENTION_WGMMA)
-    if constexpr (WGMMA) fence_proxy_async();
-#endif
     __syncthreads();
 }
 
@@ -629,7 +637,7 @@ static __global__ void __launch_bounds__(32 * AttentionTiles<HD>::forward_warps,
     const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ATTENTION_FORWARD_ROWS;
     const int row0 = t0 + (int)threadIdx.x / 32 * WARP_ROWS;  // the warp's first query
     const floatX* q = qkv + head.qkv;
-    const KeyValueTiles<HD, KEYS, PaddedTile<HD, KEYS>> kv(q_tile + ATTENTION_FORWARD_ROWS * P, q, head, T);
+    const KeyValueTiles<HD, KEYS> kv(q_tile + ATTENTION_FORWARD_ROWS * P, q, head, T);
     const int n_steps = (min(t0 + ATTENTION_FORWARD_ROWS, T) + KEYS - 1) / KEYS;  // key tiles up to the diagonal
     const float scale_log2 = ATTENTION_LOG2E / sqrtf((float)HD);
 
@@ -639,7 +647,7 @@ static __global__ void __launch_bounds__(32 * AttentionTiles<HD>::forward_warps,
     OnlineSoftmax<M> softmax;
     for (int step = 0; step < n_steps; step++) {
         const int s0 = step * KEYS, buf = step % 2;
-        await_step_tiles<false>();
+        await_step_tiles();
         if (step + 1 < n_steps) kv.stage(s0 + KEYS, 1 - buf);
         if (s0 > row0 + WARP_ROWS - 1) continue;  // every key of the tile follows the warp's rows
         float s[M][NK][4];
@@ -652,9 +660,12 @@ static __global__ void __launch_bounds__(32 * AttentionTiles<HD>::forward_warps,
     store_rows<HD, M>(y + head.rows, head.D, o, row0, T, 1.0f, nullptr);
 }
 
-// δ_t = dy_t·y_t of each (position, head) into its dq slot. grid ceil(BT·heads / ATTENTION_ROW_SUM_THREADS)
+// δ_t = dy_t·y_t and lse_t·log2 e of each (position, head) into its dq slot (store_query_floats).
+// grid ceil(BT·heads / ATTENTION_ROW_SUM_THREADS)
 template <int HD>
-static __global__ void attention_row_sum_kernel(floatX* dqkv, const floatX* dy, const floatX* y, int BT, int heads) {
+static __global__ void attention_row_sum_kernel(floatX* dqkv, const floatX* dy, const floatX* y, const float* lse,
+                                                int BT, int T, int heads) {
+    static_assert(HD * sizeof(floatX) >= ATTENTION_QUERY_FLOATS * sizeof(float), "the query floats fit a dq slot");
     using Chunk = FloatXPack<AttentionTiles<HD>::chunk>;
     const size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (idx >= (size_t)BT * heads) return;
@@ -666,7 +677,8 @@ static __global__ void attention_row_sum_kernel(floatX* dqkv, const floatX* dy, 
 #pragma unroll
         for (int u = 0; u < AttentionTiles<HD>::chunk; u++) sum += to_float(a.v[u]) * to_float(b.v[u]);
     }
-    store_row_sum(dqkv + row * 3 * D + idx % heads * HD, sum);
+    const size_t head = idx % heads, lse_at = (row / T * heads + head) * T + row % T;  // (b, head, t)
+    store_query_floats(dqkv + row * 3 * D + head * HD, {sum, lse[lse_at] * ATTENTION_LOG2E});
 }
 
 // dk and dv for a tile of ATTENTION_BACKWARD_ROWS keys (warp w: keys 16w … 16w + 15 of it), stepping over the
@@ -675,7 +687,7 @@ static __global__ void attention_row_sum_kernel(floatX* dqkv, const floatX* dy, 
 // × 2 buffers each
 template <int HD>
 static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
-    attention_backward_key_kernel(floatX* dqkv, const floatX* dy, const float* lse, const floatX* qkv,
+    attention_backward_key_kernel(floatX* dqkv, const floatX* dy, const floatX* qkv,
                                   const float2* rope_cos_sin, int T, int heads) {
     using Tiles = AttentionTiles<HD>;
     constexpr int QUERIES = Tiles::step, NQ = QUERIES / 8, W = Tiles::width, P = Tiles::pitch;
@@ -687,8 +699,7 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
     const int key0 = s0 + (int)threadIdx.x / 32 * 16;     // the warp's first key
     const floatX* q = qkv + head.qkv;
     const floatX *k = q + head.D, *v = q + 2 * head.D;
-    const QueryTiles<HD, QUERIES, PaddedTile<HD, QUERIES>> queries(v_tile + ATTENTION_BACKWARD_ROWS * P, q, head, dy,
-                                                                   lse, dqkv, T);
+    const QueryTiles<HD, QUERIES> queries(v_tile + ATTENTION_BACKWARD_ROWS * P, q, head, dy, dqkv, T);
     const int n_steps = (T - s0 + QUERIES - 1) / QUERIES;
     const float scale = 1.0f / sqrtf((float)HD), scale_log2 = ATTENTION_LOG2E * scale;
 
@@ -698,14 +709,14 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
     float dk[1][W / 8][4] = {}, dv[1][W / 8][4] = {};
     for (int step = 0; step < n_steps; step++) {
         const int t0 = s0 + step * QUERIES, buf = step % 2;
-        await_step_tiles<false>();
+        await_step_tiles();
         if (step + 1 < n_steps) queries.stage(t0 + QUERIES, 1 - buf);
         if (t0 + QUERIES - 1 < key0) continue;  // every query of the tile precedes the warp's keys
         const floatX *q_tile = queries.q_tile(buf), *dy_tile = queries.dy_tile(buf);
         float p[1][NQ][4], ds[1][NQ][4];
         warp_row_dots<1, NQ, W, P>(p, k_tile + (key0 - s0) * P, q_tile);    // Sᵀ
         warp_row_dots<1, NQ, W, P>(ds, v_tile + (key0 - s0) * P, dy_tile);  // dPᵀ
-        key_tile_scores(p, ds, key0, t0, queries.lse_tile(buf), queries.delta_tile(buf), scale_log2);
+        key_tile_scores(p, ds, key0, t0, T, queries.floats(buf), scale_log2);
         warp_accumulate<1, NQ, W, P>(dv, p, dy_tile);
         warp_accumulate<1, NQ, W, P>(dk, ds, q_tile);
     }
@@ -719,7 +730,7 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
 // shared: q and dy tiles (ATTENTION_BACKWARD_ROWS rows); k and v tiles (step rows) × 2 buffers each
 template <int HD>
 static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
-    attention_backward_query_kernel(floatX* dqkv, const floatX* dy, const float* lse, const floatX* qkv,
+    attention_backward_query_kernel(floatX* dqkv, const floatX* dy, const floatX* qkv,
                                     const float2* rope_cos_sin, int T, int heads) {
     using Tiles = AttentionTiles<HD>;
     constexpr int KEYS = Tiles::step, NK = KEYS / 8, W = Tiles::width, P = Tiles::pitch;
@@ -730,7 +741,7 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
     const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ATTENTION_BACKWARD_ROWS;  // the longest rows first
     const int row0 = t0 + (int)threadIdx.x / 32 * 16;                            // the warp's first query
     const floatX* q = qkv + head.qkv;
-    const KeyValueTiles<HD, KEYS, PaddedTile<HD, KEYS>> kv(dy_tile + ATTENTION_BACKWARD_ROWS * P, q, head, T);
+    const KeyValueTiles<HD, KEYS> kv(dy_tile + ATTENTION_BACKWARD_ROWS * P, q, head, T);
     floatX* dq = dqkv + head.qkv;
     const int n_steps = (min(t0 + ATTENTION_BACKWARD_ROWS, T) + KEYS - 1) / KEYS;
     const float scale = 1.0f / sqrtf((float)HD), scale_log2 = ATTENTION_LOG2E * scale;
@@ -739,11 +750,11 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
     stage_rows<HD, ATTENTION_BACKWARD_ROWS>(dy_tile, dy + head.rows, head.D, t0, T);
     kv.stage(0, 0);
     float lse_row[2], delta_row[2];
-    load_query_rows(lse_row, delta_row, lse + head.lse, dq, head.stride, row0, T);
+    load_query_rows(lse_row, delta_row, dq, head.stride, row0, T);
     float acc[1][W / 8][4] = {};
     for (int step = 0; step < n_steps; step++) {
         const int s0 = step * KEYS, buf = step % 2;
-        await_step_tiles<false>();
+        await_step_tiles();
         if (step + 1 < n_steps) kv.stage(s0 + KEYS, 1 - buf);
         if (s0 > row0 + 15) continue;  // every key of the tile follows the warp's rows
         const floatX* k_tile = kv.k_tile(buf);
@@ -762,12 +773,13 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
 // (wgmma.cuh). The block's own rows (q; k and v; q and dy) are loaded once as A fragments into registers; the other
 // side's tiles stay in shared memory as SwizzledTile, which the tensor cores read as B (K-major for the scores, MN-major
 // for the sums). Steps are skipped per warpgroup; inside a crossing step the masks zero what a warp's rows do not see.
+// Every tile arrives by TMA under mbarriers (PipelineTiles), so no step ends in a block barrier.
 
 static const int ATTENTION_WGMMA_WARPGROUPS = 2;
 static const int ATTENTION_WGMMA_ROWS = 64 * ATTENTION_WGMMA_WARPGROUPS;  // the block's rows
 static const int ATTENTION_WGMMA_STEP = 64;                               // rows of the other side per step
 static const int ATTENTION_WGMMA_THREADS = 128 * ATTENTION_WGMMA_WARPGROUPS;  // every launch's block size
-static const int ATTENTION_WGMMA_PIPELINE_STAGES = 4;  // buffers of the k and v tiles of the forward and dq kernels
+static const int ATTENTION_WGMMA_PIPELINE_STAGES = 4;  // buffers of a step's tiles
 static const int ATTENTION_WGMMA_PIPELINE_LEAD = ATTENTION_WGMMA_PIPELINE_STAGES - 3;  // tiles loaded ahead
 
 // The block's dynamic shared memory from its first 1024-byte boundary (SwizzledTile blocks start on one; the
@@ -793,34 +805,52 @@ __device__ __forceinline__ void load_a_fragments(uint32_t (&a)[HD / 16][4], cons
 }
 #endif
 
-// The pipelined kernels' tiles (forward, dq), loaded by TMA (tma.cuh) into the block's shared memory: OWN tiles of
-// its own ATTENTION_WGMMA_ROWS rows (q; q and dy), then STAGES buffers of a step's key and value tiles, then the
-// barriers: `own` (the own tiles are in), full[i] (buffer i's tiles are in: the loading thread's arrival and their
-// bytes) and empty[i] (every warp is done reading them: an arrival a warp). Step tile i goes into buffer i % STAGES.
-// Thread 0 issues every load: a copy is one instruction, and the other threads never wait for it.
-template <int HD, int OWN> struct PipelineTiles {
+// Where the Hopper kernels' step tiles come from (tma.cuh's maps): the step's two tiles, each from a map
+// (tensor_map_rows) at a column, rows row0 + 64·tile … for step tile `tile`; for the dk/dv kernel also the first 16
+// bytes of the step's queries' dq slots, which begin with their query floats (slots: tensor_map_row_heads over
+// dqkv, at the head's dq column, slot_column).
+struct StepSources {
+    const CUtensorMap *first, *second;
+    int first_column, second_column, row0;
+    const CUtensorMap* slots;
+    int slot_column;
+};
+
+// The Hopper kernels' tiles, loaded by TMA (tma.cuh) into the block's shared memory: OWN tiles of its own
+// ATTENTION_WGMMA_ROWS rows (q; q and dy; k and v), then STAGES buffers of a step's two tiles (k and v; q and dy)
+// and, with QUERY_FLOATS, of its queries' floats (as key_tile_scores reads them), then the barriers: `own` (the
+// own tiles are in), full[i] (buffer i is in: the loading thread's arrival and the bytes) and empty[i] (every warp
+// is done reading it: an arrival a warp). Step tile i goes into buffer i % STAGES. Thread 0 issues every load: a
+// copy is one instruction, and the other threads never wait for it.
+template <int HD, int OWN, bool QUERY_FLOATS = false> struct PipelineTiles {
     using OwnTile = SwizzledTile<HD, ATTENTION_WGMMA_ROWS>;
     using StepTile = SwizzledTile<HD, ATTENTION_WGMMA_STEP>;
     static constexpr int STAGES = ATTENTION_WGMMA_PIPELINE_STAGES, WARPS = ATTENTION_WGMMA_THREADS / 32;
-    static constexpr size_t tile_bytes = (OWN * OwnTile::elements + 2 * STAGES * StepTile::elements) * sizeof(floatX);
+    static constexpr int FLOATS = QUERY_FLOATS ? ATTENTION_QUERY_STRIDE * ATTENTION_WGMMA_STEP : 0;  // a step's
+    static_assert(ATTENTION_QUERY_STRIDE * sizeof(float) == 16, "a box row: the first 16 bytes of a dq slot");
+    static constexpr size_t tile_bytes =
+        (OWN * OwnTile::elements + 2 * STAGES * StepTile::elements) * sizeof(floatX) + STAGES * FLOATS * sizeof(float);
     // the launch's dynamic shared memory: the tiles from the first 1024-byte boundary, then the barriers
     static constexpr size_t shared_bytes = 1024 + tile_bytes + (1 + 2 * STAGES) * sizeof(uint64_t);
 
-    floatX* tiles;       // own tiles, then k tiles, then v tiles
+    floatX* tiles;       // own tiles, then the first and the second step tiles, then the floats
     uint64_t* barriers;  // own, full[STAGES], empty[STAGES]
-    const CUtensorMap* qkv_map;
-    int batch, q_column, D;  // the head's batch row and first column of q in qkv (k and v follow at D and 2D)
+    StepSources from;
+    int batch;  // the head's batch row: the maps' third coordinate
 
-    __device__ __forceinline__ PipelineTiles(char* shared, const CUtensorMap& qkv_map, int heads)
+    __device__ __forceinline__ PipelineTiles(char* shared, const StepSources& from, const AttentionHead& head)
         : tiles(swizzled_shared(shared)), barriers(reinterpret_cast<uint64_t*>(reinterpret_cast<char*>(tiles) +
                                                                              tile_bytes)),
-          qkv_map(&qkv_map), batch((int)blockIdx.y / heads), q_column((int)blockIdx.y % heads * HD), D(heads * HD) {}
+          from(from), batch(head.batch) {}
 #if defined(ATTENTION_WGMMA)
     __device__ __forceinline__ const floatX* own_tile(int i) const { return tiles + i * OwnTile::elements; }
-    __device__ __forceinline__ const floatX* k_tile(int tile) const {
-        return tiles + OWN * OwnTile::elements + tile % STAGES * StepTile::elements;
+    // step tile `tile`'s first (which = 0) or second tile
+    __device__ __forceinline__ floatX* step_tile(int which, int tile) const {
+        return tiles + OWN * OwnTile::elements + (which * STAGES + tile % STAGES) * StepTile::elements;
     }
-    __device__ __forceinline__ const floatX* v_tile(int tile) const { return k_tile(tile) + STAGES * StepTile::elements; }
+    __device__ __forceinline__ float* query_floats(int tile) const {
+        return reinterpret_cast<float*>(step_tile(2, 0)) + tile % STAGES * FLOATS;
+    }
     __device__ __forceinline__ uint64_t* full(int tile) const { return barriers + 1 + tile % STAGES; }
     __device__ __forceinline__ uint64_t* empty(int tile) const { return full(tile) + STAGES; }
 
@@ -836,7 +866,7 @@ template <int HD, int OWN> struct PipelineTiles {
         }
         __syncthreads();
     }
-    // The rows of the box row by row and its 64-column blocks, into a SwizzledTile<HD, ROWS> at dst.
+    // Rows row0 … row0 + ROWS − 1, columns column … column + HD − 1 of map into a SwizzledTile<HD, ROWS> at dst.
     template <int ROWS>
     __device__ __forceinline__ void load_rows(floatX* dst, const CUtensorMap& map, int column, int row0,
                                               uint64_t* bar) const {
@@ -846,22 +876,21 @@ template <int HD, int OWN> struct PipelineTiles {
             for (int c = 0; c < HD; c += TMA_BOX)
                 tma_load_box(dst + SwizzledTile<HD, ROWS>::block_offset(r, c), map, column + c, row0 + r, batch, bar);
     }
-    // Thread 0: own tile i's rows t0 … from `map` (of the head's columns from q_column: q in qkv, dy in dy). The
-    // caller announces the own tiles' bytes first (own_bytes on barriers[0]).
-    __device__ __forceinline__ void load_own(int i, const CUtensorMap& map, int column, int t0) const {
-        load_rows<ATTENTION_WGMMA_ROWS>(tiles + i * OwnTile::elements, map, column, t0, barriers);
-    }
+    // Thread 0: the own tiles' bytes announced (expect_own), then own tile i's rows t0 … from map at column.
     __device__ __forceinline__ void expect_own() const {
         mbarrier_expect_bytes(barriers, OWN * OwnTile::elements * sizeof(floatX));
     }
-    // Thread 0: step tile `tile` (keys 64·tile …), once every warp released the tile that last used its buffer.
+    __device__ __forceinline__ void load_own(int i, const CUtensorMap& map, int column, int t0) const {
+        load_rows<ATTENTION_WGMMA_ROWS>(tiles + i * OwnTile::elements, map, column, t0, barriers);
+    }
+    // Thread 0: step tile `tile`, once every warp released the tile that last used its buffer.
     __device__ __forceinline__ void load_step(int tile) const {
         if (tile >= STAGES) mbarrier_wait(empty(tile), (tile / STAGES - 1) & 1);
-        mbarrier_expect_bytes(full(tile), 2 * StepTile::elements * sizeof(floatX));
-        const int s0 = tile * ATTENTION_WGMMA_STEP;
-        load_rows<ATTENTION_WGMMA_STEP>(const_cast<floatX*>(k_tile(tile)), *qkv_map, q_column + D, s0, full(tile));
-        load_rows<ATTENTION_WGMMA_STEP>(const_cast<floatX*>(v_tile(tile)), *qkv_map, q_column + 2 * D, s0,
-                                        full(tile));
+        mbarrier_expect_bytes(full(tile), 2 * StepTile::elements * sizeof(floatX) + FLOATS * sizeof(float));
+        const int r0 = from.row0 + tile * ATTENTION_WGMMA_STEP;
+        load_rows<ATTENTION_WGMMA_STEP>(step_tile(0, tile), *from.first, from.first_column, r0, full(tile));
+        load_rows<ATTENTION_WGMMA_STEP>(step_tile(1, tile), *from.second, from.second_column, r0, full(tile));
+        if constexpr (QUERY_FLOATS) tma_load_box(query_floats(tile), *from.slots, from.slot_column, r0, batch, full(tile));
     }
     __device__ __forceinline__ void wait_own() const { mbarrier_wait(barriers, 0); }
     __device__ __forceinline__ void wait_step(int tile) const { mbarrier_wait(full(tile), tile / STAGES & 1); }
@@ -925,8 +954,9 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, HD <= 64 ? 2 :
 #if defined(ATTENTION_WGMMA)
     constexpr int ROWS = ATTENTION_WGMMA_ROWS, KEYS = ATTENTION_WGMMA_STEP;
     extern __shared__ __align__(16) char attention_shared[];
-    const PipelineTiles<HD, 1> kv(attention_shared, qkv_map, heads);
     const AttentionHead head = attention_head<HD>(T, heads);
+    const PipelineTiles<HD, 1> kv(
+        attention_shared, {&qkv_map, &qkv_map, head.column + head.D, head.column + 2 * head.D, 0, nullptr, 0}, head);
     const int warp = (int)threadIdx.x / 32;
     const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ROWS;
     const int group_row0 = t0 + warp / 4 * 64, row0 = t0 + warp * 16;  // the warpgroup's and the warp's first query
@@ -937,20 +967,20 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, HD <= 64 ? 2 :
     kv.init();
     if (threadIdx.x == 0) {
         kv.expect_own();
-        kv.load_own(0, qkv_map, kv.q_column, t0);
+        kv.load_own(0, qkv_map, head.column, t0);
     }
     uint32_t q_rows[HD / 16][4], p[1][KEYS / 16][4];  // A fragments: the warp's queries; P of the tile before
     float s[1][KEYS / 8][4], o[1][HD / 8][4] = {};
     OnlineSoftmax<1> softmax;
     pipelined_steps(
         kv, n_steps, group_tiles, [&] { load_a_fragments<HD, ROWS>(q_rows, kv.own_tile(0), row0 - t0); },
-        [&](int tile) { wgmma_row_dots<HD, KEYS>(s[0], q_rows, kv.k_tile(tile)); },
+        [&](int tile) { wgmma_row_dots<HD, KEYS>(s[0], q_rows, kv.step_tile(0, tile)); },
         [&](int tile, auto pending) {
             wgmma_wait<decltype(pending)::value>(s[0]);
             const int s0 = tile * KEYS;
             softmax.step(s, row0, s0, s0 + KEYS - 1 > row0, scale_log2);
         },
-        [&](int tile) { wgmma_accumulate<HD, KEYS>(o[0], p[0], kv.v_tile(tile)); },
+        [&](int tile) { wgmma_accumulate<HD, KEYS>(o[0], p[0], kv.step_tile(1, tile)); },
         [&] {
             wgmma_wait<0>(o[0], p[0]);
             softmax.rescale(o);  // after step 0: o, zero, by 0
@@ -962,56 +992,65 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, HD <= 64 ? 2 :
 #endif
 }
 
-// As attention_backward_key_kernel, for ATTENTION_WGMMA_ROWS keys.
-// shared: k and v tiles (ATTENTION_WGMMA_ROWS rows); q and dy tiles (ATTENTION_WGMMA_STEP rows), lse·log2 e and δ
-// (step floats) × 2 buffers each
+// As attention_backward_key_kernel, for ATTENTION_WGMMA_ROWS keys. Step tile i loads at the start of step i − LEAD,
+// into the buffer of tile i − STAGES, which every warp released at the end of its step i − STAGES: two steps before
+// thread 0 would wait for the other warpgroup, so the warpgroups run free of each other, one's element-wise work
+// beside the other's products.
+// dy_map, slot_map: tensor maps of dy and of dqkv's row heads (tensor_map_row_heads: the dq slots' query floats).
+// shared: PipelineTiles<HD, 2, true> (the k and v tiles; q and dy tiles, the query floats)
 template <int HD>
 static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
-    attention_backward_key_wgmma_kernel(floatX* dqkv, const floatX* dy, const float* lse, const floatX* qkv,
-                                        const float2* rope_cos_sin, int T, int heads) {
+    attention_backward_key_wgmma_kernel(floatX* dqkv, const __grid_constant__ CUtensorMap qkv_map,
+                                        const __grid_constant__ CUtensorMap dy_map,
+                                        const __grid_constant__ CUtensorMap slot_map, const float2* rope_cos_sin,
+                                        int T, int heads) {
 #if defined(ATTENTION_WGMMA)
-    constexpr int ROWS = ATTENTION_WGMMA_ROWS, QUERIES = ATTENTION_WGMMA_STEP, THREADS = ATTENTION_WGMMA_THREADS;
-    using KTile = SwizzledTile<HD, ROWS>;
+    constexpr int ROWS = ATTENTION_WGMMA_ROWS, QUERIES = ATTENTION_WGMMA_STEP, LEAD = ATTENTION_WGMMA_PIPELINE_LEAD;
     extern __shared__ __align__(16) char attention_shared[];
-    floatX* k_tile = swizzled_shared(attention_shared);
-    floatX* v_tile = k_tile + KTile::elements;
     const AttentionHead head = attention_head<HD>(T, heads);
     const int warp = (int)threadIdx.x / 32;
     const int s0 = blockIdx.x * ROWS;  // low tiles, which have the most queries, run first
     const int group_key0 = s0 + warp / 4 * 64, key0 = s0 + warp * 16;  // the warpgroup's and the warp's first key
-    const floatX* q = qkv + head.qkv;
-    const floatX *k = q + head.D, *v = q + 2 * head.D;
-    const QueryTiles<HD, QUERIES, SwizzledTile<HD, QUERIES>, THREADS> queries(v_tile + KTile::elements, q, head, dy,
-                                                                              lse, dqkv, T);
+    const PipelineTiles<HD, 2, true> queries(
+        attention_shared, {&qkv_map, &dy_map, head.column, head.column, s0, &slot_map, head.column}, head);
     const int n_steps = (T - s0 + QUERIES - 1) / QUERIES;
     const float scale = 1.0f / sqrtf((float)HD), scale_log2 = ATTENTION_LOG2E * scale;
 
-    stage_rows<HD, ROWS, KTile, THREADS>(k_tile, k, head.stride, s0, T);
-    stage_rows<HD, ROWS, KTile, THREADS>(v_tile, v, head.stride, s0, T);
-    queries.stage(s0, 0);
+    queries.init();
+    if (threadIdx.x == 0) {
+        queries.expect_own();
+        queries.load_own(0, qkv_map, head.column + head.D, s0);
+        queries.load_own(1, qkv_map, head.column + 2 * head.D, s0);
+        for (int i = 0; i < LEAD && i < n_steps; i++) queries.load_step(i);
+    }
     uint32_t k_rows[HD / 16][4] = {}, v_rows[HD / 16][4] = {};  // zeroed: see load_a_fragments
     float dk[1][HD / 8][4] = {}, dv[1][HD / 8][4] = {};
     for (int step = 0; step < n_steps; step++) {
-        const int t0 = s0 + step * QUERIES, buf = step % 2;
-        const floatX *q_tile = queries.q_tile(buf), *dy_tile = queries.dy_tile(buf);
-        await_step_tiles<true>();
+        const int t0 = s0 + step * QUERIES;
+        if (threadIdx.x == 0 && step + LEAD < n_steps) queries.load_step(step + LEAD);
         if (step == 0) {
-            load_a_fragments<HD, ROWS>(k_rows, k_tile, key0 - s0);
-            load_a_fragments<HD, ROWS>(v_rows, v_tile, key0 - s0);
+            queries.wait_own();
+            load_a_fragments<HD, ROWS>(k_rows, queries.own_tile(0), key0 - s0);
+            load_a_fragments<HD, ROWS>(v_rows, queries.own_tile(1), key0 - s0);
         }
-        if (step + 1 < n_steps) queries.stage(t0 + QUERIES, 1 - buf);
-        if (t0 + QUERIES - 1 < group_key0) continue;  // every query of the tile precedes the warpgroup's keys
+        if (t0 + QUERIES - 1 < group_key0) {  // every query of the tile precedes the warpgroup's keys
+            queries.release(step);
+            continue;
+        }
+        const floatX *q_tile = queries.step_tile(0, step), *dy_tile = queries.step_tile(1, step);
+        queries.wait_step(step);
         float p[1][QUERIES / 8][4], ds[1][QUERIES / 8][4];
         wgmma_row_dots<HD, QUERIES>(p[0], k_rows, q_tile);   // Sᵀ
         wgmma_row_dots<HD, QUERIES>(ds[0], v_rows, dy_tile);  // dPᵀ
         wgmma_wait<0>(p[0], ds[0]);
-        key_tile_scores(p, ds, key0, t0, queries.lse_tile(buf), queries.delta_tile(buf), scale_log2);
+        key_tile_scores(p, ds, key0, t0, T, queries.query_floats(step), scale_log2);
         uint32_t p_rows[1][QUERIES / 16][4], ds_rows[1][QUERIES / 16][4];
         pack_a_fragments(p_rows, p);
         pack_a_fragments(ds_rows, ds);
         wgmma_accumulate<HD, QUERIES>(dv[0], p_rows[0], dy_tile);
         wgmma_accumulate<HD, QUERIES>(dk[0], ds_rows[0], q_tile);
         wgmma_wait<0>(dv[0], dk[0]);
+        queries.release(step);
     }
     floatX* dk_out = dqkv + head.qkv + head.D;
     store_rows<HD, 1>(dk_out, head.stride, dk, key0, T, scale, rope_cos_sin);
@@ -1024,14 +1063,15 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
 // shared: PipelineTiles<HD, 2> (the q and dy tiles; k and v tiles)
 template <int HD>
 static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
-    attention_backward_query_wgmma_kernel(floatX* dqkv, const float* lse, const __grid_constant__ CUtensorMap qkv_map,
+    attention_backward_query_wgmma_kernel(floatX* dqkv, const __grid_constant__ CUtensorMap qkv_map,
                                           const __grid_constant__ CUtensorMap dy_map, const float2* rope_cos_sin,
                                           int T, int heads) {
 #if defined(ATTENTION_WGMMA)
     constexpr int ROWS = ATTENTION_WGMMA_ROWS, KEYS = ATTENTION_WGMMA_STEP;
     extern __shared__ __align__(16) char attention_shared[];
-    const PipelineTiles<HD, 2> kv(attention_shared, qkv_map, heads);
     const AttentionHead head = attention_head<HD>(T, heads);
+    const PipelineTiles<HD, 2> kv(
+        attention_shared, {&qkv_map, &qkv_map, head.column + head.D, head.column + 2 * head.D, 0, nullptr, 0}, head);
     const int warp = (int)threadIdx.x / 32;
     const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ROWS;            // the longest rows first
     const int group_row0 = t0 + warp / 4 * 64, row0 = t0 + warp * 16;  // the warpgroup's and the warp's first query
@@ -1043,11 +1083,11 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
     kv.init();
     if (threadIdx.x == 0) {
         kv.expect_own();
-        kv.load_own(0, qkv_map, kv.q_column, t0);
-        kv.load_own(1, dy_map, kv.q_column, t0);
+        kv.load_own(0, qkv_map, head.column, t0);
+        kv.load_own(1, dy_map, head.column, t0);
     }
     float lse_row[2], delta_row[2];
-    load_query_rows(lse_row, delta_row, lse + head.lse, dq, head.stride, row0, T);
+    load_query_rows(lse_row, delta_row, dq, head.stride, row0, T);
     uint32_t q_rows[HD / 16][4], dy_rows[HD / 16][4], ds_rows[1][KEYS / 16][4];  // A fragments; dS of the tile before
     float p[1][KEYS / 8][4], ds[1][KEYS / 8][4], acc[1][HD / 8][4] = {};
     pipelined_steps(
@@ -1057,14 +1097,14 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
             load_a_fragments<HD, ROWS>(dy_rows, kv.own_tile(1), row0 - t0);
         },
         [&](int tile) {
-            wgmma_row_dots<HD, KEYS>(p[0], q_rows, kv.k_tile(tile));    // S
-            wgmma_row_dots<HD, KEYS>(ds[0], dy_rows, kv.v_tile(tile));  // dP
+            wgmma_row_dots<HD, KEYS>(p[0], q_rows, kv.step_tile(0, tile));    // S
+            wgmma_row_dots<HD, KEYS>(ds[0], dy_rows, kv.step_tile(1, tile));  // dP
         },
         [&](int tile, auto pending) {
             wgmma_wait<decltype(pending)::value>(p[0], ds[0]);
             query_tile_scores(p, ds, row0, tile * KEYS, lse_row, delta_row, scale_log2);
         },
-        [&](int tile) { wgmma_accumulate<HD, KEYS>(acc[0], ds_rows[0], kv.k_tile(tile)); },
+        [&](int tile) { wgmma_accumulate<HD, KEYS>(acc[0], ds_rows[0], kv.step_tile(0, tile)); },
         [&] {
             wgmma_wait<0>(acc[0], ds_rows[0]);
             pack_a_fragments(ds_rows, ds);
@@ -1176,36 +1216,36 @@ static inline void attention_backward(floatX* dqkv, const floatX* dy, const floa
         using Tiles = AttentionTiles<HD>;
         const size_t rows = (size_t)B * T * heads;
         attention_row_sum_kernel<HD><<<(unsigned)ceil_div(rows, (size_t)ATTENTION_ROW_SUM_THREADS),
-                                       ATTENTION_ROW_SUM_THREADS, 0, stream>>>(dqkv, dy, y, B * T, heads);
+                                       ATTENTION_ROW_SUM_THREADS, 0, stream>>>(dqkv, dy, y, lse, B * T, T, heads);
         cudaCheckLaunch();
         auto launch = [&](auto kernel, int block_rows, int threads, size_t shared) {
             const dim3 grid(ceil_div(T, block_rows), B * heads);
-            kernel<<<grid, threads, attention_shared_bytes(kernel, shared), stream>>>(dqkv, dy, lse, qkv, rope_cos_sin,
-                                                                                      T, heads);
+            kernel<<<grid, threads, attention_shared_bytes(kernel, shared), stream>>>(dqkv, dy, qkv, rope_cos_sin, T,
+                                                                                      heads);
             cudaCheckLaunch();
         };
         const size_t tiles_bytes = (2 * ATTENTION_BACKWARD_ROWS + 4 * Tiles::step) * Tiles::pitch * sizeof(floatX);
         auto key_kernel = [&] {
             launch(attention_backward_key_kernel<HD>, ATTENTION_BACKWARD_ROWS, 32 * ATTENTION_BACKWARD_WARPS,
-                   tiles_bytes + 4 * Tiles::step * sizeof(float));
+                   tiles_bytes + QueryTiles<HD, Tiles::step>::float_bytes);
         };
         if constexpr (HD == 64 || HD == 128) {
             if (kernels == AttentionKernels::best && attention_hopper_available()) {
+                const dim3 grid(ceil_div(T, ATTENTION_WGMMA_ROWS), B * heads);
+                const CUtensorMap qkv_map = tensor_map_rows(qkv, B, T, 3 * D), dy_map = tensor_map_rows(dy, B, T, D);
                 if constexpr (HD == 64) {
-                    // the block's k and v tiles, then two buffers of a step's q and dy tiles, lse and δ
-                    constexpr size_t own = 1024 + 2 * SwizzledTile<HD, ATTENTION_WGMMA_ROWS>::elements * sizeof(floatX);
-                    constexpr size_t step = 2 * SwizzledTile<HD, ATTENTION_WGMMA_STEP>::elements * sizeof(floatX);
-                    launch(attention_backward_key_wgmma_kernel<HD>, ATTENTION_WGMMA_ROWS, ATTENTION_WGMMA_THREADS,
-                           own + 2 * step + 4 * ATTENTION_WGMMA_STEP * sizeof(float));
+                    auto kernel = attention_backward_key_wgmma_kernel<HD>;
+                    kernel<<<grid, ATTENTION_WGMMA_THREADS,
+                             attention_shared_bytes(kernel, PipelineTiles<HD, 2, true>::shared_bytes), stream>>>(
+                        dqkv, qkv_map, dy_map, tensor_map_row_heads(dqkv, B, T, 3 * D), rope_cos_sin, T, heads);
+                    cudaCheckLaunch();
                 } else {  // at hd 128 its accumulators and fragments would outgrow the registers
                     key_kernel();
                 }
-                const dim3 grid(ceil_div(T, ATTENTION_WGMMA_ROWS), B * heads);
                 auto query_kernel = attention_backward_query_wgmma_kernel<HD>;
                 query_kernel<<<grid, ATTENTION_WGMMA_THREADS,
                                attention_shared_bytes(query_kernel, PipelineTiles<HD, 2>::shared_bytes), stream>>>(
-                    dqkv, lse, tensor_map_rows(qkv, B, T, 3 * D), tensor_map_rows(dy, B, T, D), rope_cos_sin, T,
-                    heads);
+                    dqkv, qkv_map, dy_map, rope_cos_sin, T, heads);
                 cudaCheckLaunch();
                 return;
             }

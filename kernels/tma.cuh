@@ -1,10 +1,11 @@
 // Hopper's tensor memory accelerator (TMA, sm_90a) and the shared-memory barriers (mbarrier) that say when its copies
 // have landed: what kernels/attention.cuh's pipelined Hopper kernels load their tiles with.
 //
-// A tensor map (made on the host by tensor_map_rows) describes a bf16 tensor (B, T, width) in global memory, row
-// stride `width`. One tma_load_box copies the 64 × 64 box of columns c … c + 63, rows t … t + 63 of batch row b into
-// shared memory in wgmma.cuh's SwizzledTile order (128-byte rows, 16-byte chunk j of row r at j ^ (r % 8): the
-// copy's 128-byte swizzle, from a 1024-byte aligned destination); rows at or past T arrive as zeros. The copy runs
+// A tensor map (made on the host) describes a tensor in global memory and the box one copy moves. tensor_map_rows:
+// a bf16 tensor (B, T, width), boxes of 64 × 64; tma_load_box copies columns c … c + 63, rows t … t + 63 of batch
+// row b into shared memory in wgmma.cuh's SwizzledTile order (128-byte rows, 16-byte chunk j of row r at j ^ (r % 8):
+// the copy's 128-byte swizzle, from a 1024-byte aligned destination); rows at or past T arrive as zeros.
+// tensor_map_row_heads: the same tensor in boxes of 16 bytes × 64 rows, unswizzled (row r at 16r bytes). The copy runs
 // on its own: a thread announces the bytes it awaits on a barrier (mbarrier_expect_bytes), issues the copies, and
 // every thread that reads the box first waits for the barrier's phase (mbarrier_wait). A barrier completes a phase
 // when its count of arrivals and its awaited bytes are both in; phases alternate parity 0, 1, 0, …
@@ -48,8 +49,9 @@ __device__ __forceinline__ void mbarrier_wait(uint64_t* bar, uint32_t parity) {
         : "memory");
 }
 
-// The box at (column, row, batch) of `map` into dst (1024-byte aligned), its bytes counted on `bar`.
-__device__ __forceinline__ void tma_load_box(floatX* dst, const CUtensorMap& map, int column, int row, int batch,
+// The box at (column, row, batch) of a three-dimensional `map` into dst (1024-byte aligned when swizzled, else
+// 128), its bytes counted on `bar`.
+__device__ __forceinline__ void tma_load_box(void* dst, const CUtensorMap& map, int column, int row, int batch,
                                              uint64_t* bar) {
     asm volatile(
         "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], "
@@ -59,32 +61,42 @@ __device__ __forceinline__ void tma_load_box(floatX* dst, const CUtensorMap& map
 }
 #endif
 
-// The tensor map of a bf16 tensor (B, T, width) at `base` (16-byte aligned, width a multiple of 8) in 64 × 64 boxes,
-// 128-byte swizzled, zero past T: what tma_load_box reads. The driver's encoder is found through the runtime, so
-// that nothing links the driver library.
-static inline CUtensorMap tensor_map_rows(const void* base, int B, int T, int width) {
+// The tensor map of a bf16 tensor (B, T, width) at `base` (16-byte aligned, width a multiple of 8) in boxes of
+// `box_columns` × 64 rows; rows past T read as zeros. The driver's encoder is found through the runtime, so that
+// nothing links the driver library.
+static inline CUtensorMap tensor_map_bf16(const void* base, int B, int T, int width, int box_columns,
+                                          CUtensorMapSwizzle swizzle) {
     static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
         void* function = nullptr;
         cudaDriverEntryPointQueryResult found;
         cudaCheck(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &function, 12000, cudaEnableDefault,
                                                    &found));
         if (found != cudaDriverEntryPointSuccess || !function) {
-            fprintf(stderr, "tensor_map_rows: the CUDA driver has no cuTensorMapEncodeTiled; update the driver\n");
+            fprintf(stderr, "tensor_map_bf16: the CUDA driver has no cuTensorMapEncodeTiled; update the driver\n");
             exit(EXIT_FAILURE);
         }
         return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(function);
     }();
     const cuuint64_t dims[3] = {(cuuint64_t)width, (cuuint64_t)T, (cuuint64_t)B};
     const cuuint64_t strides[2] = {(cuuint64_t)width * 2, (cuuint64_t)width * 2 * T};  // bytes, of rows and batches
-    const cuuint32_t box[3] = {TMA_BOX, TMA_BOX, 1}, element_strides[3] = {1, 1, 1};
+    const cuuint32_t box[3] = {(cuuint32_t)box_columns, TMA_BOX, 1}, element_strides[3] = {1, 1, 1};
     CUtensorMap map;
-    const CUresult result = encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(base), dims, strides,
-                                   box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                                   CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    const CUresult result =
+        encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(base), dims, strides, box, element_strides,
+               CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     if (result != CUDA_SUCCESS) {
-        fprintf(stderr, "tensor_map_rows: cuTensorMapEncodeTiled failed (CUresult %d) for (%d, %d, %d) at %p\n",
+        fprintf(stderr, "tensor_map_bf16: cuTensorMapEncodeTiled failed (CUresult %d) for (%d, %d, %d) at %p\n",
                 (int)result, B, T, width, base);
         exit(EXIT_FAILURE);
     }
     return map;
+}
+
+// 64 × 64 boxes, 128-byte swizzled: what tma_load_box reads into a SwizzledTile.
+static inline CUtensorMap tensor_map_rows(const void* base, int B, int T, int width) {
+    return tensor_map_bf16(base, B, T, width, TMA_BOX, CU_TENSOR_MAP_SWIZZLE_128B);
+}
+// Boxes of 8 columns (16 bytes) × 64 rows, unswizzled.
+static inline CUtensorMap tensor_map_row_heads(const void* base, int B, int T, int width) {
+    return tensor_map_bf16(base, B, T, width, 8, CU_TENSOR_MAP_SWIZZLE_NONE);
 }

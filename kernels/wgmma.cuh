@@ -13,8 +13,8 @@
 // after wgmma_fence_operands on its accumulators and A fragments (the compiler then cannot move their writes past
 // the fence: those of P and dS are computed just before), wgmma_commit after it, and wgmma_wait<n>(registers…)
 // until at most the newest n batches are in flight (batches complete in the order committed), which then releases
-// the given accumulators and A fragments of the completed ones to ordinary code. Shared memory written by ordinary
-// stores or cp.async is visible to wgmma after fence_proxy_async in each writing thread and a barrier.
+// the given accumulators and A fragments of the completed ones to ordinary code. The B tiles arrive by TMA
+// (tma.cuh), whose writes wgmma sees once their barrier's wait returns.
 #pragma once
 #include <cstdint>
 
@@ -53,7 +53,6 @@ __device__ __forceinline__ uint64_t wgmma_descriptor_at(uint64_t d, int elements
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
 // Keeps the compiler from moving reads or writes of these registers across an asynchronous wgmma.
 template <int N> __device__ __forceinline__ void wgmma_fence_operands(float (&d)[N][4]) {
