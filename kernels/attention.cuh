@@ -890,7 +890,8 @@ template <int HD, int OWN, bool QUERY_FLOATS = false> struct PipelineTiles {
         const int r0 = from.row0 + tile * ATTENTION_WGMMA_STEP;
         load_rows<ATTENTION_WGMMA_STEP>(step_tile(0, tile), *from.first, from.first_column, r0, full(tile));
         load_rows<ATTENTION_WGMMA_STEP>(step_tile(1, tile), *from.second, from.second_column, r0, full(tile));
-        if constexpr (QUERY_FLOATS) tma_load_box(query_floats(tile), *from.slots, from.slot_column, r0, batch, full(tile));
+        if constexpr (QUERY_FLOATS)
+            tma_load_box(query_floats(tile), *from.slots, from.slot_column, r0, batch, full(tile));
     }
     __device__ __forceinline__ void wait_own() const { mbarrier_wait(barriers, 0); }
     __device__ __forceinline__ void wait_step(int tile) const { mbarrier_wait(full(tile), tile / STAGES & 1); }

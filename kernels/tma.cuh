@@ -1,5 +1,5 @@
 // Hopper's tensor memory accelerator (TMA, sm_90a) and the shared-memory barriers (mbarrier) that say when its copies
-// have landed: what kernels/attention.cuh's pipelined Hopper kernels load their tiles with.
+// have landed: what kernels/attention.cuh's Hopper kernels load their tiles with.
 //
 // A tensor map (made on the host) describes a tensor in global memory and the box one copy moves. tensor_map_rows:
 // a bf16 tensor (B, T, width), boxes of 64 × 64; tma_load_box copies columns c … c + 63, rows t … t + 63 of batch
@@ -81,9 +81,9 @@ static inline CUtensorMap tensor_map_bf16(const void* base, int B, int T, int wi
     const cuuint64_t strides[2] = {(cuuint64_t)width * 2, (cuuint64_t)width * 2 * T};  // bytes, of rows and batches
     const cuuint32_t box[3] = {(cuuint32_t)box_columns, TMA_BOX, 1}, element_strides[3] = {1, 1, 1};
     CUtensorMap map;
-    const CUresult result =
-        encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(base), dims, strides, box, element_strides,
-               CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    const CUresult result = encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, const_cast<void*>(base), dims, strides,
+                                   box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
+                                   CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     if (result != CUDA_SUCCESS) {
         fprintf(stderr, "tensor_map_bf16: cuTensorMapEncodeTiled failed (CUresult %d) for (%d, %d, %d) at %p\n",
                 (int)result, B, T, width, base);
