@@ -791,11 +791,7 @@ static __device__ __forceinline__ floatX* swizzled_shared(char* shared) {
 
 #if defined(ATTENTION_WGMMA)
 // a[k]: the A fragment of rows r0 … r0 + 15, columns 16k … 16k + 15 of a SwizzledTile<HD, ROWS>.
-// The kernels load their own rows' fragments once the tile is in (with the first step's tiles) and keep them for all
-// steps: the forward and dq kernels before their loops; the dk/dv kernel in its first step, with the arrays zeroed
-// before the loop all the same: with no value on entry to it, ptxas (CUDA 13.0) took their registers as free after
-// each step's first products and reused them within the step (the three hd-64 kernels once the masks were split:
-// every later step multiplied P, dS or softmax temporaries instead).
+// The kernels load their own rows' fragments once the tile is in, before their steps, and keep them for all steps.
 template <int HD, int ROWS>
 __device__ __forceinline__ void load_a_fragments(uint32_t (&a)[HD / 16][4], const floatX* tile, int r0) {
     const int lane = threadIdx.x % 32;
@@ -903,45 +899,45 @@ template <int HD, int OWN, bool QUERY_FLOATS = false> struct PipelineTiles {
 };
 
 #if defined(ATTENTION_WGMMA)
-// The steps of the pipelined kernels (forward, dq) for a warpgroup whose rows see `tiles` of the block's n_steps
-// key tiles: step i issues tile i's score products, then the sum over tile i − 1 (O += P V, dQ += dS K), waits for
-// the scores alone (committed first) and forms tile i's P or dS while the sum runs; the next step waits for the sum
-// (there, not at the end of its own step, where ptxas hoisted the wait to the top of the element-wise code's basic
-// block) and packs P or dS over the A fragments it read. The last sum follows the loop; the caller waits for it.
-// Loads: tiles 0 … LEAD before the steps, tile i + LEAD in step i, into the buffer of tile i + LEAD − STAGES =
-// i − 3, which every warp released in its step i − 1 (step i releases tile i − 2, whose sum step i's pack waited
-// for): a step of slack before thread 0 would wait for the other warpgroup. No wgmma is issued under a branch: ptxas
-// (CUDA 13.0) serialised every wgmma of a kernel that did (C7514).
+// The steps of a warpgroup that reads step tiles first … last − 1 of the block's n_steps, pipelined: step i issues
+// tile i's score products (S and dP, or their transposes), then the sum over tile i − 1 (O += P V; dQ += dS K;
+// dV += Pᵀ dY and dK += dSᵀ Q), waits for the scores alone (committed first) and forms tile i's P or dS while the sum
+// runs; the next step waits for the sum (there, not at the end of its own step, where ptxas hoisted the wait to the
+// top of the element-wise code's basic block) and packs P or dS over the A fragments it read. The last sum follows
+// the loop; the caller waits for it. Loads: tiles 0 … LEAD before the steps, tile i + LEAD in step i, into the
+// buffer of tile i + LEAD − STAGES = i − 3, which every warp released by its step i − 1 (step i releases tile
+// i − 2, whose sum step i's pack waited for; tiles before `first` at the start): a step of slack before thread 0
+// would wait for the other warpgroup. Thread 0's warpgroup must read every tile from 0 and all but at most the last.
+// No wgmma is issued under a branch: ptxas (CUDA 13.0) serialised every wgmma of a kernel that did (C7514).
 //   own_fragments(): the block's own rows as A fragments, once they are in; scores(i), accumulate(i): issue and
-//   commit tile i's products; elementwise(i, pending): wgmma_wait<pending>, then tile i's P or dS; pack(): the wait
-//   for the sum in flight, then the packing.
+//   commit tile i's products; elementwise(i, sum_in_flight): wait for the scores (past the sum's commit groups
+//   when sum_in_flight), then tile i's P or dS; pack(): the wait for the sum in flight, then the packing.
 template <typename Tiles, typename OwnFragments, typename Scores, typename Elementwise, typename Accumulate,
           typename Pack>
-__device__ __forceinline__ void pipelined_steps(const Tiles& kv, int n_steps, int tiles, OwnFragments own_fragments,
-                                                Scores scores, Elementwise elementwise, Accumulate accumulate,
-                                                Pack pack) {
+__device__ __forceinline__ void pipelined_steps(const Tiles& kv, int n_steps, int first, int last,
+                                                OwnFragments own_fragments, Scores scores, Elementwise elementwise,
+                                                Accumulate accumulate, Pack pack) {
     constexpr int LEAD = ATTENTION_WGMMA_PIPELINE_LEAD;
-    static_assert(ATTENTION_WGMMA_ROWS - 64 <= ATTENTION_WGMMA_STEP,
-                  "a warpgroup's tiles end at most one step before the block's, so thread 0 loads every tile");
     static_assert(LEAD >= 1 && Tiles::STAGES == LEAD + 3, "the buffer a load reuses was released a step before");
     if (threadIdx.x == 0)
         for (int i = 0; i <= LEAD && i < n_steps; i++) kv.load_step(i);
+    for (int i = 0; i < first; i++) kv.release(i);  // tiles the warpgroup never reads
     kv.wait_own();
     own_fragments();
-    kv.wait_step(0);
-    scores(0);
-    elementwise(0, std::integral_constant<int, 0>());
-    for (int step = 1; step < tiles; step++) {
+    kv.wait_step(first);
+    scores(first);
+    elementwise(first, std::false_type());
+    for (int step = first + 1; step < last; step++) {
         pack();
-        if (step >= 2) kv.release(step - 2);
+        if (step >= first + 2) kv.release(step - 2);
         if (threadIdx.x == 0 && step + LEAD < n_steps) kv.load_step(step + LEAD);
         kv.wait_step(step);
         scores(step);
         accumulate(step - 1);
-        elementwise(step, std::integral_constant<int, 1>());  // the scores are done; the sum may still run
+        elementwise(step, std::true_type());  // the scores are done; the sum may still run
     }
     pack();
-    accumulate(tiles - 1);
+    accumulate(last - 1);
 }
 #endif
 
@@ -973,11 +969,12 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, HD <= 64 ? 2 :
     uint32_t q_rows[HD / 16][4], p[1][KEYS / 16][4];  // A fragments: the warp's queries; P of the tile before
     float s[1][KEYS / 8][4], o[1][HD / 8][4] = {};
     OnlineSoftmax<1> softmax;
+    static_assert(ROWS - 64 <= KEYS, "the warpgroups' last tiles differ by at most one: thread 0 loads every tile");
     pipelined_steps(
-        kv, n_steps, group_tiles, [&] { load_a_fragments<HD, ROWS>(q_rows, kv.own_tile(0), row0 - t0); },
+        kv, n_steps, 0, group_tiles, [&] { load_a_fragments<HD, ROWS>(q_rows, kv.own_tile(0), row0 - t0); },
         [&](int tile) { wgmma_row_dots<HD, KEYS>(s[0], q_rows, kv.step_tile(0, tile)); },
-        [&](int tile, auto pending) {
-            wgmma_wait<decltype(pending)::value>(s[0]);
+        [&](int tile, auto sum_in_flight) {
+            wgmma_wait<decltype(sum_in_flight)::value ? 1 : 0>(s[0]);
             const int s0 = tile * KEYS;
             softmax.step(s, row0, s0, s0 + KEYS - 1 > row0, scale_log2);
         },
@@ -993,10 +990,9 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, HD <= 64 ? 2 :
 #endif
 }
 
-// As attention_backward_key_kernel, for ATTENTION_WGMMA_ROWS keys. Step tile i loads at the start of step i − LEAD,
-// into the buffer of tile i − STAGES, which every warp released at the end of its step i − STAGES: two steps before
-// thread 0 would wait for the other warpgroup, so the warpgroups run free of each other, one's element-wise work
-// beside the other's products.
+// As attention_backward_key_kernel, for ATTENTION_WGMMA_ROWS keys, pipelined (pipelined_steps): P and dS of query
+// tile i are formed from Sᵀ_i = K Q_iᵀ and dPᵀ_i = V dY_iᵀ while dV += P_{i−1}ᵀ dY_{i−1} and dK += dS_{i−1}ᵀ Q_{i−1}
+// run.
 // dy_map, slot_map: tensor maps of dy and of dqkv's row heads (tensor_map_row_heads: the dq slots' query floats).
 // shared: PipelineTiles<HD, 2, true> (the k and v tiles; q and dy tiles, the query floats)
 template <int HD>
@@ -1006,12 +1002,12 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
                                         const __grid_constant__ CUtensorMap slot_map, const float2* rope_cos_sin,
                                         int T, int heads) {
 #if defined(ATTENTION_WGMMA)
-    constexpr int ROWS = ATTENTION_WGMMA_ROWS, QUERIES = ATTENTION_WGMMA_STEP, LEAD = ATTENTION_WGMMA_PIPELINE_LEAD;
+    constexpr int ROWS = ATTENTION_WGMMA_ROWS, QUERIES = ATTENTION_WGMMA_STEP;
     extern __shared__ __align__(16) char attention_shared[];
     const AttentionHead head = attention_head<HD>(T, heads);
     const int warp = (int)threadIdx.x / 32;
     const int s0 = blockIdx.x * ROWS;  // low tiles, which have the most queries, run first
-    const int group_key0 = s0 + warp / 4 * 64, key0 = s0 + warp * 16;  // the warpgroup's and the warp's first key
+    const int key0 = s0 + warp * 16;   // the warp's first key
     const PipelineTiles<HD, 2, true> queries(
         attention_shared, {&qkv_map, &dy_map, head.column, head.column, s0, &slot_map, head.column}, head);
     const int n_steps = (T - s0 + QUERIES - 1) / QUERIES;
@@ -1022,37 +1018,37 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
         queries.expect_own();
         queries.load_own(0, qkv_map, head.column + head.D, s0);
         queries.load_own(1, qkv_map, head.column + 2 * head.D, s0);
-        for (int i = 0; i < LEAD && i < n_steps; i++) queries.load_step(i);
     }
-    uint32_t k_rows[HD / 16][4] = {}, v_rows[HD / 16][4] = {};  // zeroed: see load_a_fragments
-    float dk[1][HD / 8][4] = {}, dv[1][HD / 8][4] = {};
-    for (int step = 0; step < n_steps; step++) {
-        const int t0 = s0 + step * QUERIES;
-        if (threadIdx.x == 0 && step + LEAD < n_steps) queries.load_step(step + LEAD);
-        if (step == 0) {
-            queries.wait_own();
+    // the warpgroup's first query tile: the first that reaches its keys (or the last, all masked, if none does)
+    const int first = min(warp / 4, n_steps - 1);
+    static_assert(ROWS == 2 * QUERIES, "thread 0's warpgroup reads every tile from 0");
+    uint32_t k_rows[HD / 16][4], v_rows[HD / 16][4];                          // A fragments: the warp's keys
+    uint32_t p_rows[1][QUERIES / 16][4], ds_rows[1][QUERIES / 16][4];          // and P, dS of the tile before
+    float p[1][QUERIES / 8][4], ds[1][QUERIES / 8][4], dk[1][HD / 8][4] = {}, dv[1][HD / 8][4] = {};
+    pipelined_steps(
+        queries, n_steps, first, n_steps,
+        [&] {
             load_a_fragments<HD, ROWS>(k_rows, queries.own_tile(0), key0 - s0);
             load_a_fragments<HD, ROWS>(v_rows, queries.own_tile(1), key0 - s0);
-        }
-        if (t0 + QUERIES - 1 < group_key0) {  // every query of the tile precedes the warpgroup's keys
-            queries.release(step);
-            continue;
-        }
-        const floatX *q_tile = queries.step_tile(0, step), *dy_tile = queries.step_tile(1, step);
-        queries.wait_step(step);
-        float p[1][QUERIES / 8][4], ds[1][QUERIES / 8][4];
-        wgmma_row_dots<HD, QUERIES>(p[0], k_rows, q_tile);   // Sᵀ
-        wgmma_row_dots<HD, QUERIES>(ds[0], v_rows, dy_tile);  // dPᵀ
-        wgmma_wait<0>(p[0], ds[0]);
-        key_tile_scores(p, ds, key0, t0, T, queries.query_floats(step), scale_log2);
-        uint32_t p_rows[1][QUERIES / 16][4], ds_rows[1][QUERIES / 16][4];
-        pack_a_fragments(p_rows, p);
-        pack_a_fragments(ds_rows, ds);
-        wgmma_accumulate<HD, QUERIES>(dv[0], p_rows[0], dy_tile);
-        wgmma_accumulate<HD, QUERIES>(dk[0], ds_rows[0], q_tile);
-        wgmma_wait<0>(dv[0], dk[0]);
-        queries.release(step);
-    }
+        },
+        [&](int tile) {
+            wgmma_row_dots<HD, QUERIES>(p[0], k_rows, queries.step_tile(0, tile));   // Sᵀ
+            wgmma_row_dots<HD, QUERIES>(ds[0], v_rows, queries.step_tile(1, tile));  // dPᵀ
+        },
+        [&](int tile, auto sum_in_flight) {
+            wgmma_wait<decltype(sum_in_flight)::value ? 2 : 0>(p[0], ds[0]);  // the sum: two commit groups
+            key_tile_scores(p, ds, key0, s0 + tile * QUERIES, T, queries.query_floats(tile), scale_log2);
+        },
+        [&](int tile) {
+            wgmma_accumulate<HD, QUERIES>(dv[0], p_rows[0], queries.step_tile(1, tile));
+            wgmma_accumulate<HD, QUERIES>(dk[0], ds_rows[0], queries.step_tile(0, tile));
+        },
+        [&] {
+            wgmma_wait<0>(dv[0], dk[0], p_rows[0], ds_rows[0]);
+            pack_a_fragments(p_rows, p);
+            pack_a_fragments(ds_rows, ds);
+        });
+    wgmma_wait<0>(dv[0], dk[0]);
     floatX* dk_out = dqkv + head.qkv + head.D;
     store_rows<HD, 1>(dk_out, head.stride, dk, key0, T, scale, rope_cos_sin);
     store_rows<HD, 1>(dk_out + head.D, head.stride, dv, key0, T, 1.0f, nullptr);
@@ -1091,8 +1087,9 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
     load_query_rows(lse_row, delta_row, dq, head.stride, row0, T);
     uint32_t q_rows[HD / 16][4], dy_rows[HD / 16][4], ds_rows[1][KEYS / 16][4];  // A fragments; dS of the tile before
     float p[1][KEYS / 8][4], ds[1][KEYS / 8][4], acc[1][HD / 8][4] = {};
+    static_assert(ROWS - 64 <= KEYS, "the warpgroups' last tiles differ by at most one: thread 0 loads every tile");
     pipelined_steps(
-        kv, n_steps, group_tiles,
+        kv, n_steps, 0, group_tiles,
         [&] {
             load_a_fragments<HD, ROWS>(q_rows, kv.own_tile(0), row0 - t0);
             load_a_fragments<HD, ROWS>(dy_rows, kv.own_tile(1), row0 - t0);
@@ -1101,8 +1098,8 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
             wgmma_row_dots<HD, KEYS>(p[0], q_rows, kv.step_tile(0, tile));    // S
             wgmma_row_dots<HD, KEYS>(ds[0], dy_rows, kv.step_tile(1, tile));  // dP
         },
-        [&](int tile, auto pending) {
-            wgmma_wait<decltype(pending)::value>(p[0], ds[0]);
+        [&](int tile, auto sum_in_flight) {
+            wgmma_wait<decltype(sum_in_flight)::value ? 1 : 0>(p[0], ds[0]);
             query_tile_scores(p, ds, row0, tile * KEYS, lse_row, delta_row, scale_log2);
         },
         [&](int tile) { wgmma_accumulate<HD, KEYS>(acc[0], ds_rows[0], kv.step_tile(0, tile)); },
