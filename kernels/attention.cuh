@@ -27,7 +27,8 @@
 // that cross the diagonal (with_mask: the element-wise code compiled with and without its masks); a warp skips a
 // step none of its rows sees. Sums are fp32.
 //   forward: query tiles of ATTENTION_FORWARD_ROWS rows (the longest rows first), stepping over the key tiles up to
-//     the diagonal with the online softmax: per row a running max and sum, the output rescaled when the max grows.
+//     the diagonal with the online softmax: per row a running max and sum, the output rescaled when the max grows
+//     by more than a slack.
 //   backward, three kernels, no atomics (deterministic):
 //     row sum: δ_t and lse_t·log2 e into the first 8 bytes of row t's dq slot of the head (the other two kernels
 //       read them there, the dq kernel then overwrites the slot with dq, so the backward needs no buffer beyond its
@@ -234,11 +235,17 @@ template <typename Run> __device__ __forceinline__ void with_mask(bool crosses_d
         run(std::false_type());
 }
 
-// The forward's online softmax over a warp's 16M rows from row0, one tile of keys at a time.
+// The forward's online softmax over a warp's 16M rows from row0, one tile of keys at a time. The running max is
+// raised only when a row's tile max passes it by more than ATTENTION_MAX_SLACK: the rescale of the output and the
+// sums (32 multiplies a lane a step at hd 64) is skipped in most steps, and
+// the probabilities exp2(S·log2 e − max) it leaves stay below 2^SLACK, which bf16 and the fp32 sums hold exactly as
+// they hold values below 1. The decision is the warp's (a vote), so that the skip is a branch no lane diverges on.
+static constexpr float ATTENTION_MAX_SLACK = 8.0f;
 template <int M> struct OnlineSoftmax {
-    float row_max[M][2];      // per row (m, r): the max of S·log2 e so far
+    float row_max[M][2];      // per row (m, r): the max of S·log2 e so far, or up to SLACK below it
     float row_sum[M][2];      // and this lane's part of Σ exp2(S·log2 e − max)
     float row_rescale[M][2];  // exp2(max before the last step − max): what the output's sums so far are scaled by
+    bool raised = false;      // whether the last step raised the max (and the output needs its rescale)
 
     __device__ __forceinline__ OnlineSoftmax() {
 #pragma unroll
@@ -248,9 +255,9 @@ template <int M> struct OnlineSoftmax {
     }
 
     // s: the scores q·k of keys s0 … s0 + 8NK − 1 (masked past each row only if the tile crosses the diagonal).
-    // Raises the running max, rescales the running sum by the change (row_rescale) and leaves s = exp2(S·log2 e −
-    // max), the tile's unnormalised probabilities. The output is rescaled apart (rescale), so that a kernel can run
-    // this step while the previous tile's P V, which the output waits for, is still in flight.
+    // Raises the running max if the warp must (then rescales the running sum by the change, row_rescale) and leaves
+    // s = exp2(S·log2 e − max), the tile's unnormalised probabilities. The output is rescaled apart (rescale), so
+    // that a kernel can run this step while the previous tile's P V, which the output waits for, is still in flight.
     // Only the lane's max is compiled with and without the masks: the shuffles after it then run where ptxas knows
     // the warp converged (inside the branch it added a divergent path for them, which spilled in the Hopper forward).
     template <int NK>
@@ -258,6 +265,7 @@ template <int M> struct OnlineSoftmax {
                                          float scale_log2) {
         float tile_max[M][2];  // of the raw scores: scale_log2 > 0, so it scales after the max
         with_mask(crosses_diagonal, [&](auto masked) { lane_max<decltype(masked)::value>(tile_max, s, row0, s0); });
+        bool rise = false;
 #pragma unroll
         for (int m = 0; m < M; m++)
 #pragma unroll
@@ -265,8 +273,17 @@ template <int M> struct OnlineSoftmax {
                 float& mx = tile_max[m][r];
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-                // finite: key 0, in the first step, is visible to every row
-                const float new_max = fmaxf(row_max[m][r], mx * scale_log2);
+                // finite: key 0, in the first step, is visible to every row (and -inf + SLACK is -inf)
+                mx = fmaxf(row_max[m][r], mx * scale_log2);
+                rise |= mx > row_max[m][r] + ATTENTION_MAX_SLACK;
+            }
+        raised = __any_sync(0xffffffff, rise);
+#pragma unroll
+        for (int m = 0; m < M; m++)
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                // a select, not a branch: a branch here cost the loop its uniform registers (descriptors, counters)
+                const float new_max = raised ? tile_max[m][r] : row_max[m][r];
                 row_rescale[m][r] = exp2_approx(row_max[m][r] - new_max);
                 row_max[m][r] = new_max;
                 float sum = 0.0f;
@@ -303,8 +320,9 @@ template <int M> struct OnlineSoftmax {
             }
     }
 
-    // The output's sums so far (o: 8NO columns) scaled as the last step scaled the running sums.
+    // The output's sums so far (o: 8NO columns) scaled as the last step scaled the running sums, if it did.
     template <int NO> __device__ __forceinline__ void rescale(float (&o)[M][NO][4]) const {
+        if (!raised) return;
 #pragma unroll
         for (int m = 0; m < M; m++)
 #pragma unroll
