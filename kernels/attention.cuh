@@ -678,25 +678,34 @@ static __global__ void __launch_bounds__(32 * AttentionTiles<HD>::forward_warps,
     store_rows<HD, M>(y + head.rows, head.D, o, row0, T, 1.0f, nullptr);
 }
 
-// δ_t = dy_t·y_t and lse_t·log2 e of each (position, head) into its dq slot (store_query_floats).
-// grid ceil(BT·heads / ATTENTION_ROW_SUM_THREADS)
+// δ_t = dy_t·y_t and lse_t·log2 e of each (position, head) into its dq slot (store_query_floats). HD / chunk
+// consecutive lanes share a (position, head), one chunk of dy and y each, summed by shuffles: a warp's loads are
+// whole 128-byte lines (a thread a (position, head) read 16 bytes of 32 lines at a time, at a fifth of the bandwidth).
+// grid ceil(BT·heads·HD / chunk / ATTENTION_ROW_SUM_THREADS)
 template <int HD>
 static __global__ void attention_row_sum_kernel(floatX* dqkv, const floatX* dy, const floatX* y, const float* lse,
                                                 int BT, int T, int heads) {
     static_assert(HD * sizeof(floatX) >= ATTENTION_QUERY_FLOATS * sizeof(float), "the query floats fit a dq slot");
-    using Chunk = FloatXPack<AttentionTiles<HD>::chunk>;
-    const size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-    if (idx >= (size_t)BT * heads) return;
-    const size_t row = idx / heads, D = (size_t)heads * HD, offset = row * D + idx % heads * HD;
+    constexpr int CHUNK = AttentionTiles<HD>::chunk, LANES = HD / CHUNK;  // lanes of a (position, head)
+    static_assert(LANES <= 32 && 32 % LANES == 0, "a (position, head) within one warp");
+    using Chunk = FloatXPack<CHUNK>;
+    const size_t idx = blockIdx.x * (size_t)blockDim.x + threadIdx.x, pair = idx / LANES;
+    const bool active = pair < (size_t)BT * heads;  // no early return: every lane takes part in the shuffles
+    const size_t row = pair / heads, head = pair % heads, D = (size_t)heads * HD;
+    const size_t offset = row * D + head * HD + idx % LANES * CHUNK;
     float sum = 0.0f;
-    for (int i = 0; i < HD; i += AttentionTiles<HD>::chunk) {
-        const Chunk a = *reinterpret_cast<const Chunk*>(dy + offset + i);
-        const Chunk b = *reinterpret_cast<const Chunk*>(y + offset + i);
+    if (active) {
+        const Chunk a = *reinterpret_cast<const Chunk*>(dy + offset);
+        const Chunk b = *reinterpret_cast<const Chunk*>(y + offset);
 #pragma unroll
-        for (int u = 0; u < AttentionTiles<HD>::chunk; u++) sum += to_float(a.v[u]) * to_float(b.v[u]);
+        for (int u = 0; u < CHUNK; u++) sum += to_float(a.v[u]) * to_float(b.v[u]);
     }
-    const size_t head = idx % heads, lse_at = (row / T * heads + head) * T + row % T;  // (b, head, t)
-    store_query_floats(dqkv + row * 3 * D + head * HD, {sum, lse[lse_at] * ATTENTION_LOG2E});
+#pragma unroll
+    for (int lane_bit = LANES / 2; lane_bit > 0; lane_bit /= 2) sum += __shfl_xor_sync(0xffffffff, sum, lane_bit);
+    if (active && idx % LANES == 0) {
+        const size_t lse_at = (row / T * heads + head) * T + row % T;  // (b, head, t)
+        store_query_floats(dqkv + row * 3 * D + head * HD, {sum, lse[lse_at] * ATTENTION_LOG2E});
+    }
 }
 
 // dk and dv for a tile of ATTENTION_BACKWARD_ROWS keys (warp w: keys 16w … 16w + 15 of it), stepping over the
@@ -1230,8 +1239,8 @@ static inline void attention_backward(floatX* dqkv, const floatX* dy, const floa
     attention_with_head_size(D, heads, [&](auto head_size) {
         constexpr int HD = decltype(head_size)::value;
         using Tiles = AttentionTiles<HD>;
-        const size_t rows = (size_t)B * T * heads;
-        attention_row_sum_kernel<HD><<<(unsigned)ceil_div(rows, (size_t)ATTENTION_ROW_SUM_THREADS),
+        const size_t lanes = (size_t)B * T * heads * (HD / Tiles::chunk);
+        attention_row_sum_kernel<HD><<<(unsigned)ceil_div(lanes, (size_t)ATTENTION_ROW_SUM_THREADS),
                                        ATTENTION_ROW_SUM_THREADS, 0, stream>>>(dqkv, dy, y, lse, B * T, T, heads);
         cudaCheckLaunch();
         auto launch = [&](auto kernel, int block_rows, int threads, size_t shared) {
