@@ -236,10 +236,10 @@ template <typename Run> __device__ __forceinline__ void with_mask(bool crosses_d
 }
 
 // The forward's online softmax over a warp's 16M rows from row0, one tile of keys at a time. The running max is
-// raised only when a row's tile max passes it by more than ATTENTION_MAX_SLACK: the rescale of the output and the
-// sums (32 multiplies a lane a step at hd 64) is skipped in most steps, and
-// the probabilities exp2(S·log2 e − max) it leaves stay below 2^SLACK, which bf16 and the fp32 sums hold exactly as
-// they hold values below 1. The decision is the warp's (a vote), so that the skip is a branch no lane diverges on.
+// raised only when a row's tile max passes it by more than ATTENTION_MAX_SLACK, so the output's rescale (32
+// multiplies a lane a step at hd 64) is skipped in most steps; the probabilities exp2(S·log2 e − max) then stay
+// below 2^SLACK, which bf16 and the fp32 sums hold at the same relative precision as values below 1. The decision
+// is the warp's (a vote), so that the skip is a branch no lane diverges on.
 static constexpr float ATTENTION_MAX_SLACK = 8.0f;
 template <int M> struct OnlineSoftmax {
     float row_max[M][2];      // per row (m, r): the max of S·log2 e so far, or up to SLACK below it
@@ -679,8 +679,8 @@ static __global__ void __launch_bounds__(32 * AttentionTiles<HD>::forward_warps,
 }
 
 // δ_t = dy_t·y_t and lse_t·log2 e of each (position, head) into its dq slot (store_query_floats). HD / chunk
-// consecutive lanes share a (position, head), one chunk of dy and y each, summed by shuffles: a warp's loads are
-// whole 128-byte lines (a thread a (position, head) read 16 bytes of 32 lines at a time, at a fifth of the bandwidth).
+// consecutive lanes share a (position, head), one chunk of dy and y each, summed by shuffles, so that a warp's
+// loads are whole 128-byte lines (a thread a (position, head) touched 32 lines a load, for 16 bytes of each).
 // grid ceil(BT·heads·HD / chunk / ATTENTION_ROW_SUM_THREADS)
 template <int HD>
 static __global__ void attention_row_sum_kernel(floatX* dqkv, const floatX* dy, const floatX* y, const float* lse,
@@ -701,7 +701,8 @@ static __global__ void attention_row_sum_kernel(floatX* dqkv, const floatX* dy, 
         for (int u = 0; u < CHUNK; u++) sum += to_float(a.v[u]) * to_float(b.v[u]);
     }
 #pragma unroll
-    for (int lane_bit = LANES / 2; lane_bit > 0; lane_bit /= 2) sum += __shfl_xor_sync(0xffffffff, sum, lane_bit);
+    for (int lane_bit = LANES / 2; lane_bit > 0; lane_bit /= 2)
+        sum += __shfl_xor_sync(0xffffffff, sum, lane_bit);
     if (active && idx % LANES == 0) {
         const size_t lse_at = (row / T * heads + head) * T + row % T;  // (b, head, t)
         store_query_floats(dqkv + row * 3 * D + head * HD, {sum, lse[lse_at] * ATTENTION_LOG2E});
