@@ -641,6 +641,11 @@ __device__ __forceinline__ void await_step_tiles() {
     __syncthreads();
 }
 
+// The key tiles of KEYS rows that the query rows up to last_row step over: those up to the diagonal, none past T.
+template <int KEYS> __device__ __forceinline__ int key_tiles_through(int last_row, int T) {
+    return (min(last_row + 1, T) + KEYS - 1) / KEYS;
+}
+
 // y and lse for a tile of ATTENTION_FORWARD_ROWS queries.
 // shared: q tile (ATTENTION_FORWARD_ROWS rows), k and v tiles (step rows) × 2 buffers each
 template <int HD>
@@ -656,7 +661,7 @@ static __global__ void __launch_bounds__(32 * AttentionTiles<HD>::forward_warps,
     const int row0 = t0 + (int)threadIdx.x / 32 * WARP_ROWS;  // the warp's first query
     const floatX* q = qkv + head.qkv;
     const KeyValueTiles<HD, KEYS> kv(q_tile + ATTENTION_FORWARD_ROWS * P, q, head, T);
-    const int n_steps = (min(t0 + ATTENTION_FORWARD_ROWS, T) + KEYS - 1) / KEYS;  // key tiles up to the diagonal
+    const int n_steps = key_tiles_through<KEYS>(t0 + ATTENTION_FORWARD_ROWS - 1, T);
     const float scale_log2 = ATTENTION_LOG2E / sqrtf((float)HD);
 
     stage_rows<HD, ATTENTION_FORWARD_ROWS>(q_tile, q, head.stride, t0, T);
@@ -771,7 +776,7 @@ static __global__ void __launch_bounds__(32 * ATTENTION_BACKWARD_WARPS, 1)
     const floatX* q = qkv + head.qkv;
     const KeyValueTiles<HD, KEYS> kv(dy_tile + ATTENTION_BACKWARD_ROWS * P, q, head, T);
     floatX* dq = dqkv + head.qkv;
-    const int n_steps = (min(t0 + ATTENTION_BACKWARD_ROWS, T) + KEYS - 1) / KEYS;
+    const int n_steps = key_tiles_through<KEYS>(t0 + ATTENTION_BACKWARD_ROWS - 1, T);
     const float scale = 1.0f / sqrtf((float)HD), scale_log2 = ATTENTION_LOG2E * scale;
 
     stage_rows<HD, ATTENTION_BACKWARD_ROWS>(q_tile, q, head.stride, t0, T);
@@ -947,6 +952,8 @@ __device__ __forceinline__ void pipelined_steps(const Tiles& kv, int n_steps, in
                                                 Accumulate accumulate, Pack pack) {
     constexpr int LEAD = ATTENTION_WGMMA_PIPELINE_LEAD;
     static_assert(LEAD >= 1 && Tiles::STAGES == LEAD + 3, "the buffer a load reuses was released a step before");
+    static_assert(ATTENTION_WGMMA_ROWS == 2 * ATTENTION_WGMMA_STEP,
+                  "two warpgroups a step apart: thread 0's reads every tile from 0 and all but at most the last");
     if (threadIdx.x == 0)
         for (int i = 0; i <= LEAD && i < n_steps; i++) kv.load_step(i);
     for (int i = 0; i < first; i++) kv.release(i);  // tiles the warpgroup never reads
@@ -985,8 +992,8 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, HD <= 64 ? 2 :
     const int warp = (int)threadIdx.x / 32;
     const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ROWS;
     const int group_row0 = t0 + warp / 4 * 64, row0 = t0 + warp * 16;  // the warpgroup's and the warp's first query
-    const int n_steps = (min(t0 + ROWS, T) + KEYS - 1) / KEYS;           // key tiles up to the block's last row
-    const int group_tiles = min(n_steps, (group_row0 + 63) / KEYS + 1);  // and up to the warpgroup's
+    const int n_steps = key_tiles_through<KEYS>(t0 + ROWS - 1, T);        // up to the block's last row
+    const int group_tiles = key_tiles_through<KEYS>(group_row0 + 63, T);  // and up to the warpgroup's
     const float scale_log2 = ATTENTION_LOG2E / sqrtf((float)HD);
 
     kv.init();
@@ -997,7 +1004,6 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, HD <= 64 ? 2 :
     uint32_t q_rows[HD / 16][4], p[1][KEYS / 16][4];  // A fragments: the warp's queries; P of the tile before
     float s[1][KEYS / 8][4], o[1][HD / 8][4] = {};
     OnlineSoftmax<1> softmax;
-    static_assert(ROWS - 64 <= KEYS, "the warpgroups' last tiles differ by at most one: thread 0 loads every tile");
     pipelined_steps(
         kv, n_steps, 0, group_tiles, [&] { load_a_fragments<HD, ROWS>(q_rows, kv.own_tile(0), row0 - t0); },
         [&](int tile) { wgmma_row_dots<HD, KEYS>(s[0], q_rows, kv.step_tile(0, tile)); },
@@ -1049,7 +1055,6 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
     }
     // the warpgroup's first query tile: the first that reaches its keys (or the last, all masked, if none does)
     const int first = min(warp / 4, n_steps - 1);
-    static_assert(ROWS == 2 * QUERIES, "thread 0's warpgroup reads every tile from 0");
     uint32_t k_rows[HD / 16][4], v_rows[HD / 16][4];                          // A fragments: the warp's keys
     uint32_t p_rows[1][QUERIES / 16][4], ds_rows[1][QUERIES / 16][4];          // and P, dS of the tile before
     float p[1][QUERIES / 8][4], ds[1][QUERIES / 8][4], dk[1][HD / 8][4] = {}, dv[1][HD / 8][4] = {};
@@ -1101,8 +1106,8 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
     const int t0 = (int)(gridDim.x - 1 - blockIdx.x) * ROWS;            // the longest rows first
     const int group_row0 = t0 + warp / 4 * 64, row0 = t0 + warp * 16;  // the warpgroup's and the warp's first query
     floatX* dq = dqkv + head.qkv;
-    const int n_steps = (min(t0 + ROWS, T) + KEYS - 1) / KEYS;           // key tiles up to the block's last row
-    const int group_tiles = min(n_steps, (group_row0 + 63) / KEYS + 1);  // and up to the warpgroup's
+    const int n_steps = key_tiles_through<KEYS>(t0 + ROWS - 1, T);        // up to the block's last row
+    const int group_tiles = key_tiles_through<KEYS>(group_row0 + 63, T);  // and up to the warpgroup's
     const float scale = 1.0f / sqrtf((float)HD), scale_log2 = ATTENTION_LOG2E * scale;
 
     kv.init();
@@ -1115,7 +1120,6 @@ static __global__ void __launch_bounds__(ATTENTION_WGMMA_THREADS, 1)
     load_query_rows(lse_row, delta_row, dq, head.stride, row0, T);
     uint32_t q_rows[HD / 16][4], dy_rows[HD / 16][4], ds_rows[1][KEYS / 16][4];  // A fragments; dS of the tile before
     float p[1][KEYS / 8][4], ds[1][KEYS / 8][4], acc[1][HD / 8][4] = {};
-    static_assert(ROWS - 64 <= KEYS, "the warpgroups' last tiles differ by at most one: thread 0 loads every tile");
     pipelined_steps(
         kv, n_steps, 0, group_tiles,
         [&] {
