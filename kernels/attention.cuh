@@ -953,7 +953,7 @@ __device__ __forceinline__ void pipelined_steps(const Tiles& kv, int n_steps, in
     constexpr int LEAD = ATTENTION_WGMMA_PIPELINE_LEAD;
     static_assert(LEAD >= 1 && Tiles::STAGES == LEAD + 3, "the buffer a load reuses was released a step before");
     static_assert(ATTENTION_WGMMA_ROWS == 2 * ATTENTION_WGMMA_STEP,
-                  "two warpgroups a step apart: thread 0's reads every tile from 0 and all but at most the last");
+                  "two warpgroups a step apart: thread 0's reads every tile from 0, all but at most the last");
     if (threadIdx.x == 0)
         for (int i = 0; i <= LEAD && i < n_steps; i++) kv.load_step(i);
     for (int i = 0; i < first; i++) kv.release(i);  // tiles the warpgroup never reads
